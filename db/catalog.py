@@ -1,0 +1,224 @@
+"""Reading and writing the catalog. Writers stage rows in one transaction per checkpoint, so that the
+database and the FAISS generation it names change together (see indexer/store.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Iterable, Sequence
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.schema import Base, CorpusRow, FailureRow, FileRow, IndexInfoRow, SegmentRow, utcnow
+from db.session import make_engine, redact_url
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What the catalog knows of an indexed file."""
+
+    id: int
+    corpus_id: int
+    path: str
+    content_hash: str
+    size: int
+    duration: float
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    """A segment with the absolute path of its file, as search results need it."""
+
+    id: int
+    file_id: int
+    path: str
+    start: float
+    end: float
+    modalities: str
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    corpus_root: str
+    path: str
+    content_hash: str
+    reason: str
+
+
+class Catalog:
+    """The catalog database of one index."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    # -- provenance -------------------------------------------------------------------------------
+    def info(self) -> IndexInfoRow | None:
+        """The provenance row, or None for an empty catalog."""
+        with self.session() as s:
+            return s.get(IndexInfoRow, 1)
+
+    # -- reads -------------------------------------------------------------------------------------
+    def corpus_files(self, corpus_id: int) -> dict[str, FileRecord]:
+        """Indexed files of a corpus by relative path."""
+        with self.session() as s:
+            rows = s.execute(select(FileRow).where(FileRow.corpus_id == corpus_id)).scalars()
+            return {
+                r.path: FileRecord(r.id, r.corpus_id, r.path, r.content_hash, r.size, r.duration) for r in rows
+            }
+
+    def corpus_failures(self, corpus_id: int) -> dict[str, FailureRecord]:
+        with self.session() as s:
+            rows = s.execute(
+                select(FailureRow, CorpusRow.root)
+                .join(CorpusRow, FailureRow.corpus_id == CorpusRow.id)
+                .where(FailureRow.corpus_id == corpus_id)
+            ).all()
+            return {f.path: FailureRecord(root, f.path, f.content_hash, f.reason) for f, root in rows}
+
+    def failures(self) -> list[FailureRecord]:
+        """Every file recorded as failed, in path order."""
+        with self.session() as s:
+            rows = s.execute(
+                select(FailureRow, CorpusRow.root)
+                .join(CorpusRow, FailureRow.corpus_id == CorpusRow.id)
+                .order_by(CorpusRow.root, FailureRow.path)
+            ).all()
+            return [FailureRecord(root, f.path, f.content_hash, f.reason) for f, root in rows]
+
+    def segments(self, ids: Iterable[int]) -> dict[int, SegmentRecord]:
+        """Segments by id, with absolute file paths; unknown ids are left out."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        with self.session() as s:
+            rows = s.execute(
+                select(SegmentRow, FileRow.path, CorpusRow.root)
+                .join(FileRow, SegmentRow.file_id == FileRow.id)
+                .join(CorpusRow, FileRow.corpus_id == CorpusRow.id)
+                .where(SegmentRow.id.in_(ids))
+            ).all()
+            return {
+                seg.id: SegmentRecord(seg.id, seg.file_id, _join(root, path), seg.start, seg.end, seg.modalities)
+                for seg, path, root in rows
+            }
+
+    def counts(self) -> dict[str, int]:
+        """Numbers of corpora, files, segments and failures."""
+        with self.session() as s:
+            return {
+                "corpora": s.scalar(select(func.count()).select_from(CorpusRow)) or 0,
+                "files": s.scalar(select(func.count()).select_from(FileRow)) or 0,
+                "segments": s.scalar(select(func.count()).select_from(SegmentRow)) or 0,
+                "failures": s.scalar(select(func.count()).select_from(FailureRow)) or 0,
+            }
+
+    def segment_ids(self) -> list[int]:
+        with self.session() as s:
+            return list(s.scalars(select(SegmentRow.id).order_by(SegmentRow.id)))
+
+    def writer(self) -> "CatalogWriter":
+        return CatalogWriter(self.session())
+
+
+class CatalogWriter:
+    """One build's open transaction. Nothing is visible to readers until `commit(generation)`."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def ensure_info(self, **provenance: object) -> IndexInfoRow:
+        """The provenance row, created from `provenance` when the catalog is new."""
+        row = self.session.get(IndexInfoRow, 1)
+        if row is None:
+            row = IndexInfoRow(id=1, generation=0, **provenance)
+            self.session.add(row)
+            self.session.flush()
+        return row
+
+    def corpus_id(self, root: str) -> int:
+        row = self.session.execute(select(CorpusRow).where(CorpusRow.root == root)).scalar_one_or_none()
+        if row is None:
+            row = CorpusRow(root=root)
+            self.session.add(row)
+            self.session.flush()
+        return row.id
+
+    def add_file(
+        self,
+        corpus_id: int,
+        path: str,
+        content_hash: str,
+        size: int,
+        mtime: float,
+        duration: float,
+        source_rate: int,
+        channels: int,
+        spans: Sequence[tuple[float, float]],
+        modalities: str = "audio",
+    ) -> tuple[int, list[int]]:
+        """Stage a file and its segments; returns (file id, segment ids in `spans` order)."""
+        file_row = FileRow(
+            corpus_id=corpus_id,
+            path=path,
+            content_hash=content_hash,
+            size=size,
+            mtime=mtime,
+            duration=duration,
+            source_rate=source_rate,
+            channels=channels,
+        )
+        self.session.add(file_row)
+        self.session.flush()
+        segment_rows = [SegmentRow(file_id=file_row.id, start=a, end=b, modalities=modalities) for a, b in spans]
+        self.session.add_all(segment_rows)
+        self.session.flush()
+        self.clear_failure(corpus_id, path)
+        return file_row.id, [r.id for r in segment_rows]
+
+    def remove_file(self, file_id: int) -> list[int]:
+        """Stage the removal of a file and its segments; returns the segment ids removed."""
+        segment_ids = list(self.session.scalars(select(SegmentRow.id).where(SegmentRow.file_id == file_id)))
+        self.session.execute(delete(SegmentRow).where(SegmentRow.file_id == file_id))
+        self.session.execute(delete(FileRow).where(FileRow.id == file_id))
+        return segment_ids
+
+    def record_failure(self, corpus_id: int, path: str, content_hash: str, reason: str) -> None:
+        self.clear_failure(corpus_id, path)
+        self.session.add(FailureRow(corpus_id=corpus_id, path=path, content_hash=content_hash, reason=reason))
+
+    def clear_failure(self, corpus_id: int, path: str) -> None:
+        self.session.execute(
+            delete(FailureRow).where(FailureRow.corpus_id == corpus_id, FailureRow.path == path)
+        )
+
+    def commit(self, generation: int) -> None:
+        """Make the staged rows visible, naming `generation` as the current FAISS files."""
+        info = self.session.get(IndexInfoRow, 1)
+        if info is not None:
+            info.generation = generation
+            info.updated_at = utcnow()
+        self.session.commit()
+
+    def rollback(self) -> None:
+        self.session.rollback()
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _join(root: str, path: str) -> str:
+    return str(PurePosixPath(root) / path)

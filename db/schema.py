@@ -1,0 +1,108 @@
+"""Tables of the catalog. Segment ids are the FAISS vector ids; file ids are the file-level vector ids."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA_VERSION = 1
+
+# SQLite only makes INTEGER PRIMARY KEY an alias of its rowid (and so auto-incrementing); BIGINT on
+# Postgres, where vector ids may outgrow 2**31.
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class IndexInfoRow(Base):
+    """Provenance of the index (one row): what made the vectors, and which generation is current."""
+
+    __tablename__ = "index_info"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schema_version: Mapped[int] = mapped_column(Integer, default=SCHEMA_VERSION)
+    model_id: Mapped[str] = mapped_column(String(512))
+    family: Mapped[str] = mapped_column(String(64))
+    checkpoint: Mapped[str] = mapped_column(Text)  # where the weights were read from (path or hub file)
+    checkpoint_sha256: Mapped[str] = mapped_column(String(64))
+    dim: Mapped[int] = mapped_column(Integer)
+    metric: Mapped[str] = mapped_column(String(32))
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    window_seconds: Mapped[float] = mapped_column(Float)
+    hop_seconds: Mapped[float] = mapped_column(Float)
+    preprocessing: Mapped[dict] = mapped_column(JSON)
+    faiss_factory: Mapped[str] = mapped_column(String(256))
+    versions: Mapped[dict] = mapped_column(JSON)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CorpusRow(Base):
+    """A corpus root directory that files were indexed from."""
+
+    __tablename__ = "corpora"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    root: Mapped[str] = mapped_column(Text, unique=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FileRow(Base):
+    """An indexed media file; its id is also the id of its file-level vector."""
+
+    __tablename__ = "files"
+    __table_args__ = (UniqueConstraint("corpus_id", "path"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(Text)  # POSIX path relative to the corpus root
+    content_hash: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime: Mapped[float] = mapped_column(Float)
+    duration: Mapped[float] = mapped_column(Float)
+    source_rate: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[int] = mapped_column(Integer)
+    indexed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    corpus: Mapped[CorpusRow] = relationship()
+    segments: Mapped[list["SegmentRow"]] = relationship(
+        back_populates="file", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class SegmentRow(Base):
+    """A window of a file; its id is the id of its vector in the segment index."""
+
+    __tablename__ = "segments"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), index=True)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    modalities: Mapped[str] = mapped_column(String(32), default="audio")
+
+    file: Mapped[FileRow] = relationship(back_populates="segments")
+
+
+class FailureRow(Base):
+    """A file that could not be indexed, with why; retried when its content changes."""
+
+    __tablename__ = "failures"
+    __table_args__ = (UniqueConstraint("corpus_id", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,305 @@
+"""`indexer build`: bring an index up to date with a corpus directory.
+
+scan -> plan (content hash: unchanged / new / changed / deleted) -> decode -> windows -> batched encode
+-> rows + vectors, committed together at checkpoints (see indexer/store.py). A file that cannot be read
+is recorded as failed with its reason and the run goes on; it is retried once its content changes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from db.catalog import CatalogWriter, FileRecord
+from indexer.corpus import CorpusFile, content_hash, scan_corpus
+from indexer.encoders import DEFAULT_MODEL, Encoder, l2_normalize, load_encoder, resolve_model
+from indexer.errors import AudioDecodeError, EmptyCorpusError, IndexMismatchError, ResoundError
+from indexer.index import Index, Provenance, check_encoder, check_model
+from indexer.media import MEDIA_EXTENSIONS, decode_audio
+from indexer.store import DEFAULT_FACTORY, VectorStore
+from indexer.windows import cut_windows
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build: which model, how to cut windows, how often to checkpoint."""
+
+    model: str = DEFAULT_MODEL
+    batch_size: int = 16  # windows per forward pass
+    hop_seconds: float | None = None  # None: the model's window length (no overlap)
+    device: str = "cpu"
+    db_url: str | None = None  # None: catalog.sqlite inside the index directory
+    checkpoint_seconds: float = 300.0  # commit finished files at least this often
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    path: str
+    reason: str
+
+
+@dataclass
+class BuildReport:
+    """What a build changed."""
+
+    index: Path
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: list[FailedFile] = field(default_factory=list)
+    still_failed: int = 0  # failed before, unchanged since: not retried
+    segments_added: int = 0
+    segments_removed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed or self.failed)
+
+
+@dataclass
+class _FileJob:
+    """A file being embedded: its windows' vectors arrive batch by batch."""
+
+    file: CorpusFile
+    content_hash: str
+    previous: FileRecord | None
+    duration: float = 0.0
+    source_rate: int = 0
+    channels: int = 0
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    vectors: list[np.ndarray | None] = field(default_factory=list)
+
+    def complete(self) -> bool:
+        return all(v is not None for v in self.vectors)
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def build_index(
+    corpus: str | Path,
+    index_path: str | Path,
+    options: BuildOptions = BuildOptions(),
+    progress: ProgressCallback | None = None,
+) -> BuildReport:
+    """Index every media file under `corpus` into `index_path`, skipping unchanged files.
+
+    Returns a BuildReport; raises EmptyCorpusError, IndexMismatchError, IndexLockedError and model
+    loading errors. Per-file decode errors are reported in `BuildReport.failed`, not raised.
+    """
+    started = time.monotonic()
+    corpus = Path(corpus).expanduser().resolve()
+    if not corpus.is_dir():
+        raise EmptyCorpusError(f"{corpus}: corpus directory not found")
+    files = scan_corpus(corpus)
+    if not files:
+        # Also for an existing index: an empty (or unmounted) corpus must not wipe it.
+        raise EmptyCorpusError(
+            f"{corpus}: no audio or video files to index (looked for {', '.join(sorted(MEDIA_EXTENSIONS))})"
+        )
+
+    index = Index(index_path, db_url=options.db_url, create=True)
+    try:
+        with index.writer_lock():
+            return _build_locked(index, corpus, files, options, progress, started)
+    finally:
+        index.close()
+
+
+def _build_locked(
+    index: Index,
+    corpus: Path,
+    files: list[CorpusFile],
+    options: BuildOptions,
+    progress: ProgressCallback | None,
+    started: float,
+) -> BuildReport:
+    stored = index.provenance()
+    ref = resolve_model(options.model)
+    if stored is not None:
+        # Cheap check before the model is loaded: the checkpoint hash alone tells a different model.
+        check_model(index.path, stored, ref.model_id, ref.sha256())
+        if options.hop_seconds is not None and options.hop_seconds != stored.hop_seconds:
+            raise IndexMismatchError(
+                f"{index.path}: index uses a hop of {stored.hop_seconds} s, not {options.hop_seconds} s"
+            )
+    encoder = load_encoder(options.model, device=options.device)
+    if stored is not None:
+        check_encoder(index.path, stored, encoder.info)
+        hop_seconds = stored.hop_seconds
+    else:
+        hop_seconds = options.hop_seconds or encoder.info.window_seconds
+        if hop_seconds <= 0:
+            raise ValueError("hop must be positive")
+
+    report = BuildReport(index=index.path)
+    writer = index.catalog.writer()
+    try:
+        writer.ensure_info(**vars(Provenance.of(encoder.info, str(ref.checkpoint), hop_seconds)))
+        corpus_id = writer.corpus_id(str(corpus))
+        generation = index.generation()
+        factory = stored.faiss_factory if stored is not None else DEFAULT_FACTORY
+        stores = index.directory.load_stores(generation, encoder.info.dim, factory)
+
+        jobs = _plan(index, writer, corpus_id, files, report)
+        for record in _deleted(index, corpus_id, files):
+            _remove_file(writer, stores, record, report)
+
+        last_checkpoint = time.monotonic()
+        done = 0
+        for job in _embedded_jobs(jobs, encoder, hop_seconds, options.batch_size, writer, corpus_id, report):
+            if job is not None:
+                _store_file(writer, stores, corpus_id, job, report)
+            done += 1
+            if progress:
+                progress(done, len(jobs))
+            if time.monotonic() - last_checkpoint > options.checkpoint_seconds:
+                generation = _checkpoint(index, stores, writer, generation)
+                last_checkpoint = time.monotonic()
+        if report.changed or index.generation() == 0:
+            generation = _checkpoint(index, stores, writer, generation)
+        else:
+            writer.commit(generation)  # failures of unchanged files may have been cleared
+    except BaseException:
+        writer.rollback()
+        raise
+    finally:
+        writer.close()
+    index.directory.remove_other_generations(index.generation())
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _plan(
+    index: Index, writer: CatalogWriter, corpus_id: int, files: list[CorpusFile], report: BuildReport
+) -> list[_FileJob]:
+    """Files to embed: new ones, changed ones, and failed ones whose content changed since."""
+    existing = index.catalog.corpus_files(corpus_id)
+    failures = index.catalog.corpus_failures(corpus_id)
+    jobs = []
+    for f in files:
+        try:
+            digest = content_hash(f.absolute)
+        except OSError as e:
+            reason = f"cannot read file ({e.strerror or e})"
+            writer.record_failure(corpus_id, f.path, "", reason)
+            report.failed.append(FailedFile(str(f.absolute), reason))
+            continue
+        previous = existing.get(f.path)
+        if previous is not None and previous.content_hash == digest:
+            report.unchanged += 1
+        elif f.path in failures and failures[f.path].content_hash == digest:
+            report.still_failed += 1
+        else:
+            jobs.append(_FileJob(f, digest, previous))
+    return jobs
+
+
+def _deleted(index: Index, corpus_id: int, files: list[CorpusFile]) -> list[FileRecord]:
+    present = {f.path for f in files}
+    return [r for path, r in index.catalog.corpus_files(corpus_id).items() if path not in present]
+
+
+def _embedded_jobs(
+    jobs: list[_FileJob],
+    encoder: Encoder,
+    hop_seconds: float,
+    batch_size: int,
+    writer: CatalogWriter,
+    corpus_id: int,
+    report: BuildReport,
+) -> Iterator[_FileJob | None]:
+    """Decode and window each job's file and embed windows in batches across files.
+
+    Yields each job once all its windows have vectors (None for a file that failed), in corpus order.
+    """
+    info = encoder.info
+    window = info.window_samples
+    hop = max(1, int(round(hop_seconds * info.sample_rate)))
+    pending: list[tuple[_FileJob, int, np.ndarray]] = []
+    open_jobs: list[_FileJob] = []
+
+    def flush() -> Iterator[_FileJob]:
+        vectors = encoder.embed_audio([samples for _, _, samples in pending])
+        for (job, slot, _), vector in zip(pending, vectors):
+            job.vectors[slot] = vector
+        pending.clear()
+        while open_jobs and open_jobs[0].complete():
+            yield open_jobs.pop(0)
+
+    for job in jobs:
+        try:
+            decoded = decode_audio(job.file.absolute, info.sample_rate)
+            windows = cut_windows(decoded.samples, window, hop)
+            if not windows:
+                raise AudioDecodeError(job.file.absolute, "no audio samples")
+        except AudioDecodeError as e:
+            writer.record_failure(corpus_id, job.file.path, job.content_hash, "; ".join(e.reasons))
+            report.failed.append(FailedFile(str(job.file.absolute), "; ".join(e.reasons)))
+            yield None
+            continue
+        job.duration, job.source_rate, job.channels = decoded.duration, decoded.source_rate, decoded.source_channels
+        job.spans = [w.seconds(info.sample_rate) for w in windows]
+        job.vectors = [None] * len(windows)
+        open_jobs.append(job)
+        for slot, w in enumerate(windows):
+            pending.append((job, slot, w.samples))
+            if len(pending) >= batch_size:
+                yield from flush()
+    if pending:
+        yield from flush()
+
+
+def _remove_file(writer: CatalogWriter, stores: dict[str, VectorStore], record: FileRecord, report: BuildReport) -> None:
+    segment_ids = writer.remove_file(record.id)
+    stores["segments"].remove(segment_ids)
+    stores["files"].remove([record.id])
+    report.removed += 1
+    report.segments_removed += len(segment_ids)
+
+
+def _store_file(
+    writer: CatalogWriter, stores: dict[str, VectorStore], corpus_id: int, job: _FileJob, report: BuildReport
+) -> None:
+    if job.previous is not None:
+        segment_ids = writer.remove_file(job.previous.id)
+        stores["segments"].remove(segment_ids)
+        stores["files"].remove([job.previous.id])
+        report.segments_removed += len(segment_ids)
+        report.updated += 1
+    else:
+        report.added += 1
+    file_id, segment_ids = writer.add_file(
+        corpus_id,
+        job.file.path,
+        job.content_hash,
+        job.file.size,
+        job.file.mtime,
+        job.duration,
+        job.source_rate,
+        job.channels,
+        job.spans,
+    )
+    vectors = np.stack(job.vectors).astype(np.float32)
+    stores["segments"].add(segment_ids, vectors)
+    stores["files"].add([file_id], l2_normalize(vectors.mean(axis=0, keepdims=True)))
+    report.segments_added += len(segment_ids)
+
+
+def _checkpoint(index: Index, stores: dict[str, VectorStore], writer: CatalogWriter, generation: int) -> int:
+    """Write the stores as the next generation, then commit the rows that name it."""
+    new_generation = generation + 1
+    index.directory.save_stores(stores, new_generation)
+    writer.commit(new_generation)
+    index.write_manifest()
+    index.directory.remove_other_generations(new_generation)
+    return new_generation
+
+
+__all__ = ["BuildOptions", "BuildReport", "FailedFile", "build_index", "ResoundError"]

@@ -1,0 +1,140 @@
+"""`indexer`: build and inspect indexes. Thin: parse options, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from indexer.build import BuildOptions, build_index
+from indexer.encoders import DEFAULT_MODEL, MODELS
+from indexer.errors import ResoundError
+from indexer.index import Index
+
+# Exit status of a build that finished but could not index some files.
+EXIT_PARTIAL = 3
+
+
+def default_index() -> str:
+    return os.environ.get("RESOUND_INDEX", "resound_index")
+
+
+def index_option(f):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--index",
+        "index_path",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=default_index,
+        show_default="$RESOUND_INDEX or ./resound_index",
+        help="Index directory.",
+    )(f)
+
+
+def db_option(f):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--db", "db_url", default=None, envvar="RESOUND_DB", help="Catalog database URL (default: SQLite in the index)."
+    )(f)
+
+
+class ResoundGroup(click.Group):
+    """Turns the library's domain errors into one-line click errors."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except ResoundError as e:
+            raise click.ClickException(str(e)) from e
+
+
+@click.group(cls=ResoundGroup)
+def main() -> None:
+    """Index folders of audio and video for semantic search."""
+
+
+@main.command()
+@click.argument("corpus", type=click.Path(path_type=Path))
+@index_option
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help=f"Model name ({', '.join(MODELS)}) or checkpoint path.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="Windows per forward pass.")
+@click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None, help="Seconds between window starts (default: the window length).")
+@click.option("--device", default="cpu", show_default=True)
+@db_option
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def build(corpus: Path, index_path: Path, model: str, batch_size: int, hop_seconds: float | None, device: str,
+          db_url: str | None, quiet: bool) -> None:
+    """Index the media files under CORPUS (re-runs skip unchanged files)."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if quiet:
+            return
+        if bar is None:
+            bar = tqdm(total=total, unit="file", desc="indexing", file=sys.stderr)
+        bar.update(done - bar.n)
+
+    options = BuildOptions(model=model, batch_size=batch_size, hop_seconds=hop_seconds, device=device, db_url=db_url)
+    try:
+        report = build_index(corpus, index_path, options, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    click.echo(
+        f"{report.index}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.removed} removed, {len(report.failed)} failed "
+        f"({report.segments_added} segments added, {report.segments_removed} removed) in {report.seconds:.1f} s"
+    )
+    for failure in report.failed:
+        click.echo(f"failed: {failure.path}: {failure.reason}", err=True)
+    if report.still_failed:
+        click.echo(f"{report.still_failed} unchanged files failed before and were not retried "
+                   f"(indexer info --failed)", err=True)
+    if report.failed:
+        sys.exit(EXIT_PARTIAL)
+
+
+@main.command()
+@index_option
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--failed", is_flag=True, help="List the files that could not be indexed.")
+def info(index_path: Path, db_url: str | None, as_json: bool, failed: bool) -> None:
+    """Show an index's provenance and counts."""
+    index = Index(index_path, db_url=db_url)
+    try:
+        provenance = index.provenance()
+        counts = index.catalog.counts()
+        failures = index.catalog.failures() if failed else []
+        data = {
+            "index": str(index.path),
+            "catalog": index.catalog.display_url,
+            "generation": index.generation(),
+            "counts": counts,
+            "provenance": asdict(provenance) if provenance else None,
+        }
+        if failed:
+            data["failed"] = [{"path": str(Path(f.corpus_root) / f.path), "reason": f.reason} for f in failures]
+    finally:
+        index.close()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    click.echo(f"index       {data['index']}")
+    click.echo(f"catalog     {data['catalog']}")
+    click.echo(f"generation  {data['generation']}")
+    click.echo("counts      " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    if provenance:
+        for key, value in asdict(provenance).items():
+            click.echo(f"{key:<19} {json.dumps(value) if isinstance(value, dict) else value}")
+    for f in data.get("failed", []):
+        click.echo(f"failed: {f['path']}: {f['reason']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Walking a corpus directory: which media files it holds, with size, mtime and content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from indexer.media import MEDIA_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    """A media file found in a corpus; `path` is relative to the corpus root, with '/' separators."""
+
+    root: Path
+    path: str
+    size: int
+    mtime: float
+
+    @property
+    def absolute(self) -> Path:
+        return self.root / self.path
+
+
+def scan_corpus(root: str | Path, extensions: frozenset[str] = MEDIA_EXTENSIONS) -> list[CorpusFile]:
+    """Media files under `root` (recursively, symlinked dirs followed once), sorted by path."""
+    root = Path(root).resolve()
+    return sorted(_walk(root, extensions), key=lambda f: f.path)
+
+
+def _walk(root: Path, extensions: frozenset[str]) -> Iterator[CorpusFile]:
+    seen_dirs: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink loop: do not descend again
+            dirnames[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        dirnames.sort()
+        for name in filenames:
+            if name.startswith(".") or Path(name).suffix.lower() not in extensions:
+                continue
+            full = Path(dirpath) / name
+            try:
+                stat = full.stat()
+            except OSError:
+                continue  # dangling symlink
+            yield CorpusFile(root, full.relative_to(root).as_posix(), stat.st_size, stat.st_mtime)
+
+
+def content_hash(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (what decides whether a file must be re-embedded)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,60 @@
+"""Domain exceptions of resound.
+
+The library raises these; only the command-line layer turns them into click errors. Each message is
+one line that names the file or thing at fault and the reason.
+"""
+
+from __future__ import annotations
+
+
+class ResoundError(Exception):
+    """Base class of every error resound raises on purpose."""
+
+
+class UnknownModelError(ResoundError):
+    """A model name that is neither registered nor a path to a checkpoint."""
+
+
+class CheckpointNotFoundError(ResoundError):
+    """A checkpoint or tokenizer that is not on disk and cannot be downloaded."""
+
+
+class CheckpointError(ResoundError):
+    """A checkpoint that exists but cannot be loaded (corrupt, unsafe, wrong architecture)."""
+
+
+class MissingDependencyError(ResoundError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class AudioDecodeError(ResoundError):
+    """A media file that no decoder could read; the message carries every decoder's reason."""
+
+    def __init__(self, path: str, reasons: list[str] | str):
+        self.path = str(path)
+        self.reasons = [reasons] if isinstance(reasons, str) else list(reasons)
+        super().__init__(f"{self.path}: cannot decode audio ({'; '.join(self.reasons)})")
+
+
+class EmptyCorpusError(ResoundError):
+    """A corpus directory that holds no media file resound can index."""
+
+
+class IndexNotFoundError(ResoundError):
+    """An index directory that does not exist or holds no index."""
+
+
+class IndexMismatchError(ResoundError):
+    """An index built with another model, dimension or metric than the one asked for."""
+
+
+class IndexCorruptError(ResoundError):
+    """An index whose files or database rows are unreadable or inconsistent."""
+
+
+class IndexLockedError(ResoundError):
+    """Another process is writing the index."""
+
+
+class QueryError(ResoundError):
+    """A query that cannot be answered as given (empty text, unreadable clip, ...)."""

@@ -1,0 +1,174 @@
+"""Opening an index directory: manifest, catalog, provenance checks, FAISS stores, the writer lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+from db import Catalog, IndexInfoRow, sqlite_url, url_without_password
+from indexer.encoders.base import EncoderInfo
+from indexer.errors import IndexLockedError, IndexMismatchError, IndexNotFoundError
+from indexer.store import DEFAULT_FACTORY, IndexDirectory, VectorStore
+
+MANIFEST_FORMAT = "resound-index"
+MANIFEST_VERSION = 1
+_VERSIONED_PACKAGES = ("resound", "torch", "numpy", "faiss-cpu", "faiss-gpu-cu12", "laion-clap", "transformers",
+                       "open_clip_torch", "sqlalchemy")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide what the vectors are."""
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED_PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What made an index's vectors; stored in the catalog and mirrored in manifest.json."""
+
+    model_id: str
+    family: str
+    checkpoint: str
+    checkpoint_sha256: str
+    dim: int
+    metric: str
+    sample_rate: int
+    window_seconds: float
+    hop_seconds: float
+    preprocessing: dict[str, Any]
+    faiss_factory: str
+    versions: dict[str, str]
+
+    @classmethod
+    def of(cls, info: EncoderInfo, checkpoint: str, hop_seconds: float, factory: str = DEFAULT_FACTORY) -> "Provenance":
+        return cls(
+            model_id=info.model_id,
+            family=info.family,
+            checkpoint=checkpoint,
+            checkpoint_sha256=info.checkpoint_sha256,
+            dim=info.dim,
+            metric=info.metric,
+            sample_rate=info.sample_rate,
+            window_seconds=info.window_seconds,
+            hop_seconds=hop_seconds,
+            preprocessing=dict(info.preprocessing),
+            faiss_factory=factory,
+            versions=package_versions(),
+        )
+
+    @classmethod
+    def from_row(cls, row: IndexInfoRow) -> "Provenance":
+        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+
+
+def check_model(index_path: Path, stored: Provenance, model_id: str, checkpoint_sha256: str) -> None:
+    """Refuse a model other than the one that built the index."""
+    if model_id != stored.model_id or checkpoint_sha256 != stored.checkpoint_sha256:
+        raise IndexMismatchError(
+            f"{index_path}: index was built with model {stored.model_id} "
+            f"(sha256 {stored.checkpoint_sha256[:12]}), not {model_id} (sha256 {checkpoint_sha256[:12]}); "
+            f"search it with --model {stored.model_id} or rebuild it"
+        )
+
+
+def check_encoder(index_path: Path, stored: Provenance, info: EncoderInfo) -> None:
+    """Refuse an encoder whose vectors would not be comparable with the index's."""
+    check_model(index_path, stored, info.model_id, info.checkpoint_sha256)
+    for name in ("dim", "metric", "sample_rate", "window_seconds", "preprocessing"):
+        if getattr(info, name) != getattr(stored, name):
+            raise IndexMismatchError(
+                f"{index_path}: {name} of model {info.model_id} is {getattr(info, name)!r}, "
+                f"the index has {getattr(stored, name)!r}"
+            )
+
+
+class Index:
+    """An index directory with its catalog; FAISS stores are loaded on demand."""
+
+    def __init__(self, path: str | Path, db_url: str | None = None, create: bool = False):
+        self.directory = IndexDirectory(path)
+        self.path = self.directory.root
+        if not create and not self.directory.exists():
+            raise IndexNotFoundError(f"{self.path}: no resound index here (run `indexer build CORPUS --index {self.path}`)")
+        manifest = self._read_manifest() if self.directory.exists() else {}
+        url = db_url or manifest.get("catalog_url") or sqlite_url(self.directory.catalog_path)
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(url)
+
+    def _read_manifest(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.directory.manifest_path.read_text())
+        except (OSError, ValueError) as e:
+            raise IndexNotFoundError(f"{self.directory.manifest_path}: unreadable manifest ({e})") from e
+        if data.get("format") != MANIFEST_FORMAT:
+            raise IndexNotFoundError(f"{self.directory.manifest_path}: not a resound index manifest")
+        return data
+
+    def provenance(self) -> Provenance | None:
+        row = self.catalog.info()
+        return Provenance.from_row(row) if row is not None else None
+
+    def generation(self) -> int:
+        row = self.catalog.info()
+        return row.generation if row is not None else 0
+
+    def load_stores(self) -> dict[str, VectorStore]:
+        """The FAISS stores of the current generation."""
+        prov = self.provenance()
+        if prov is None:
+            raise IndexNotFoundError(f"{self.path}: the index holds no provenance yet (interrupted first build?)")
+        return self.directory.load_stores(self.generation(), prov.dim, prov.faiss_factory)
+
+    def write_manifest(self) -> None:
+        """Mirror provenance and the catalog location in manifest.json (atomically; never a password)."""
+        prov = self.provenance()
+        catalog_url = self.catalog.url
+        if catalog_url == sqlite_url(self.directory.catalog_path):
+            catalog_url = None  # the default: found next to the manifest, wherever the directory moves
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            # Without its password: supply it again with --db, or through ~/.pgpass.
+            "catalog_url": url_without_password(catalog_url) if catalog_url else None,
+            "generation": self.generation(),
+            "provenance": asdict(prov) if prov else None,
+        }
+        tmp = self.directory.manifest_path.with_name(f".manifest.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        os.replace(tmp, self.directory.manifest_path)
+
+    @contextlib.contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Hold the index's single-writer lock, or raise IndexLockedError at once."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.directory.lock_path, "a+") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as e:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise IndexLockedError(f"{self.path}: index is being written by {holder}; try again when it ends") from e
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()}")
+            f.flush()
+            try:
+                yield
+            finally:
+                f.seek(0)
+                f.truncate()
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.catalog.close()

@@ -1,0 +1,113 @@
+"""Small, seeded, offline test data: sounds, a RoBERTa tokenizer, a random-weight LAION-CLAP checkpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+
+def byte_level_vocab() -> dict[str, int]:
+    """RoBERTa's special tokens followed by its 256 byte symbols (GPT-2's byte-to-unicode table)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for c in chars:
+        vocab[chr(c)] = len(vocab)
+    vocab["<mask>"] = len(vocab)
+    return vocab
+
+
+def write_roberta_tokenizer(directory: Path, merges: list[str] = ()) -> Path:
+    """A tiny byte-level BPE tokenizer in RoBERTa's file format (vocab.json, merges.txt)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = byte_level_vocab()
+    for merge in merges:
+        vocab["".join(merge.split())] = len(vocab)
+    (directory / "vocab.json").write_text(json.dumps(vocab))
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "".join(m + "\n" for m in merges))
+    return directory
+
+
+def write_random_clap_checkpoint(path: Path, seed: int = 0, fusion: bool = False) -> Path:
+    """A LAION-CLAP checkpoint with random weights, in the layout of the released ones."""
+    import torch
+
+    from indexer.encoders.laion_clap import build_clap_model
+
+    torch.manual_seed(seed)
+    model, _ = build_clap_model("HTSAT-tiny", fusion=fusion)
+    state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"epoch": 1, "state_dict": state}, path)
+    return path
+
+
+def tone(freq: float, seconds: float, rate: int = 48000, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def chirp(f0: float, f1: float, seconds: float, rate: int = 48000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
+    return (0.5 * np.sin(phase)).astype(np.float32)
+
+
+def noise(seconds: float, seed: int, rate: int = 48000, color: str = "white") -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(int(seconds * rate))
+    if color == "brown":
+        x = np.cumsum(x)
+        x -= np.linspace(x[0], x[-1], len(x))
+    return (0.4 * x / np.max(np.abs(x))).astype(np.float32)
+
+
+def clicks(rate_hz: float, seconds: float, rate: int = 48000) -> np.ndarray:
+    x = np.zeros(int(seconds * rate), dtype=np.float32)
+    x[:: int(rate / rate_hz)] = 0.9
+    return x
+
+
+def write_audio(path: Path, samples: np.ndarray, rate: int = 48000) -> Path:
+    """Write mono audio in the format the suffix names (wav/flac/ogg via libsndfile, others via PyAV)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix in {".wav", ".flac", ".ogg"}:
+        soundfile.write(str(path), samples, rate)
+    else:
+        encode_with_pyav(path, samples, rate)
+    return path
+
+
+def encode_with_pyav(path: Path, samples: np.ndarray, rate: int) -> None:
+    import av
+
+    codec = {".mp3": "libmp3lame", ".opus": "libopus", ".m4a": "aac", ".mp4": "aac"}[path.suffix.lower()]
+    out_rate = 48000 if codec == "libopus" else rate
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=out_rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(samples[None, :].astype(np.float32), format="flt", layout="mono")
+        frame.sample_rate = rate
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=out_rate)
+        for out in resampler.resample(frame):
+            for packet in stream.encode(out):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def espeak(path: Path, text: str, voice: str = "en") -> Path:
+    """Speech from espeak-ng (a real synthesiser) as a wav file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, capture_output=True)
+    return path
