@@ -47,6 +47,8 @@ def write_random_clap_checkpoint(path: Path, seed: int = 0, fusion: bool = False
     torch.manual_seed(seed)
     model, _ = build_clap_model("HTSAT-tiny", fusion=fusion)
     state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    # Released checkpoints were saved by DDP with transformers < 4.31, which still kept this buffer.
+    state["module.text_branch.embeddings.position_ids"] = torch.arange(514).expand((1, -1))
     torch.save({"epoch": 1, "state_dict": state}, path)
     return path
 

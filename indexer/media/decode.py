@@ -78,12 +78,21 @@ BACKENDS: dict[str, Callable[[Path], tuple[np.ndarray, int]]] = {
 
 
 def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
-    """Mono float32 resampled with soxr 'HQ' (librosa's default 'soxr_hq')."""
+    """Mono float32 resampled as librosa.resample(res_type='soxr_hq') does it, length included.
+
+    librosa fixes the length to ceil(n * target / source) (soxr may return one sample less); matching
+    it keeps resound's vectors equal to laion_clap's file path, where repeat-padding sees every sample.
+    """
     if source_rate == target_rate:
         return np.ascontiguousarray(samples, dtype=np.float32)
     import soxr
 
-    return soxr.resample(samples.astype(np.float32), source_rate, target_rate, quality="HQ").astype(np.float32)
+    out = soxr.resample(samples.astype(np.float32), source_rate, target_rate, quality="HQ").astype(np.float32)
+    # librosa's exact float expression: n * (target / source) can round up past an integer (one sample more).
+    length = int(np.ceil(len(samples) * (float(target_rate) / source_rate)))
+    if len(out) < length:
+        out = np.pad(out, (0, length - len(out)))
+    return out[:length]
 
 
 def decode_audio(path: str | Path, sample_rate: int) -> DecodedAudio:
