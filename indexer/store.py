@@ -96,7 +96,9 @@ class VectorStore:
         return faiss.vector_to_array(self.index.id_map).astype(np.int64)
 
     def reconstruct(self, ids: Iterable[int]) -> np.ndarray:
-        return np.stack([self.index.reconstruct(int(i)) for i in ids]) if ids else np.zeros((0, self.dim))
+        """The stored vectors of `ids` (IDMap2 keeps the id -> vector map), (n, dim)."""
+        rows = [self.index.reconstruct(int(i)) for i in ids]
+        return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
     def save(self, path: Path) -> None:
         """Write atomically: a reader sees the old file or the complete new one, never a partial one."""

@@ -1,0 +1,48 @@
+"""FAISS stores against exact numpy references, removal by id, atomic generations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from indexer.encoders.base import l2_normalize
+from indexer.store import IndexDirectory, VectorStore
+
+
+def test_search_equals_brute_force_inner_product() -> None:
+    rng = np.random.default_rng(0)
+    vectors = l2_normalize(rng.standard_normal((500, 32)))
+    ids = rng.permutation(10_000)[:500]
+    store = VectorStore.create(32)
+    store.add(ids, vectors)
+    queries = l2_normalize(rng.standard_normal((7, 32)))
+    result = store.search(queries, 10)
+    scores = queries @ vectors.T
+    order = np.argsort(-scores, axis=1)[:, :10]
+    np.testing.assert_array_equal(result.ids, ids[order])
+    np.testing.assert_allclose(result.scores, np.take_along_axis(scores, order, axis=1), rtol=1e-5)
+
+
+def test_remove_by_id_and_k_larger_than_store() -> None:
+    store = VectorStore.create(4)
+    store.add([10, 20, 30], np.eye(4, dtype=np.float32)[:3])
+    assert store.remove([20, 99]) == 1
+    assert sorted(store.ids().tolist()) == [10, 30]
+    result = store.search(np.eye(4, dtype=np.float32)[:1], 10)
+    assert result.ids.tolist() == [[10, 30]]
+    np.testing.assert_array_equal(store.reconstruct([30]), np.eye(4, dtype=np.float32)[2:3])
+
+
+def test_generations_are_written_atomically_and_old_ones_removed(tmp_path: Path) -> None:
+    directory = IndexDirectory(tmp_path)
+    store = VectorStore.create(4)
+    store.add([1], np.eye(4, dtype=np.float32)[:1])
+    directory.save_stores({"segments": store, "files": store}, 1)
+    store.add([2], np.eye(4, dtype=np.float32)[1:2])
+    directory.save_stores({"segments": store, "files": store}, 2)
+    (tmp_path / ".segments.3.faiss.123.tmp").write_bytes(b"partial")  # a crashed writer's leftover
+    directory.remove_other_generations(keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["files.2.faiss", "segments.2.faiss"]
+    loaded = directory.load_stores(2, 4, "IDMap2,Flat")
+    assert sorted(loaded["segments"].ids().tolist()) == [1, 2]
