@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 
 from indexer.cli import ResoundGroup, db_option, index_option
+from indexer.encoders import DEFAULT_MODEL
 from search.engine import Engine, Hit
+from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
 
 
 @click.group(cls=ResoundGroup)
@@ -61,6 +63,170 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
         _print_hits(engine.similar(file, k), as_json)
     finally:
         engine.close()
+
+
+
+# -- zero-shot classification, audio-to-text, evaluation --------------------------------------------
+def _label_options(f):  # type: ignore[no-untyped-def]
+    for option in reversed([
+        click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Label file: one label per line, or CSV with label,description."),
+        click.option("--label-set", default=None, help="Built-in label set: esc50, urbansound8k, starter."),
+        click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default="reclap", show_default=True,
+                     help="How labels become prompts."),
+        click.option("--bank", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="ReCLAP prompt bank (default: the one shipped for the label set)."),
+        click.option("--n-prompts", default=DEFAULT_PROMPTS_PER_LABEL, show_default=True, type=click.IntRange(1),
+                     help="ReCLAP prompts drawn per label."),
+        click.option("--seed", default=0, show_default=True, type=int, help="Seed of the prompt draw."),
+    ]):
+        f = option(f)
+    return f
+
+
+def _model_option(f):  # type: ignore[no-untyped-def]
+    return click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Model name or checkpoint path.")(f)
+
+
+def _label_set(labels_file: Path | None, label_set: str | None):
+    from search.prompts import load_label_set
+
+    if labels_file and label_set:
+        raise click.UsageError("give --labels or --label-set, not both")
+    if not labels_file and not label_set:
+        raise click.UsageError("give --labels FILE or --label-set NAME")
+    return load_label_set(labels_file or label_set)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@_label_options
+@_model_option
+@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1), help="Labels per file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the per-window timeline).")
+def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str | None, strategy: str, bank: Path | None,
+             n_prompts: int, seed: int, model: str, k: int, as_json: bool) -> None:
+    """Label audio files zero-shot: the nearest label prompts. A folder gives a CSV (or JSON) table."""
+    from indexer.corpus import scan_corpus
+    from indexer.encoders import load_encoder
+    from search.classify import ZeroShotClassifier
+    from search.prompts import PromptBank
+
+    labels = _label_set(labels_file, label_set)
+    classifier = ZeroShotClassifier(load_encoder(model), labels, strategy, PromptBank.load(bank) if bank else None,
+                                    n_prompts, seed)
+    files: list[Path] = []
+    for path in paths:
+        files.extend(f.absolute for f in scan_corpus(path)) if path.is_dir() else files.append(path)
+    results = [classifier.classify_file(f, k) for f in files]
+    table = any(p.is_dir() for p in paths)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in results], indent=2))
+    elif table:
+        import csv
+        import sys
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path"] + [c for i in range(1, k + 1) for c in (f"label_{i}", f"probability_{i}")])
+        for r in results:
+            writer.writerow([r.path] + [v for s in r.top for v in (s.label, f"{s.probability:.4f}")])
+    else:
+        for r in results:
+            click.echo(r.path)
+            for s in r.top:
+                click.echo(f"  {s.probability:6.3f}  {'#' * round(20 * s.probability):<20}  {s.label}")
+            for w in r.timeline:
+                click.echo(f"  {w.start:7.2f}-{w.end:<7.2f} {w.top[0].label} ({w.top[0].probability:.2f})")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--texts", "texts_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Captions or labels to rank, one per line.")
+@_model_option
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True)
+def caption(file: Path, texts_file: Path, model: str, k: int, as_json: bool) -> None:
+    """Audio to text: rank the lines of --texts by how well they describe FILE."""
+    from indexer.embed import embed_file
+    from indexer.encoders import load_encoder
+    from search.ranking import rank_texts
+
+    encoder = load_encoder(model)
+    texts = [line.strip() for line in texts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    ranked = rank_texts(encoder, embed_file(encoder, file).file_vector, texts, k)
+    if as_json:
+        click.echo(json.dumps([{"rank": i + 1, "text": t, "score": s} for i, (t, s) in enumerate(ranked)], indent=2))
+    else:
+        for i, (text, score) in enumerate(ranked):
+            click.echo(f"{i + 1:>3}  {score:6.3f}  {text}")
+
+
+@main.group("eval")
+def eval_group() -> None:
+    """Benchmarks: caption retrieval and zero-shot classification."""
+
+
+@eval_group.command("retrieval")
+@click.option("--captions", "captions_csv", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="AudioCaps or Clotho captions CSV.")
+@click.option("--audio-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_model_option
+@click.option("--json", "as_json", is_flag=True)
+def eval_retrieval(captions_csv: Path, audio_dir: Path, model: str, as_json: bool) -> None:
+    """Text-to-audio and audio-to-text R@1/5/10, mAP@10 and median rank."""
+    from indexer.encoders import load_encoder
+    from search.evaluate import evaluate_retrieval, read_caption_csv
+
+    result = evaluate_retrieval(load_encoder(model), read_caption_csv(captions_csv, audio_dir))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['audio']} audio, {result['captions']} captions")
+    click.echo(f"{'direction':<15}{'R@1':>8}{'R@5':>8}{'R@10':>8}{'mAP@10':>9}{'medR':>7}")
+    for d in ("text_to_audio", "audio_to_text"):
+        click.echo(f"{d:<15}" + "".join(f"{result[f'{d}_{m}']:>8.3f}" for m in ("R@1", "R@5", "R@10"))
+                   + f"{result[f'{d}_mAP@10']:>9.3f}{result[f'{d}_median_rank']:>7.0f}")
+
+
+@eval_group.command("classify")
+@click.option("--meta", "meta_csv", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="ESC-50 (meta/esc50.csv) or UrbanSound8K metadata CSV.")
+@click.option("--audio-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--fold", "folds", multiple=True, type=int, help="Only these folds (repeatable; default all).")
+@click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default="clap", show_default=True)
+@click.option("--bank", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--n-prompts", default=DEFAULT_PROMPTS_PER_LABEL, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@_model_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write results.json and confusion.png here.")
+@click.option("--json", "as_json", is_flag=True)
+def eval_classify(meta_csv: Path, audio_dir: Path, folds: tuple[int, ...], strategy: str, bank: Path | None,
+                  n_prompts: int, seed: int, model: str, out: Path | None, as_json: bool) -> None:
+    """Zero-shot accuracy, per-class accuracy and confusion matrix."""
+    from indexer.encoders import load_encoder
+    from search.evaluate import evaluate_classification, read_classification_meta, write_confusion_png
+    from search.prompts import PromptBank
+
+    dataset = read_classification_meta(meta_csv, audio_dir, set(folds) or None)
+    if bank is None and strategy == "reclap":
+        bank_obj = PromptBank.load(dataset.format)  # the bank shipped for ESC-50 / UrbanSound8K
+    else:
+        bank_obj = PromptBank.load(bank) if bank else None
+    report = evaluate_classification(load_encoder(model), dataset, strategy, bank_obj, n_prompts, seed)
+    result = report.as_dict() | {"format": dataset.format, "prompts": strategy, "model": model}
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(result | {"label_prompts": report.prompts}, indent=2) + "\n")
+        write_confusion_png(report.metrics, out / "confusion.png")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{dataset.format}: {result['clips']} clips, prompts {strategy}: accuracy {result['accuracy']:.4f}, "
+               f"mean per-class {result['mean_per_class_accuracy']:.4f}")
+    for label, accuracy in sorted(report.metrics.per_class.items(), key=lambda kv: kv[1]):
+        click.echo(f"  {accuracy:6.3f}  {label}")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 import numpy as np
 
-from indexer.encoders import Encoder, l2_normalize, load_encoder, resolve_model
+from indexer.embed import embed_file
+from indexer.encoders import Encoder, load_encoder, resolve_model
 from indexer.errors import AudioDecodeError, IndexCorruptError, QueryError
 from indexer.index import Index, Provenance, check_encoder, check_model
-from indexer.media import decode_audio
 from indexer.store import VectorStore
-from indexer.windows import cut_windows
 
 MAX_QUERY_CHARS = 2000
 
@@ -90,15 +89,10 @@ class Engine:
         path = Path(path)
         if not path.is_file():
             raise QueryError(f"{path}: file not found")
-        info = self.encoder.info
         try:
-            decoded = decode_audio(path, info.sample_rate)
+            return embed_file(self.encoder, path, self.provenance.hop_seconds).file_vector
         except AudioDecodeError as e:
             raise QueryError(str(e)) from e
-        hop = int(round(self.provenance.hop_seconds * info.sample_rate))
-        windows = cut_windows(decoded.samples, info.window_samples, hop)
-        vectors = self.encoder.embed_audio([w.samples for w in windows])
-        return l2_normalize(vectors.mean(axis=0))
 
     def search_vector(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
         """Hits for a query vector in the index's space."""

@@ -113,3 +113,45 @@ def espeak(path: Path, text: str, voice: str = "en") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, capture_output=True)
     return path
+
+
+class ToneEncoder:
+    """A transparent test encoder: audio -> one-hot of the nearest reference pitch, text -> the pitch it names.
+
+    It makes zero-shot classification and retrieval outcomes predictable, so tests can assert exact
+    accuracies and ranks through the real pipeline (decode, windows, prompts, metrics).
+    """
+
+    PITCHES = (220.0, 330.0, 440.0, 660.0, 880.0)
+
+    def __init__(self) -> None:
+        from indexer.encoders.base import EncoderInfo
+
+        self.info = EncoderInfo(model_id="test:tones", family="test", dim=len(self.PITCHES) + 1, sample_rate=16000,
+                                window_seconds=2.0, checkpoint_sha256="0" * 64)
+
+    def _one_hot(self, i: int | None) -> np.ndarray:
+        v = np.zeros(self.info.dim, dtype=np.float32)
+        v[len(self.PITCHES) if i is None else i] = 1.0
+        return v
+
+    def embed_audio(self, windows) -> np.ndarray:
+        out = []
+        for w in windows:
+            spectrum = np.abs(np.fft.rfft(w))
+            peak = np.argmax(spectrum) * self.info.sample_rate / len(w)
+            out.append(self._one_hot(int(np.argmin([abs(peak - p) for p in self.PITCHES]))))
+        return np.stack(out)
+
+    def embed_text(self, texts) -> np.ndarray:
+        import re
+
+        out = []
+        for text in texts:
+            numbers = [float(n) for n in re.findall(r"\d+", text)]
+            match = next((self.PITCHES.index(n) for n in numbers if n in self.PITCHES), None)
+            out.append(self._one_hot(match))
+        return np.stack(out)
+
+    def logit_scale(self) -> float:
+        return 10.0

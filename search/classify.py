@@ -1,0 +1,107 @@
+"""Zero-shot classification: the label whose prompt embedding is nearest to the audio.
+
+Probabilities are a softmax over cosine similarity times the model's logit scale (its learned
+temperature), as CLAP computes them. Long audio also gets a label per window (a timeline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexer.embed import embed_file
+from indexer.encoders.base import Encoder
+from search.prompts import DEFAULT_PROMPTS_PER_LABEL, LabelSet, PromptBank, label_embeddings, label_prompts
+
+# CLIP/CLAP initialise their temperature at 1/0.07; used for encoders that do not expose a learned one.
+DEFAULT_LOGIT_SCALE = 1 / 0.07
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    label: str
+    probability: float
+    similarity: float
+
+
+@dataclass(frozen=True)
+class WindowLabels:
+    start: float
+    end: float
+    top: list[LabelScore]
+
+
+@dataclass(frozen=True)
+class FileLabels:
+    """Top labels of a whole file (its mean vector) and, for multi-window files, of each window."""
+
+    path: str
+    top: list[LabelScore]
+    timeline: list[WindowLabels]
+
+    def to_json(self) -> dict[str, object]:
+        def scores(top: list[LabelScore]) -> list[dict[str, object]]:
+            return [{"label": s.label, "probability": s.probability, "similarity": s.similarity} for s in top]
+
+        return {
+            "path": self.path,
+            "labels": scores(self.top),
+            "timeline": [{"start": w.start, "end": w.end, "labels": scores(w.top)} for w in self.timeline],
+        }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class ZeroShotClassifier:
+    """Labels audio with the nearest label prompt embedding of one label set."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        label_set: LabelSet,
+        strategy: str = "reclap",
+        bank: PromptBank | None = None,
+        n_prompts: int = DEFAULT_PROMPTS_PER_LABEL,
+        seed: int = 0,
+    ):
+        self.encoder = encoder
+        self.label_set = label_set
+        self.labels = list(label_set.labels)
+        self.prompts = label_prompts(label_set, strategy, bank, n_prompts, seed)
+        self.label_vectors = label_embeddings(encoder, self.prompts)
+        scale = getattr(encoder, "logit_scale", None)
+        self.logit_scale = float(scale()) if callable(scale) else DEFAULT_LOGIT_SCALE
+
+    def similarities(self, audio_vectors: np.ndarray) -> np.ndarray:
+        """(n, n_labels) cosine similarities."""
+        return np.atleast_2d(audio_vectors) @ self.label_vectors.T
+
+    def probabilities(self, audio_vectors: np.ndarray) -> np.ndarray:
+        """(n, n_labels) softmax over similarity x logit scale."""
+        return softmax(self.similarities(audio_vectors) * self.logit_scale)
+
+    def predict(self, audio_vectors: np.ndarray) -> np.ndarray:
+        """Index of the best label for each vector."""
+        return np.argmax(self.similarities(audio_vectors), axis=1)
+
+    def top(self, audio_vector: np.ndarray, k: int = 5) -> list[LabelScore]:
+        sims = self.similarities(audio_vector)[0]
+        probs = softmax(sims * self.logit_scale)
+        order = np.argsort(-sims, kind="stable")[:k]
+        return [LabelScore(self.labels[i], float(probs[i]), float(sims[i])) for i in order]
+
+    def classify_file(self, path: str | Path, k: int = 5, hop_seconds: float | None = None) -> FileLabels:
+        """Top-k labels of a file, with a per-window timeline when it spans several windows."""
+        embedding = embed_file(self.encoder, path, hop_seconds)
+        timeline = []
+        if len(embedding.spans) > 1:
+            timeline = [
+                WindowLabels(round(a, 3), round(b, 3), self.top(v, k)) for (a, b), v in zip(embedding.spans, embedding.vectors)
+            ]
+        return FileLabels(str(path), self.top(embedding.file_vector, k), timeline)
