@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -23,7 +23,10 @@ def redact_url(url: str) -> str:
 
 def url_without_password(url: str) -> str:
     """`url` with its password removed (not masked), so that it can be stored and used again."""
-    return make_url(url).set(password=None).render_as_string(hide_password=False)
+    parsed = make_url(url)
+    # URL.set(password=None) means "leave unchanged", so rebuild the URL without it.
+    bare = URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database, parsed.query)
+    return bare.render_as_string(hide_password=False)
 
 
 def make_engine(url: str) -> Engine:

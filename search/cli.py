@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -124,7 +125,6 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
         click.echo(json.dumps([r.to_json() for r in results], indent=2))
     elif table:
         import csv
-        import sys
 
         writer = csv.writer(sys.stdout)
         writer.writerow(["path"] + [c for i in range(1, k + 1) for c in (f"label_{i}", f"probability_{i}")])
@@ -227,6 +227,37 @@ def eval_classify(meta_csv: Path, audio_dir: Path, folds: tuple[int, ...], strat
                f"mean per-class {result['mean_per_class_accuracy']:.4f}")
     for label, accuracy in sorted(report.metrics.per_class.items(), key=lambda kv: kv[1]):
         click.echo(f"  {accuracy:6.3f}  {label}")
+
+
+
+@main.group("prompts")
+def prompts_group() -> None:
+    """ReCLAP prompt banks."""
+
+
+@prompts_group.command("generate")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Label file (one per line, or CSV label,description).")
+@click.option("--label-set", default=None, help="Built-in label set instead of a file.")
+@click.option("--llm-url", required=True, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1.")
+@click.option("--llm-model", default=None, help="Model name sent to the endpoint.")
+@click.option("--descriptions", default=3, show_default=True, type=click.IntRange(1), help="Stage 1: descriptions per label.")
+@click.option("--per-label", "prompts", default=6, show_default=True, type=click.IntRange(1), help="Stage 2: scene prompts per label.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Bank JSON to write.")
+@click.option("--timeout", default=60.0, show_default=True, type=float)
+def prompts_generate(labels_file: Path | None, label_set: str | None, llm_url: str, llm_model: str | None,
+                     descriptions: int, prompts: int, out: Path, timeout: float) -> None:
+    """Write a ReCLAP prompt bank: describe each label's sound, then place it in scenes (two LLM requests)."""
+    from tqdm import tqdm
+
+    from search.prompt_generation import DEFAULT_MODEL as DEFAULT_LLM, generate_bank
+
+    labels = _label_set(labels_file, label_set)
+    with tqdm(total=len(labels.labels), unit="label", file=sys.stderr) as bar:
+        bank = generate_bank(labels, llm_url, model=llm_model or DEFAULT_LLM, descriptions=descriptions,
+                             prompts=prompts, timeout=timeout, progress=lambda done, total, label: bar.update(done - bar.n))
+    bank.save(out)
+    click.echo(f"{out}: {len(bank.entries)} labels, {sum(len(e.prompts) for e in bank.entries.values())} prompts")
 
 
 if __name__ == "__main__":

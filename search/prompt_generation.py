@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from search.prompts import BankEntry, LabelSet, PromptBank, PromptError
 
@@ -81,7 +81,8 @@ def prompts_request(label: str, descriptions: Sequence[str], m: int, hint: str =
 def parse_list_reply(text: str) -> list[str]:
     """The items of an LLM's list reply: a JSON array (code fences allowed), else one item per non-empty line.
 
-    A JSON object holding one array ({"descriptions": [...]}) also counts. Items are stripped, and
+    A JSON object holding one array ({"descriptions": [...]}) also counts. Without JSON, the lines of a
+    numbered or bulleted list if there is one, else every non-empty line. Items are stripped, and
     duplicates and empty items dropped, in order.
     """
     body = text.strip()
@@ -93,7 +94,10 @@ def parse_list_reply(text: str) -> list[str]:
         # An array wrapped in prose ("Here are the captions: [...]").
         items = _json_items(body[body.index("[") : body.rindex("]") + 1])
     if items is None:
-        items = [_strip_line(line) for line in body.splitlines()]
+        lines = [line for line in body.splitlines() if line.strip()]
+        marked = [line for line in lines if _MARKER.match(line)]
+        # A numbered or bulleted list is the answer; the lines around it are prose ("Here they are:").
+        items = [_strip_line(line) for line in (marked or lines)]
         items = [i for i in items if i not in ("[", "]", "{", "}") and not i.startswith("```")]
     out: list[str] = []
     for item in items:
@@ -159,10 +163,10 @@ class ChatClient:
         except urllib.error.HTTPError as e:
             detail = e.read(300).decode("utf-8", "replace").strip().replace("\n", " ")
             raise PromptError(f"{what}: {self.url} answered HTTP {e.code} {e.reason}: {detail}") from e
-        except (TimeoutError, socket.timeout) as e:
+        except TimeoutError as e:
             raise PromptError(f"{what}: {self.url} did not answer within {self.timeout:g} s") from e
         except urllib.error.URLError as e:
-            if isinstance(e.reason, (TimeoutError, socket.timeout)):
+            if isinstance(e.reason, TimeoutError):
                 raise PromptError(f"{what}: {self.url} did not answer within {self.timeout:g} s") from e
             raise PromptError(f"{what}: cannot reach {self.url} ({e.reason})") from e
         except OSError as e:
@@ -178,7 +182,9 @@ class ChatClient:
         return content
 
 
-def _ask_list(client: ChatClient, messages: list[dict[str, str]], count: int, kind: str, what: str) -> list[str]:
+def _ask_list(
+    client: ChatClient, messages: list[dict[str, str]], count: int, kind: str, what: str
+) -> list[str]:
     """`count` items of a list reply; more are cut, fewer raise PromptError."""
     reply = client.complete(messages, what)
     items = parse_list_reply(reply)
@@ -190,14 +196,22 @@ def _ask_list(client: ChatClient, messages: list[dict[str, str]], count: int, ki
     return items[:count]
 
 
-def generate_entry(client: ChatClient, label: str, text: str, descriptions: int, prompts: int, hint: str = "") -> BankEntry:
+def generate_entry(
+    client: ChatClient, label: str, text: str, descriptions: int, prompts: int, hint: str = ""
+) -> BankEntry:
     """The bank entry of one label (`text`: how the label reads), by ReCLAP's two stages."""
     found = _ask_list(
-        client, descriptions_request(text, descriptions, hint), descriptions, "descriptions",
+        client,
+        descriptions_request(text, descriptions, hint),
+        descriptions,
+        "descriptions",
         f"label {label!r}, stage 1 (descriptions)",
     )
     captions = _ask_list(
-        client, prompts_request(text, found, prompts, hint), prompts, "prompts",
+        client,
+        prompts_request(text, found, prompts, hint),
+        prompts,
+        "prompts",
         f"label {label!r}, stage 2 (prompts)",
     )
     return BankEntry(tuple(found), tuple(captions))
@@ -223,7 +237,9 @@ def generate_bank(
     Raises PromptError naming the label on HTTP errors, timeouts and unusable replies.
     """
     if descriptions < 1 or prompts < 1:
-        raise PromptError(f"need at least 1 description and 1 prompt per label (got {descriptions}, {prompts})")
+        raise PromptError(
+            f"need at least 1 description and 1 prompt per label (got {descriptions}, {prompts})"
+        )
     client = ChatClient(llm_url, model, timeout, seed, temperature, api_key)
     entries: dict[str, BankEntry] = {}
     for i, label in enumerate(labels.labels):

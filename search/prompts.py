@@ -127,12 +127,17 @@ class PromptBank:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise PromptError(f"{name_or_path}: cannot read prompt bank ({e})") from e
-        if data.get("format") != BANK_FORMAT:
-            raise PromptError(f"{path}: not a resound prompt bank (format {data.get('format')!r})")
-        entries = {
-            label: BankEntry(tuple(e.get("descriptions", ())), tuple(e.get("prompts", ())))
-            for label, e in data.get("labels", {}).items()
-        }
+        if not isinstance(data, dict) or data.get("format") != BANK_FORMAT:
+            raise PromptError(f"{path}: not a resound prompt bank (no \"format\": \"{BANK_FORMAT}\")")
+        labels = data.get("labels")
+        if not isinstance(labels, dict):
+            raise PromptError(f"{path}: \"labels\" must be an object of label -> {{descriptions, prompts}}")
+        entries = {}
+        for label, entry in labels.items():
+            lists = [entry.get(key, []) if isinstance(entry, dict) else None for key in ("descriptions", "prompts")]
+            if not all(isinstance(v, list) and all(isinstance(t, str) for t in v) for v in lists):
+                raise PromptError(f"{path}: label {label!r} needs lists of strings under descriptions and prompts")
+            entries[label] = BankEntry(tuple(lists[0]), tuple(lists[1]))
         return cls(entries, str(path))
 
     def save(self, path: str | Path) -> None:

@@ -56,3 +56,28 @@ def corpus_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def corpus(tmp_path: Path, corpus_template: Path) -> Path:
     """A fresh copy of the generated corpus that a test may change."""
     return Path(shutil.copytree(corpus_template, tmp_path / "corpus"))
+
+
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh database on the local PostgreSQL server, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"resound_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    # The server trusts local connections; the password is there to prove it is never written out.
+    yield f"postgresql+psycopg://postgres:s3cret-pw@127.0.0.1:5432/{name}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalog_url(request: pytest.FixtureRequest) -> str | None:
+    """Each catalog backend in turn: None (SQLite inside the index) or a PostgreSQL URL."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgres" else None

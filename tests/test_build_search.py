@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +33,20 @@ def options(clap_checkpoint: Path) -> BuildOptions:
     return BuildOptions(model=str(clap_checkpoint), batch_size=4)
 
 
-def _rows(index_path: Path) -> list[tuple]:
-    with sqlite3.connect(index_path / "catalog.sqlite") as db:
-        return db.execute(
+def _rows(index_path: Path, db_url: str | None = None) -> list[tuple]:
+    from sqlalchemy import text
+
+    catalog = Index(index_path, db_url=db_url).catalog
+    with catalog.engine.connect() as conn:
+        rows = conn.execute(text(
             "SELECT s.id, f.path, s.start, s.end FROM segments s JOIN files f ON f.id = s.file_id ORDER BY s.id"
-        ).fetchall()
+        )).all()
+    catalog.close()
+    return [tuple(r) for r in rows]
 
 
-def _vectors(index_path: Path) -> dict[int, np.ndarray]:
-    stores = Index(index_path).load_stores()
+def _vectors(index_path: Path, db_url: str | None = None) -> dict[int, np.ndarray]:
+    stores = Index(index_path, db_url=db_url).load_stores()
     ids = stores["segments"].ids()
     return dict(zip(ids.tolist(), stores["segments"].reconstruct(ids)))
 
@@ -79,10 +82,10 @@ def helpers_sha256(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def test_every_file_finds_itself_first(corpus: Path, tmp_path: Path, options: BuildOptions) -> None:
+def test_every_file_finds_itself_first(corpus: Path, tmp_path: Path, clap_checkpoint: Path, catalog_url: str | None) -> None:
     index_path = tmp_path / "index"
-    build_index(corpus, index_path, options)
-    engine = Engine(index_path)
+    build_index(corpus, index_path, BuildOptions(model=str(clap_checkpoint), batch_size=4, db_url=catalog_url))
+    engine = Engine(index_path)  # a Postgres catalog is found through the manifest
     try:
         for name in CORPUS_FILES:
             hits = engine.similar(corpus / name, k=3)
@@ -92,17 +95,20 @@ def test_every_file_finds_itself_first(corpus: Path, tmp_path: Path, options: Bu
         engine.close()
 
 
-def test_rebuild_changes_exactly_the_added_and_deleted_files(corpus: Path, tmp_path: Path, options: BuildOptions) -> None:
+def test_rebuild_changes_exactly_the_added_and_deleted_files(
+    corpus: Path, tmp_path: Path, clap_checkpoint: Path, catalog_url: str | None
+) -> None:
+    options = BuildOptions(model=str(clap_checkpoint), batch_size=4, db_url=catalog_url)
     index_path = tmp_path / "index"
     build_index(corpus, index_path, options)
-    rows_before, vectors_before = _rows(index_path), _vectors(index_path)
+    rows_before, vectors_before = _rows(index_path, catalog_url), _vectors(index_path, catalog_url)
 
     (corpus / "noise" / "white.ogg").unlink()
     helpers.write_audio(corpus / "tones" / "a220.flac", helpers.tone(220, 4.0))
     report = build_index(corpus, index_path, options)
 
     assert (report.added, report.removed, report.updated, report.unchanged) == (1, 1, 0, len(CORPUS_FILES) - 1)
-    rows_after, vectors_after = _rows(index_path), _vectors(index_path)
+    rows_after, vectors_after = _rows(index_path, catalog_url), _vectors(index_path, catalog_url)
     kept = [r for r in rows_before if r[1] != "noise/white.ogg"]
     added = [r for r in rows_after if r not in rows_before]
     assert [r for r in rows_after if r in rows_before] == kept
@@ -115,7 +121,21 @@ def test_rebuild_changes_exactly_the_added_and_deleted_files(corpus: Path, tmp_p
     # A third run with nothing changed writes nothing.
     report = build_index(corpus, index_path, options)
     assert (report.added, report.removed, report.unchanged, report.changed) == (0, 0, len(CORPUS_FILES), False)
-    assert Index(index_path).generation() == 2
+    assert Index(index_path, db_url=catalog_url).generation() == 2
+
+
+def test_postgres_password_is_never_written_or_printed(corpus: Path, tmp_path: Path, clap_checkpoint: Path,
+                                                       postgres_url: str) -> None:
+    index_path = tmp_path / "index"
+    result = CliRunner().invoke(indexer_cli, ["build", str(corpus), "--index", str(index_path), "--model",
+                                              str(clap_checkpoint), "--db", postgres_url, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert not (index_path / "catalog.sqlite").exists()
+    manifest = (index_path / "manifest.json").read_text()
+    assert "s3cret-pw" not in manifest and postgres_url.replace(":s3cret-pw", "") in manifest
+    info = CliRunner().invoke(indexer_cli, ["info", "--index", str(index_path), "--db", postgres_url])
+    assert "s3cret-pw" not in info.output and "postgres:***@127.0.0.1" in info.output
+    assert "s3cret-pw" not in result.output
 
 
 def test_changed_content_is_reembedded(corpus: Path, tmp_path: Path, options: BuildOptions) -> None:
