@@ -16,12 +16,12 @@ import numpy as np
 
 from db.catalog import CatalogWriter, FileRecord
 from indexer.corpus import CorpusFile, content_hash, scan_corpus
-from indexer.encoders import DEFAULT_MODEL, Encoder, l2_normalize, load_encoder, resolve_model
+from indexer.embed import embed_inputs, segment_inputs
+from indexer.encoders import DEFAULT_MODEL, Encoder, EncoderSpec, l2_normalize, resolve_model
 from indexer.errors import AudioDecodeError, EmptyCorpusError, IndexMismatchError, ResoundError
 from indexer.index import Index, Provenance, check_encoder, check_model
-from indexer.media import MEDIA_EXTENSIONS, decode_audio
+from indexer.media import MEDIA_EXTENSIONS
 from indexer.store import DEFAULT_FACTORY, VectorStore
-from indexer.windows import cut_windows
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,18 @@ class BuildOptions:
     """How to build: which model, how to cut windows, how often to checkpoint."""
 
     model: str = DEFAULT_MODEL
+    vision_model: str | None = None  # a CLIP model (ARCH/TAG or ARCH:/path): audio-visual vectors
+    audio_weight: float = 1.0
+    visual_weight: float = 1.0
+    frames_per_window: int = 1  # 1: the middle frame; k: k frames, embeddings averaged
     batch_size: int = 16  # windows per forward pass
     hop_seconds: float | None = None  # None: the model's window length (no overlap)
     device: str = "cpu"
     db_url: str | None = None  # None: catalog.sqlite inside the index directory
     checkpoint_seconds: float = 300.0  # commit finished files at least this often
+
+    def encoder_spec(self) -> EncoderSpec:
+        return EncoderSpec(self.model, self.vision_model, self.audio_weight, self.visual_weight, self.frames_per_window)
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ class _FileJob:
     duration: float = 0.0
     source_rate: int = 0
     channels: int = 0
+    modalities: str = "audio"
     spans: list[tuple[float, float]] = field(default_factory=list)
     vectors: list[np.ndarray | None] = field(default_factory=list)
 
@@ -121,15 +129,16 @@ def _build_locked(
     started: float,
 ) -> BuildReport:
     stored = index.provenance()
-    ref = resolve_model(options.model)
+    spec = options.encoder_spec()
+    model_id, checkpoint_sha256 = spec.identity()
     if stored is not None:
         # Cheap check before the model is loaded: the checkpoint hash alone tells a different model.
-        check_model(index.path, stored, ref.model_id, ref.sha256())
+        check_model(index.path, stored, model_id, checkpoint_sha256)
         if options.hop_seconds is not None and options.hop_seconds != stored.hop_seconds:
             raise IndexMismatchError(
                 f"{index.path}: index uses a hop of {stored.hop_seconds} s, not {options.hop_seconds} s"
             )
-    encoder = load_encoder(options.model, device=options.device)
+    encoder = spec.load(device=options.device)
     if stored is not None:
         check_encoder(index.path, stored, encoder.info)
         hop_seconds = stored.hop_seconds
@@ -141,7 +150,8 @@ def _build_locked(
     report = BuildReport(index=index.path)
     writer = index.catalog.writer()
     try:
-        writer.ensure_info(**vars(Provenance.of(encoder.info, str(ref.checkpoint), hop_seconds)))
+        checkpoint = str(resolve_model(options.model).checkpoint)
+        writer.ensure_info(**vars(Provenance.of(encoder.info, checkpoint, hop_seconds)))
         corpus_id = writer.corpus_id(str(corpus))
         generation = index.generation()
         factory = stored.faiss_factory if stored is not None else DEFAULT_FACTORY
@@ -219,15 +229,12 @@ def _embedded_jobs(
 
     Yields each job once all its windows have vectors (None for a file that failed), in corpus order.
     """
-    info = encoder.info
-    window = info.window_samples
-    hop = max(1, int(round(hop_seconds * info.sample_rate)))
-    pending: list[tuple[_FileJob, int, np.ndarray]] = []
+    pending: list[tuple[_FileJob, int, np.ndarray | None, list[np.ndarray] | None]] = []
     open_jobs: list[_FileJob] = []
 
     def flush() -> Iterator[_FileJob]:
-        vectors = encoder.embed_audio([samples for _, _, samples in pending])
-        for (job, slot, _), vector in zip(pending, vectors):
+        vectors = embed_inputs(encoder, [p[2] for p in pending], [p[3] for p in pending])
+        for (job, slot, _, _), vector in zip(pending, vectors):
             job.vectors[slot] = vector
         pending.clear()
         while open_jobs and open_jobs[0].complete():
@@ -235,21 +242,20 @@ def _embedded_jobs(
 
     for job in jobs:
         try:
-            decoded = decode_audio(job.file.absolute, info.sample_rate)
-            windows = cut_windows(decoded.samples, window, hop)
-            if not windows:
-                raise AudioDecodeError(job.file.absolute, "no audio samples")
+            inputs = segment_inputs(encoder, job.file.absolute, hop_seconds)
         except AudioDecodeError as e:
-            writer.record_failure(corpus_id, job.file.path, job.content_hash, "; ".join(e.reasons))
-            report.failed.append(FailedFile(str(job.file.absolute), "; ".join(e.reasons)))
+            reason = "; ".join(e.reasons)
+            writer.record_failure(corpus_id, job.file.path, job.content_hash, reason)
+            report.failed.append(FailedFile(str(job.file.absolute), reason))
             yield None
             continue
-        job.duration, job.source_rate, job.channels = decoded.duration, decoded.source_rate, decoded.source_channels
-        job.spans = [w.seconds(info.sample_rate) for w in windows]
-        job.vectors = [None] * len(windows)
+        job.duration, job.source_rate, job.channels = inputs.duration, inputs.source_rate, inputs.channels
+        job.modalities = inputs.modalities
+        job.spans = inputs.spans
+        job.vectors = [None] * len(inputs.spans)
         open_jobs.append(job)
-        for slot, w in enumerate(windows):
-            pending.append((job, slot, w.samples))
+        for slot, (samples, frames) in enumerate(zip(inputs.samples, inputs.frames)):
+            pending.append((job, slot, samples, frames))
             if len(pending) >= batch_size:
                 yield from flush()
     if pending:
@@ -285,6 +291,7 @@ def _store_file(
         job.source_rate,
         job.channels,
         job.spans,
+        job.modalities,
     )
     vectors = np.stack(job.vectors).astype(np.float32)
     stores["segments"].add(segment_ids, vectors)

@@ -59,12 +59,19 @@ def main() -> None:
 @click.argument("corpus", type=click.Path(path_type=Path))
 @index_option
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help=f"Model name ({', '.join(MODELS)}) or checkpoint path.")
+@click.option("--vision-model", default=None,
+              help="CLIP model for video frames (ARCH/TAG, e.g. ViT-B-32/laion2b_s34b_b79k, or ARCH:/path): audio-visual index.")
+@click.option("--audio-weight", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Audio part's weight (audio-visual).")
+@click.option("--visual-weight", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Visual part's weight (audio-visual).")
+@click.option("--frames", "frames_per_window", default=1, show_default=True, type=click.IntRange(1),
+              help="Frames per window: 1 is the middle frame, k averages k evenly spaced frames.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="Windows per forward pass.")
 @click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None, help="Seconds between window starts (default: the window length).")
 @click.option("--device", default="cpu", show_default=True)
 @db_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def build(corpus: Path, index_path: Path, model: str, batch_size: int, hop_seconds: float | None, device: str,
+def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, audio_weight: float,
+          visual_weight: float, frames_per_window: int, batch_size: int, hop_seconds: float | None, device: str,
           db_url: str | None, quiet: bool) -> None:
     """Index the media files under CORPUS (re-runs skip unchanged files)."""
     from tqdm import tqdm
@@ -79,7 +86,9 @@ def build(corpus: Path, index_path: Path, model: str, batch_size: int, hop_secon
             bar = tqdm(total=total, unit="file", desc="indexing", file=sys.stderr)
         bar.update(done - bar.n)
 
-    options = BuildOptions(model=model, batch_size=batch_size, hop_seconds=hop_seconds, device=device, db_url=db_url)
+    options = BuildOptions(model=model, vision_model=vision_model, audio_weight=audio_weight, visual_weight=visual_weight,
+                           frames_per_window=frames_per_window, batch_size=batch_size, hop_seconds=hop_seconds,
+                           device=device, db_url=db_url)
     try:
         report = build_index(corpus, index_path, options, progress=progress)
     finally:

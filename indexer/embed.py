@@ -1,4 +1,4 @@
-"""Embedding one media file with an encoder: decode, cut windows, embed, and the file-level mean."""
+"""From one media file to what an encoder embeds: windows of samples, and frames for audio-visual models."""
 
 from __future__ import annotations
 
@@ -8,8 +8,75 @@ from pathlib import Path
 import numpy as np
 
 from indexer.encoders.base import Encoder, l2_normalize
-from indexer.media import decode_audio
-from indexer.windows import cut_windows
+from indexer.errors import AudioDecodeError
+from indexer.media import VIDEO_EXTENSIONS, decode_audio
+from indexer.media.video import frames_at, has_video_stream, video_duration
+from indexer.windows import cut_windows, window_starts
+
+
+@dataclass
+class SegmentInputs:
+    """A file cut into windows: each window's samples (None without sound) and frames (None without picture)."""
+
+    spans: list[tuple[float, float]]
+    samples: list[np.ndarray | None]
+    frames: list[list[np.ndarray] | None]
+    duration: float
+    source_rate: int
+    channels: int
+
+    @property
+    def modalities(self) -> str:
+        audio = any(s is not None for s in self.samples)
+        visual = any(f is not None for f in self.frames)
+        return "audio+visual" if audio and visual else "visual" if visual else "audio"
+
+
+def segment_inputs(encoder: Encoder, path: str | Path, hop_seconds: float | None = None) -> SegmentInputs:
+    """Decode `path` and cut it into the encoder's windows; audio-visual encoders also get frames.
+
+    Raises AudioDecodeError (VideoDecodeError for frames) naming the file and the reason.
+    """
+    path = Path(path)
+    info = encoder.info
+    window = info.window_samples
+    hop = max(1, int(round((hop_seconds or info.window_seconds) * info.sample_rate)))
+    wants_frames = hasattr(encoder, "embed_segments") and path.suffix.lower() in VIDEO_EXTENSIONS
+    video = wants_frames and has_video_stream(path)
+    try:
+        decoded = decode_audio(path, info.sample_rate)
+    except AudioDecodeError:
+        if not video:
+            raise
+        decoded = None  # a silent video: indexed by its pictures alone
+    if decoded is not None:
+        windows = cut_windows(decoded.samples, window, hop)
+        spans = [w.seconds(info.sample_rate) for w in windows]
+        samples: list[np.ndarray | None] = [w.samples for w in windows]
+        duration, rate, channels = decoded.duration, decoded.source_rate, decoded.source_channels
+    else:
+        duration = video_duration(path)
+        n = int(duration * info.sample_rate)
+        spans = [(s / info.sample_rate, min(s + window, n) / info.sample_rate) for s in window_starts(n, window, hop)]
+        samples, rate, channels = [None] * len(spans), 0, 0
+    if not spans:
+        raise AudioDecodeError(path, "no audio samples")
+    frames: list[list[np.ndarray] | None] = [None] * len(spans)
+    if video:
+        times = [encoder.frame_times(a, b) for a, b in spans]  # type: ignore[attr-defined]
+        flat = frames_at(path, [t for ts in times for t in ts])
+        frames, start = [], 0
+        for ts in times:
+            frames.append(flat[start : start + len(ts)])
+            start += len(ts)
+    return SegmentInputs(spans, samples, frames, duration, rate, channels)
+
+
+def embed_inputs(encoder: Encoder, samples: list, frames: list) -> np.ndarray:
+    """Vectors of windows (and frames, for audio-visual encoders)."""
+    if hasattr(encoder, "embed_segments"):
+        return encoder.embed_segments(samples, frames)  # type: ignore[attr-defined]
+    return encoder.embed_audio(samples)
 
 
 @dataclass(frozen=True)
@@ -23,21 +90,11 @@ class FileEmbedding:
 
 
 def embed_file(encoder: Encoder, path: str | Path, hop_seconds: float | None = None, batch_size: int = 16) -> FileEmbedding:
-    """Embed `path` window by window. Raises AudioDecodeError for unreadable or empty audio."""
-    from indexer.errors import AudioDecodeError
-
-    info = encoder.info
-    decoded = decode_audio(path, info.sample_rate)
-    hop = int(round((hop_seconds or info.window_seconds) * info.sample_rate))
-    windows = cut_windows(decoded.samples, info.window_samples, max(1, hop))
-    if not windows:
-        raise AudioDecodeError(path, "no audio samples")
-    vectors = np.concatenate(
-        [encoder.embed_audio([w.samples for w in windows[i : i + batch_size]]) for i in range(0, len(windows), batch_size)]
-    )
-    return FileEmbedding(
-        spans=[w.seconds(info.sample_rate) for w in windows],
-        vectors=vectors,
-        file_vector=l2_normalize(vectors.mean(axis=0)),
-        duration=decoded.duration,
-    )
+    """Embed `path` window by window. Raises AudioDecodeError for unreadable or empty media."""
+    inputs = segment_inputs(encoder, path, hop_seconds)
+    n = len(inputs.spans)
+    vectors = np.concatenate([
+        embed_inputs(encoder, inputs.samples[i : i + batch_size], inputs.frames[i : i + batch_size])
+        for i in range(0, n, batch_size)
+    ])
+    return FileEmbedding(inputs.spans, vectors, l2_normalize(vectors.mean(axis=0)), inputs.duration)

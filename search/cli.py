@@ -37,6 +37,8 @@ def _common(f):  # type: ignore[no-untyped-def]
         click.option("--device", default="cpu", show_default=True),
         db_option,
         click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits."),
+        click.option("--modality", type=click.Choice(["audio", "visual", "av"]), default=None,
+                     help="Score sound, pictures or both (audio-visual indexes; default: all the index has)."),
     ]):
         f = option(f)
     return f
@@ -45,11 +47,12 @@ def _common(f):  # type: ignore[no-untyped-def]
 @main.command()
 @click.argument("text")
 @_common
-def query(text: str, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool) -> None:
+def query(text: str, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
+          modality: str | None) -> None:
     """Find the segments that best match a text description."""
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
-        _print_hits(engine.query(text, k), as_json)
+        _print_hits(engine.query(text, k, modality), as_json)
     finally:
         engine.close()
 
@@ -57,11 +60,12 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_common
-def similar(file: Path, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool) -> None:
-    """Find the segments that sound most like FILE."""
+def similar(file: Path, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
+            modality: str | None) -> None:
+    """Find the segments that sound (and look) most like FILE."""
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
-        _print_hits(engine.similar(file, k), as_json)
+        _print_hits(engine.similar(file, k, modality), as_json)
     finally:
         engine.close()
 

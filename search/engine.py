@@ -5,12 +5,13 @@ The CLI, the HTTP service and Python users all go through `Engine`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 import numpy as np
 
 from indexer.embed import embed_file
-from indexer.encoders import Encoder, load_encoder, resolve_model
+from indexer.encoders import Encoder, EncoderSpec
 from indexer.errors import AudioDecodeError, IndexCorruptError, QueryError
 from indexer.index import Index, Provenance, check_encoder, check_model
 from indexer.store import VectorStore
@@ -45,22 +46,26 @@ class Engine:
         if provenance is None:
             raise IndexCorruptError(f"{self.index.path}: the index has no provenance (its first build never finished)")
         self.provenance: Provenance = provenance
-        model_name = model or self._stored_model_name()
-        ref = resolve_model(model_name)
+        spec = EncoderSpec.from_provenance(provenance.family, provenance.model_id, provenance.checkpoint,
+                                           provenance.preprocessing)
+        if model is not None:
+            spec = dataclasses.replace(spec, model=model)
         # Refuse a different model before paying for loading it.
-        check_model(self.index.path, provenance, ref.model_id, ref.sha256())
-        self.encoder: Encoder = load_encoder(model_name, device=device)
+        check_model(self.index.path, provenance, *spec.identity())
+        self.encoder: Encoder = spec.load(device=device)
         check_encoder(self.index.path, provenance, self.encoder.info)
         self._generation = -1
         self._stores: dict[str, VectorStore] = {}
 
-    def _stored_model_name(self) -> str:
-        """The name to load the index's own model by: registry name, else the checkpoint path."""
-        from indexer.encoders import MODELS
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The query modalities this index answers: audio, and visual and av for audio-visual indexes."""
+        return ("audio", "visual", "av") if hasattr(self.encoder, "restrict") else ("audio",)
 
-        if self.provenance.model_id in MODELS:
-            return self.provenance.model_id
-        return self.provenance.checkpoint
+    def _check_modality(self, modality: str) -> None:
+        if modality not in self.modalities:
+            raise QueryError(f"{self.index.path}: modality {modality!r} needs an audio-visual index "
+                             f"(built with --vision-model); this one answers {', '.join(self.modalities)}")
 
     def stores(self) -> dict[str, VectorStore]:
         """The FAISS stores of the current generation, reloaded when a build has committed a newer one."""
@@ -71,18 +76,29 @@ class Engine:
         return self._stores
 
     # -- queries ----------------------------------------------------------------------------------
-    def query(self, text: str, k: int = 10) -> list[Hit]:
-        """Segments that best match a text description."""
+    def query(self, text: str, k: int = 10, modality: str | None = None) -> list[Hit]:
+        """Segments that best match a text description (`modality`: audio, visual or av; default all)."""
         text = (text or "").strip()
         if not text:
             raise QueryError("empty query text")
         if len(text) > MAX_QUERY_CHARS:
             raise QueryError(f"query text of {len(text)} characters exceeds {MAX_QUERY_CHARS}")
-        return self.search_vector(self.encoder.embed_text([text])[0], k)
+        modality = modality or self.modalities[-1]
+        self._check_modality(modality)
+        if hasattr(self.encoder, "restrict"):
+            vector = self.encoder.embed_text([text], modality=modality)[0]  # type: ignore[call-arg]
+        else:
+            vector = self.encoder.embed_text([text])[0]
+        return self.search_vector(vector, k)
 
-    def similar(self, path: str | Path, k: int = 10) -> list[Hit]:
-        """Segments that sound most like an audio file (its windows' mean vector)."""
-        return self.search_vector(self.embed_file(path), k)
+    def similar(self, path: str | Path, k: int = 10, modality: str | None = None) -> list[Hit]:
+        """Segments that sound (and look) most like a media file (its windows' mean vector)."""
+        modality = modality or self.modalities[-1]
+        self._check_modality(modality)
+        vector = self.embed_file(path)
+        if hasattr(self.encoder, "restrict"):
+            vector = self.encoder.restrict(vector, modality)  # type: ignore[attr-defined]
+        return self.search_vector(vector, k)
 
     def embed_file(self, path: str | Path) -> np.ndarray:
         """The file-level vector of an audio file: the normalised mean of its window vectors."""

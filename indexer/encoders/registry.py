@@ -85,7 +85,7 @@ def resolve_model(name: str) -> ModelRef:
     raise UnknownModelError(f"unknown model {name!r}: use one of {known}, or a path to a checkpoint file")
 
 
-_LOADED: dict[tuple[str, str, str], Encoder] = {}
+_LOADED: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
 
 
@@ -97,3 +97,60 @@ def load_encoder(name: str, device: str = "cpu") -> Encoder:
         if key not in _LOADED:
             _LOADED[key] = FAMILIES[ref.family](ref.checkpoint, ref.model_id, device, ref.options)
         return _LOADED[key]
+
+
+def load_vision_encoder(spec: str, device: str = "cpu"):  # type: ignore[no-untyped-def]
+    """Load (once per process) an open_clip model by `ARCH/TAG` or `ARCH:/path`."""
+    from indexer.encoders.open_clip import OpenClipEncoder, resolve_vision_checkpoint
+
+    _, checkpoint = resolve_vision_checkpoint(spec)
+    key = ("open_clip", spec, file_sha256(checkpoint), device)
+    with _LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = OpenClipEncoder(spec, device=device)
+        return _LOADED[key]
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What to embed with: an audio model, and for audio-visual indexes a CLIP model and the mixing."""
+
+    model: str = DEFAULT_MODEL
+    vision_model: str | None = None
+    audio_weight: float = 1.0
+    visual_weight: float = 1.0
+    frames_per_window: int = 1
+
+    def identity(self) -> tuple[str, str]:
+        """(model id, checkpoint sha256) as the index records them, found without loading any weights."""
+        ref = resolve_model(self.model)
+        if self.vision_model is None:
+            return ref.model_id, ref.sha256()
+        import hashlib
+
+        from indexer.encoders.open_clip import resolve_vision_checkpoint, vision_model_id
+
+        arch, checkpoint = resolve_vision_checkpoint(self.vision_model)
+        v_sha = file_sha256(checkpoint)
+        model_id = f"{ref.model_id}+{vision_model_id(self.vision_model, arch, checkpoint)}"
+        return model_id, hashlib.sha256(f"{ref.sha256()}:{v_sha}".encode()).hexdigest()
+
+    def load(self, device: str = "cpu") -> Encoder:
+        """The encoder: the audio model alone, or an AudioVisualEncoder."""
+        audio = load_encoder(self.model, device)
+        if self.vision_model is None:
+            return audio
+        from indexer.encoders.audio_visual import AudioVisualEncoder
+
+        return AudioVisualEncoder(audio, load_vision_encoder(self.vision_model, device), self.model,
+                                  self.vision_model, self.audio_weight, self.visual_weight, self.frames_per_window)
+
+    @classmethod
+    def from_provenance(cls, family: str, model_id: str, checkpoint: str, preprocessing: dict[str, Any]) -> "EncoderSpec":
+        """The spec that rebuilds an index's own encoder."""
+        if family == "audio_visual":
+            weights = preprocessing.get("weights", [1.0, 1.0])
+            frames = preprocessing.get("frames", "middle")
+            return cls(preprocessing["audio_model"], preprocessing["vision_model"], float(weights[0]), float(weights[1]),
+                       1 if frames == "middle" else int(str(frames).split()[0]))
+        return cls(model_id if model_id in MODELS else checkpoint)
