@@ -155,3 +155,56 @@ class ToneEncoder:
 
     def logit_scale(self) -> float:
         return 10.0
+
+
+def write_video(path: Path, colours: list[tuple[float, tuple[int, int, int]]], seconds: float, fps: int = 10,
+                audio: np.ndarray | None = None, rate: int = 48000, size: int = 64) -> Path:
+    """A video whose frames are a flat colour that changes at the given times: [(from_second, rgb), ...].
+
+    mp4 gets h264 (+ aac audio), webm vp9 (+ opus audio); `audio=None` makes a silent video.
+    """
+    import av
+
+    video_codec, audio_codec = {".mp4": ("libx264", "aac"), ".webm": ("libvpx-vp9", "libopus"),
+                                ".mkv": ("libx264", "aac"), ".mov": ("libx264", "aac")}[path.suffix.lower()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(video_codec, rate=fps)
+        video.width, video.height, video.pix_fmt = size, size, "yuv420p"
+        sound = None
+        if audio is not None:
+            sound = container.add_stream(audio_codec, rate=rate)
+            sound.layout = "mono"
+        for i in range(int(seconds * fps)):
+            t = i / fps
+            rgb = [c for start, c in colours if start <= t][-1]
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), rgb, dtype=np.uint8), format="rgb24")
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        if sound is not None:
+            frame = av.AudioFrame.from_ndarray(audio[None, :].astype(np.float32), format="flt", layout="mono")
+            frame.sample_rate = rate
+            resampler = av.AudioResampler(format=sound.codec_context.format.name, layout="mono", rate=rate)
+            for out in resampler.resample(frame):
+                for packet in sound.encode(out):
+                    container.mux(packet)
+            for packet in sound.encode(None):
+                container.mux(packet)
+    return path
+
+
+def write_tiny_clip_checkpoint(path: Path, seed: int = 0) -> str:
+    """Random weights of the tiny CLIP config in tests/data; returns the vision model spec for it."""
+    import torch
+    from safetensors.torch import save_file
+
+    from indexer.encoders.imports import import_open_clip
+
+    open_clip = import_open_clip()
+    open_clip.add_model_config(Path(__file__).with_name("data") / "tiny-clip.json")
+    torch.manual_seed(seed)
+    model = open_clip.create_model("tiny-clip")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return f"tiny-clip:{path}"
