@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.embed import embed_file
-from indexer.encoders.base import Encoder
+from indexer.encoders.base import Encoder, l2_normalize
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, LabelSet, PromptBank, label_embeddings, label_prompts
 
 # CLIP/CLAP initialise their temperature at 1/0.07; used for encoders that do not expose a learned one.
@@ -69,12 +69,19 @@ class ZeroShotClassifier:
         bank: PromptBank | None = None,
         n_prompts: int = DEFAULT_PROMPTS_PER_LABEL,
         seed: int = 0,
+        modality: str = "av",
     ):
         self.encoder = encoder
         self.label_set = label_set
         self.labels = list(label_set.labels)
         self.prompts = label_prompts(label_set, strategy, bank, n_prompts, seed)
+        # For audio-visual encoders a label is [CLAP text, CLIP text] (ClipClap's label embedding);
+        # restricting it to one half scores that modality alone.
         self.label_vectors = label_embeddings(encoder, self.prompts)
+        if hasattr(encoder, "restrict"):
+            self.label_vectors = l2_normalize(encoder.restrict(self.label_vectors, modality))  # type: ignore[attr-defined]
+        elif modality not in ("audio", "av"):
+            raise ValueError(f"modality {modality!r} needs an audio-visual model (give a vision model)")
         scale = getattr(encoder, "logit_scale", None)
         self.logit_scale = float(scale()) if callable(scale) else DEFAULT_LOGIT_SCALE
 

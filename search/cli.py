@@ -107,19 +107,26 @@ def _label_set(labels_file: Path | None, label_set: str | None):
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_label_options
 @_model_option
+@click.option("--vision-model", default=None, help="CLIP model (ARCH/TAG or ARCH:/path): classify video by sound and picture.")
+@click.option("--modality", type=click.Choice(["audio", "visual", "av"]), default="av", show_default=True,
+              help="With --vision-model: score sound, picture or both.")
 @click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1), help="Labels per file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the per-window timeline).")
 def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str | None, strategy: str, bank: Path | None,
-             n_prompts: int, seed: int, model: str, k: int, as_json: bool) -> None:
+             n_prompts: int, seed: int, model: str, vision_model: str | None, modality: str, k: int,
+             as_json: bool) -> None:
     """Label audio files zero-shot: the nearest label prompts. A folder gives a CSV (or JSON) table."""
     from indexer.corpus import scan_corpus
-    from indexer.encoders import load_encoder
+    from indexer.encoders import EncoderSpec
     from search.classify import ZeroShotClassifier
     from search.prompts import PromptBank
 
     labels = _label_set(labels_file, label_set)
-    classifier = ZeroShotClassifier(load_encoder(model), labels, strategy, PromptBank.load(bank) if bank else None,
-                                    n_prompts, seed)
+    if vision_model is None and modality != "av":
+        raise click.UsageError("--modality needs --vision-model")
+    encoder = EncoderSpec(model, vision_model).load()
+    classifier = ZeroShotClassifier(encoder, labels, strategy, PromptBank.load(bank) if bank else None,
+                                    n_prompts, seed, modality)
     files: list[Path] = []
     for path in paths:
         files.extend(f.absolute for f in scan_corpus(path)) if path.is_dir() else files.append(path)

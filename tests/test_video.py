@@ -118,3 +118,27 @@ def test_visual_modality_on_an_audio_index_is_refused(tmp_path: Path, clap_check
 
 def test_windows_helper_consistency() -> None:
     assert [w.start for w in cut_windows(np.zeros(25), 10, 10)] == [0, 10, 15]
+
+
+def test_zero_shot_video_classification_uses_both_label_embeddings(tmp_path: Path, clap_checkpoint: Path,
+                                                                    tiny_clip: str) -> None:
+    from search.classify import ZeroShotClassifier
+    from search.prompts import LabelSet
+
+    encoder = EncoderSpec(str(clap_checkpoint), tiny_clip).load()
+    labels = LabelSet("x", ("red screen", "green screen"))
+    av = ZeroShotClassifier(encoder, labels, strategy="templates")
+    assert av.label_vectors.shape == (2, 512 + 32)
+    # Each half of a label vector is the prompt-ensemble direction of its own text encoder.
+    prompts = av.prompts["red screen"]
+    for half, text_encoder in ((slice(0, 512), encoder.audio), (slice(512, None), encoder.vision)):
+        ensemble = text_encoder.embed_text(prompts).mean(axis=0)
+        got = av.label_vectors[0, half]
+        cosine = float(got @ ensemble / np.linalg.norm(got) / np.linalg.norm(ensemble))
+        assert cosine == pytest.approx(1.0, abs=1e-5)
+    visual_only = ZeroShotClassifier(encoder, labels, strategy="templates", modality="visual")
+    assert not visual_only.label_vectors[:, :512].any()
+    np.testing.assert_allclose(np.linalg.norm(visual_only.label_vectors, axis=1), 1.0, atol=1e-6)
+    path = helpers.write_video(tmp_path / "v.mp4", [(0.0, RED)], seconds=2.0, audio=helpers.tone(440, 2.0))
+    result = visual_only.classify_file(path, k=2)
+    assert sum(s.probability for s in result.top) == pytest.approx(1.0)
