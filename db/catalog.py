@@ -126,6 +126,10 @@ class Catalog:
                 "failures": s.scalar(select(func.count()).select_from(FailureRow)) or 0,
             }
 
+    def corpus_roots(self) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(CorpusRow.root).order_by(CorpusRow.id)))
+
     def segment_ids(self) -> list[int]:
         with self.session() as s:
             return list(s.scalars(select(SegmentRow.id).order_by(SegmentRow.id)))

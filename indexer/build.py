@@ -39,6 +39,15 @@ class BuildOptions:
     db_url: str | None = None  # None: catalog.sqlite inside the index directory
     checkpoint_seconds: float = 300.0  # commit finished files at least this often
 
+    @classmethod
+    def from_provenance(cls, provenance: Provenance, db_url: str | None = None) -> "BuildOptions":
+        """Options that rebuild an index with its own model, windows and mixing."""
+        spec = EncoderSpec.from_provenance(provenance.family, provenance.model_id, provenance.checkpoint,
+                                           provenance.preprocessing)
+        return cls(model=spec.model, vision_model=spec.vision_model, audio_weight=spec.audio_weight,
+                   visual_weight=spec.visual_weight, frames_per_window=spec.frames_per_window,
+                   hop_seconds=provenance.hop_seconds, db_url=db_url)
+
     def encoder_spec(self) -> EncoderSpec:
         return EncoderSpec(self.model, self.vision_model, self.audio_weight, self.visual_weight, self.frames_per_window)
 

@@ -108,6 +108,33 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
         sys.exit(EXIT_PARTIAL)
 
 
+@main.command()
+@index_option
+@db_option
+@click.option("--repair", is_flag=True, help="Drop vectors and rows that do not map, then re-index the files affected.")
+@click.option("--json", "as_json", is_flag=True)
+def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) -> None:
+    """Check that every vector maps to exactly one catalog row and back, and provenance agrees."""
+    from indexer.verify import repair_index, verify_index
+
+    report = repair_index(index_path, db_url) if repair else verify_index(index_path, db_url)
+    if as_json:
+        click.echo(json.dumps({"index": str(report.index), "generation": report.generation, "ok": report.ok,
+                               "counts": report.counts, "problems": report.problems,
+                               "stale_files": report.stale_files}, indent=2))
+    else:
+        click.echo(f"{report.index}: generation {report.generation}, "
+                   + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.counts.items()))
+        for problem in report.problems:
+            click.echo(f"problem: {problem}")
+        if report.stale_files:
+            click.echo(f"stale files: {', '.join(report.stale_files)}")
+        click.echo("consistent" if report.ok else ("repaired (files whose vectors were missing were embedded again)"
+                                                   if repair else "inconsistent: run `indexer verify --repair`"))
+    if not report.ok and not repair:
+        sys.exit(1)
+
+
 @main.command("demo-corpus")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--size", default=300, show_default=True, type=click.IntRange(1), help="Number of clips.")

@@ -1,0 +1,165 @@
+"""`indexer verify`: does every vector map to exactly one catalog row and back, and does the index
+agree with its own provenance? `repair` removes what does not map and re-indexes the files affected."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+
+from db.schema import FileRow, SegmentRow
+from indexer.index import Index
+from indexer.store import STORE_NAMES, VectorStore
+
+
+@dataclass
+class VerifyReport:
+    """Problems found; an empty `problems` list means the index is consistent."""
+
+    index: Path
+    generation: int
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    # What repair would act on.
+    orphan_vectors: dict[str, list[int]] = field(default_factory=dict)
+    files_missing_vectors: list[int] = field(default_factory=list)
+    duplicate_ids: dict[str, list[int]] = field(default_factory=dict)
+    stale_files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_index(index_path: str | Path, db_url: str | None = None) -> VerifyReport:
+    """Check ids both ways (segments <-> segment vectors, files <-> file vectors), counts and provenance."""
+    index = Index(index_path, db_url=db_url)
+    try:
+        return _verify(index)
+    finally:
+        index.close()
+
+
+def _verify(index: Index) -> VerifyReport:
+    report = VerifyReport(index.path, index.generation())
+    provenance = index.provenance()
+    if provenance is None:
+        report.problems.append("the catalog holds no provenance (no build ever finished)")
+        return report
+    stores = index.load_stores()
+    with index.catalog.session() as s:
+        rows = {
+            "segments": list(s.scalars(select(SegmentRow.id))),
+            "files": list(s.scalars(select(FileRow.id))),
+        }
+        segments_of_file = dict(Counter(s.scalars(select(SegmentRow.file_id))))
+    for name in STORE_NAMES:
+        store = stores[name]
+        ids = store.ids().tolist()
+        report.counts[f"{name}_rows"] = len(rows[name])
+        report.counts[f"{name}_vectors"] = len(ids)
+        if store.dim != provenance.dim:
+            report.problems.append(f"{name}: FAISS dimension {store.dim}, provenance says {provenance.dim}")
+        duplicates = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if duplicates:
+            report.duplicate_ids[name] = duplicates
+            report.problems.append(f"{name}: {len(duplicates)} ids with several vectors (e.g. {duplicates[:5]})")
+        orphans = sorted(set(ids) - set(rows[name]))
+        if orphans:
+            report.orphan_vectors[name] = orphans
+            report.problems.append(f"{name}: {len(orphans)} vectors without a catalog row (e.g. {orphans[:5]})")
+        missing = sorted(set(rows[name]) - set(ids))
+        if missing:
+            report.problems.append(f"{name}: {len(missing)} catalog rows without a vector (e.g. {missing[:5]})")
+            if name == "files":
+                report.files_missing_vectors.extend(missing)
+            else:
+                with index.catalog.session() as s:
+                    file_ids = set(s.scalars(select(SegmentRow.file_id).where(SegmentRow.id.in_(missing))))
+                report.files_missing_vectors.extend(sorted(file_ids))
+        if len(ids) and not np.all(np.isfinite(store.reconstruct(ids[:1000]))):
+            report.problems.append(f"{name}: non-finite vector values")
+    files_without_segments = sorted(set(rows["files"]) - set(segments_of_file))
+    if files_without_segments:
+        report.problems.append(f"{len(files_without_segments)} files without segments (e.g. {files_without_segments[:5]})")
+        report.files_missing_vectors.extend(files_without_segments)
+    report.files_missing_vectors = sorted(set(report.files_missing_vectors))
+    if index.directory.manifest_path.is_file():
+        manifest = json.loads(index.directory.manifest_path.read_text())
+        stored = manifest.get("provenance") or {}
+        for key in ("model_id", "checkpoint_sha256", "dim", "metric", "faiss_factory"):
+            if stored.get(key) != getattr(provenance, key):
+                report.problems.append(f"manifest.json {key} is {stored.get(key)!r}, the catalog says {getattr(provenance, key)!r}")
+    else:
+        report.problems.append("manifest.json is missing")
+    current = {index.directory.store_path(n, report.generation).name for n in STORE_NAMES}
+    report.stale_files = sorted(p.name for p in index.path.glob("*.faiss") if p.name not in current)
+    return report
+
+
+def repair_index(index_path: str | Path, db_url: str | None = None, reembed: bool = True) -> VerifyReport:
+    """Make the index consistent: drop orphan and duplicate vectors and the catalog rows of files whose
+    vectors are missing, then (with `reembed`) build again from each corpus root that still exists, which
+    embeds exactly the dropped files. Returns the report of the problems found before repair."""
+    report = _drop_inconsistent(index_path, db_url)
+    if reembed and report.files_missing_vectors:
+        from indexer.build import BuildOptions, build_index
+
+        index = Index(index_path, db_url=db_url)
+        try:
+            options = BuildOptions.from_provenance(index.provenance(), db_url)
+            roots = [Path(r) for r in index.catalog.corpus_roots()]
+        finally:
+            index.close()
+        for root in roots:
+            if root.is_dir():
+                build_index(root, index_path, options)
+    return report
+
+
+def _drop_inconsistent(index_path: str | Path, db_url: str | None) -> VerifyReport:
+    index = Index(index_path, db_url=db_url)
+    try:
+        with index.writer_lock():
+            report = _verify(index)
+            if report.ok and not report.stale_files:
+                return report
+            stores = index.load_stores()
+            writer = index.catalog.writer()
+            try:
+                for name, ids in report.orphan_vectors.items():
+                    stores[name].remove(ids)
+                for name, ids in report.duplicate_ids.items():
+                    _dedupe(stores[name], ids)
+                for file_id in report.files_missing_vectors:
+                    segment_ids = writer.remove_file(file_id)
+                    stores["segments"].remove(segment_ids)
+                    stores["files"].remove([file_id])
+                generation = report.generation + 1
+                index.directory.save_stores(stores, generation)
+                writer.commit(generation)
+            except BaseException:
+                writer.rollback()
+                raise
+            finally:
+                writer.close()
+            index.write_manifest()
+            index.directory.remove_other_generations(index.generation())
+            return report
+    finally:
+        index.close()
+
+
+def _dedupe(store: VectorStore, ids: list[int]) -> None:
+    """Keep one vector per duplicated id (the first stored)."""
+    for i in ids:
+        vector = store.reconstruct([i])
+        store.remove([i])
+        store.add([i], vector)
+
+
+__all__ = ["VerifyReport", "repair_index", "verify_index"]
