@@ -3,6 +3,7 @@ database and the FAISS generation it names change together (see indexer/store.py
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Iterable, Sequence
@@ -106,14 +107,15 @@ class Catalog:
             return {}
         with self.session() as s:
             rows = s.execute(
-                select(SegmentRow, FileRow.path, CorpusRow.root)
+                select(SegmentRow, FileRow.path, FileRow.path_bytes, CorpusRow.root)
                 .join(FileRow, SegmentRow.file_id == FileRow.id)
                 .join(CorpusRow, FileRow.corpus_id == CorpusRow.id)
                 .where(SegmentRow.id.in_(ids))
             ).all()
             return {
-                seg.id: SegmentRecord(seg.id, seg.file_id, _join(root, path), seg.start, seg.end, seg.modalities)
-                for seg, path, root in rows
+                seg.id: SegmentRecord(seg.id, seg.file_id, _join(root, os.fsdecode(raw) if raw else path), seg.start,
+                                      seg.end, seg.modalities)
+                for seg, path, raw, root in rows
             }
 
     def counts(self) -> dict[str, int]:
@@ -173,11 +175,13 @@ class CatalogWriter:
         channels: int,
         spans: Sequence[tuple[float, float]],
         modalities: str = "audio",
+        path_bytes: bytes | None = None,
     ) -> tuple[int, list[int]]:
         """Stage a file and its segments; returns (file id, segment ids in `spans` order)."""
         file_row = FileRow(
             corpus_id=corpus_id,
             path=path,
+            path_bytes=path_bytes,
             content_hash=content_hash,
             size=size,
             mtime=mtime,

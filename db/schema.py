@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SCHEMA_VERSION = 1
@@ -65,6 +76,8 @@ class FileRow(Base):
     id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
     corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id", ondelete="CASCADE"), index=True)
     path: Mapped[str] = mapped_column(Text)  # POSIX path relative to the corpus root
+    # The exact name bytes when they are not UTF-8 (`path` then holds \xNN escapes).
+    path_bytes: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, default=None)
     content_hash: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
     mtime: Mapped[float] = mapped_column(Float)

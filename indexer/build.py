@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from db.catalog import CatalogWriter, FileRecord
-from indexer.corpus import CorpusFile, content_hash, scan_corpus
+from indexer.corpus import CorpusFile, catalog_text, content_hash, scan_corpus
 from indexer.embed import embed_inputs, segment_inputs
 from indexer.encoders import DEFAULT_MODEL, Encoder, EncoderSpec, l2_normalize, resolve_model
 from indexer.errors import AudioDecodeError, EmptyCorpusError, IndexMismatchError, ResoundError
@@ -207,13 +207,13 @@ def _plan(
             digest = content_hash(f.absolute)
         except OSError as e:
             reason = f"cannot read file ({e.strerror or e})"
-            writer.record_failure(corpus_id, f.path, "", reason)
-            report.failed.append(FailedFile(str(f.absolute), reason))
+            writer.record_failure(corpus_id, f.catalog_path, "", reason)
+            report.failed.append(FailedFile(str(f.root / f.catalog_path), reason))
             continue
-        previous = existing.get(f.path)
+        previous = existing.get(f.catalog_path)
         if previous is not None and previous.content_hash == digest:
             report.unchanged += 1
-        elif f.path in failures and failures[f.path].content_hash == digest:
+        elif f.catalog_path in failures and failures[f.catalog_path].content_hash == digest:
             report.still_failed += 1
         else:
             jobs.append(_FileJob(f, digest, previous))
@@ -221,7 +221,7 @@ def _plan(
 
 
 def _deleted(index: Index, corpus_id: int, files: list[CorpusFile]) -> list[FileRecord]:
-    present = {f.path for f in files}
+    present = {f.catalog_path for f in files}
     return [r for path, r in index.catalog.corpus_files(corpus_id).items() if path not in present]
 
 
@@ -253,9 +253,9 @@ def _embedded_jobs(
         try:
             inputs = segment_inputs(encoder, job.file.absolute, hop_seconds)
         except AudioDecodeError as e:
-            reason = "; ".join(e.reasons)
-            writer.record_failure(corpus_id, job.file.path, job.content_hash, reason)
-            report.failed.append(FailedFile(str(job.file.absolute), reason))
+            reason = catalog_text("; ".join(e.reasons))  # decoder messages may quote undecodable names
+            writer.record_failure(corpus_id, job.file.catalog_path, job.content_hash, reason)
+            report.failed.append(FailedFile(str(job.file.root / job.file.catalog_path), reason))
             yield None
             continue
         job.duration, job.source_rate, job.channels = inputs.duration, inputs.source_rate, inputs.channels
@@ -292,7 +292,7 @@ def _store_file(
         report.added += 1
     file_id, segment_ids = writer.add_file(
         corpus_id,
-        job.file.path,
+        job.file.catalog_path,
         job.content_hash,
         job.file.size,
         job.file.mtime,
@@ -301,6 +301,7 @@ def _store_file(
         job.channels,
         job.spans,
         job.modalities,
+        path_bytes=job.file.path_bytes,
     )
     vectors = np.stack(job.vectors).astype(np.float32)
     stores["segments"].add(segment_ids, vectors)

@@ -24,6 +24,22 @@ class CorpusFile:
     def absolute(self) -> Path:
         return self.root / self.path
 
+    @property
+    def catalog_path(self) -> str:
+        """The path as the catalog stores it: valid UTF-8, undecodable bytes written as \\xNN escapes."""
+        return catalog_text(self.path)
+
+    @property
+    def path_bytes(self) -> bytes | None:
+        """The exact file-name bytes when the name is not UTF-8 (None otherwise)."""
+        raw = os.fsencode(self.path)
+        return None if catalog_text(self.path) == self.path else raw
+
+
+def catalog_text(path: str) -> str:
+    """`path` (from os.walk, undecodable bytes as surrogates) as text any database accepts."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
 
 def scan_corpus(root: str | Path, extensions: frozenset[str] = MEDIA_EXTENSIONS) -> list[CorpusFile]:
     """Media files under `root` (recursively, symlinked dirs followed once), sorted by path."""
@@ -47,7 +63,11 @@ def _walk(root: Path, extensions: frozenset[str]) -> Iterator[CorpusFile]:
             try:
                 stat = full.stat()
             except OSError:
-                continue  # dangling symlink
+                # A dangling symlink or a symlink loop: listed, so that reading it fails and is reported.
+                yield CorpusFile(root, full.relative_to(root).as_posix(), -1, 0.0)
+                continue
+            if not full.is_file():
+                continue  # a directory or device named like a media file
             yield CorpusFile(root, full.relative_to(root).as_posix(), stat.st_size, stat.st_mtime)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from indexer.cli import ResoundGroup, db_option, index_option
+from indexer.corpus import catalog_text
 from indexer.encoders import DEFAULT_MODEL
 from search.engine import Engine, Hit
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
@@ -26,7 +27,7 @@ def _print_hits(hits: list[Hit], as_json: bool) -> None:
     if not hits:
         click.echo("no results")
     for h in hits:
-        click.echo(f"{h.rank:>3}  {h.score:6.3f}  {h.start:7.2f}-{h.end:<7.2f}  {h.path}")
+        click.echo(f"{h.rank:>3}  {h.score:6.3f}  {h.start:7.2f}-{h.end:<7.2f}  {catalog_text(h.path)}")
 
 
 def _common(f):  # type: ignore[no-untyped-def]

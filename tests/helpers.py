@@ -84,7 +84,8 @@ def write_audio(path: Path, samples: np.ndarray, rate: int = 48000) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix in {".wav", ".flac", ".ogg"}:
-        soundfile.write(str(path), samples, rate)
+        with open(path, "wb") as f:  # a file object: the name may not be UTF-8
+            soundfile.write(f, samples, rate, format=suffix[1:].upper())
     else:
         encode_with_pyav(path, samples, rate)
     return path

@@ -8,6 +8,7 @@ librosa.load (laion_clap's own file path) does.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -39,14 +40,15 @@ class DecodedAudio:
 def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
     import soundfile
 
-    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    # Bytes, not str: file names that are not UTF-8 reach libsndfile as their exact bytes.
+    data, rate = soundfile.read(os.fsencode(path), dtype="float32", always_2d=True)
     return data, int(rate)
 
 
 def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
     import av
 
-    with av.open(str(path), metadata_errors="ignore") as container:
+    with open(path, "rb") as f, av.open(f, metadata_errors="ignore") as container:
         if not container.streams.audio:
             raise ValueError("no audio stream")
         stream = container.streams.audio[0]

@@ -38,7 +38,7 @@ def has_video_stream(path: str | Path) -> bool:
     import av
 
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        with open(path, "rb") as f, av.open(f, metadata_errors="ignore") as container:
             return any(
                 s.type == "video" and not (s.disposition & av.stream.Disposition.attached_pic)
                 for s in container.streams
@@ -52,7 +52,7 @@ def video_duration(path: str | Path) -> float:
     import av
 
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        with open(path, "rb") as f, av.open(f, metadata_errors="ignore") as container:
             stream = container.streams.video[0]
             if stream.duration is not None and stream.time_base is not None:
                 return float(stream.duration * stream.time_base)
@@ -78,7 +78,7 @@ def frames_at(path: str | Path, times: Sequence[float], max_side: int = 256) -> 
     wanted = sorted(set(float(t) for t in times))
     best: dict[float, tuple[float, "av.VideoFrame"]] = {}
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        with open(path, "rb") as f, av.open(f, metadata_errors="ignore") as container:
             if not container.streams.video:
                 raise VideoDecodeError(path, "no video stream")
             stream = container.streams.video[0]

@@ -1,0 +1,76 @@
+"""The starter model's architecture and front end as one dataclass, stored with its weights.
+
+A checkpoint carries its `StarterConfig` as JSON in the safetensors metadata, so loading it needs no
+constant from this code: a checkpoint trained with other sizes loads as long as the layer types exist.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from indexer.errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class StarterConfig:
+    """Sizes of the audio CNN, the text transformer and the joint space, and the log-mel front end."""
+
+    # Front end: log-mel spectrogram of a fixed window, shorter windows repeat-padded.
+    sample_rate: int = 16000
+    window_seconds: float = 4.0
+    n_fft: int = 512
+    win_length: int = 400  # 25 ms
+    hop_length: int = 160  # 10 ms
+    n_mels: int = 64
+    f_min: float = 50.0
+    f_max: float = 8000.0
+    # Audio encoder: conv blocks (two 3x3 convs, BN, ReLU, 2x2 average pool) of these widths.
+    audio_channels: tuple[int, ...] = (32, 64, 128, 256)
+    audio_dropout: float = 0.2
+    # Text encoder: a pre-norm transformer over CLIP BPE tokens, mean-pooled over real tokens.
+    text_width: int = 256
+    text_layers: int = 4
+    text_heads: int = 4
+    text_context: int = 48  # tokens, start and end markers included; longer texts are truncated
+    text_dropout: float = 0.1
+    vocab_size: int = 0  # tokens kept from the CLIP BPE vocabulary (set by the trainer), plus pad/unk
+    # Joint space.
+    embed_dim: int = 256
+    init_logit_scale: float = 2.6593  # log(1 / 0.07), CLIP's initial temperature
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * self.sample_rate))
+
+    def to_json(self) -> str:
+        """The config as a JSON object (tuples become lists)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "StarterConfig":
+        """Parse `to_json`'s output; raises CheckpointError for anything else."""
+        try:
+            raw: dict[str, Any] = json.loads(text)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"starter config is not JSON ({e})") from e
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if not isinstance(raw, dict) or unknown:
+            raise CheckpointError(f"starter config has unknown fields {unknown}")
+        if "audio_channels" in raw:
+            raw["audio_channels"] = tuple(raw["audio_channels"])
+        return cls(**raw)
+
+
+# A config small enough for tests to train in seconds.
+TINY_CONFIG = StarterConfig(
+    audio_channels=(8, 16),
+    text_width=32,
+    text_layers=1,
+    text_heads=2,
+    text_context=32,
+    embed_dim=32,
+    window_seconds=1.0,
+)

@@ -1,0 +1,152 @@
+"""Training and evaluation data for the starter model: rendered demo corpora and their log-mels.
+
+Corpora are rendered with indexer.demo into a cache directory named after everything that decides their
+content (sample set, size, seed, classes and a fingerprint of the generator's code), so a second run
+reuses them. Log-mels of every clip are computed once per front end and cached beside the clips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from indexer.media.decode import resample
+from indexer.starter.config import StarterConfig
+from indexer.starter.features import LogMelFrontEnd, pad_windows
+
+# Sample sets a starter model must never train on: the independent set it is measured on.
+HELD_OUT_SAMPLE_SETS = ("freepats",)
+FEATURE_BATCH = 64
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """What to render: `size` clips of `classes` (None: all the set renders) with `sample_set` and `seed`."""
+
+    sample_set: str
+    size: int
+    seed: int
+    classes: tuple[str, ...] | None = None
+
+
+@dataclass
+class LabelledClips:
+    """Clips as full-window log-mels with their labels and captions (plain first, then descriptive)."""
+
+    features: torch.Tensor  # (n, frames, n_mels) float16
+    labels: list[str]
+    captions: list[tuple[str, ...]]
+    sample_sets: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @staticmethod
+    def concatenate(parts: Sequence["LabelledClips"]) -> "LabelledClips":
+        """All clips of `parts`, in order."""
+        return LabelledClips(
+            torch.cat([p.features for p in parts]),
+            [label for p in parts for label in p.labels],
+            [c for p in parts for c in p.captions],
+            [s for p in parts for s in p.sample_sets],
+        )
+
+
+def generator_fingerprint() -> str:
+    """Short hash of indexer.demo's source and phrase tables: a changed generator renders anew."""
+    import indexer.demo
+
+    digest = hashlib.sha256()
+    package = Path(indexer.demo.__file__).parent
+    for path in sorted([*package.glob("*.py"), *package.glob("*.json")]):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def corpus_directory(cache_dir: Path, spec: CorpusSpec) -> Path:
+    """Where `spec`'s corpus is rendered inside `cache_dir`."""
+    classes = "all" if spec.classes is None else hashlib.sha256("\n".join(spec.classes).encode()).hexdigest()[:8]
+    name = f"{spec.sample_set}-n{spec.size}-s{spec.seed}-{classes}-{generator_fingerprint()}"
+    return Path(cache_dir) / name
+
+
+def ensure_corpus(cache_dir: Path, spec: CorpusSpec, log: Callable[[str], None] = print) -> Path:
+    """Render `spec` into the cache unless a complete render is already there; returns its directory."""
+    from indexer.demo import generate_demo_corpus
+
+    directory = corpus_directory(cache_dir, spec)
+    done_marker = directory / "render-complete.json"
+    if done_marker.is_file():
+        return directory
+    started = time.perf_counter()
+    generate_demo_corpus(
+        directory,
+        size=spec.size,
+        seed=spec.seed,
+        sample_set=spec.sample_set,
+        classes=list(spec.classes) if spec.classes is not None else None,
+    )
+    seconds = time.perf_counter() - started
+    # Written last, so an interrupted render is never mistaken for a complete one.
+    done_marker.write_text(json.dumps({"seconds": round(seconds, 1)}) + "\n")
+    log(f"rendered {spec.size} {spec.sample_set} clips in {seconds:.0f} s -> {directory}")
+    return directory
+
+
+def _front_end_key(config: StarterConfig) -> str:
+    fields = (
+        config.sample_rate,
+        config.window_seconds,
+        config.n_fft,
+        config.win_length,
+        config.hop_length,
+        config.n_mels,
+        config.f_min,
+        config.f_max,
+    )
+    return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
+
+
+def read_clip(path: Path, sample_rate: int) -> np.ndarray:
+    """A clip's samples as mono float32 at `sample_rate`, resampled as resound's decoder does."""
+    data, rate = sf.read(path, dtype="float32", always_2d=True)
+    return resample(data.mean(axis=1), rate, sample_rate)
+
+
+def load_corpus(directory: Path, config: StarterConfig) -> LabelledClips:
+    """The clips of a rendered corpus as log-mels of the model's window (cut or repeat-padded to it)."""
+    from indexer.demo import read_demo_corpus
+
+    clips = read_demo_corpus(directory)
+    cache = directory / f"features-{_front_end_key(config)}.npy"
+    if cache.is_file():
+        features = torch.from_numpy(np.load(cache))
+    else:
+        front_end = LogMelFrontEnd(config)
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(clips), FEATURE_BATCH):
+                windows = [
+                    read_clip(directory / clip.path, config.sample_rate)[: config.window_samples]
+                    for clip in clips[start : start + FEATURE_BATCH]
+                ]
+                chunks.append(front_end(pad_windows(windows, config)).to(torch.float16))
+        features = torch.cat(chunks) if chunks else torch.zeros((0, front_end.num_frames(), config.n_mels))
+        temporary = cache.with_name(cache.name + ".tmp.npy")
+        np.save(temporary, features.numpy())
+        temporary.replace(cache)
+    return LabelledClips(
+        features=features,
+        labels=[clip.label for clip in clips],
+        captions=[(clip.caption, *clip.captions) for clip in clips],
+        sample_sets=[clip.sample_set for clip in clips],
+    )

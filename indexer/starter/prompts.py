@@ -1,0 +1,51 @@
+"""Zero-shot prompts for a sound label, in the three styles the starter model is measured with.
+
+- "label": the bare label ("cello"), which is also the plain caption the model trains on;
+- "template": CLIP's sentence template ("This is a sound of cello.");
+- "descriptive": ReCLAP-style descriptions of the sound placed in every scene ("the rich, bowed tones
+  of a cello echoing through a vast stone cathedral"), from the demo corpus's phrase tables. Their
+  embeddings are averaged (each normalised) and the mean renormalised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from indexer.encoders.base import l2_normalize
+
+PROMPT_STYLES = ("label", "template", "descriptive")
+TEMPLATE = "This is a sound of {label}."
+
+
+def label_prompts(label: str, style: str) -> list[str]:
+    """The prompts of `label` in `style` (one of PROMPT_STYLES)."""
+    if style == "label":
+        return [label]
+    if style == "template":
+        return [TEMPLATE.format(label=label)]
+    if style == "descriptive":
+        from indexer.demo import SCENES, describe_label, scene_phrases
+
+        return [
+            f"{description} {phrase}"
+            for description in describe_label(label)
+            for scene in SCENES
+            for phrase in scene_phrases(scene)
+        ]
+    raise ValueError(f"unknown prompt style {style!r}; use one of {', '.join(PROMPT_STYLES)}")
+
+
+def label_embeddings(
+    labels: Sequence[str], style: str, embed_text: Callable[[Sequence[str]], np.ndarray]
+) -> np.ndarray:
+    """(len(labels), dim) unit vectors: each label's prompt embeddings averaged, then renormalised."""
+    prompts = [label_prompts(label, style) for label in labels]
+    flat = [p for group in prompts for p in group]
+    vectors = l2_normalize(embed_text(flat))
+    rows, start = [], 0
+    for group in prompts:
+        rows.append(vectors[start : start + len(group)].mean(axis=0))
+        start += len(group)
+    return l2_normalize(np.stack(rows))

@@ -1,0 +1,121 @@
+"""A corpus of every kind of broken or odd file beside good ones: good files are searchable, broken ones
+reported with their reason, and the run says how many of each."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from click.testing import CliRunner
+
+from indexer import BuildOptions, build_index
+from indexer.cli import EXIT_PARTIAL
+from indexer.cli import main as indexer_cli
+from search import Engine
+from tests import helpers
+
+
+def _wav_with_format_code(path: Path, code: int) -> None:
+    """A RIFF/WAVE file whose fmt chunk names a codec nobody decodes."""
+    data = b"\x01\x02" * 4000
+    fmt = struct.pack("<HHIIHH", code, 1, 16000, 32000, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def make_hostile_corpus(root: Path) -> tuple[set[str], dict[str, str]]:
+    """Returns (names expected indexed, {name expected to fail: words its reason must contain})."""
+    root.mkdir(parents=True)
+    good: set[str] = set()
+    t = helpers.tone
+    for name, samples, rate in [
+        ("plain.wav", t(440, 2.0), 48000),
+        ("silent.wav", np.zeros(48000, dtype=np.float32), 48000),
+        ("very short.wav", t(440, 0.0005), 48000),  # 24 samples
+        ("rate8k.wav", t(440, 2.0, rate=8000), 8000),
+        ("rate11025.flac", t(440, 2.0, rate=11025), 11025),
+        ("rate96k.wav", t(440, 1.0, rate=96000), 96000),
+        ("café – ünïcode 🎵.wav", t(660, 1.0), 48000),
+        ("-leading-dash.wav", t(550, 1.0), 48000),
+    ]:
+        helpers.write_audio(root / name, samples, rate)
+        good.add(name)
+    six = np.stack([t(200 * (c + 1), 1.5) for c in range(6)], axis=1)
+    soundfile.write(str(root / "six-channels.wav"), six, 48000)
+    good.add("six-channels.wav")
+    raw_name = os.fsdecode(b"latin1-caf\xe9.wav")  # not UTF-8
+    helpers.write_audio(root / raw_name, t(770, 1.0))
+    good.add(raw_name)
+    full = (root / "plain.wav").read_bytes()
+    (root / "truncated.wav").write_bytes(full[: len(full) // 2])  # header promises more than is there
+    good.add("truncated.wav")
+
+    bad = {"empty.wav": "", "not-audio.mp3": "", "nan.wav": "NaN", "unknown-codec.wav": "", "loop-a.wav": "symbolic links"}
+    (root / "empty.wav").write_bytes(b"")
+    (root / "not-audio.mp3").write_text("this is a text file, not an mp3\n" * 20)
+    soundfile.write(str(root / "nan.wav"), np.full(4800, np.nan, dtype=np.float32), 48000, subtype="FLOAT")
+    _wav_with_format_code(root / "unknown-codec.wav", 0x9999)
+    os.symlink("loop-b.wav", root / "loop-a.wav")
+    os.symlink("loop-a.wav", root / "loop-b.wav")
+    bad["loop-b.wav"] = "symbolic links"
+    (root / "sub").mkdir()
+    os.symlink("..", root / "sub" / "up")  # a directory loop: must not be walked forever
+    return good, bad
+
+
+def test_hostile_corpus(tmp_path: Path, clap_checkpoint: Path) -> None:
+    corpus = tmp_path / "corpus"
+    good, bad = make_hostile_corpus(corpus)
+    index_path = tmp_path / "index"
+    result = CliRunner().invoke(indexer_cli, ["build", str(corpus), "--index", str(index_path), "--model",
+                                              str(clap_checkpoint), "--quiet"])
+    assert result.exit_code == EXIT_PARTIAL, result.output
+    assert f"{len(good)} added" in result.stdout and f"{len(bad)} failed" in result.stdout
+    failures = {line.split(": ", 2)[1].rsplit("/", 1)[-1]: line for line in result.stderr.splitlines()
+                if line.startswith("failed: ")}
+    assert set(failures) == set(bad)
+    for name, words in bad.items():
+        assert words in failures[name]
+
+    info = json.loads(CliRunner().invoke(indexer_cli, ["info", "--index", str(index_path), "--failed", "--json"]).stdout)
+    assert sorted(Path(f["path"]).name for f in info["failed"]) == sorted(bad)
+    assert info["counts"]["files"] == len(good)
+
+    engine = Engine(index_path)
+    try:
+        found = {Path(h.path).name for h in engine.query("a tone", k=50)}
+        assert found == good  # every good file is searchable, the non-UTF-8 name with its exact bytes
+        raw = next(n for n in good if n.startswith("latin1"))
+        assert engine.similar(corpus / raw, k=1)[0].path == str(corpus / raw)
+    finally:
+        engine.close()
+
+    # Unchanged broken files are not retried; a fixed one is.
+    helpers.write_audio(corpus / "empty.wav", helpers.tone(300, 1.0))
+    report = build_index(corpus, index_path, BuildOptions(model=str(clap_checkpoint)))
+    assert (report.added, report.still_failed, report.unchanged) == (1, len(bad) - 1 - 2, len(good))
+
+
+def test_unreadable_file_is_reported(tmp_path: Path, clap_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root reads any file whatever its mode, so the refusal is simulated at the open call.
+    corpus = tmp_path / "corpus"
+    helpers.write_audio(corpus / "ok.wav", helpers.tone(440, 1.0))
+    helpers.write_audio(corpus / "locked.wav", helpers.tone(440, 1.0))
+    import builtins
+
+    real_open = builtins.open
+
+    def guarded_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(file).endswith("locked.wav"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    report = build_index(corpus, tmp_path / "index", BuildOptions(model=str(clap_checkpoint)))
+    assert report.added == 1
+    assert [(Path(f.path).name, f.reason) for f in report.failed] == [("locked.wav", "cannot read file (Permission denied)")]
