@@ -155,6 +155,12 @@ class CatalogWriter:
             self.session.flush()
         return row
 
+    def update_info(self, **fields: object) -> None:
+        """Stage changes to the provenance row (index type and search parameters after a conversion)."""
+        row = self.session.get(IndexInfoRow, 1)
+        for name, value in fields.items():
+            setattr(row, name, value)
+
     def corpus_id(self, root: str) -> int:
         row = self.session.execute(select(CorpusRow).where(CorpusRow.root == root)).scalar_one_or_none()
         if row is None:

@@ -51,6 +51,8 @@ class IndexInfoRow(Base):
     hop_seconds: Mapped[float] = mapped_column(Float)
     preprocessing: Mapped[dict] = mapped_column(JSON)
     faiss_factory: Mapped[str] = mapped_column(String(256))
+    # nprobe / efSearch chosen at build time for the target recall, and the recall measured.
+    search_params: Mapped[dict] = mapped_column(JSON, default=dict)
     versions: Mapped[dict] = mapped_column(JSON)
     generation: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

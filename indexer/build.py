@@ -21,7 +21,7 @@ from indexer.encoders import DEFAULT_MODEL, Encoder, EncoderSpec, l2_normalize, 
 from indexer.errors import AudioDecodeError, EmptyCorpusError, IndexMismatchError, ResoundError
 from indexer.index import Index, Provenance, check_encoder, check_model
 from indexer.media import MEDIA_EXTENSIONS
-from indexer.store import DEFAULT_FACTORY, VectorStore
+from indexer.store import DEFAULT_FACTORY, VectorStore, choose_factory
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class BuildOptions:
     device: str = "cpu"
     db_url: str | None = None  # None: catalog.sqlite inside the index directory
     checkpoint_seconds: float = 300.0  # commit finished files at least this often
+    index_type: str = "auto"  # "auto" (by corpus size, see store.choose_factory) or a FAISS factory string
+    target_recall: float = 0.95  # recall@10 against exact search that nprobe/efSearch are tuned to
 
     @classmethod
     def from_provenance(cls, provenance: Provenance, db_url: str | None = None) -> "BuildOptions":
@@ -182,6 +184,7 @@ def _build_locked(
                 generation = _checkpoint(index, stores, writer, generation)
                 last_checkpoint = time.monotonic()
         if report.changed or index.generation() == 0:
+            stores["segments"] = _apply_index_type(stores["segments"], options, writer)
             generation = _checkpoint(index, stores, writer, generation)
         else:
             writer.commit(generation)  # failures of unchanged files may have been cleared
@@ -307,6 +310,27 @@ def _store_file(
     stores["segments"].add(segment_ids, vectors)
     stores["files"].add([file_id], l2_normalize(vectors.mean(axis=0, keepdims=True)))
     report.segments_added += len(segment_ids)
+
+
+def _apply_index_type(store: VectorStore, options: BuildOptions, writer: CatalogWriter) -> VectorStore:
+    """Move the segment vectors to the index type asked for (or the one their number calls for), train it
+    on a sample, and tune its search parameters to the target recall; records both in the provenance."""
+    from indexer.tuning import tune_search_params
+
+    if options.index_type == "auto":
+        target = choose_factory(store.ntotal)
+        if target == DEFAULT_FACTORY and store.factory != DEFAULT_FACTORY:
+            target = store.factory  # an index that shrank keeps its trained type; `indexer compact` changes it
+    else:
+        target = options.index_type
+    if target != store.factory:
+        store = store.converted(target)
+    tuning = tune_search_params(store, options.target_recall)
+    writer.update_info(
+        faiss_factory=store.factory,
+        search_params={**tuning.params, "recall_at_10": round(tuning.recall_at_10, 4), "target_recall": options.target_recall},
+    )
+    return store
 
 
 def _checkpoint(index: Index, stores: dict[str, VectorStore], writer: CatalogWriter, generation: int) -> int:

@@ -65,14 +65,19 @@ def main() -> None:
 @click.option("--visual-weight", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Visual part's weight (audio-visual).")
 @click.option("--frames", "frames_per_window", default=1, show_default=True, type=click.IntRange(1),
               help="Frames per window: 1 is the middle frame, k averages k evenly spaced frames.")
+@click.option("--index-type", default="auto", show_default=True,
+              help="FAISS factory string (IDMap2,Flat / IVF4096,Flat / IVF4096,SQ8 / OPQ64,IVF4096,PQ64 / "
+                   "IDMap2,HNSW32,Flat), or auto: exact below 100k windows, IVF beyond.")
+@click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1),
+              help="recall@10 against exact search that nprobe/efSearch are tuned to.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="Windows per forward pass.")
 @click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None, help="Seconds between window starts (default: the window length).")
 @click.option("--device", default="cpu", show_default=True)
 @db_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, audio_weight: float,
-          visual_weight: float, frames_per_window: int, batch_size: int, hop_seconds: float | None, device: str,
-          db_url: str | None, quiet: bool) -> None:
+          visual_weight: float, frames_per_window: int, index_type: str, target_recall: float, batch_size: int,
+          hop_seconds: float | None, device: str, db_url: str | None, quiet: bool) -> None:
     """Index the media files under CORPUS (re-runs skip unchanged files)."""
     from tqdm import tqdm
 
@@ -88,7 +93,7 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
 
     options = BuildOptions(model=model, vision_model=vision_model, audio_weight=audio_weight, visual_weight=visual_weight,
                            frames_per_window=frames_per_window, batch_size=batch_size, hop_seconds=hop_seconds,
-                           device=device, db_url=db_url)
+                           device=device, db_url=db_url, index_type=index_type, target_recall=target_recall)
     try:
         report = build_index(corpus, index_path, options, progress=progress)
     finally:

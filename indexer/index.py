@@ -7,7 +7,7 @@ import fcntl
 import json
 import os
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -48,6 +48,7 @@ class Provenance:
     preprocessing: dict[str, Any]
     faiss_factory: str
     versions: dict[str, str]
+    search_params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, info: EncoderInfo, checkpoint: str, hop_seconds: float, factory: str = DEFAULT_FACTORY) -> "Provenance":
@@ -68,7 +69,9 @@ class Provenance:
 
     @classmethod
     def from_row(cls, row: IndexInfoRow) -> "Provenance":
-        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+        values = {name: getattr(row, name) for name in cls.__dataclass_fields__}
+        values["search_params"] = values["search_params"] or {}
+        return cls(**values)
 
 
 def check_model(index_path: Path, stored: Provenance, model_id: str, checkpoint_sha256: str) -> None:
@@ -123,12 +126,14 @@ class Index:
         row = self.catalog.info()
         return row.generation if row is not None else 0
 
-    def load_stores(self) -> dict[str, VectorStore]:
-        """The FAISS stores of the current generation."""
+    def load_stores(self, mmap: bool = False) -> dict[str, VectorStore]:
+        """The FAISS stores of the current generation, with the tuned search parameters set."""
         prov = self.provenance()
         if prov is None:
             raise IndexNotFoundError(f"{self.path}: the index holds no provenance yet (interrupted first build?)")
-        return self.directory.load_stores(self.generation(), prov.dim, prov.faiss_factory)
+        stores = self.directory.load_stores(self.generation(), prov.dim, prov.faiss_factory, mmap=mmap)
+        stores["segments"].set_search_params({k: v for k, v in prov.search_params.items() if k in ("nprobe", "efSearch")})
+        return stores
 
     def write_manifest(self) -> None:
         """Mirror provenance and the catalog location in manifest.json (atomically; never a password)."""

@@ -2,6 +2,8 @@
 
 A model trained on seen classes scores them too high; calibrated stacking subtracts a constant gamma
 from every seen-class score before the argmax. gamma is chosen on validation classes to maximise HM.
+The search is exact (one candidate per interval where predictions stay the same) and may return a
+negative gamma; the published ClipClap code searched [0, 5] in steps of 1/15 on distances.
 
 Metrics, as the audio-visual GZSL benchmarks (AVCA, TCAF, ClipClap) compute them:
 - S: mean per-class accuracy over samples of seen classes, predicting among all classes (calibrated);
