@@ -272,5 +272,106 @@ def prompts_generate(labels_file: Path | None, label_set: str | None, llm_url: s
     click.echo(f"{out}: {len(bank.entries)} labels, {sum(len(e.prompts) for e in bank.entries.values())} prompts")
 
 
+
+@main.group("gzsl")
+def gzsl_group() -> None:
+    """Generalised zero-shot learning on audio-visual features (ClipClap-GZSL)."""
+
+
+@gzsl_group.command("export")
+@index_option
+@db_option
+@click.option("--labels-csv", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV with columns path,label.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="features .npz to write.")
+def gzsl_export(index_path: Path, db_url: str | None, labels_csv: Path, out: Path) -> None:
+    """Export the file vectors of labelled files from an index as GZSL features."""
+    from search.gzsl.data import save_features
+    from search.gzsl.export import export_index_features
+
+    samples = export_index_features(index_path, labels_csv, db_url)
+    save_features(out, samples)
+    click.echo(f"{out}: {len(samples.labels)} samples of {len(set(samples.labels.tolist()))} classes, "
+               f"{samples.features.shape[1]}-d")
+
+
+@gzsl_group.command("embed-labels")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--label-set", default=None)
+@click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default="templates", show_default=True)
+@_model_option
+@click.option("--vision-model", default=None, help="CLIP model: class embeddings are [CLIP text, CLAP text].")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def gzsl_embed_labels(labels_file: Path | None, label_set: str | None, strategy: str, model: str,
+                      vision_model: str | None, out: Path) -> None:
+    """Class embeddings for GZSL from the text towers (prompt ensembles)."""
+    from indexer.encoders import EncoderSpec
+    from search.gzsl.data import save_class_embeddings
+    from search.gzsl.export import class_embeddings
+
+    classes = class_embeddings(EncoderSpec(model, vision_model).load(), _label_set(labels_file, label_set), strategy)
+    save_class_embeddings(out, classes)
+    click.echo(f"{out}: {len(classes.names)} classes, {classes.embeddings.shape[1]}-d")
+
+
+@gzsl_group.command("train")
+@click.option("--features", "features_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--class-embeddings", "classes_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--split", "split_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON {seen, unseen, val_unseen} or text with [seen]/[unseen]/[val_unseen] sections.")
+@click.option("--val-features", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--epochs", type=click.IntRange(1), default=None)
+@click.option("--batch-size", type=click.IntRange(1), default=None)
+@click.option("--batches-per-epoch", type=click.IntRange(1), default=None)
+@click.option("--lr", type=float, default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--no-ce", is_flag=True, help="Ablation: no cross-entropy term.")
+@click.option("--no-rec", is_flag=True, help="Ablation: no reconstruction term.")
+@click.option("--no-reg", is_flag=True, help="Ablation: no regression term.")
+def gzsl_train(features_path: Path, classes_path: Path, split_path: Path, val_features: Path | None, out: Path,
+               epochs: int | None, batch_size: int | None, batches_per_epoch: int | None, lr: float | None,
+               seed: int | None, no_ce: bool, no_rec: bool, no_reg: bool) -> None:
+    """Train the ClipClap-GZSL head; epochs and calibration are chosen on the validation classes."""
+    import dataclasses
+
+    from search.gzsl import GZSLConfig, load_class_embeddings, load_features, load_split, train_gzsl
+
+    classes = load_class_embeddings(classes_path)
+    split = load_split(split_path)
+    train = load_features(features_path, classes.names)
+    validation = load_features(val_features, classes.names) if val_features else None
+    overrides = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "batches_per_epoch": batches_per_epoch,
+                                   "lr": lr, "seed": seed}.items() if v is not None}
+    overrides.update({name: False for flag, name in ((no_ce, "cross_entropy"), (no_rec, "reconstruction"),
+                                                      (no_reg, "regression")) if flag})
+    model = train_gzsl(train.features, train.labels, classes, split, dataclasses.replace(GZSLConfig(), **overrides),
+                       validation=validation)
+    model.save(out)
+    record = model.record
+    click.echo(f"{out}: best epoch {record.best_epoch + 1}, gamma {model.gamma:.3f}; validation "
+               f"HM {100 * record.validation.hm:.1f} (uncalibrated {100 * record.validation_uncalibrated.hm:.1f})")
+
+
+@gzsl_group.command("eval")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--features", "features_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--gamma", type=float, default=None, help="Calibration constant (default: the tuned one).")
+@click.option("--uncalibrated", is_flag=True, help="gamma = 0.")
+@click.option("--json", "as_json", is_flag=True)
+def gzsl_eval(model_dir: Path, features_path: Path, gamma: float | None, uncalibrated: bool, as_json: bool) -> None:
+    """Seen and unseen accuracy, their harmonic mean, and ZSL accuracy."""
+    from search.gzsl import GZSLModel, evaluate_gzsl, load_features
+
+    model = GZSLModel.load(model_dir)
+    test = load_features(features_path, model.class_names)
+    report = evaluate_gzsl(model, test.features, test.labels, 0.0 if uncalibrated else gamma)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(f"S {100 * report.seen:.1f}  U {100 * report.unseen:.1f}  HM {100 * report.hm:.1f}  "
+                   f"ZSL {100 * report.zsl:.1f}  (gamma {report.gamma:.3f})")
+
+
 if __name__ == "__main__":
     main()

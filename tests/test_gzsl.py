@@ -225,3 +225,28 @@ def test_files_round_trip_and_split_text_format(data: SyntheticGZSL, tmp_path: P
         ClassEmbeddings(("x", "x"), np.zeros((2, 3)))
     with pytest.raises(GZSLDataError, match="3 feature rows but labels of shape"):
         FeatureSet(np.zeros((3, 4)), ["a", "b"])
+
+
+def test_gzsl_cli_train_and_eval_on_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The commands a user runs: features and class embeddings from files, a model directory, S/U/HM/ZSL."""
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from search.cli import main
+    from search.gzsl.synthetic import SyntheticConfig, make_synthetic_gzsl, write_synthetic
+
+    data = make_synthetic_gzsl(SyntheticConfig(seed=3))
+    paths = write_synthetic(data, tmp_path / "data")
+    runner = CliRunner()
+    args = ["gzsl", "train", "--features", str(paths["train"]), "--class-embeddings", str(paths["classes"]),
+            "--split", str(paths["split"]), "--out", str(tmp_path / "model"), "--epochs", "2",
+            "--batches-per-epoch", "20", "--seed", "0"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "best epoch" in result.stdout and (tmp_path / "model" / "gzsl.safetensors").is_file()
+    result = runner.invoke(main, ["gzsl", "eval", "--model", str(tmp_path / "model"), "--features",
+                                  str(paths["test"]), "--json"])
+    report = _json.loads(result.stdout)
+    assert set(report) >= {"seen", "unseen", "hm", "zsl", "gamma"}
+    assert report["hm"] == pytest.approx(2 * report["seen"] * report["unseen"] / (report["seen"] + report["unseen"]))

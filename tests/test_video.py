@@ -101,6 +101,17 @@ def test_audio_and_video_share_one_index_and_modality_selects_the_part_scored(
     assert {h.path.split("/")[-1]: h.score for h in av_hits} == pytest.approx(
         {name: float(v @ query_av) for name, v in vectors.items()}, abs=1e-5)
     assert engine.similar(corpus / "silent.webm", k=1, modality="visual")[0].path == str(corpus / "silent.webm")
+
+    # The same index feeds ClipClap-GZSL: file vectors as features, [CLIP text, CLAP text] as classes.
+    from search.gzsl.export import class_embeddings, export_index_features
+    from search.prompts import LabelSet
+
+    labels_csv = tmp_path / "labels.csv"
+    labels_csv.write_text(f"path,label\ntalk.mp4,talking\n{corpus / 'silent.webm'},blue screen\n")
+    samples = export_index_features(index_path, labels_csv)
+    assert samples.features.shape == (2, 544) and samples.labels.tolist() == ["talking", "blue screen"]
+    classes = class_embeddings(engine.encoder, LabelSet("x", ("talking", "blue screen")))
+    assert classes.embeddings.shape == (2, 32 + 512)
     engine.close()
 
 
