@@ -16,7 +16,8 @@ import numpy as np
 
 from db.catalog import CatalogWriter, FileRecord
 from indexer.corpus import CorpusFile, catalog_text, content_hash, scan_corpus
-from indexer.embed import embed_inputs, segment_inputs
+from indexer.embed import WindowPlan, embed_inputs
+from indexer.prefetch import prefetch_inputs
 from indexer.encoders import DEFAULT_MODEL, Encoder, EncoderSpec, l2_normalize, resolve_model
 from indexer.errors import AudioDecodeError, EmptyCorpusError, IndexMismatchError, ResoundError
 from indexer.index import Index, Provenance, check_encoder, check_model
@@ -34,6 +35,7 @@ class BuildOptions:
     visual_weight: float = 1.0
     frames_per_window: int = 1  # 1: the middle frame; k: k frames, embeddings averaged
     batch_size: int = 16  # windows per forward pass
+    decode_workers: int | None = None  # processes decoding ahead of the model; None: CPUs - 1 (max 4), 0: inline
     hop_seconds: float | None = None  # None: the model's window length (no overlap)
     device: str = "cpu"
     db_url: str | None = None  # None: catalog.sqlite inside the index directory
@@ -174,7 +176,8 @@ def _build_locked(
 
         last_checkpoint = time.monotonic()
         done = 0
-        for job in _embedded_jobs(jobs, encoder, hop_seconds, options.batch_size, writer, corpus_id, report):
+        for job in _embedded_jobs(jobs, encoder, hop_seconds, options.batch_size, writer, corpus_id, report,
+                                  options.decode_workers):
             if job is not None:
                 _store_file(writer, stores, corpus_id, job, report)
             done += 1
@@ -236,6 +239,7 @@ def _embedded_jobs(
     writer: CatalogWriter,
     corpus_id: int,
     report: BuildReport,
+    decode_workers: int | None = None,
 ) -> Iterator[_FileJob | None]:
     """Decode and window each job's file and embed windows in batches across files.
 
@@ -252,11 +256,10 @@ def _embedded_jobs(
         while open_jobs and open_jobs[0].complete():
             yield open_jobs.pop(0)
 
-    for job in jobs:
-        try:
-            inputs = segment_inputs(encoder, job.file.absolute, hop_seconds)
-        except AudioDecodeError as e:
-            reason = catalog_text("; ".join(e.reasons))  # decoder messages may quote undecodable names
+    plan = WindowPlan.of(encoder, hop_seconds)
+    for job, inputs in zip(jobs, prefetch_inputs([job.file.absolute for job in jobs], plan, decode_workers)):
+        if isinstance(inputs, AudioDecodeError):
+            reason = catalog_text("; ".join(inputs.reasons))  # decoder messages may quote undecodable names
             writer.record_failure(corpus_id, job.file.catalog_path, job.content_hash, reason)
             report.failed.append(FailedFile(str(job.file.root / job.file.catalog_path), reason))
             yield None

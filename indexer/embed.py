@@ -32,38 +32,59 @@ class SegmentInputs:
         return "audio+visual" if audio and visual else "visual" if visual else "audio"
 
 
-def segment_inputs(encoder: Encoder, path: str | Path, hop_seconds: float | None = None) -> SegmentInputs:
+@dataclass(frozen=True)
+class WindowPlan:
+    """How to cut a file for an encoder: all a decoding worker process needs to know (picklable)."""
+
+    sample_rate: int
+    window_samples: int
+    hop_samples: int
+    frames_per_window: int = 0  # 0: the encoder takes no frames
+
+    @classmethod
+    def of(cls, encoder: Encoder, hop_seconds: float | None = None) -> "WindowPlan":
+        info = encoder.info
+        hop = max(1, int(round((hop_seconds or info.window_seconds) * info.sample_rate)))
+        frames = int(getattr(encoder, "frames_per_window", 0)) if hasattr(encoder, "embed_segments") else 0
+        return cls(info.sample_rate, info.window_samples, hop, frames)
+
+    def frame_times(self, start: float, end: float) -> list[float]:
+        """Where to sample a window's frames: its middle, or k evenly spaced points."""
+        k = self.frames_per_window
+        return [start + (i + 0.5) * (end - start) / k for i in range(k)]
+
+
+def segment_inputs(encoder: Encoder | WindowPlan, path: str | Path, hop_seconds: float | None = None) -> SegmentInputs:
     """Decode `path` and cut it into the encoder's windows; audio-visual encoders also get frames.
 
     Raises AudioDecodeError (VideoDecodeError for frames) naming the file and the reason.
     """
     path = Path(path)
-    info = encoder.info
-    window = info.window_samples
-    hop = max(1, int(round((hop_seconds or info.window_seconds) * info.sample_rate)))
-    wants_frames = hasattr(encoder, "embed_segments") and path.suffix.lower() in VIDEO_EXTENSIONS
+    plan = encoder if isinstance(encoder, WindowPlan) else WindowPlan.of(encoder, hop_seconds)
+    window, hop, sr = plan.window_samples, plan.hop_samples, plan.sample_rate
+    wants_frames = plan.frames_per_window > 0 and path.suffix.lower() in VIDEO_EXTENSIONS
     video = wants_frames and has_video_stream(path)
     try:
-        decoded = decode_audio(path, info.sample_rate)
+        decoded = decode_audio(path, sr)
     except AudioDecodeError:
         if not video:
             raise
         decoded = None  # a silent video: indexed by its pictures alone
     if decoded is not None:
         windows = cut_windows(decoded.samples, window, hop)
-        spans = [w.seconds(info.sample_rate) for w in windows]
+        spans = [w.seconds(sr) for w in windows]
         samples: list[np.ndarray | None] = [w.samples for w in windows]
         duration, rate, channels = decoded.duration, decoded.source_rate, decoded.source_channels
     else:
         duration = video_duration(path)
-        n = int(duration * info.sample_rate)
-        spans = [(s / info.sample_rate, min(s + window, n) / info.sample_rate) for s in window_starts(n, window, hop)]
+        n = int(duration * sr)
+        spans = [(s / sr, min(s + window, n) / sr) for s in window_starts(n, window, hop)]
         samples, rate, channels = [None] * len(spans), 0, 0
     if not spans:
         raise AudioDecodeError(path, "no audio samples")
     frames: list[list[np.ndarray] | None] = [None] * len(spans)
     if video:
-        times = [encoder.frame_times(a, b) for a, b in spans]  # type: ignore[attr-defined]
+        times = [plan.frame_times(a, b) for a, b in spans]
         flat = frames_at(path, [t for ts in times for t in ts])
         frames, start = [], 0
         for ts in times:

@@ -51,7 +51,9 @@ def test_segments_of_a_video_get_the_colour_of_their_middle(tmp_path: Path, clap
     assert [_dominant(f[0]) for f in inputs.frames] == ["R", "G", "B"]  # middles at 5, 15 and 20 s
     assert inputs.modalities == "audio+visual" and all(s is not None for s in inputs.samples)
     k3 = EncoderSpec(str(clap_checkpoint), tiny_clip, frames_per_window=3).load()
-    assert k3.frame_times(10.0, 20.0) == pytest.approx([10 + 10 / 6, 15.0, 20 - 10 / 6])
+    from indexer.embed import WindowPlan
+
+    assert WindowPlan.of(k3).frame_times(10.0, 20.0) == pytest.approx([10 + 10 / 6, 15.0, 20 - 10 / 6])
     assert [[_dominant(f) for f in fs] for fs in segment_inputs(k3, path).frames][2] == ["G", "B", "B"]
 
 

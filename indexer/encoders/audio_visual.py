@@ -49,11 +49,6 @@ class AudioVisualEncoder:
             modalities=("audio", "visual", "text"),
         )
 
-    def frame_times(self, start: float, end: float) -> list[float]:
-        """Where to sample a window's frames: its middle, or k evenly spaced points."""
-        k = self.frames_per_window
-        return [start + (i + 0.5) * (end - start) / k for i in range(k)]
-
     def embed_audio(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """Audio-only windows: [w_a * audio, 0]."""
         return self.embed_segments(windows, [None] * len(windows))
