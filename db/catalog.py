@@ -11,7 +11,8 @@ from typing import Iterable, Sequence
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.schema import Base, CorpusRow, FailureRow, FileRow, IndexInfoRow, SegmentRow, utcnow
+from db import migrate
+from db.schema import CorpusRow, FailureRow, FileRow, IndexInfoRow, SegmentRow, utcnow
 from db.session import make_engine, redact_url
 
 
@@ -53,7 +54,7 @@ class Catalog:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
+        migrate.upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
