@@ -183,7 +183,7 @@ def _build_locked(
             done += 1
             if progress:
                 progress(done, len(jobs))
-            if time.monotonic() - last_checkpoint > options.checkpoint_seconds:
+            if time.monotonic() - last_checkpoint >= options.checkpoint_seconds and done < len(jobs):
                 generation = _checkpoint(index, stores, writer, generation)
                 last_checkpoint = time.monotonic()
         if report.changed or index.generation() == 0:

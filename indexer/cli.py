@@ -73,11 +73,13 @@ def main() -> None:
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="Windows per forward pass.")
 @click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None, help="Seconds between window starts (default: the window length).")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--checkpoint-seconds", default=300.0, show_default=True, type=click.FloatRange(min=0),
+              help="Commit finished files at least this often (0: after every file).")
 @db_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, audio_weight: float,
           visual_weight: float, frames_per_window: int, index_type: str, target_recall: float, batch_size: int,
-          hop_seconds: float | None, device: str, db_url: str | None, quiet: bool) -> None:
+          hop_seconds: float | None, device: str, checkpoint_seconds: float, db_url: str | None, quiet: bool) -> None:
     """Index the media files under CORPUS (re-runs skip unchanged files)."""
     from tqdm import tqdm
 
@@ -93,7 +95,8 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
 
     options = BuildOptions(model=model, vision_model=vision_model, audio_weight=audio_weight, visual_weight=visual_weight,
                            frames_per_window=frames_per_window, batch_size=batch_size, hop_seconds=hop_seconds,
-                           device=device, db_url=db_url, index_type=index_type, target_recall=target_recall)
+                           device=device, db_url=db_url, index_type=index_type, target_recall=target_recall,
+                           checkpoint_seconds=checkpoint_seconds)
     try:
         report = build_index(corpus, index_path, options, progress=progress)
     finally:
