@@ -99,14 +99,21 @@ def encode_with_pyav(path: Path, samples: np.ndarray, rate: int) -> None:
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=out_rate)
         stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(samples[None, :].astype(np.float32), format="flt", layout="mono")
-        frame.sample_rate = rate
-        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=out_rate)
-        for out in resampler.resample(frame):
-            for packet in stream.encode(out):
-                container.mux(packet)
-        for packet in stream.encode(None):
+        mux_audio(container, stream, samples, rate)
+
+
+def mux_audio(container, stream, samples: np.ndarray, rate: int) -> None:  # type: ignore[no-untyped-def]
+    """Encode mono float samples at `rate` into an open PyAV audio stream, flushing the encoder."""
+    import av
+
+    frame = av.AudioFrame.from_ndarray(samples[None, :].astype(np.float32), format="flt", layout="mono")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=stream.rate)
+    for out in resampler.resample(frame):
+        for packet in stream.encode(out):
             container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
 
 
 def espeak(path: Path, text: str, voice: str = "en") -> Path:
@@ -185,14 +192,7 @@ def write_video(path: Path, colours: list[tuple[float, tuple[int, int, int]]], s
         for packet in video.encode(None):
             container.mux(packet)
         if sound is not None:
-            frame = av.AudioFrame.from_ndarray(audio[None, :].astype(np.float32), format="flt", layout="mono")
-            frame.sample_rate = rate
-            resampler = av.AudioResampler(format=sound.codec_context.format.name, layout="mono", rate=rate)
-            for out in resampler.resample(frame):
-                for packet in sound.encode(out):
-                    container.mux(packet)
-            for packet in sound.encode(None):
-                container.mux(packet)
+            mux_audio(container, sound, audio, rate)
     return path
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import soundfile
@@ -41,28 +40,7 @@ def test_stereo_is_averaged_to_mono(tmp_path: Path) -> None:
 
 
 def test_audio_track_of_a_video_container(tmp_path: Path) -> None:
-    path = tmp_path / "clip.mp4"
-    rate = 48000
-    audio = helpers.tone(500, 2.0, rate=rate)
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=10)
-        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
-        sound = container.add_stream("aac", rate=rate)
-        sound.layout = "mono"
-        for i in range(20):
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 10, dtype=np.uint8), format="rgb24")
-            for packet in video.encode(frame):
-                container.mux(packet)
-        for packet in video.encode(None):
-            container.mux(packet)
-        frame = av.AudioFrame.from_ndarray(audio[None, :], format="flt", layout="mono")
-        frame.sample_rate = rate
-        resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate)
-        for out in resampler.resample(frame):
-            for packet in sound.encode(out):
-                container.mux(packet)
-        for packet in sound.encode(None):
-            container.mux(packet)
+    path = helpers.write_video(tmp_path / "clip.mp4", [(0.0, (200, 10, 10))], seconds=2.0, audio=helpers.tone(500, 2.0))
     decoded = decode_audio(path, 48000)
     assert decoded.backend == "pyav" and abs(decoded.duration - 2.0) < 0.06
     spectrum = np.abs(np.fft.rfft(decoded.samples[4800:52800]))

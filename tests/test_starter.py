@@ -1,0 +1,195 @@
+"""The bundled starter model: shipped weights, encoder contract, checkpoint errors, loss, metrics and a
+tiny seeded training run on rendered clips."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from indexer.encoders.base import Encoder
+from indexer.errors import CheckpointError, CheckpointNotFoundError
+from indexer.starter import TINY_CONFIG, WEIGHTS_PATH, StarterEncoder, TrainConfig, train_starter
+from indexer.starter.augment import AugmentConfig
+from indexer.starter.checkpoint import load_starter, save_starter
+from indexer.starter.evaluate import retrieval_metrics, zero_shot_accuracy
+from indexer.starter.features import pad_windows
+from indexer.starter.model import StarterModel
+from indexer.starter.tokenizer import UNK_ID, CaptionTokenizer, training_vocabulary
+from indexer.starter.train import contrastive_loss
+
+SAMPLE_RATE = 16000
+
+
+def tone(frequency: float, seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> StarterEncoder:
+    return StarterEncoder(WEIGHTS_PATH)
+
+
+def tiny_model(seed: int = 0) -> tuple[StarterModel, CaptionTokenizer]:
+    tokenizer = CaptionTokenizer(training_vocabulary(["a cello", "a piano in a hall"]), TINY_CONFIG.text_context)
+    torch.manual_seed(seed)
+    model = StarterModel(replace(TINY_CONFIG, vocab_size=tokenizer.vocab_size)).eval()
+    return model, tokenizer
+
+
+def test_shipped_weights_embed_unit_vectors(shipped: StarterEncoder) -> None:
+    assert isinstance(shipped, Encoder)
+    assert shipped.info.family == "starter"
+    assert shipped.info.model_id == "starter"
+    assert (shipped.info.dim, shipped.info.sample_rate, shipped.info.window_seconds) == (256, 16000, 4.0)
+    assert len(shipped.info.checkpoint_sha256) == 64
+    assert WEIGHTS_PATH.stat().st_size < 25 * 2**20
+    # A short window (repeat-padded by the encoder) and a full one.
+    audio = shipped.embed_audio([tone(440, 1.0), tone(220, 4.0)])
+    assert audio.shape == (2, 256) and audio.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(audio, axis=1), 1.0, atol=1e-5)
+    assert shipped.embed_audio([]).shape == (0, 256)
+    assert 1.0 < shipped.logit_scale() <= 100.0
+
+
+def test_embed_text_is_deterministic(shipped: StarterEncoder) -> None:
+    texts = ["a cello", "rain on a window", "This is a sound of piano.", "zxqv unknownword " * 30]
+    first = shipped.embed_text(texts)
+    second = shipped.embed_text(list(reversed(texts)))[::-1]
+    assert first.shape == (4, 256)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+
+
+def test_repeat_padding_and_window_limit() -> None:
+    config = replace(TINY_CONFIG, vocab_size=3)
+    short = np.arange(1, 7001, dtype=np.float32)
+    padded = pad_windows([short], config)[0].numpy()
+    # 16000 samples: two whole repeats of the 7000-sample clip, then zeros.
+    np.testing.assert_array_equal(padded[:14000], np.tile(short, 2))
+    np.testing.assert_array_equal(padded[14000:], np.zeros(2000, dtype=np.float32))
+    with pytest.raises(ValueError, match="exceeds 16000"):
+        pad_windows([np.zeros(16001, dtype=np.float32)], config)
+    with pytest.raises(ValueError, match="non-empty"):
+        pad_windows([np.zeros(0, dtype=np.float32)], config)
+
+
+def test_tokenizer_maps_unknown_words_and_truncates() -> None:
+    tokenizer = CaptionTokenizer(training_vocabulary(["a cello"]), context=5)
+    tokens = tokenizer(["a cello", "a violin", "a cello a cello a cello"])
+    assert tokens[0].tolist()[3:] == [tokenizer.vocab_size - 1, 0]  # end marker (highest BPE id), pad
+    assert tokens[1, 2].item() == UNK_ID
+    assert tokens[2, -1].item() == tokens[0, 3].item()  # truncated text still ends with the end marker
+    assert tokenizer.unknown_words("a violin") == ["violin</w>"]
+
+
+def test_safetensors_round_trip(tmp_path: Path) -> None:
+    model, tokenizer = tiny_model()
+    windows = pad_windows([tone(440, 1.0), tone(660, 0.5)], model.config)
+    tokens = tokenizer(["a cello", "a piano in a hall"])
+    with torch.inference_mode():
+        audio, text = model.embed_waveforms(windows), model.embed_tokens(tokens)
+    save_starter(model, tokenizer, tmp_path / "f32.safetensors", dtype=torch.float32)
+    loaded, loaded_tokenizer, metadata = load_starter(tmp_path / "f32.safetensors")
+    assert loaded.config == model.config and loaded_tokenizer.kept_bpe_ids == tokenizer.kept_bpe_ids
+    assert metadata["format"] == "resound-starter/1"
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.embed_waveforms(windows), audio, rtol=0, atol=0)
+        torch.testing.assert_close(loaded.embed_tokens(tokens), text, rtol=0, atol=0)
+    save_starter(model, tokenizer, tmp_path / "f16.safetensors", dtype=torch.float16)
+    half, _, _ = load_starter(tmp_path / "f16.safetensors")
+    with torch.inference_mode():
+        assert (half.embed_waveforms(windows) * audio).sum(dim=1).min() > 0.999
+        assert (half.embed_tokens(tokens) * text).sum(dim=1).min() > 0.999
+
+
+def test_missing_and_corrupt_weights_name_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.safetensors"
+    with pytest.raises(CheckpointNotFoundError, match="absent.safetensors"):
+        StarterEncoder(missing)
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with pytest.raises(CheckpointError, match="corrupt.safetensors"):
+        StarterEncoder(corrupt)
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(CheckpointError, match="foreign.safetensors: not a starter checkpoint"):
+        StarterEncoder(foreign)
+
+
+def test_contrastive_loss_matches_a_loop() -> None:
+    generator = torch.Generator().manual_seed(3)
+    audio = torch.nn.functional.normalize(torch.randn(4, 8, generator=generator), dim=1)
+    text = torch.nn.functional.normalize(torch.randn(4, 8, generator=generator), dim=1)
+    captions = torch.tensor([0, 1, 0, 2])  # clips 0 and 2 share their caption: both are positives
+    labels = torch.tensor([0, 1, 0, 1])
+    scale = torch.tensor(10.0)
+    logits = (scale * audio @ text.T).tolist()
+    expected = 0.0
+    for i in range(4):
+        positives = [j for j in range(4) if captions[j] == captions[i]]
+        row = logits[i]
+        column = [logits[j][i] for j in range(4)]
+        for values in (row, column):
+            log_norm = math.log(sum(math.exp(v) for v in values))
+            expected += -sum(values[j] - log_norm for j in positives) / len(positives) / 8
+    loss = contrastive_loss(audio, text, scale, captions, labels)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_metrics_on_a_hand_made_ranking() -> None:
+    labels = ["a", "b"]
+    label_vectors = np.eye(2, dtype=np.float32)
+    # Clips 0, 1 are "a", clip 2 is "b"; clip 1 looks like "b".
+    audio = np.array([[1.0, 0.0], [0.2, 0.9], [0.1, 0.8]], dtype=np.float32)
+    assert zero_shot_accuracy(audio, ["a", "a", "b"], label_vectors, labels) == pytest.approx(200 / 3)
+    metrics = retrieval_metrics(audio, ["a", "a", "b"], label_vectors, labels, ks=(1, 2))
+    # Query "a" ranks clips 0, 1, 2 (hits at 1 and 2: AP 1); query "b" ranks 1, 2, 0 (hit at 2: AP 1/2).
+    assert metrics == {"R@1": 50.0, "R@2": 100.0, "mAP": 75.0}
+
+
+def test_training_refuses_the_held_out_set(tmp_path: Path) -> None:
+    config = TrainConfig(out_path=tmp_path / "w.safetensors", train_sample_sets=("fluidr3", "freepats"))
+    with pytest.raises(ValueError, match="held out"):
+        train_starter(config, log=lambda line: None)
+
+
+def test_tiny_training_run_lowers_the_loss(tmp_path: Path) -> None:
+    classes = ("piano", "flute", "drum kit", "violin")
+    config = TrainConfig(
+        out_path=tmp_path / "tiny.safetensors",
+        metrics_path=tmp_path / "tiny.json",
+        cache_dir=tmp_path / "cache",
+        train_sample_sets=("timgm6mb",),
+        train_classes=classes,
+        clips_per_set=8,
+        validation_clips_per_class=1,
+        validation_classes=classes,
+        model=TINY_CONFIG,
+        # Augmentation off and one batch per epoch: the same 8 clips each step, so the loss must fall.
+        augment=AugmentConfig(
+            crop_frames=101, stretch_prob=0, pitch_prob=0, gain_db=0, eq_prob=0, lowpass_prob=0,
+            highpass_prob=0, noise_prob=0, mix_prob=0, time_masks=0, freq_masks=0,
+        ),
+        plain_caption_prob=1.0,
+        unknown_token_prob=0.0,
+        batch_size=8,
+        epochs=6,
+        warmup_steps=1,
+        learning_rate=3e-3,
+    )
+    result = train_starter(config, log=lambda line: None)
+    assert len(result.losses) == 6
+    assert result.losses[-1] < result.losses[0]
+    assert result.metrics_path is not None and result.metrics_path.is_file()
+    encoder = StarterEncoder(result.weights_path, model_id="tiny")
+    assert encoder.info.window_seconds == 1.0 and encoder.info.dim == TINY_CONFIG.embed_dim
+    assert encoder.embed_text(["piano"]).shape == (1, TINY_CONFIG.embed_dim)
+    assert result.storage_min_cosine > 0.999
