@@ -68,11 +68,22 @@ class Engine:
                              f"(built with --vision-model); this one answers {', '.join(self.modalities)}")
 
     def stores(self) -> dict[str, VectorStore]:
-        """The FAISS stores of the current generation, reloaded when a build has committed a newer one."""
-        generation = self.index.generation()
-        if generation != self._generation:
-            self._stores = self.index.load_stores()
-            self._generation = generation
+        """The FAISS stores of the current generation, reloaded when a build has committed a newer one.
+
+        A build deletes the previous generation's files right after committing the next, so a reader that
+        read the old generation number a moment too early finds them gone: it reads the number again.
+        """
+        for attempt in range(3):
+            generation = self.index.generation()
+            if generation == self._generation:
+                return self._stores
+            try:
+                self._stores = self.index.load_stores()
+                self._generation = generation
+                return self._stores
+            except IndexCorruptError:
+                if attempt == 2 or self.index.generation() == generation:
+                    raise
         return self._stores
 
     # -- queries ----------------------------------------------------------------------------------
