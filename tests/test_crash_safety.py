@@ -47,6 +47,7 @@ def _start_build(corpus: Path, index_path: Path, checkpoint: Path) -> tuple[subp
         [sys.executable, "-m", "indexer.cli", "build", str(corpus), "--index", str(index_path), "--model",
          str(checkpoint), "--batch-size", "2", "--checkpoint-seconds", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        start_new_session=True,  # its own process group: the kill takes its decoding workers too
     )
     embedding = threading.Event()
 
@@ -77,7 +78,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, clap_checkpoint: P
             pytest.fail("the build never started embedding")
         time.sleep(float(rng.uniform(0.0, 3.0)))
         if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)
             killed_while_embedding += 1
         process.wait(timeout=60)
         try:
