@@ -236,3 +236,21 @@ def test_missing_index_and_empty_query_errors(tmp_path: Path, corpus: Path, opti
     build_index(corpus, tmp_path / "index", options)
     result = CliRunner().invoke(search_cli, ["query", "   ", "--index", str(tmp_path / "index")])
     assert result.exit_code == 1 and "empty query text" in result.stderr
+
+
+def test_postgres_and_sqlite_catalogs_give_the_same_results(corpus: Path, tmp_path: Path, clap_checkpoint: Path,
+                                                            postgres_url: str) -> None:
+    options = BuildOptions(model=str(clap_checkpoint), batch_size=8)
+    build_index(corpus, tmp_path / "sqlite", options)
+    build_index(corpus, tmp_path / "postgres", BuildOptions(model=str(clap_checkpoint), batch_size=8, db_url=postgres_url))
+    engines = [Engine(tmp_path / "sqlite"), Engine(tmp_path / "postgres")]
+    try:
+        for text in ("a pure tone", "speech", "noise"):
+            a, b = (e.query(text, k=8) for e in engines)
+            assert [(h.rank, h.path, h.start, h.end) for h in a] == [(h.rank, h.path, h.start, h.end) for h in b]
+            np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-6)
+        a, b = (e.similar(corpus / "sweep.flac", k=3) for e in engines)
+        assert [h.to_json() for h in a] == [h.to_json() for h in b]
+    finally:
+        for e in engines:
+            e.close()
