@@ -143,6 +143,20 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
         sys.exit(1)
 
 
+@main.command()
+@index_option
+@db_option
+@click.option("--index-type", default="auto", show_default=True, help="FAISS factory string, or auto (by size).")
+@click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1))
+def compact(index_path: Path, db_url: str | None, index_type: str, target_recall: float) -> None:
+    """Rewrite the segment index: retrain it on the current vectors and retune its search parameters."""
+    from indexer.compact import compact_index
+
+    report = compact_index(index_path, index_type, target_recall, db_url)
+    click.echo(f"{index_path}: {report.vectors} vectors, {report.before} -> {report.after}, "
+               f"search parameters {report.search_params}")
+
+
 @main.command("demo-corpus")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--size", default=300, show_default=True, type=click.IntRange(1), help="Number of clips.")

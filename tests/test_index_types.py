@@ -65,3 +65,24 @@ def test_build_with_an_ivf_index_type(tmp_path: Path, clap_checkpoint: Path) -> 
     stores = index.load_stores()
     assert stores["segments"].kind == "ivf" and stores["segments"].ntotal == 12
     index.close()
+
+
+def test_compact_retrains_and_can_return_to_exact_search(tmp_path: Path, clap_checkpoint: Path) -> None:
+    from click.testing import CliRunner
+
+    from indexer.cli import main
+
+    corpus = tmp_path / "corpus"
+    for i in range(3):
+        helpers.write_audio(corpus / f"t{i}.wav", helpers.chirp(200 + 100 * i, 4000, 40.0))
+    build_index(corpus, tmp_path / "index", BuildOptions(model=str(clap_checkpoint), index_type="IVF2,Flat"))
+    before = Index(tmp_path / "index").load_stores()["segments"]
+    ids = before.ids()
+    vectors = before.reconstruct(ids)
+    result = CliRunner().invoke(main, ["compact", "--index", str(tmp_path / "index")])
+    assert result.exit_code == 0, result.output
+    assert "12 vectors, IVF2,Flat -> IDMap2,Flat" in result.stdout  # auto: 12 vectors need no IVF
+    index = Index(tmp_path / "index")
+    after = index.load_stores()["segments"]
+    assert index.provenance().faiss_factory == "IDMap2,Flat" and index.generation() == 2
+    np.testing.assert_array_equal(after.search(vectors[:3], 5).ids, ids[exact_neighbours(vectors, vectors[:3], 5)])
