@@ -82,10 +82,10 @@ def helpers_sha256(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def test_every_file_finds_itself_first(corpus: Path, tmp_path: Path, clap_checkpoint: Path, catalog_url: str | None) -> None:
+def test_every_file_finds_itself_first(corpus: Path, tmp_path: Path, clap_checkpoint: Path) -> None:
     index_path = tmp_path / "index"
-    build_index(corpus, index_path, BuildOptions(model=str(clap_checkpoint), batch_size=4, db_url=catalog_url))
-    engine = Engine(index_path)  # a Postgres catalog is found through the manifest
+    build_index(corpus, index_path, BuildOptions(model=str(clap_checkpoint), batch_size=4))
+    engine = Engine(index_path)
     try:
         for name in CORPUS_FILES:
             hits = engine.similar(corpus / name, k=3)

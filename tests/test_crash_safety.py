@@ -19,11 +19,11 @@ from indexer.errors import IndexNotFoundError
 from indexer.verify import verify_index
 from tests import helpers
 
-KILLS = 5
+KILLS = 4
 
 
 def _corpus(root: Path) -> Path:
-    for i in range(14):
+    for i in range(10):
         helpers.write_audio(root / f"clip{i:02d}.wav", helpers.tone(150 + 60 * i, 1.0 + (i % 3)))
     helpers.write_audio(root / "long.flac", helpers.chirp(100, 6000, 25.0))  # three windows
     return root
