@@ -1,0 +1,85 @@
+"""Train the starter model from the command line (until `indexer train` wraps train_starter).
+
+    python bench/starter_train.py --out indexer/starter/weights/starter.safetensors \
+        --metrics indexer/starter/weights/train_metrics.json --seed 0
+
+Every option maps to one TrainConfig field; the defaults are those the shipped weights were trained with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+# Passive OpenMP waiting (set before torch loads): on a busy machine, threads spinning at barriers
+# while other processes hold the cores made training steps 3x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from indexer.starter.train import DEFAULT_CACHE, TrainConfig, train_starter  # noqa: E402
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """TrainConfig from command-line options."""
+    defaults = TrainConfig(out_path=Path("starter.safetensors"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="weights file to write (.safetensors)")
+    parser.add_argument("--metrics", type=Path, default=None, help="metrics JSON to write")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="rendered corpora and log-mels")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--train-sets", default=",".join(defaults.train_sample_sets), help="comma-separated")
+    parser.add_argument("--clips-per-set", type=int, default=defaults.clips_per_set)
+    parser.add_argument("--validation-clips-per-class", type=int, default=defaults.validation_clips_per_class)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--label-positive-weight", type=float, default=defaults.label_positive_weight)
+    parser.add_argument(
+        "--audio-channels",
+        default=",".join(map(str, defaults.model.audio_channels)),
+        help="widths of the CNN blocks, comma-separated",
+    )
+    parser.add_argument("--text-layers", type=int, default=defaults.model.text_layers)
+    parser.add_argument("--crop-frames", type=int, default=defaults.augment.crop_frames)
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
+    parser.add_argument("--threads", type=int, default=defaults.threads)
+    parser.add_argument("--no-bf16", action="store_true", help="train in float32")
+    parser.add_argument("--weights-dtype", default=defaults.weights_dtype, choices=["float16", "float32"])
+    parser.add_argument("--max-steps", type=int, default=None)
+    args = parser.parse_args(argv)
+    return replace(
+        defaults,
+        out_path=args.out,
+        metrics_path=args.metrics,
+        cache_dir=args.cache_dir,
+        seed=args.seed,
+        train_sample_sets=tuple(s for s in args.train_sets.split(",") if s),
+        clips_per_set=args.clips_per_set,
+        validation_clips_per_class=args.validation_clips_per_class,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        label_positive_weight=args.label_positive_weight,
+        model=replace(
+            defaults.model,
+            audio_channels=tuple(int(c) for c in args.audio_channels.split(",")),
+            text_layers=args.text_layers,
+        ),
+        augment=replace(defaults.augment, crop_frames=args.crop_frames),
+        warmup_steps=args.warmup_steps,
+        threads=args.threads,
+        bf16=not args.no_bf16,
+        weights_dtype=args.weights_dtype,
+        max_steps=args.max_steps,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    result = train_starter(parse_config(argv), log=lambda line: print(line, flush=True))
+    print(json.dumps({"seconds": result.seconds, "best_epoch": result.best_epoch, "validation": result.validation}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
