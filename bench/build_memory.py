@@ -7,7 +7,6 @@ that child (and its decoding workers). Run: python bench/build_memory.py [--mode
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -55,7 +54,6 @@ def main() -> None:
         print(f"{files:>6} files: peak RSS {figures[files]:.0f} MiB (build process + largest worker)")
     growth = 100 * (figures[10_000] / figures[1_000] - 1)
     print(f"growth from 1,000 to 10,000 files: {growth:+.1f}%")
-    _ = resource  # the figures come from the child's own getrusage
 
 
 if __name__ == "__main__":
