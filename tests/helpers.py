@@ -132,11 +132,13 @@ class ToneEncoder:
 
     PITCHES = (220.0, 330.0, 440.0, 660.0, 880.0)
 
-    def __init__(self) -> None:
+    def __init__(self, model_id: str = "test:tones", checkpoint: Path | None = None) -> None:
         from indexer.encoders.base import EncoderInfo
+        from indexer.encoders.checkpoints import file_sha256
 
-        self.info = EncoderInfo(model_id="test:tones", family="test", dim=len(self.PITCHES) + 1, sample_rate=16000,
-                                window_seconds=2.0, checkpoint_sha256="0" * 64)
+        sha = file_sha256(checkpoint) if checkpoint is not None else "0" * 64
+        self.info = EncoderInfo(model_id=model_id, family="test", dim=len(self.PITCHES) + 1, sample_rate=16000,
+                                window_seconds=2.0, checkpoint_sha256=sha)
 
     def _one_hot(self, i: int | None) -> np.ndarray:
         v = np.zeros(self.info.dim, dtype=np.float32)

@@ -19,14 +19,25 @@ from indexer.errors import IndexNotFoundError
 from indexer.verify import verify_index
 from tests import helpers
 
-KILLS = 4
+KILLS = 8
 
 
 def _corpus(root: Path) -> Path:
-    for i in range(10):
-        helpers.write_audio(root / f"clip{i:02d}.wav", helpers.tone(150 + 60 * i, 1.0 + (i % 3)))
-    helpers.write_audio(root / "long.flac", helpers.chirp(100, 6000, 25.0))  # three windows
+    """Files of many windows, so that a kill lands mid-file as well as between files."""
+    pitches = helpers.ToneEncoder.PITCHES
+    for i in range(120):
+        audio = np.concatenate([helpers.tone(pitches[(i + j) % len(pitches)], 2.0, rate=16000) for j in range(12)])
+        helpers.write_audio(root / f"clip{i:02d}.flac", audio, rate=16000)
     return root
+
+
+@pytest.fixture
+def tone_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The transparent test encoder as a plugin model: build processes start in seconds, not minutes."""
+    monkeypatch.setenv("RESOUND_PLUGINS", "tests.tone_plugin")
+    model = tmp_path / "model.tones"
+    model.write_text("test encoder")
+    return model
 
 
 def _snapshot(index_path: Path) -> dict[tuple[str, float, float], np.ndarray]:
@@ -45,38 +56,42 @@ def _start_build(corpus: Path, index_path: Path, checkpoint: Path) -> tuple[subp
     """A build in its own process; the event is set once it starts embedding (the progress bar appears)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "indexer.cli", "build", str(corpus), "--index", str(index_path), "--model",
-         str(checkpoint), "--batch-size", "2", "--checkpoint-seconds", "0"],
+         str(checkpoint), "--batch-size", "4", "--checkpoint-seconds", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONWARNINGS": "ignore"},
         start_new_session=True,  # its own process group: the kill takes its decoding workers too
     )
     embedding = threading.Event()
+    process.log = bytearray()  # type: ignore[attr-defined]
 
     def watch() -> None:
-        seen = b""
         while chunk := process.stderr.read(1):
-            seen = (seen + chunk)[-64:]
-            if b"indexing" in seen:
+            process.log.extend(chunk)  # type: ignore[attr-defined]
+            if b"indexing" in process.log[-64:]:
                 embedding.set()
 
     threading.Thread(target=watch, daemon=True).start()
     return process, embedding
 
 
-def test_sigkill_at_random_points_then_resume(tmp_path: Path, clap_checkpoint: Path) -> None:
+def test_sigkill_at_random_points_then_resume(tmp_path: Path, tone_model: Path) -> None:
     corpus = _corpus(tmp_path / "corpus")
     reference_path = tmp_path / "reference"
-    build_index(corpus, reference_path, BuildOptions(model=str(clap_checkpoint)))
+    build_index(corpus, reference_path, BuildOptions(model=str(tone_model)))
     reference = _snapshot(reference_path)
 
     index_path = tmp_path / "index"
     rng = np.random.default_rng(1234)
     killed_while_embedding = 0
     for _ in range(KILLS):
-        process, embedding = _start_build(corpus, index_path, clap_checkpoint)
-        if not embedding.wait(timeout=240):
-            process.kill()
-            pytest.fail("the build never started embedding")
-        time.sleep(float(rng.uniform(0.0, 3.0)))
+        process, embedding = _start_build(corpus, index_path, tone_model)
+        deadline = time.monotonic() + 120
+        while not embedding.wait(timeout=0.05) and process.poll() is None:
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the build never started embedding: {bytes(process.log).decode(errors='replace')[-2000:]}")
+        if process.poll() is not None:
+            break  # an earlier resume already finished the corpus
+        time.sleep(float(rng.uniform(0.0, 0.4)))
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             killed_while_embedding += 1
@@ -86,9 +101,9 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, clap_checkpoint: P
         except IndexNotFoundError:
             continue  # killed before its first commit: nothing was written that could be inconsistent
         assert report.ok, report.problems
-    assert killed_while_embedding >= 3  # the kills really landed mid-build
+    assert killed_while_embedding >= KILLS - 1  # the kills really landed mid-build
 
-    process, _ = _start_build(corpus, index_path, clap_checkpoint)
+    process, _ = _start_build(corpus, index_path, tone_model)
     assert process.wait(timeout=600) == 0
     assert verify_index(index_path).ok
     resumed = _snapshot(index_path)

@@ -119,3 +119,28 @@ def test_unreadable_file_is_reported(tmp_path: Path, clap_checkpoint: Path, monk
     report = build_index(corpus, tmp_path / "index", BuildOptions(model=str(clap_checkpoint)))
     assert report.added == 1
     assert [(Path(f.path).name, f.reason) for f in report.failed] == [("locked.wav", "cannot read file (Permission denied)")]
+
+
+def test_an_hours_long_file_is_windowed_and_searchable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two hours at 8 kHz: 3,600 two-second windows, and the one place the pitch changes is found by time."""
+    # The transparent test encoder as a plugin model family, so the real build pipeline runs fast.
+    monkeypatch.setenv("RESOUND_PLUGINS", "tests.tone_plugin")
+    model = tmp_path / "model.tones"
+    model.write_text("test encoder")
+
+    rate, seconds = 8000, 2 * 3600
+    t = np.arange(rate * 2) / rate
+    low, high = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), (0.3 * np.sin(2 * np.pi * 880 * t)).astype(np.float32)
+    with soundfile.SoundFile(str(tmp_path / "long.wav"), "w", rate, 1, subtype="PCM_16") as f:
+        for block in range(seconds // 2):  # written in 2 s blocks: the test itself stays small in memory
+            f.write(high if block == 2700 else low)  # 880 Hz only from 5400 s to 5402 s
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (tmp_path / "long.wav").rename(corpus / "long.wav")
+
+    report = build_index(corpus, tmp_path / "index", BuildOptions(model=str(model), batch_size=256))
+    assert (report.added, report.segments_added) == (1, 3600)
+    engine = Engine(tmp_path / "index")
+    (hit,) = engine.query("a 880 tone", k=1)
+    assert (hit.start, hit.end, hit.score) == (5400.0, 5402.0, pytest.approx(1.0))
+    engine.close()

@@ -56,6 +56,25 @@ FAMILIES: dict[str, Callable[[Path, str, str, dict[str, Any]], Encoder]] = {
 }
 
 
+def register_family(name: str, factory: Callable[[Path, str, str, dict[str, Any]], Encoder],
+                    suffixes: tuple[str, ...] = ()) -> None:
+    """Add an encoder implementation; checkpoint files with `suffixes` load through it.
+
+    Plugins call this from a module named in $RESOUND_PLUGINS (comma-separated), imported on first use.
+    """
+    FAMILIES[name] = factory
+    for suffix in suffixes:
+        _FAMILY_BY_SUFFIX[suffix.lower()] = name
+
+
+def _load_plugins() -> None:
+    import importlib
+    import os
+
+    for module in filter(None, (m.strip() for m in os.environ.get("RESOUND_PLUGINS", "").split(","))):
+        importlib.import_module(module)
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A model resolved to a checkpoint on disk, not yet loaded."""
@@ -71,6 +90,7 @@ class ModelRef:
 
 def resolve_model(name: str) -> ModelRef:
     """The checkpoint behind a registered name or a local checkpoint path (downloads when needed)."""
+    _load_plugins()
     if name in MODELS:
         entry = MODELS[name]
         path = resolve_hub_file(entry.checkpoint) if isinstance(entry.checkpoint, HubFile) else entry.checkpoint
