@@ -183,6 +183,37 @@ def demo_corpus(out: Path, size: int, seed: int, sample_set: str, duration_s: fl
 
 
 @main.command()
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Weights file to write (.safetensors).")
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Metrics JSON to write.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where rendered corpora and log-mels are cached.")
+@click.option("--seed", type=int, default=None)
+@click.option("--train-sets", default=None, help="Comma-separated sample sets to train on (never freepats).")
+@click.option("--clips-per-set", type=click.IntRange(1), default=None)
+@click.option("--epochs", type=click.IntRange(1), default=None)
+@click.option("--batch-size", type=click.IntRange(2), default=None)
+@click.option("--learning-rate", type=float, default=None)
+def train(out_path: Path, metrics_path: Path | None, cache_dir: Path | None, seed: int | None, train_sets: str | None,
+          clips_per_set: int | None, epochs: int | None, batch_size: int | None, learning_rate: float | None) -> None:
+    """Train a starter model on rendered demo corpora and measure it on the held-out sample set."""
+    from dataclasses import replace
+
+    from indexer.starter import TrainConfig, train_starter
+
+    overrides = {
+        "metrics_path": metrics_path, "cache_dir": cache_dir, "seed": seed, "clips_per_set": clips_per_set,
+        "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+        "train_sample_sets": tuple(train_sets.split(",")) if train_sets else None,
+    }
+    config = replace(TrainConfig(out_path=out_path), **{k: v for k, v in overrides.items() if v is not None})
+    result = train_starter(config, log=lambda line: click.echo(line, err=True))
+    click.echo(f"{result.weights_path}: best epoch {result.best_epoch + 1}; held-out "
+               + ", ".join(f"{style} {100 * m.get('accuracy', 0):.1f}%" for style, m in result.validation.items()))
+
+
+@main.command()
 @index_option
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from indexer.encoders.base import Encoder
 from indexer.encoders.checkpoints import HubFile, file_sha256, resolve_hub_file
-from indexer.errors import UnknownModelError
+from indexer.errors import CheckpointNotFoundError, UnknownModelError
 
 LAION_CLAP_REPO = "lukewys/laion_clap"
 
@@ -30,19 +30,25 @@ def _laion(name: str, description: str, **options: Any) -> ModelEntry:
     return ModelEntry(name, "laion_clap", HubFile(LAION_CLAP_REPO, f"{name}.pt"), description, options)
 
 
+# The bundled model's weights ship inside the package (indexer/starter/weights).
+STARTER_WEIGHTS = Path(__file__).resolve().parent.parent / "starter" / "weights" / "starter.safetensors"
+
 MODELS: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in [
+        ModelEntry("starter", "starter", STARTER_WEIGHTS,
+                   "resound's bundled CLAP-style model: log-mel CNN + CLIP-BPE text transformer, trained on "
+                   "rendered General MIDI instruments, events, speech and noises (see its MODEL_CARD.md)"),
         _laion("630k-audioset-best", "LAION-CLAP HTSAT-tiny, LAION-Audio-630K + AudioSet", amodel="HTSAT-tiny", fusion=False),
         _laion("630k-best", "LAION-CLAP HTSAT-tiny, LAION-Audio-630K", amodel="HTSAT-tiny", fusion=False),
         _laion("630k-audioset-fusion-best", "LAION-CLAP HTSAT-tiny with feature fusion, 630K + AudioSet", amodel="HTSAT-tiny", fusion=True),
         _laion("630k-fusion-best", "LAION-CLAP HTSAT-tiny with feature fusion, LAION-Audio-630K", amodel="HTSAT-tiny", fusion=True),
     ]
 }
-DEFAULT_MODEL = "630k-audioset-best"
+DEFAULT_MODEL = "starter"
 
 # Checkpoint file suffix -> family, for models given as a local path.
-_FAMILY_BY_SUFFIX = {".pt": "laion_clap", ".ckpt": "laion_clap", ".pth": "laion_clap"}
+_FAMILY_BY_SUFFIX = {".pt": "laion_clap", ".ckpt": "laion_clap", ".pth": "laion_clap", ".safetensors": "starter"}
 
 
 def _load_laion_clap(checkpoint: Path, model_id: str, device: str, options: dict[str, Any]) -> Encoder:
@@ -51,8 +57,15 @@ def _load_laion_clap(checkpoint: Path, model_id: str, device: str, options: dict
     return LaionClapEncoder(checkpoint, model_id=model_id, device=device, **options)
 
 
+def _load_starter(checkpoint: Path, model_id: str, device: str, options: dict[str, Any]) -> Encoder:
+    from indexer.starter import StarterEncoder
+
+    return StarterEncoder(checkpoint, model_id=model_id, device=device)
+
+
 FAMILIES: dict[str, Callable[[Path, str, str, dict[str, Any]], Encoder]] = {
     "laion_clap": _load_laion_clap,
+    "starter": _load_starter,
 }
 
 
@@ -94,6 +107,8 @@ def resolve_model(name: str) -> ModelRef:
     if name in MODELS:
         entry = MODELS[name]
         path = resolve_hub_file(entry.checkpoint) if isinstance(entry.checkpoint, HubFile) else entry.checkpoint
+        if not Path(path).is_file():
+            raise CheckpointNotFoundError(f"{path}: the weights of model {name!r} are missing (reinstall resound)")
         return ModelRef(entry.name, entry.family, Path(path), dict(entry.options))
     path = Path(name).expanduser()
     family = _FAMILY_BY_SUFFIX.get(path.suffix.lower())

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 class AugmentConfig:
     """Probabilities and ranges of each change (set a probability to 0 to turn one off)."""
 
-    crop_frames: int = 300  # frames each training example keeps (3 s at a 10 ms hop)
+    crop_frames: int = 200  # frames each training example keeps (2 s at a 10 ms hop)
     stretch_prob: float = 0.6
     max_stretch: float = 1.25  # speed factor drawn log-uniformly in [1/max, max]
     pitch_prob: float = 0.6

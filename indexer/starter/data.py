@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -112,6 +113,7 @@ def _front_end_key(config: StarterConfig) -> str:
         config.n_mels,
         config.f_min,
         config.f_max,
+        config.top_db,
     )
     return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
 
@@ -141,7 +143,7 @@ def load_corpus(directory: Path, config: StarterConfig) -> LabelledClips:
                 ]
                 chunks.append(front_end(pad_windows(windows, config)).to(torch.float16))
         features = torch.cat(chunks) if chunks else torch.zeros((0, front_end.num_frames(), config.n_mels))
-        temporary = cache.with_name(cache.name + ".tmp.npy")
+        temporary = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npy")  # concurrent runs never clash
         np.save(temporary, features.numpy())
         temporary.replace(cache)
     return LabelledClips(

@@ -35,7 +35,8 @@ def htk_mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sa
 
 
 class LogMelFrontEnd(torch.nn.Module):
-    """Waveforms (batch, window_samples) at the config's rate -> log-mel (batch, frames, n_mels) in dB."""
+    """Waveforms (batch, window_samples) at the config's rate -> log-mel (batch, frames, n_mels) in dB,
+    floored at each window's peak minus `top_db`."""
 
     def __init__(self, config: StarterConfig):
         super().__init__()
@@ -62,7 +63,11 @@ class LogMelFrontEnd(torch.nn.Module):
         )
         power = spec.real.square() + spec.imag.square()  # (batch, freqs, frames)
         mel = torch.matmul(power.transpose(1, 2), self.mel_filters)
-        return 10.0 * torch.log10(torch.clamp(mel, min=POWER_FLOOR))
+        db = 10.0 * torch.log10(torch.clamp(mel, min=POWER_FLOOR))
+        # Digital silence (fades, band-limited scenes) would sit 100 dB down; a floor relative to the
+        # window's peak keeps such bins comparable with a real recording's noise floor.
+        peak = db.amax(dim=(1, 2), keepdim=True)
+        return torch.maximum(db, peak - c.top_db)
 
     def num_frames(self) -> int:
         """Frames of one full window (center padding adds one)."""

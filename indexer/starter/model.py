@@ -40,21 +40,29 @@ class AudioEncoder(nn.Module):
         super().__init__()
         # Per-mel-bin normalisation learned from the training data (PANNs' bn0).
         self.bn0 = nn.BatchNorm2d(config.n_mels)
+        self.time_pool = config.time_pool
         widths = (1, *config.audio_channels)
         self.blocks = nn.ModuleList(ConvBlock(a, b) for a, b in zip(widths[:-1], widths[1:]))
         width = config.audio_channels[-1]
+        # Mel bins left after the blocks' pooling: kept apart rather than averaged, since where in
+        # frequency a pattern sits (register, formants, brightness) tells instruments apart.
+        bins = config.n_mels >> len(config.audio_channels)
+        if bins < 1:
+            raise ValueError(f"{len(config.audio_channels)} blocks pool away all {config.n_mels} mel bins")
         self.dropout = nn.Dropout(config.audio_dropout)
-        self.fc = nn.Linear(width, width)
+        self.fc = nn.Linear(width * bins, width)
         self.projection = nn.Linear(width, config.embed_dim)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = mel.unsqueeze(1)  # (batch, 1, frames, mels)
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)
+        if self.time_pool > 1:
+            x = F.avg_pool2d(x, (self.time_pool, 1), ceil_mode=True)
         for block in self.blocks:
             x = block(x)
-        x = x.mean(dim=3)  # over frequency -> (batch, channels, frames)
+        x = x.permute(0, 2, 1, 3).flatten(2)  # (batch, frames, channels x bins)
         # Mean + max over time: the max keeps short events (a single hit) that a mean would dilute.
-        x = x.mean(dim=2) + x.amax(dim=2)
+        x = x.mean(dim=1) + x.amax(dim=1)
         x = F.relu(self.fc(self.dropout(x)))
         return self.projection(self.dropout(x))
 

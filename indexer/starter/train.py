@@ -62,7 +62,7 @@ class TrainConfig:
     batch_size: int = 64
     learning_rate: float = 2e-3
     weight_decay: float = 0.05
-    warmup_steps: int = 100
+    warmup_steps: int = 50
     plain_caption_prob: float = 0.4  # else one of the clip's descriptive (ReCLAP) captions
     unknown_token_prob: float = 0.05  # words replaced by the unknown token, so unseen words stay neutral
     label_positive_weight: float = 0.0  # share of each target spread over same-label pairs
