@@ -184,11 +184,11 @@ def _build_locked(
             if progress:
                 progress(done, len(jobs))
             if time.monotonic() - last_checkpoint >= options.checkpoint_seconds and done < len(jobs):
-                generation = _checkpoint(index, stores, writer, generation)
+                generation = index.commit_generation(stores, writer)
                 last_checkpoint = time.monotonic()
         if report.changed or index.generation() == 0:
             stores["segments"] = _apply_index_type(stores["segments"], options, writer)
-            generation = _checkpoint(index, stores, writer, generation)
+            generation = index.commit_generation(stores, writer)
         else:
             writer.commit(generation)  # failures of unchanged files may have been cleared
     except BaseException:
@@ -334,16 +334,6 @@ def _apply_index_type(store: VectorStore, options: BuildOptions, writer: Catalog
         search_params={**tuning.params, "recall_at_10": round(tuning.recall_at_10, 4), "target_recall": options.target_recall},
     )
     return store
-
-
-def _checkpoint(index: Index, stores: dict[str, VectorStore], writer: CatalogWriter, generation: int) -> int:
-    """Write the stores as the next generation, then commit the rows that name it."""
-    new_generation = generation + 1
-    index.directory.save_stores(stores, new_generation)
-    writer.commit(new_generation)
-    index.write_manifest()
-    index.directory.remove_other_generations(new_generation)
-    return new_generation
 
 
 __all__ = ["BuildOptions", "BuildReport", "FailedFile", "build_index", "ResoundError"]

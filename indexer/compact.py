@@ -38,16 +38,12 @@ def compact_index(index_path: str | Path, index_type: str = "auto", target_recal
             writer = index.catalog.writer()
             try:
                 writer.update_info(faiss_factory=target, search_params=params)
-                generation = index.generation() + 1
-                index.directory.save_stores(stores, generation)
-                writer.commit(generation)
+                index.commit_generation(stores, writer)
             except BaseException:
                 writer.rollback()
                 raise
             finally:
                 writer.close()
-            index.write_manifest()
-            index.directory.remove_other_generations(generation)
             return CompactReport(before, target, stores["segments"].ntotal, params)
     finally:
         index.close()

@@ -153,6 +153,19 @@ class Index:
         tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         os.replace(tmp, self.directory.manifest_path)
 
+    def commit_generation(self, stores: dict[str, VectorStore], writer: "CatalogWriter") -> int:  # noqa: F821
+        """Write `stores` as the next generation, then commit the writer's rows naming it; returns it.
+
+        The order is what makes a crash at any point safe: files first (atomically each), then the one
+        transaction that makes them current, then the manifest mirror and the removal of older files.
+        """
+        generation = self.generation() + 1
+        self.directory.save_stores(stores, generation)
+        writer.commit(generation)
+        self.write_manifest()
+        self.directory.remove_other_generations(generation)
+        return generation
+
     @contextlib.contextmanager
     def writer_lock(self) -> Iterator[None]:
         """Hold the index's single-writer lock, or raise IndexLockedError at once."""

@@ -139,16 +139,12 @@ def _drop_inconsistent(index_path: str | Path, db_url: str | None) -> VerifyRepo
                     segment_ids = writer.remove_file(file_id)
                     stores["segments"].remove(segment_ids)
                     stores["files"].remove([file_id])
-                generation = report.generation + 1
-                index.directory.save_stores(stores, generation)
-                writer.commit(generation)
+                index.commit_generation(stores, writer)
             except BaseException:
                 writer.rollback()
                 raise
             finally:
                 writer.close()
-            index.write_manifest()
-            index.directory.remove_other_generations(index.generation())
             return report
     finally:
         index.close()
