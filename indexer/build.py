@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,12 @@ class _FileJob:
 
 
 ProgressCallback = Callable[[int, int], None]
+# Decode -> windows -> encode for the planned files: yields each job once all its windows have vectors
+# (None for a file that failed, recorded with `record_decode_failure`), in the order given. The local stage
+# is `_embedded_jobs`; indexer/distributed runs the same steps on a Ray cluster. Arguments: jobs, encoder,
+# hop seconds, batch size, writer, corpus id, report.
+EmbedStage = Callable[[list[_FileJob], Encoder, float, int, CatalogWriter, int, "BuildReport"],
+                      Iterator[_FileJob | None]]
 
 
 def build_index(
@@ -108,11 +115,13 @@ def build_index(
     index_path: str | Path,
     options: BuildOptions = BuildOptions(),
     progress: ProgressCallback | None = None,
+    embed_stage: EmbedStage | None = None,
 ) -> BuildReport:
     """Index every media file under `corpus` into `index_path`, skipping unchanged files.
 
     Returns a BuildReport; raises EmptyCorpusError, IndexMismatchError, IndexLockedError and model
     loading errors. Per-file decode errors are reported in `BuildReport.failed`, not raised.
+    `embed_stage` replaces the local decoding and embedding (see EmbedStage); None runs them here.
     """
     started = time.monotonic()
     corpus = Path(corpus).expanduser().resolve()
@@ -128,7 +137,7 @@ def build_index(
     index = Index(index_path, db_url=options.db_url, create=True)
     try:
         with index.writer_lock():
-            return _build_locked(index, corpus, files, options, progress, started)
+            return _build_locked(index, corpus, files, options, progress, started, embed_stage)
     finally:
         index.close()
 
@@ -140,6 +149,7 @@ def _build_locked(
     options: BuildOptions,
     progress: ProgressCallback | None,
     started: float,
+    embed_stage: EmbedStage | None = None,
 ) -> BuildReport:
     stored = index.provenance()
     spec = options.encoder_spec()
@@ -176,8 +186,8 @@ def _build_locked(
 
         last_checkpoint = time.monotonic()
         done = 0
-        for job in _embedded_jobs(jobs, encoder, hop_seconds, options.batch_size, writer, corpus_id, report,
-                                  options.decode_workers):
+        stage = embed_stage or partial(_embedded_jobs, decode_workers=options.decode_workers)
+        for job in stage(jobs, encoder, hop_seconds, options.batch_size, writer, corpus_id, report):
             if job is not None:
                 _store_file(writer, stores, corpus_id, job, report)
             done += 1
@@ -259,9 +269,7 @@ def _embedded_jobs(
     plan = WindowPlan.of(encoder, hop_seconds)
     for job, inputs in zip(jobs, prefetch_inputs([job.file.absolute for job in jobs], plan, decode_workers)):
         if isinstance(inputs, AudioDecodeError):
-            reason = catalog_text("; ".join(inputs.reasons))  # decoder messages may quote undecodable names
-            writer.record_failure(corpus_id, job.file.catalog_path, job.content_hash, reason)
-            report.failed.append(FailedFile(str(job.file.root / job.file.catalog_path), reason))
+            record_decode_failure(writer, corpus_id, job, inputs.reasons, report)
             yield None
             continue
         job.duration, job.source_rate, job.channels = inputs.duration, inputs.source_rate, inputs.channels
@@ -275,6 +283,14 @@ def _embedded_jobs(
                 yield from flush()
     if pending:
         yield from flush()
+
+
+def record_decode_failure(writer: CatalogWriter, corpus_id: int, job: _FileJob, reasons: list[str],
+                          report: BuildReport) -> None:
+    """Record a file no decoder could read, with every decoder's reason."""
+    reason = catalog_text("; ".join(reasons))  # decoder messages may quote undecodable names
+    writer.record_failure(corpus_id, job.file.catalog_path, job.content_hash, reason)
+    report.failed.append(FailedFile(str(job.file.root / job.file.catalog_path), reason))
 
 
 def _remove_file(writer: CatalogWriter, stores: dict[str, VectorStore], record: FileRecord, report: BuildReport) -> None:

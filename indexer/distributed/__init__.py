@@ -1,0 +1,14 @@
+"""Building an index across many machines: blocks of files decoded and embedded on a Ray cluster, written
+as shards to shared storage, merged into the index by the local build's own code.
+
+`ray` is imported only when a distributed build runs (`pip install "resound[ray]"`).
+"""
+
+from indexer.distributed.ray_build import (
+    DistributedBuildError,
+    RayBuildReport,
+    RayOptions,
+    build_index_on_ray,
+)
+
+__all__ = ["DistributedBuildError", "RayBuildReport", "RayOptions", "build_index_on_ray"]

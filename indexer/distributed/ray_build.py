@@ -1,0 +1,322 @@
+"""`indexer build --ray`: the build's decode and embed steps on a Ray cluster, with Ray Data.
+
+The driver plans as a local build does (scan, content hashes, unchanged / new / changed / deleted files)
+and cuts the files to embed into blocks. Ray Data streams the blocks through decoding tasks (CPU) and a
+pool of encoder actors (GPU where the cluster has them); each actor writes its block's windows and vectors
+as a shard to `<index>/shards/` (see shards.py). The driver merges the shards in corpus order through the
+local build's own code (`build_index` with this module's embed stage): the same catalog rows in the same
+order, hence the same ids, the same index-type choice and training, the same checkpoints and failures.
+
+Crash safety: a block whose worker dies is retried by Ray (task retries, actor restarts) and rewrites the
+same shard, so nothing is added twice; a driver killed mid-run leaves finished shards, which the next run
+takes instead of embedding those files again. Shards are deleted once the build has committed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from db.catalog import CatalogWriter
+from indexer.build import BuildOptions, BuildReport, ProgressCallback, build_index, record_decode_failure
+from indexer.distributed.shards import (
+    SHARD_DIR,
+    BlockFile,
+    ShardDirectory,
+    ShardEntry,
+    ShardIdentity,
+    block_key,
+    entry_of,
+    read_shard,
+    write_shard,
+)
+from indexer.embed import SegmentInputs, WindowPlan, embed_inputs, segment_inputs
+from indexer.encoders import Encoder, EncoderSpec
+from indexer.errors import (
+    AudioDecodeError,
+    IndexLockedError,
+    IndexMismatchError,
+    MissingDependencyError,
+    ResoundError,
+)
+from indexer.index import Index
+
+# Passed on to the cluster's workers, which do not inherit the driver's environment. Never the catalog
+# URL ($RESOUND_DB): Ray shows runtime environments in its dashboard, and workers never touch the catalog.
+FORWARDED_ENV = ("RESOUND_PLUGINS", "RESOUND_ROBERTA_TOKENIZER", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE")
+
+
+class DistributedBuildError(ResoundError):
+    """The Ray side of a build failed (a block failed past its retries, the cluster went away)."""
+
+
+def import_ray() -> Any:
+    """The `ray` module with Ray Data, or MissingDependencyError naming the extra to install."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as e:
+        raise MissingDependencyError(
+            f'indexer build --ray needs Ray Data ({e}): pip install "resound[ray]", on the driver and every worker'
+        ) from e
+    return ray
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide to run: the cluster, the encoder actors and the blocks of files."""
+
+    address: str | None = None  # None: a local Ray instance; "auto": the running cluster; or host:port, ray://...
+    actors: int = 1  # encoder actors (each loads the model once)
+    gpus_per_actor: float | None = None  # None: 1 where the cluster has GPUs, else 0 (CPU actors)
+    cpus_per_actor: float = 1.0
+    cpus_per_decode: float = 1.0  # per decoding task (one block of files)
+    block_files: int = 16  # files per block (one shard each): a block's decoded audio is in memory at once
+    keep_shards: bool = False  # keep the shards after the build has committed them (benchmarks)
+
+
+@dataclass
+class RayBuildReport(BuildReport):
+    """A BuildReport with what ran on the cluster."""
+
+    blocks_embedded: int = 0  # blocks decoded and embedded by this run
+    files_reused: int = 0  # files taken from shards an earlier, interrupted run had finished
+    windows_embedded: int = 0
+    embed_seconds: float = 0.0  # from the start of the Ray job to its last shard
+
+
+def build_index_on_ray(
+    corpus: str | Path,
+    index_path: str | Path,
+    options: BuildOptions | None = None,
+    ray_options: RayOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> RayBuildReport:
+    """`build_index` with decoding and embedding on a Ray cluster; the index is the one a local build makes.
+
+    The corpus and the index directory must be on storage every Ray node sees at the same paths. Raises what
+    build_index raises, MissingDependencyError without Ray, and DistributedBuildError when the cluster fails.
+    """
+    import_ray()
+    options = options or BuildOptions()
+    ray_options = ray_options or RayOptions()
+    if ray_options.actors < 1 or ray_options.block_files < 1:
+        raise ValueError("actors and block_files must be at least 1")
+    index_path = Path(index_path).expanduser().resolve()
+    stage = RayEmbedStage(index_path / SHARD_DIR, options.encoder_spec(), ray_options)
+    # The driver loads the model only to read its identity and windows: on the CPU, whatever the actors use.
+    report = build_index(corpus, index_path, replace(options, device="cpu", decode_workers=0), progress,
+                         embed_stage=stage)
+    if not ray_options.keep_shards:
+        _remove_shards(index_path, options.db_url, stage.shard_root)
+    return RayBuildReport(**vars(report), blocks_embedded=stage.blocks_embedded, files_reused=stage.files_reused,
+                          windows_embedded=stage.windows_embedded, embed_seconds=stage.embed_seconds)
+
+
+def _remove_shards(index_path: Path, db_url: str | None, shard_root: Path) -> None:
+    """Delete the merged shards, under the writer lock: a build that started since owns the shards now."""
+    index = Index(index_path, db_url=db_url)
+    try:
+        with index.writer_lock():
+            ShardDirectory(shard_root).remove()
+    except IndexLockedError:
+        pass  # that build drops the shards it does not need
+    finally:
+        index.close()
+
+
+class RayEmbedStage:
+    """The build's embed stage (indexer.build.EmbedStage) on Ray: shards are written by the cluster and
+    read back by the driver, in the order of the jobs."""
+
+    def __init__(self, shard_root: Path, spec: EncoderSpec, options: RayOptions):
+        self.shard_root = shard_root
+        self.spec = spec
+        self.options = options
+        self.blocks_embedded = 0
+        self.files_reused = 0
+        self.windows_embedded = 0
+        self.embed_seconds = 0.0
+
+    def __call__(self, jobs: list, encoder: Encoder, hop_seconds: float, batch_size: int, writer: CatalogWriter,
+                 corpus_id: int, report: BuildReport) -> Iterator[Any]:
+        identity = ShardIdentity(encoder.info.model_id, encoder.info.checkpoint_sha256, float(hop_seconds))
+        shards = ShardDirectory(self.shard_root)
+        finished = shards.finished(identity)
+        job_shards: list[Path | None] = []
+        to_embed: list[BlockFile] = []
+        to_embed_at: list[int] = []  # their positions in `jobs`
+        for i, job in enumerate(jobs):
+            file = BlockFile(str(job.file.absolute), job.file.catalog_path, job.content_hash)
+            shard = finished.get((file.catalog_path, file.content_hash))
+            if shard is None:
+                to_embed.append(file)
+                to_embed_at.append(i)
+            job_shards.append(shard)  # new blocks' shards are filled in below
+        ready = {p for p in job_shards if p is not None}
+        self.files_reused = len(jobs) - len(to_embed)
+        blocks = []
+        for start in range(0, len(to_embed), self.options.block_files):
+            files = to_embed[start : start + self.options.block_files]
+            key = block_key(identity, files)
+            blocks.append((key, files))
+            for i in to_embed_at[start : start + self.options.block_files]:
+                job_shards[i] = shards.path(key)
+        # Shards no job needs (merged by an interrupted run, another model, unreadable) only take space.
+        shards.remove(keep=set(job_shards))
+
+        results = self._run(blocks, WindowPlan.of(encoder, hop_seconds), identity, encoder.info.dim, batch_size,
+                            shards)
+        cached: tuple[Path | None, dict[tuple[str, str], ShardEntry]] = (None, {})
+        try:
+            for job, shard in zip(jobs, job_shards):
+                while shard not in ready:
+                    key = next(results, None)
+                    if key is None:
+                        raise DistributedBuildError(f"{shard}: the Ray job ended without writing this shard")
+                    ready.add(shards.path(key))
+                if cached[0] != shard:
+                    cached = (shard, read_shard(shard))
+                entry = cached[1][(job.file.catalog_path, job.content_hash)]
+                if entry.failure is not None:
+                    record_decode_failure(writer, corpus_id, job, entry.failure, report)
+                    yield None
+                    continue
+                job.duration, job.source_rate, job.channels = entry.duration, entry.source_rate, entry.channels
+                job.modalities, job.spans = entry.modalities, list(entry.spans)
+                job.vectors = list(entry.vectors)
+                yield job
+        finally:
+            results.close()  # stops the Ray job when the build stops early
+
+    def _run(self, blocks: Sequence[tuple[str, list[BlockFile]]], plan: WindowPlan, identity: ShardIdentity,
+             dim: int, batch_size: int, shards: ShardDirectory) -> Iterator[str]:
+        """Run the blocks on the cluster; yields each block's key once its shard is written (any order)."""
+        if not blocks:
+            return
+        ray = import_ray()
+        started_ray = not ray.is_initialized()
+        if started_ray:
+            ray.init(address=self.options.address, log_to_driver=False, include_dashboard=False)
+        started = time.monotonic()
+        rows = None
+        try:
+            ctx = ray.data.DataContext.get_current()
+            ctx.enable_progress_bars = False  # the build reports progress per file
+            gpus = self.options.gpus_per_actor
+            if gpus is None:
+                gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+            env = {"env_vars": {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}}
+            items = [{"key": key, "files": pickle.dumps(files)} for key, files in blocks]
+            dataset = (
+                ray.data.from_items(items, override_num_blocks=len(items))
+                # Decoding: stateless CPU tasks, one block each; Ray retries a task whose worker dies.
+                # flat_map, not map: Ray Data would fuse a 1:1 map into the actors, which would then
+                # decode while their GPU waits.
+                .flat_map(_decode_block, fn_kwargs={"plan": plan}, num_cpus=self.options.cpus_per_decode,
+                          runtime_env=env)
+                # Embedding: a fixed pool of actors that load the model once; Ray Data restarts an actor
+                # that dies and retries its block. Streaming execution keeps few decoded blocks in flight.
+                .map_batches(
+                    _ShardWriter,
+                    batch_size=1,
+                    compute=ray.data.ActorPoolStrategy(size=self.options.actors),
+                    fn_constructor_kwargs={"spec": self.spec, "device": "cuda" if gpus > 0 else "cpu",
+                                           "identity": identity, "shard_root": str(shards.root), "dim": dim,
+                                           "batch_size": batch_size},
+                    num_cpus=self.options.cpus_per_actor,
+                    num_gpus=gpus or None,
+                    runtime_env=env,
+                )
+            )
+            rows = dataset.iter_rows()
+            try:
+                for row in rows:
+                    self.blocks_embedded += 1
+                    self.windows_embedded += int(row["windows"])
+                    self.embed_seconds = time.monotonic() - started
+                    yield str(row["key"])
+            except ray.exceptions.RayError as e:
+                lines = str(e).strip().splitlines()
+                raise DistributedBuildError(f"the Ray job failed: {lines[-1][:300] if lines else type(e).__name__}") from e
+        finally:
+            if rows is not None and hasattr(rows, "close"):
+                rows.close()
+            if started_ray:
+                ray.shutdown()
+
+
+def _decode_block(row: dict[str, Any], plan: WindowPlan) -> list[dict[str, Any]]:
+    """A decoding task: a block's files decoded and cut into windows (errors travel as data), as one row."""
+    files: list[BlockFile] = pickle.loads(row["files"])
+    results: list[SegmentInputs | tuple[str, list[str]]] = []
+    for file in files:
+        try:
+            results.append(segment_inputs(plan, file.path))
+        except AudioDecodeError as e:
+            results.append((e.path, e.reasons))  # exception pickling loses the fields
+    return [{"key": row["key"], "inputs": pickle.dumps((files, results), protocol=5)}]
+
+
+def embed_block(encoder: Encoder, inputs: Sequence[SegmentInputs | AudioDecodeError], batch_size: int
+                ) -> list[np.ndarray | None]:
+    """Each file's window vectors (None for a decode error), in batches packed across the block's files as
+    the local build packs them."""
+    samples, frames, owner = [], [], []
+    for i, item in enumerate(inputs):
+        if isinstance(item, SegmentInputs):
+            samples += item.samples
+            frames += item.frames
+            owner += [i] * len(item.spans)
+    vectors: list[np.ndarray | None] = [None] * len(inputs)
+    if not samples:
+        return vectors
+    flat = np.concatenate([embed_inputs(encoder, samples[s : s + batch_size], frames[s : s + batch_size])
+                           for s in range(0, len(samples), batch_size)])
+    owner_array = np.asarray(owner)
+    for i, item in enumerate(inputs):
+        if isinstance(item, SegmentInputs):
+            vectors[i] = flat[owner_array == i]
+    return vectors
+
+
+class _ShardWriter:
+    """An encoder actor: embeds decoded blocks and writes each as a shard."""
+
+    def __init__(self, spec: EncoderSpec, device: str, identity: ShardIdentity, shard_root: str, dim: int,
+                 batch_size: int):
+        self.encoder = spec.load(device=device)
+        info = self.encoder.info
+        if (info.model_id, info.checkpoint_sha256) != (identity.model_id, identity.checkpoint_sha256):
+            # A node whose copy of the weights differs from the driver's would mix vectors of two models.
+            raise IndexMismatchError(
+                f"{os.uname().nodename}: model {spec.model} is {info.model_id} (sha256 {info.checkpoint_sha256[:12]}) "
+                f"here, {identity.model_id} (sha256 {identity.checkpoint_sha256[:12]}) on the driver"
+            )
+        self.identity = identity
+        self.shards = ShardDirectory(Path(shard_root))
+        self.dim = dim
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        keys, windows = [], []
+        for key, payload in zip(batch["key"], batch["inputs"]):
+            files, results = pickle.loads(payload)
+            inputs = [AudioDecodeError(*r) if isinstance(r, tuple) else r for r in results]
+            vectors = embed_block(self.encoder, inputs, self.batch_size)
+            entries = [entry_of(f, item, v, self.dim) for f, item, v in zip(files, inputs, vectors)]
+            write_shard(self.shards.path(str(key)), self.identity, entries, self.dim)
+            keys.append(str(key))
+            windows.append(sum(len(e.spans) for e in entries if e.failure is None))
+        return {"key": np.asarray(keys), "windows": np.asarray(windows, dtype=np.int64)}
+
+
+__all__ = ["DistributedBuildError", "RayBuildReport", "RayEmbedStage", "RayOptions", "build_index_on_ray",
+           "embed_block", "import_ray"]

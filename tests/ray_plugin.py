@@ -1,0 +1,48 @@
+"""A resound plugin for the Ray build tests: `*.raytones` checkpoints load the ToneEncoder, which can be told
+to misbehave from a control file named in the checkpoint (the checkpoint itself, hence the model's identity
+and its shards' names, stays the same):
+
+    {"kill_at_shards": n, "marker": path}   SIGKILL the process at the first batch once n shards exist
+                                            and `marker` does not (it is created first: one kill only)
+    {"hang_at_shards": n}                   block forever once n shards exist (a driver to be killed)
+
+The checkpoint file holds {"control": path, "shards": the shard directory}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from indexer.encoders.registry import register_family
+from tests.helpers import ToneEncoder
+
+
+class ControlledToneEncoder(ToneEncoder):
+    def __init__(self, model_id: str, checkpoint: Path):
+        super().__init__(model_id, checkpoint)
+        config = json.loads(Path(checkpoint).read_text())
+        self.control = Path(config["control"])
+        self.shards = Path(config["shards"])
+
+    def embed_audio(self, windows):  # type: ignore[no-untyped-def]
+        control = json.loads(self.control.read_text()) if self.control.is_file() else {}
+        done = len(list(self.shards.glob("*.npz"))) if self.shards.is_dir() else 0
+        if "kill_at_shards" in control and done >= control["kill_at_shards"]:
+            try:
+                Path(control["marker"]).touch(exist_ok=False)
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        if "hang_at_shards" in control and done >= control["hang_at_shards"]:
+            while True:
+                time.sleep(1)
+        return super().embed_audio(windows)
+
+
+register_family("test_ray_tones", lambda checkpoint, model_id, *_: ControlledToneEncoder(model_id, checkpoint),
+                (".raytones",))
