@@ -72,6 +72,39 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
 
 
 
+@main.command()
+@index_option
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. The service has no authentication: keep it on loopback unless "
+                   "every machine that can reach the address may search and listen to the corpus.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--model", default=None, help="Model to embed queries with (default: the index's own).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--max-upload-mb", default=25.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Largest clip accepted for similar/classify (413 beyond).")
+@click.option("--max-upload-seconds", default=120.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Longest clip accepted for similar/classify (413 beyond).")
+@click.option("--label-set", "default_label_set", default="starter", show_default=True,
+              help="Label set the page classifies with by default.")
+def serve(index_path: Path, db_url: str | None, host: str, port: int, model: str | None, device: str,
+          max_upload_mb: float, max_upload_seconds: float, default_label_set: str) -> None:
+    """Serve the HTTP API and the listening page (the engine stays loaded between requests)."""
+    from search.service import ServiceConfig, create_app, run_server
+    from search.service.config import is_loopback
+
+    config = ServiceConfig.for_host(host, max_upload_bytes=int(max_upload_mb * 2**20),
+                                    max_upload_seconds=max_upload_seconds, default_label_set=default_label_set)
+    app = create_app(index_path, config, db_url=db_url, device=device, model=model)
+    if not is_loopback(host):
+        click.echo(f"warning: listening on {host}: anyone who can reach it can search and download the corpus",
+                   err=True)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"serving {index_path} on http://{shown}:{port}/ (API schema: /api/openapi.json)", err=True)
+    run_server(app, host, port)
+
+
+
 # -- zero-shot classification, audio-to-text, evaluation --------------------------------------------
 def _label_options(f):  # type: ignore[no-untyped-def]
     for option in reversed([

@@ -1,0 +1,91 @@
+"""The JSON bodies of the service's answers (they make the OpenAPI schema say what each route returns)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class HitOut(BaseModel):
+    """One result: a segment of an indexed file, best first."""
+
+    rank: int = Field(description="1-based rank, best first")
+    path: str = Field(description="absolute path of the file on the server")
+    name: str = Field(description="file name, for display")
+    start: float = Field(description="segment start in seconds")
+    end: float = Field(description="segment end in seconds")
+    score: float = Field(description="cosine similarity")
+    segment_id: int
+    file_id: int
+    audio_url: str = Field(description="the file's audio (HTTP Range supported); add #t=start to play the segment")
+    waveform_url: str = Field(description="PNG waveform of the segment")
+
+
+class SearchResponse(BaseModel):
+    """Hits of a text query, an uploaded clip or a stored segment."""
+
+    kind: str = Field(description="query, similar or segment")
+    query: str | None = Field(None, description="the text of a text query")
+    modality: str
+    took_ms: float
+    hits: list[HitOut]
+
+
+class LabelOut(BaseModel):
+    label: str
+    probability: float = Field(description="softmax over the label set of cosine x the model's logit scale")
+    similarity: float = Field(description="cosine similarity with the label's prompt embedding")
+
+
+class WindowLabelsOut(BaseModel):
+    start: float
+    end: float
+    labels: list[LabelOut]
+
+
+class ClassifyResponse(BaseModel):
+    """Zero-shot labels of an uploaded clip, and of each of its windows when it spans several."""
+
+    label_set: str
+    prompts: str = Field(description="prompt strategy: label, clap, templates or reclap")
+    n_labels: int
+    labels: list[LabelOut]
+    timeline: list[WindowLabelsOut]
+    took_ms: float
+
+
+class ModelOut(BaseModel):
+    id: str
+    family: str
+    dim: int
+    sample_rate: int
+    window_seconds: float
+    hop_seconds: float
+
+
+class LimitsOut(BaseModel):
+    max_upload_bytes: int
+    max_upload_seconds: float
+    max_k: int
+    max_labels: int
+
+
+class InfoResponse(BaseModel):
+    """What the service answers from: the index, its model and the request limits."""
+
+    index: str
+    generation: int
+    counts: dict[str, int]
+    model: ModelOut
+    faiss_factory: str
+    search_params: dict[str, float | int | str]
+    modalities: list[str]
+    label_sets: list[str]
+    default_label_set: str
+    prompt_strategies: list[str]
+    limits: LimitsOut
+
+
+class ErrorOut(BaseModel):
+    """Every refusal: the status code says what kind, `detail` says what exactly."""
+
+    detail: str

@@ -1,0 +1,78 @@
+"""Running the service: in the foreground (`search serve`), or on a background thread of a Python program
+(tests, benchmarks, notebooks) on a free port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from types import TracebackType
+from typing import Self
+
+from search.service.config import is_loopback
+
+
+def run_server(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:  # type: ignore[no-untyped-def]
+    """Serve `app` until interrupted (Ctrl-C)."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+
+
+class BackgroundServer:
+    """Serves an app on a daemon thread; `with BackgroundServer(app) as server: httpx.get(server.url)`.
+
+    The socket is bound before the thread starts, so the port is known and taken, with no race for it.
+    """
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):  # type: ignore[no-untyped-def]
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.host, self.port = host, self._socket.getsockname()[1]
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, server_header=False,
+                                                     timeout_graceful_shutdown=5))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True,
+                                        name=f"resound-service-{self.port}")
+
+    @property
+    def url(self) -> str:
+        """The service's base URL, e.g. http://127.0.0.1:43121"""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> BackgroundServer:
+        """Start serving; returns once the server accepts connections. Raises RuntimeError if it never does."""
+        self._thread.start()
+        ready = threading.Event()
+
+        def wait() -> None:
+            while not self._server.started and self._thread.is_alive():
+                ready.wait(0.02)
+            ready.set()
+
+        waiter = threading.Thread(target=wait, daemon=True)
+        waiter.start()
+        waiter.join(timeout)
+        if not self._server.started:
+            self.stop()
+            raise RuntimeError(f"the service did not start on {self.url} within {timeout:g} s")
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread (open requests get a short grace period)."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(10)
+        self._socket.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+__all__ = ["BackgroundServer", "is_loopback", "run_server"]

@@ -1,0 +1,121 @@
+"""Shared by the service tests: a small corpus of tones indexed with the transparent ToneEncoder, and a real
+server for it on a free port (uvicorn on a thread), so that every test talks HTTP to a running service."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from indexer import BuildOptions, build_index
+from tests import helpers
+
+RATE = 16000  # the ToneEncoder's rate; its windows are 2 s
+
+
+def tone(freq: float, seconds: float = 2.0) -> np.ndarray:
+    return helpers.tone(freq, seconds, rate=RATE)
+
+
+def steps(*freqs: float) -> np.ndarray:
+    """2 s of each pitch in turn: one window per pitch."""
+    return np.concatenate([tone(f) for f in freqs])
+
+
+def wav_bytes(samples: np.ndarray, rate: int = RATE) -> bytes:
+    out = io.BytesIO()
+    soundfile.write(out, samples, rate, format="WAV", subtype="PCM_16")
+    return out.getvalue()
+
+
+@dataclass
+class ToneIndex:
+    """A corpus, its index, the test model, and a file outside the corpus that must never be served."""
+
+    root: Path
+    corpus: Path
+    index: Path
+    model: Path
+    secret: Path
+
+    def build(self) -> None:
+        build_index(self.corpus, self.index, BuildOptions(model=str(self.model), decode_workers=0))
+
+
+def make_tone_index(root: Path) -> ToneIndex:
+    """tones/a220.wav, tones/a440.flac, tones/a660.ogg (2 s each), mixed/steps.wav (220, 330, 880 Hz: three
+    windows), swap/victim.wav (330 Hz, for tests that tamper with it) and linked.wav, a symlink to
+    outside/secret.wav (330 Hz) that the build follows but the service must refuse to serve."""
+    corpus = root / "corpus"
+    helpers.write_audio(corpus / "tones" / "a220.wav", tone(220), rate=RATE)
+    helpers.write_audio(corpus / "tones" / "a440.flac", tone(440), rate=RATE)
+    helpers.write_audio(corpus / "tones" / "a660.ogg", tone(660), rate=RATE)
+    helpers.write_audio(corpus / "mixed" / "steps.wav", steps(220, 330, 880), rate=RATE)
+    helpers.write_audio(corpus / "swap" / "victim.wav", tone(330), rate=RATE)
+    secret = helpers.write_audio(root / "outside" / "secret.wav", tone(330, 1.0), rate=RATE)
+    (corpus / "linked.wav").symlink_to(secret)
+    model = root / "model.tones"
+    model.write_text("test encoder")
+    tones = ToneIndex(root, corpus, root / "index", model, secret)
+    tones.build()
+    return tones
+
+
+@contextlib.contextmanager
+def tone_environment(cache: Path) -> Iterator[None]:
+    """The ToneEncoder plugin registered (as `indexer` processes find it), and a private label cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RESOUND_PLUGINS", "tests.tone_plugin")
+        mp.setenv("RESOUND_CACHE", str(cache))
+        yield
+
+
+@contextlib.contextmanager
+def running_service(index: Path, **config: object) -> Iterator[str]:
+    """A real server for `index` on a free loopback port; yields its base URL."""
+    from search.service import BackgroundServer, ServiceConfig, create_app
+
+    app = create_app(index, ServiceConfig(**config))  # type: ignore[arg-type]
+    with BackgroundServer(app) as server:
+        yield server.url
+
+
+def raw_request(base_url: str, method: str, target: str, headers: dict[str, str] | None = None,
+                body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    """A request whose target goes out byte for byte: http.client, unlike httpx, never normalises `..`."""
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.putrequest(method, target, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        if body is not None and "Content-Length" not in (headers or {}):
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def file_ids(index: Path) -> dict[str, int]:
+    """Catalog file ids by path relative to the corpus."""
+    from indexer import Index
+
+    catalog = Index(index).catalog
+    try:
+        with catalog.session() as s:
+            from sqlalchemy import select
+
+            from db import FileRow
+
+            return {path: file_id for path, file_id in s.execute(select(FileRow.path, FileRow.id))}
+    finally:
+        catalog.close()
