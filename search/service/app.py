@@ -154,8 +154,12 @@ class SearchService:
             return classifier
 
     def classify(self, path: Path, label_set: LabelSet, strategy: str | None, modality: str, k: int) -> tuple[str, FileLabels]:
+        has_bank = label_set.name != "custom" and default_bank_for(label_set) is not None
         if strategy is None:  # ReCLAP where a bank ships for the labels, else the template ensemble
-            strategy = "reclap" if label_set.name != "custom" and default_bank_for(label_set) else "templates"
+            strategy = "reclap" if has_bank else "templates"
+        elif strategy == "reclap" and not has_bank:
+            raise ServiceError("reclap prompts come from a prompt bank, and only the built-in label sets have "
+                               "one: use prompts=templates (or clap, label) with your own labels")
         classifier = self.classifier(label_set, strategy, modality)
         with self.lock:
             return strategy, classifier.classify_file(path, min(k, len(label_set.labels)))
