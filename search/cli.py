@@ -78,7 +78,7 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. The service has no authentication: keep it on loopback unless "
                    "every machine that can reach the address may search and listen to the corpus.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--model", default=None, help="Model to embed queries with (default: the index's own).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--max-upload-mb", default=25.0, show_default=True, type=click.FloatRange(min=0.001),

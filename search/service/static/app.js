@@ -174,10 +174,10 @@ function renderLabels(data, fileName) {
   if (data.timeline.length) {
     const list = document.createElement("ol");
     list.className = "windows";
-    for (const window of data.timeline) {
+    for (const span of data.timeline) {
       const item = document.createElement("li");
-      const top = window.labels[0];
-      item.textContent = `${seconds(window.start)}–${seconds(window.end)} s: ${top.label} (${(100 * top.probability).toFixed(0)}%)`;
+      const top = span.labels[0];
+      item.textContent = `${seconds(span.start)}–${seconds(span.end)} s: ${top.label} (${(100 * top.probability).toFixed(0)}%)`;
       list.append(item);
     }
     timeline.append(list);
