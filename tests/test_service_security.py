@@ -227,6 +227,10 @@ def test_bad_queries(client: httpx.Client, params: dict[str, str], status: int, 
 def test_a_modality_the_index_lacks_is_a_bad_request(client: httpx.Client) -> None:
     response = client.get("/api/query", params={"q": "880", "modality": "visual"})
     assert response.status_code == 400 and "needs an audio-visual index" in response.json()["detail"]
+    response = client.post("/api/classify", files={"file": ("a.wav", wav_bytes(tone(440)))},
+                           data={"labels": "a\nb", "modality": "visual"})
+    assert (response.status_code, response.json()) == (
+        400, {"detail": "modality 'visual' needs an audio-visual index; this one answers audio"})
 
 
 @pytest.mark.parametrize("label_set", ["../../../etc/passwd", "/etc/passwd", "esc50.txt", "birdsong"])

@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from indexer.errors import ResoundError
+from indexer.errors import QueryError, ResoundError
 from search.classify import FileLabels, LabelScore, ZeroShotClassifier
 from search.engine import MAX_QUERY_CHARS, Engine, Hit
 from search.prompts import (
@@ -154,6 +154,9 @@ class SearchService:
             return classifier
 
     def classify(self, path: Path, label_set: LabelSet, strategy: str | None, modality: str, k: int) -> tuple[str, FileLabels]:
+        if modality != "av" and modality not in self.engine.modalities:  # "av" means "all the index has"
+            raise QueryError(f"modality {modality!r} needs an audio-visual index; this one answers "
+                             f"{', '.join(self.engine.modalities)}")
         has_bank = label_set.name != "custom" and default_bank_for(label_set) is not None
         if strategy is None:  # ReCLAP where a bank ships for the labels, else the template ensemble
             strategy = "reclap" if has_bank else "templates"
