@@ -3,6 +3,8 @@
 scan -> plan (content hash: unchanged / new / changed / deleted) -> decode -> windows -> batched encode
 -> rows + vectors, committed together at checkpoints (see indexer/store.py). A file that cannot be read
 is recorded as failed with its reason and the run goes on; it is retried once its content changes.
+A long file is streamed: its windows are embedded in batches as they are decoded, and its rows and
+vectors stored once the last one is in (a file is committed whole or not at all).
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import numpy as np
 
 from db.catalog import CatalogWriter, FileRecord
 from indexer.corpus import CorpusFile, catalog_text, content_hash, scan_corpus
-from indexer.embed import WindowPlan, embed_inputs
+from indexer.device import resolve_device
+from indexer.embed import WindowPlan, embed_inputs, modalities_of
 from indexer.prefetch import prefetch_inputs
 from indexer.encoders import DEFAULT_MODEL, Encoder, EncoderSpec, l2_normalize, resolve_model
 from indexer.errors import AudioDecodeError, EmptyCorpusError, IndexMismatchError, ResoundError
 from indexer.index import Index, Provenance, check_encoder, check_model
 from indexer.media import MEDIA_EXTENSIONS
-from indexer.store import DEFAULT_FACTORY, VectorStore, choose_factory
+from indexer.store import DEFAULT_FACTORY, VectorStore, choose_factory, faiss_gpu
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,8 @@ class BuildOptions:
     batch_size: int = 16  # windows per forward pass
     decode_workers: int | None = None  # processes decoding ahead of the model; None: CPUs - 1 (max 4), 0: inline
     hop_seconds: float | None = None  # None: the model's window length (no overlap)
-    device: str = "cpu"
+    device: str = "auto"  # cpu, cuda, cuda:N or auto: the model's torch device and FAISS's (indexer/device.py)
+    precision: str = "auto"  # auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16
     db_url: str | None = None  # None: catalog.sqlite inside the index directory
     checkpoint_seconds: float = 300.0  # commit finished files at least this often
     index_type: str = "auto"  # "auto" (by corpus size, see store.choose_factory) or a FAISS factory string
@@ -77,6 +81,7 @@ class BuildReport:
     segments_added: int = 0
     segments_removed: int = 0
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # one line each: what ran elsewhere than asked (GPU fallbacks)
 
     @property
     def changed(self) -> bool:
@@ -96,9 +101,10 @@ class _FileJob:
     modalities: str = "audio"
     spans: list[tuple[float, float]] = field(default_factory=list)
     vectors: list[np.ndarray | None] = field(default_factory=list)
+    decoded: bool = True  # False while a streamed file's windows are still arriving
 
     def complete(self) -> bool:
-        return all(v is not None for v in self.vectors)
+        return self.decoded and all(v is not None for v in self.vectors)
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -161,7 +167,8 @@ def _build_locked(
             raise IndexMismatchError(
                 f"{index.path}: index uses a hop of {stored.hop_seconds} s, not {options.hop_seconds} s"
             )
-    encoder = spec.load(device=options.device)
+    placement = resolve_device(options.device)
+    encoder = spec.load(device=placement.torch_device)
     if stored is not None:
         check_encoder(index.path, stored, encoder.info)
         hop_seconds = stored.hop_seconds
@@ -170,7 +177,7 @@ def _build_locked(
         if hop_seconds <= 0:
             raise ValueError("hop must be positive")
 
-    report = BuildReport(index=index.path)
+    report = BuildReport(index=index.path, notes=list(placement.notes))
     writer = index.catalog.writer()
     try:
         checkpoint = str(resolve_model(options.model).checkpoint)
@@ -179,6 +186,8 @@ def _build_locked(
         generation = index.generation()
         factory = stored.faiss_factory if stored is not None else DEFAULT_FACTORY
         stores = index.directory.load_stores(generation, encoder.info.dim, factory)
+        if placement.faiss_gpu is not None:
+            stores["segments"].to_gpu(faiss_gpu(placement.faiss_gpu))  # trains, converts and tunes there
 
         jobs = _plan(index, writer, corpus_id, files, report)
         for record in _deleted(index, corpus_id, files):
@@ -186,7 +195,8 @@ def _build_locked(
 
         last_checkpoint = time.monotonic()
         done = 0
-        stage = embed_stage or partial(_embedded_jobs, decode_workers=options.decode_workers)
+        stage = embed_stage or partial(_embedded_jobs, decode_workers=options.decode_workers,
+                                       precision=options.precision)
         for job in stage(jobs, encoder, hop_seconds, options.batch_size, writer, corpus_id, report):
             if job is not None:
                 _store_file(writer, stores, corpus_id, job, report)
@@ -198,6 +208,8 @@ def _build_locked(
                 last_checkpoint = time.monotonic()
         if report.changed or index.generation() == 0:
             stores["segments"] = _apply_index_type(stores["segments"], options, writer)
+            if stores["segments"].gpu_note:
+                report.notes.append(stores["segments"].gpu_note)
             generation = index.commit_generation(stores, writer)
         else:
             writer.commit(generation)  # failures of unchanged files may have been cleared
@@ -250,21 +262,27 @@ def _embedded_jobs(
     corpus_id: int,
     report: BuildReport,
     decode_workers: int | None = None,
+    precision: str = "auto",
 ) -> Iterator[_FileJob | None]:
     """Decode and window each job's file and embed windows in batches across files.
 
     Yields each job once all its windows have vectors (None for a file that failed), in corpus order.
+    A long file arrives part by part (embed.StreamedInputs): its windows join the batches as they are
+    decoded, and a file that breaks off midway fails whole, its vectors so far dropped.
     """
     pending: list[tuple[_FileJob, int, np.ndarray | None, list[np.ndarray] | None]] = []
     open_jobs: list[_FileJob] = []
 
+    def finished() -> Iterator[_FileJob]:
+        while open_jobs and open_jobs[0].complete():
+            yield open_jobs.pop(0)
+
     def flush() -> Iterator[_FileJob]:
-        vectors = embed_inputs(encoder, [p[2] for p in pending], [p[3] for p in pending])
+        vectors = embed_inputs(encoder, [p[2] for p in pending], [p[3] for p in pending], precision)
         for (job, slot, _, _), vector in zip(pending, vectors):
             job.vectors[slot] = vector
         pending.clear()
-        while open_jobs and open_jobs[0].complete():
-            yield open_jobs.pop(0)
+        yield from finished()
 
     plan = WindowPlan.of(encoder, hop_seconds)
     for job, inputs in zip(jobs, prefetch_inputs([job.file.absolute for job in jobs], plan, decode_workers)):
@@ -272,15 +290,30 @@ def _embedded_jobs(
             record_decode_failure(writer, corpus_id, job, inputs.reasons, report)
             yield None
             continue
-        job.duration, job.source_rate, job.channels = inputs.duration, inputs.source_rate, inputs.channels
-        job.modalities = inputs.modalities
-        job.spans = inputs.spans
-        job.vectors = [None] * len(inputs.spans)
+        job.spans, job.vectors, job.decoded = [], [], False
         open_jobs.append(job)
-        for slot, (samples, frames) in enumerate(zip(inputs.samples, inputs.frames)):
-            pending.append((job, slot, samples, frames))
-            if len(pending) >= batch_size:
-                yield from flush()
+        audio = visual = False
+        try:
+            for part in inputs.parts():
+                job.duration, job.source_rate, job.channels = part.duration, part.source_rate, part.channels
+                audio = audio or any(s is not None for s in part.samples)
+                visual = visual or any(f is not None for f in part.frames)
+                job.spans.extend(part.spans)
+                for samples, frames in zip(part.samples, part.frames):
+                    pending.append((job, len(job.vectors), samples, frames))
+                    job.vectors.append(None)
+                    if len(pending) >= batch_size:
+                        yield from flush()
+        except AudioDecodeError as e:  # a streamed file broke off midway
+            pending[:] = [p for p in pending if p[0] is not job]
+            open_jobs.remove(job)
+            record_decode_failure(writer, corpus_id, job, e.reasons, report)
+            yield None
+            yield from finished()
+            continue
+        job.modalities = modalities_of(audio, visual)
+        job.decoded = True
+        yield from finished()
     if pending:
         yield from flush()
 

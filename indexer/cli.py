@@ -72,7 +72,8 @@ def main() -> None:
               help="recall@10 against exact search that nprobe/efSearch are tuned to.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="Windows per forward pass.")
 @click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None, help="Seconds between window starts (default: the window length).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="auto", show_default=True,
+              help="cpu, cuda, cuda:N or auto (a GPU if there is one): where the model runs and FAISS trains.")
 @click.option("--checkpoint-seconds", default=300.0, show_default=True, type=click.FloatRange(min=0),
               help="Commit finished files at least this often (0: after every file).")
 @db_option
@@ -107,6 +108,8 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
         f"{report.removed} removed, {len(report.failed)} failed "
         f"({report.segments_added} segments added, {report.segments_removed} removed) in {report.seconds:.1f} s"
     )
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
     for failure in report.failed:
         click.echo(f"failed: {failure.path}: {failure.reason}", err=True)
     if report.still_failed:

@@ -1,17 +1,39 @@
-"""From one media file to what an encoder embeds: windows of samples, and frames for audio-visual models."""
+"""From one media file to what an encoder embeds: windows of samples, and frames for audio-visual models.
+
+A file is decoded whole (`segment_inputs`) unless decoding it whole would take more than
+`STREAM_ABOVE_BYTES`; such a long file is streamed (`StreamedInputs`): decoded chunk by chunk and handed
+over a few windows at a time, so memory holds a few windows whatever its length. `file_inputs` chooses.
+Both give the same windows: the same spans, and samples equal to float rounding (see media/decode.py).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from indexer.encoders.base import Encoder, l2_normalize
+from indexer.encoders.precision import autocast, unit_rows
 from indexer.errors import AudioDecodeError
 from indexer.media import VIDEO_EXTENSIONS, decode_audio
+from indexer.media.decode import AudioStream, probe_audio
 from indexer.media.video import frames_at, has_video_stream, video_duration
-from indexer.windows import cut_windows, window_starts
+from indexer.windows import AudioWindow, cut_windows, stream_windows, window_starts
+
+# Files that would decode (at their own rate and channels, as float32) to more than this are streamed.
+# 64 MiB: about 3 minutes of 48 kHz stereo, 17 minutes of 16 kHz mono.
+STREAM_ABOVE_BYTES = 64 * 2**20
+# Windows handed over per part of a streamed file; an audio-visual model's frames are read per part.
+STREAM_PART_WINDOWS = 8
+# RGB frames (shrunk to 256 px) a silent video's windows hold, counted against STREAM_ABOVE_BYTES.
+_FRAME_BYTES = 256 * 256 * 3
+
+
+def modalities_of(audio: bool, visual: bool) -> str:
+    """What a segment row records a file holds: "audio", "visual" or "audio+visual"."""
+    return "audio+visual" if audio and visual else "visual" if visual else "audio"
 
 
 @dataclass
@@ -27,9 +49,11 @@ class SegmentInputs:
 
     @property
     def modalities(self) -> str:
-        audio = any(s is not None for s in self.samples)
-        visual = any(f is not None for f in self.frames)
-        return "audio+visual" if audio and visual else "visual" if visual else "audio"
+        return modalities_of(any(s is not None for s in self.samples), any(f is not None for f in self.frames))
+
+    def parts(self) -> Iterator[SegmentInputs]:
+        """The file's windows part by part, as StreamedInputs gives them: a file decoded whole is one part."""
+        yield self
 
 
 @dataclass(frozen=True)
@@ -40,13 +64,14 @@ class WindowPlan:
     window_samples: int
     hop_samples: int
     frames_per_window: int = 0  # 0: the encoder takes no frames
+    stream_above_bytes: int = STREAM_ABOVE_BYTES  # longer files are streamed (see file_inputs)
 
     @classmethod
     def of(cls, encoder: Encoder, hop_seconds: float | None = None) -> "WindowPlan":
         info = encoder.info
         hop = max(1, int(round((hop_seconds or info.window_seconds) * info.sample_rate)))
         frames = int(getattr(encoder, "frames_per_window", 0)) if hasattr(encoder, "embed_segments") else 0
-        return cls(info.sample_rate, info.window_samples, hop, frames)
+        return cls(info.sample_rate, info.window_samples, hop, frames, STREAM_ABOVE_BYTES)
 
     def frame_times(self, start: float, end: float) -> list[float]:
         """Where to sample a window's frames: its middle, or k evenly spaced points."""
@@ -93,11 +118,114 @@ def segment_inputs(encoder: Encoder | WindowPlan, path: str | Path, hop_seconds:
     return SegmentInputs(spans, samples, frames, duration, rate, channels)
 
 
-def embed_inputs(encoder: Encoder, samples: list, frames: list) -> np.ndarray:
-    """Vectors of windows (and frames, for audio-visual encoders)."""
-    if hasattr(encoder, "embed_segments"):
-        return encoder.embed_segments(samples, frames)  # type: ignore[attr-defined]
-    return encoder.embed_audio(samples)
+def decoded_size(plan: WindowPlan, path: str | Path) -> int | None:
+    """Bytes that decoding `path` whole would take (its audio as float32 at its own rate and channels, or a
+    silent video's frames); None when the header does not say. Raises AudioDecodeError when unreadable."""
+    path = Path(path)
+    try:
+        return probe_audio(path).decoded_bytes
+    except AudioDecodeError:
+        if not (plan.frames_per_window > 0 and path.suffix.lower() in VIDEO_EXTENSIONS and has_video_stream(path)):
+            raise
+    windows = len(window_starts(int(video_duration(path) * plan.sample_rate), plan.window_samples, plan.hop_samples))
+    return windows * plan.frames_per_window * _FRAME_BYTES
+
+
+def file_inputs(plan: WindowPlan, path: str | Path) -> SegmentInputs | StreamedInputs:
+    """A file's windows: decoded whole when that takes at most `plan.stream_above_bytes`, else streamed.
+
+    A file whose size the header does not give is streamed. Unreadable files come back as SegmentInputs
+    would: `segment_inputs` raises AudioDecodeError with every decoder's reason.
+    """
+    path = Path(path)
+    try:
+        size = decoded_size(plan, path)
+    except AudioDecodeError:
+        return segment_inputs(plan, path)  # raises with every backend's reason
+    if size is None or size > plan.stream_above_bytes:
+        return StreamedInputs(plan, path)
+    return segment_inputs(plan, path)
+
+
+@dataclass(frozen=True)
+class StreamedInputs:
+    """A long file whose windows are decoded as they are consumed, a part of `part_windows` windows at a time.
+
+    Nothing is open until `parts()` runs, so a decoding worker can hand it back to the main process.
+    """
+
+    plan: WindowPlan
+    path: Path
+    part_windows: int = STREAM_PART_WINDOWS
+
+    def parts(self) -> Iterator[SegmentInputs]:
+        """Consecutive parts of the file's windows (the last may be short or empty). A part's duration, rate
+        and channels are those known so far; the last part's are the file's. Raises AudioDecodeError
+        (VideoDecodeError for frames), also after some parts when the file breaks off."""
+        plan, path = self.plan, Path(self.path)
+        wants_frames = plan.frames_per_window > 0 and path.suffix.lower() in VIDEO_EXTENSIONS
+        video = wants_frames and has_video_stream(path)
+        audio = AudioStream(path, plan.sample_rate)
+        windows = stream_windows(audio, plan.window_samples, plan.hop_samples)
+        try:
+            first = next(windows, None)
+        except AudioDecodeError:
+            if not video or audio.backend is not None:
+                raise
+            yield from self._silent_video_parts()  # no decodable sound: indexed by its pictures alone
+            return
+        if first is None:
+            raise AudioDecodeError(path, "no audio samples")
+        group: list[AudioWindow] = [first]
+        for window in windows:
+            if len(group) == self.part_windows:
+                yield self._part(group, audio, video)
+                group = []
+            group.append(window)
+        yield self._part(group, audio, video)
+
+    def _part(self, windows: list[AudioWindow], audio: AudioStream, video: bool) -> SegmentInputs:
+        sr = self.plan.sample_rate
+        spans = [w.seconds(sr) for w in windows]
+        samples: list[np.ndarray | None] = [w.samples for w in windows]
+        frames = self._frames(spans) if video else [None] * len(spans)
+        return SegmentInputs(spans, samples, frames, audio.duration, audio.source_rate, audio.source_channels)
+
+    def _silent_video_parts(self) -> Iterator[SegmentInputs]:
+        plan = self.plan
+        sr = plan.sample_rate
+        duration = video_duration(self.path)
+        n = int(duration * sr)
+        spans = [(s / sr, min(s + plan.window_samples, n) / sr) for s in window_starts(n, plan.window_samples, plan.hop_samples)]
+        if not spans:
+            raise AudioDecodeError(self.path, "no audio samples")
+        for start in range(0, len(spans), self.part_windows):
+            part = spans[start : start + self.part_windows]
+            yield SegmentInputs(part, [None] * len(part), self._frames(part), duration, 0, 0)
+
+    def _frames(self, spans: Sequence[tuple[float, float]]) -> list[list[np.ndarray] | None]:
+        times = [self.plan.frame_times(a, b) for a, b in spans]
+        flat = frames_at(self.path, [t for ts in times for t in ts], seek=True)
+        frames: list[list[np.ndarray] | None] = []
+        start = 0
+        for ts in times:
+            frames.append(flat[start : start + len(ts)])
+            start += len(ts)
+        return frames
+
+
+def embed_inputs(encoder: Encoder, samples: list, frames: list, precision: str = "auto") -> np.ndarray:
+    """Vectors of windows (and frames, for audio-visual encoders).
+
+    `precision`: "auto" runs a model on a CUDA device under autocast (bf16, fp16 where the GPU lacks bf16)
+    and on CPU in fp32; "fp32", "bf16" or "fp16" choose (see encoders/precision.py).
+    """
+    with autocast(encoder, precision) as reduced:
+        if hasattr(encoder, "embed_segments"):
+            vectors = encoder.embed_segments(samples, frames)  # type: ignore[attr-defined]
+        else:
+            vectors = encoder.embed_audio(samples)
+    return unit_rows(encoder, vectors, reduced)
 
 
 @dataclass(frozen=True)
@@ -110,12 +238,29 @@ class FileEmbedding:
     duration: float
 
 
-def embed_file(encoder: Encoder, path: str | Path, hop_seconds: float | None = None, batch_size: int = 16) -> FileEmbedding:
-    """Embed `path` window by window. Raises AudioDecodeError for unreadable or empty media."""
-    inputs = segment_inputs(encoder, path, hop_seconds)
-    n = len(inputs.spans)
-    vectors = np.concatenate([
-        embed_inputs(encoder, inputs.samples[i : i + batch_size], inputs.frames[i : i + batch_size])
-        for i in range(0, n, batch_size)
-    ])
-    return FileEmbedding(inputs.spans, vectors, l2_normalize(vectors.mean(axis=0)), inputs.duration)
+def embed_file(encoder: Encoder, path: str | Path, hop_seconds: float | None = None, batch_size: int = 16,
+               precision: str = "auto") -> FileEmbedding:
+    """Embed `path` window by window, `batch_size` windows a pass; a long file is streamed (see file_inputs).
+
+    Raises AudioDecodeError for unreadable or empty media.
+    """
+    inputs = file_inputs(WindowPlan.of(encoder, hop_seconds), path)
+    spans: list[tuple[float, float]] = []
+    vectors: list[np.ndarray] = []
+    samples: list = []
+    frames: list = []
+    duration = 0.0
+    for part in inputs.parts():
+        spans += part.spans
+        samples += part.samples
+        frames += part.frames
+        duration = part.duration
+        while len(samples) >= batch_size:
+            vectors.append(embed_inputs(encoder, samples[:batch_size], frames[:batch_size], precision))
+            del samples[:batch_size], frames[:batch_size]
+    if samples:
+        vectors.append(embed_inputs(encoder, samples, frames, precision))
+    if not spans:
+        raise AudioDecodeError(Path(path), "no audio samples")
+    window_vectors = np.concatenate(vectors)
+    return FileEmbedding(spans, window_vectors, l2_normalize(window_vectors.mean(axis=0)), duration)

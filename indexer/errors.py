@@ -56,5 +56,9 @@ class IndexLockedError(ResoundError):
     """Another process is writing the index."""
 
 
+class DeviceError(ResoundError):
+    """A device that was asked for and is not there (no CUDA GPU), or a device name resound does not know."""
+
+
 class QueryError(ResoundError):
     """A query that cannot be answered as given (empty text, unreadable clip, ...)."""

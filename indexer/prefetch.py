@@ -1,19 +1,31 @@
 """Decoding ahead of the model: files are decoded and windowed in worker processes while the main process
-runs inference, with a bounded number of files in flight so memory stays flat whatever the corpus size."""
+runs inference, with a bounded number of files in flight so memory stays flat whatever the corpus size.
+
+A long file (see embed.file_inputs) comes back from its worker as a StreamedInputs, not as its samples:
+the main process streams it, a background thread decoding at most `STREAM_READ_AHEAD_PARTS` parts ahead
+of the model, so memory holds a few windows of it however long it is.
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from indexer.embed import SegmentInputs, WindowPlan, segment_inputs
+from indexer.embed import SegmentInputs, StreamedInputs, WindowPlan, file_inputs
 from indexer.errors import AudioDecodeError
 
 FILES_IN_FLIGHT_PER_WORKER = 2
+STREAM_READ_AHEAD_PARTS = 2
+
+T = TypeVar("T")
 
 
 def default_workers() -> int:
@@ -21,38 +33,111 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def _load(path: str, plan: WindowPlan) -> SegmentInputs | tuple[str, list[str]]:
+def _load(path: str, plan: WindowPlan) -> SegmentInputs | StreamedInputs | tuple[str, list[str]]:
     """Runs in a worker; errors come back as data (path, reasons), since exception pickling loses fields."""
     try:
-        return segment_inputs(plan, path)
+        return file_inputs(plan, path)
     except AudioDecodeError as e:
         return (e.path, e.reasons)
 
 
-def _result(value: SegmentInputs | tuple[str, list[str]]) -> SegmentInputs | AudioDecodeError:
-    return AudioDecodeError(*value) if isinstance(value, tuple) else value
+@dataclass(frozen=True)
+class ReadAheadInputs:
+    """A streamed file whose parts a background thread decodes while the caller embeds the previous ones."""
+
+    inputs: StreamedInputs
+    depth: int = STREAM_READ_AHEAD_PARTS
+
+    @property
+    def path(self) -> Path:
+        return self.inputs.path
+
+    def parts(self) -> Iterator[SegmentInputs]:
+        """The parts of `inputs`, decoded at most `depth` ahead; decoding errors are raised here."""
+        return read_ahead(self.inputs.parts(), self.depth)
+
+
+def read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
+    """`items`, produced by a background thread at most `depth` items ahead of the consumer.
+
+    An exception of the producer is raised in the consumer at the position it happened. Closing the
+    returned iterator early stops the producer after the item it is producing.
+    """
+    slots: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple[object, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
+            put((end, e))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # in this thread, where the generator runs
+
+    thread = threading.Thread(target=produce, name="resound-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _result(value: SegmentInputs | StreamedInputs | tuple[str, list[str]], read_ahead_parts: int
+            ) -> SegmentInputs | StreamedInputs | ReadAheadInputs | AudioDecodeError:
+    if isinstance(value, tuple):
+        return AudioDecodeError(*value)
+    if isinstance(value, StreamedInputs) and read_ahead_parts > 0:
+        return ReadAheadInputs(value, read_ahead_parts)
+    return value
 
 
 def prefetch_inputs(paths: Sequence[Path], plan: WindowPlan, workers: int | None = None
-                    ) -> Iterator[SegmentInputs | AudioDecodeError]:
-    """Each path's SegmentInputs (or its AudioDecodeError), in order, decoded `workers` processes ahead."""
+                    ) -> Iterator[SegmentInputs | StreamedInputs | ReadAheadInputs | AudioDecodeError]:
+    """Each path's inputs (or its AudioDecodeError), in order, decoded `workers` processes ahead.
+
+    Every result but an error has `parts()`: a file decoded whole is one part; a long file is streamed
+    part by part (inline with `workers=0`, else by a read-ahead thread), and may raise AudioDecodeError
+    from `parts()` when it breaks off midway.
+    """
     workers = default_workers() if workers is None else workers
     if workers <= 0 or len(paths) <= 1:
         for path in paths:
-            yield _result(_load(str(path), plan))
+            yield _result(_load(str(path), plan), STREAM_READ_AHEAD_PARTS if workers > 0 else 0)
         return
     # forkserver: the parent holds torch's thread pools, which must not be forked into the workers.
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         in_flight: deque[Future] = deque()
-        queue = iter(paths)
-        for path in queue:
+        queue_ = iter(paths)
+        for path in queue_:
             in_flight.append(pool.submit(_load, str(path), plan))
             if len(in_flight) >= workers * FILES_IN_FLIGHT_PER_WORKER:
                 break
         while in_flight:
             value = in_flight.popleft().result()
-            next_path = next(queue, None)
+            next_path = next(queue_, None)
             if next_path is not None:
                 in_flight.append(pool.submit(_load, str(next_path), plan))
-            yield _result(value)
+            yield _result(value, STREAM_READ_AHEAD_PARTS)

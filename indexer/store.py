@@ -5,6 +5,12 @@ Each vector's FAISS id is the id of its catalog row (segment or file). A checkpo
 as generation N+1 (temporary file, fsync, `os.replace`), then the catalog commits "generation N+1" in
 the same transaction as its rows; files of other generations are removed afterwards. A crash at any
 point leaves the catalog naming a complete generation.
+
+GPU: a store given a FaissGpu (`to_gpu`) keeps its CPU index as the one it saves, removes from and
+reconstructs, and searches a GPU copy of it (flat and IVF types; cloned again after a change). Converting
+to an IVF type trains and fills it on the GPU, then copies it back (`index_gpu_to_cpu`); an HNSW type is
+built with CAGRA where faiss has cuVS and copied back as an HNSW graph. Whatever the GPU cannot do stays
+on CPU, so the results API and the saved files are the same either way.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -53,16 +61,68 @@ def choose_factory(n_vectors: int) -> str:
     return f"IVF{nlist},Flat" if n_vectors < AUTO_SQ8_MIN_VECTORS else f"IVF{nlist},SQ8"
 
 
-class VectorStore:
-    """One FAISS index of unit vectors keyed by int64 ids."""
+# The GPU k-selection handles k (and nprobe) up to 2048; larger ones are answered on CPU.
+GPU_MAX_K = 2048
+# "HNSW32", "HNSW32,Flat", "IDMap2,HNSW32,Flat": graphs over raw vectors, which CAGRA can build.
+_HNSW_FLAT = re.compile(r"^(?:IDMap2?,)?HNSW(?P<m>\d+)(?:,Flat)?$")
 
-    def __init__(self, index: "faiss.Index", factory: str):  # noqa: F821
+
+class FaissGpu:
+    """A GPU that FAISS builds and searches on: its number and its resources (memory pool, streams)."""
+
+    def __init__(self, device: int, resources: Any):
+        self.device = device
+        self.resources = resources
+
+    @property
+    def has_cagra(self) -> bool:
+        """Whether the installed faiss builds CAGRA graphs (faiss-gpu with cuVS)."""
+        import faiss
+
+        return hasattr(faiss, "GpuIndexCagra")
+
+
+_GPUS: dict[int, FaissGpu] = {}
+_GPU_LOCK = threading.Lock()
+
+
+def faiss_gpu(device: int = 0) -> FaissGpu:
+    """The process's FaissGpu for GPU `device`, created once (its resources reserve GPU memory).
+
+    Raises DeviceError when the installed faiss has no GPU support or no such GPU.
+    """
+    import faiss
+
+    from indexer.errors import DeviceError
+
+    if not hasattr(faiss, "StandardGpuResources"):
+        raise DeviceError("the installed faiss has no GPU support (pip install 'resound[gpu]')")
+    if device >= faiss.get_num_gpus():
+        raise DeviceError(f"faiss sees {faiss.get_num_gpus()} GPU(s), not GPU {device}")
+    with _GPU_LOCK:
+        if device not in _GPUS:
+            _GPUS[device] = FaissGpu(device, faiss.StandardGpuResources())
+        return _GPUS[device]
+
+
+class VectorStore:
+    """One FAISS index of unit vectors keyed by int64 ids (see the module docstring for GPUs)."""
+
+    def __init__(self, index: faiss.Index, factory: str):  # noqa: F821
         self.index = index
         self.factory = factory
         self.search_params: dict[str, int] = {}
+        self.gpu: FaissGpu | None = None
+        self._gpu_index: Any = None  # the GPU copy of `index`, None until searched (and after a change)
+        self.gpu_note: str | None = None  # why this store searches on CPU although it has a GPU
+
+    def to_gpu(self, gpu: FaissGpu | None) -> VectorStore:
+        """Search, train and convert on `gpu` from now on (None: CPU again); returns the store itself."""
+        self.gpu, self._gpu_index, self.gpu_note = gpu, None, None
+        return self
 
     @classmethod
-    def create(cls, dim: int, factory: str = DEFAULT_FACTORY) -> "VectorStore":
+    def create(cls, dim: int, factory: str = DEFAULT_FACTORY) -> VectorStore:
         import faiss
 
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
@@ -73,7 +133,7 @@ class VectorStore:
         return cls(index, factory)
 
     @classmethod
-    def load(cls, path: Path, factory: str, mmap: bool = False) -> "VectorStore":
+    def load(cls, path: Path, factory: str, mmap: bool = False) -> VectorStore:
         """Read a store; `mmap` maps it instead of reading it (indexes larger than RAM would like)."""
         import faiss
 
@@ -103,7 +163,9 @@ class VectorStore:
 
         self.search_params = dict(params)
         if params:
-            faiss.ParameterSpace().set_index_parameters(self.index, ",".join(f"{k}={v}" for k, v in params.items()))
+            faiss.ParameterSpace().set_index_parameters(self.index, _param_string(params))
+        if self._gpu_index is not None:
+            self._set_gpu_params(self._gpu_index)
 
     @property
     def dim(self) -> int:
@@ -120,6 +182,7 @@ class VectorStore:
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
         if len(ids):
             self.index.add_with_ids(vectors, ids)
+            self._gpu_index = None
 
     def remove(self, ids: Iterable[int]) -> int:
         """Remove vectors by id; returns how many were removed."""
@@ -128,6 +191,7 @@ class VectorStore:
         ids = np.asarray(list(ids), dtype=np.int64)
         if not len(ids):
             return 0
+        self._gpu_index = None
         if self.kind == "hnsw":
             return self._rebuild_without(ids)  # HNSW graphs cannot drop nodes
         if self.kind == "ivf":
@@ -137,10 +201,7 @@ class VectorStore:
     def _rebuild_without(self, ids: np.ndarray) -> int:
         keep = np.setdiff1d(self.ids(), ids)
         removed = self.ntotal - len(keep)
-        vectors = self.reconstruct(keep)
-        fresh = VectorStore.create(self.dim, self.factory)
-        fresh.add(keep, vectors)
-        self.index = fresh.index
+        self.index = self._filled(self.factory, keep, self.reconstruct(keep)).index
         self.set_search_params(self.search_params)
         return removed
 
@@ -149,8 +210,37 @@ class VectorStore:
         if queries.shape[1] != self.dim:
             raise ValueError(f"query dimension {queries.shape[1]} != index dimension {self.dim}")
         k = max(1, min(int(k), max(self.ntotal, 1)))
-        scores, ids = self.index.search(queries, k)
+        gpu_index = self._gpu_copy() if k <= GPU_MAX_K else None
+        if gpu_index is not None:
+            scores, ids = gpu_index.search(queries, k)
+        else:
+            scores, ids = self.index.search(queries, k)
         return SearchResult(scores, ids)
+
+    def _gpu_copy(self) -> Any:
+        """The GPU copy of the index to search, cloned on first use; None to search on CPU."""
+        if self.gpu is None or self.gpu_note is not None or self.ntotal == 0:
+            return None
+        if self.search_params.get("nprobe", 0) > GPU_MAX_K:
+            return None
+        if self._gpu_index is None:
+            if self.kind == "hnsw":
+                # CAGRA searches differently (itopk, not efSearch): the tuned graph is searched on CPU.
+                self.gpu_note = "HNSW indexes are searched on CPU"
+                return None
+            try:
+                self._gpu_index = _cpu_to_gpu(self.gpu, self.index)
+            except RuntimeError as e:  # an index type the GPU cannot hold: CPU it is
+                self.gpu_note = f"{self.factory} is searched on CPU ({_first_line(e)})"
+                return None
+            self._set_gpu_params(self._gpu_index)
+        return self._gpu_index
+
+    def _set_gpu_params(self, gpu_index: Any) -> None:
+        import faiss
+
+        if self.search_params:
+            faiss.GpuParameterSpace().set_index_parameters(gpu_index, _param_string(self.search_params))
 
     def ids(self) -> np.ndarray:
         """All ids in the store (IDMap indexes keep them in `id_map`, IVF ones in their inverted lists)."""
@@ -169,11 +259,20 @@ class VectorStore:
         rows = [self.index.reconstruct(int(i)) for i in ids]
         return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
-    def converted(self, factory: str, train_size: int = 200_000, seed: int = 0) -> "VectorStore":
-        """The same vectors and ids in a new index of `factory`, trained on a seeded sample of them."""
+    def converted(self, factory: str, train_size: int = 200_000, seed: int = 0) -> VectorStore:
+        """The same vectors and ids in a new index of `factory`, trained on a seeded sample of them.
+
+        On a store with a GPU, an IVF type is trained and filled there and an HNSW type built with CAGRA
+        (where faiss has it); the result is a CPU index either way, with the same GPU for searching.
+        """
         ids = self.ids()
-        vectors = self.reconstruct(ids)
+        return self._filled(factory, ids, self.reconstruct(ids), train_size, seed)
+
+    def _filled(self, factory: str, ids: np.ndarray, vectors: np.ndarray, train_size: int = 200_000,
+                seed: int = 0) -> VectorStore:
+        """A new store of `factory` holding `vectors` under `ids` (trained on a seeded sample first)."""
         fresh = VectorStore.create(self.dim, factory)
+        sample = None
         if not fresh.is_trained:
             ivf = _ivf(fresh.index)
             needed = int(ivf.nlist) if ivf is not None else 1
@@ -182,10 +281,15 @@ class VectorStore:
                                      f"(39 x {needed} for good lists); the index has {len(vectors)}")
             rng = np.random.default_rng(seed)
             sample = vectors if len(vectors) <= train_size else vectors[rng.choice(len(vectors), train_size, replace=False)]
+        if self.gpu is not None:
+            built = _build_on_gpu(self.gpu, self.dim, factory, ids, vectors, sample)
+            if built is not None:
+                return VectorStore(built, factory).to_gpu(self.gpu)
+        if sample is not None:
             fresh.train(sample)
         for start in range(0, len(ids), 100_000):
             fresh.add(ids[start : start + 100_000], vectors[start : start + 100_000])
-        return fresh
+        return fresh.to_gpu(self.gpu)
 
     def save(self, path: Path) -> None:
         """Write atomically: a reader sees the old file or the complete new one, never a partial one."""
@@ -198,7 +302,89 @@ class VectorStore:
         os.replace(tmp, path)
 
 
-def _ivf(index: "faiss.Index"):  # type: ignore[no-untyped-def]  # noqa: F821
+def _param_string(params: dict[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in params.items())
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:160] if text else type(e).__name__
+
+
+def _cpu_to_gpu(gpu: FaissGpu, index: Any) -> Any:
+    """A GPU copy of a CPU index (IDMap2 wrappers stay on the host around a GPU flat index)."""
+    import faiss
+
+    return faiss.index_cpu_to_gpu(gpu.resources, gpu.device, index)
+
+
+def _build_on_gpu(gpu: FaissGpu, dim: int, factory: str, ids: np.ndarray, vectors: np.ndarray,
+                  sample: np.ndarray | None) -> Any:
+    """A CPU index of `factory` holding `vectors` under `ids`, computed on `gpu`; None when the GPU cannot
+    build this type (flat indexes gain nothing from it, and HNSW needs CAGRA), or fails to."""
+    import faiss
+
+    hnsw = _HNSW_FLAT.match(factory)
+    try:
+        if hnsw is not None:
+            m = int(hnsw["m"])
+            # CAGRA needs more vectors than its intermediate graph's degree.
+            if not gpu.has_cagra or len(vectors) <= 8 * m:
+                return None
+            return _cagra_as_hnsw(gpu, dim, m, ids, vectors)
+        template = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+        if _ivf(template) is None:
+            return None
+        on_gpu = _cpu_to_gpu(gpu, template)
+        if sample is not None:
+            on_gpu.train(np.ascontiguousarray(sample, dtype=np.float32))
+        for start in range(0, len(ids), 100_000):
+            on_gpu.add_with_ids(np.ascontiguousarray(vectors[start : start + 100_000], dtype=np.float32),
+                                np.ascontiguousarray(ids[start : start + 100_000], dtype=np.int64))
+        index = faiss.index_gpu_to_cpu(on_gpu)
+    except RuntimeError:  # a type or size the GPU does not take: the CPU builds it
+        return None
+    # The GPU copy has no id -> entry map; catalog ids must stay reconstructable and removable.
+    _ivf(index).set_direct_map_type(faiss.DirectMap.Hashtable)
+    return index
+
+
+def _cagra_as_hnsw(gpu: FaissGpu, dim: int, m: int, ids: np.ndarray, vectors: np.ndarray) -> Any:
+    """An IDMap2 over the HNSW graph CAGRA builds on the GPU (HNSW level 0 holds 2M neighbours)."""
+    import faiss
+
+    config = faiss.GpuIndexCagraConfig()
+    config.device = gpu.device
+    config.graph_degree = 2 * m
+    config.intermediate_graph_degree = 4 * m
+    cagra = faiss.GpuIndexCagra(gpu.resources, dim, faiss.METRIC_INNER_PRODUCT, config)
+    cagra.train(np.ascontiguousarray(vectors, dtype=np.float32))
+    return with_ids(faiss.index_gpu_to_cpu(cagra), ids)  # an IndexHNSWCagra, searched by efSearch
+
+
+def with_ids(index: Any, ids: np.ndarray) -> Any:
+    """`index` (holding vectors 0..n-1) wrapped in an IndexIDMap2 that answers with `ids` instead.
+
+    IndexIDMap2 only wraps empty indexes, so the wrapper is made around an empty one and given `index`.
+    """
+    import faiss
+
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if len(ids) != index.ntotal:
+        raise ValueError(f"{len(ids)} ids for {index.ntotal} vectors")
+    wrapper = faiss.IndexIDMap2(faiss.IndexFlat(index.d, index.metric_type))
+    wrapper.index = index
+    index.this.disown()  # the wrapper owns it now and frees it with itself
+    wrapper.own_fields = True
+    wrapper.referenced_objects = []
+    faiss.copy_array_to_vector(ids, wrapper.id_map)
+    wrapper.ntotal = index.ntotal
+    wrapper.is_trained = index.is_trained
+    wrapper.construct_rev_map()
+    return wrapper
+
+
+def _ivf(index: faiss.Index):  # type: ignore[no-untyped-def]  # noqa: F821
     import faiss
 
     try:

@@ -30,12 +30,18 @@ def _print_hits(hits: list[Hit], as_json: bool) -> None:
         click.echo(f"{h.rank:>3}  {h.score:6.3f}  {h.start:7.2f}-{h.end:<7.2f}  {catalog_text(h.path)}")
 
 
+def _print_notes(engine: Engine) -> None:
+    for note in engine.notes:
+        click.echo(f"note: {note}", err=True)
+
+
 def _common(f):  # type: ignore[no-untyped-def]
     for option in reversed([
         index_option,
         click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1), help="Number of results."),
         click.option("--model", default=None, help="Model to embed the query with (default: the index's own)."),
-        click.option("--device", default="cpu", show_default=True),
+        click.option("--device", default="auto", show_default=True,
+                     help="cpu, cuda, cuda:N or auto (a GPU if there is one): where the query is embedded and searched."),
         db_option,
         click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits."),
         click.option("--modality", type=click.Choice(["audio", "visual", "av"]), default=None,
@@ -54,6 +60,7 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
         _print_hits(engine.query(text, k, modality), as_json)
+        _print_notes(engine)
     finally:
         engine.close()
 
@@ -67,6 +74,7 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
         _print_hits(engine.similar(file, k, modality), as_json)
+        _print_notes(engine)
     finally:
         engine.close()
 

@@ -10,11 +10,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 import numpy as np
 
+from indexer.device import Placement, resolve_device
 from indexer.embed import embed_file
 from indexer.encoders import Encoder, EncoderSpec
+from indexer.encoders.precision import autocast, unit_rows
 from indexer.errors import AudioDecodeError, IndexCorruptError, QueryError
 from indexer.index import Index, Provenance, check_encoder, check_model
-from indexer.store import VectorStore
+from indexer.store import VectorStore, faiss_gpu
 
 MAX_QUERY_CHARS = 2000
 
@@ -38,9 +40,14 @@ class Hit:
 
 
 class Engine:
-    """Answers text and audio queries against one index."""
+    """Answers text and audio queries against one index.
 
-    def __init__(self, index_path: str | Path, model: str | None = None, device: str = "cpu", db_url: str | None = None):
+    `device` (cpu, cuda, cuda:N or auto) places the query encoder and the FAISS search (see
+    indexer/device.py); `notes` says what fell back to CPU. `precision` as in indexer.embed.embed_inputs.
+    """
+
+    def __init__(self, index_path: str | Path, model: str | None = None, device: str = "auto", db_url: str | None = None,
+                 precision: str = "auto"):
         self.index = Index(index_path, db_url=db_url)
         provenance = self.index.provenance()
         if provenance is None:
@@ -52,10 +59,21 @@ class Engine:
             spec = dataclasses.replace(spec, model=model)
         # Refuse a different model before paying for loading it.
         check_model(self.index.path, provenance, *spec.identity())
-        self.encoder: Encoder = spec.load(device=device)
+        self.placement: Placement = resolve_device(device)
+        self.precision = precision
+        self.encoder: Encoder = spec.load(device=self.placement.torch_device)
         check_encoder(self.index.path, provenance, self.encoder.info)
         self._generation = -1
         self._stores: dict[str, VectorStore] = {}
+
+    @property
+    def notes(self) -> list[str]:
+        """One line each on what runs on CPU although a GPU was asked for (or found by auto)."""
+        notes = list(self.placement.notes)
+        segments = self._stores.get("segments")
+        if segments is not None and segments.gpu_note:
+            notes.append(segments.gpu_note)
+        return notes
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -79,6 +97,8 @@ class Engine:
                 return self._stores
             try:
                 self._stores = self.index.load_stores()
+                if self.placement.faiss_gpu is not None:
+                    self._stores["segments"].to_gpu(faiss_gpu(self.placement.faiss_gpu))
                 self._generation = generation
                 return self._stores
             except IndexCorruptError:
@@ -96,11 +116,12 @@ class Engine:
             raise QueryError(f"query text of {len(text)} characters exceeds {MAX_QUERY_CHARS}")
         modality = modality or self.modalities[-1]
         self._check_modality(modality)
-        if hasattr(self.encoder, "restrict"):
-            vector = self.encoder.embed_text([text], modality=modality)[0]  # type: ignore[call-arg]
-        else:
-            vector = self.encoder.embed_text([text])[0]
-        return self.search_vector(vector, k)
+        with autocast(self.encoder, self.precision) as reduced:
+            if hasattr(self.encoder, "restrict"):
+                vectors = self.encoder.embed_text([text], modality=modality)  # type: ignore[call-arg]
+            else:
+                vectors = self.encoder.embed_text([text])
+        return self.search_vector(unit_rows(self.encoder, vectors, reduced)[0], k)
 
     def similar(self, path: str | Path, k: int = 10, modality: str | None = None) -> list[Hit]:
         """Segments that sound (and look) most like a media file (its windows' mean vector)."""
@@ -117,7 +138,7 @@ class Engine:
         if not path.is_file():
             raise QueryError(f"{path}: file not found")
         try:
-            return embed_file(self.encoder, path, self.provenance.hop_seconds).file_vector
+            return embed_file(self.encoder, path, self.provenance.hop_seconds, precision=self.precision).file_vector
         except AudioDecodeError as e:
             raise QueryError(str(e)) from e
 

@@ -29,6 +29,7 @@ class AudioVisualEncoder:
         self.vision = vision
         self.weights = (float(audio_weight), float(visual_weight))
         self.frames_per_window = int(frames_per_window)
+        self.device = getattr(audio, "device", None)  # both towers were loaded on one device
         a, v = audio.info, vision.info
         self.info = EncoderInfo(
             model_id=f"{a.model_id}+{v.model_id}",

@@ -4,14 +4,20 @@ Backends are tried in order, libsndfile first (exact and fast for wav/flac/ogg/m
 m4a/aac and every container FFmpeg knows). When all fail, one AudioDecodeError carries each backend's
 reason. Channels are averaged to mono and the result resampled with soxr at "HQ" quality, which is what
 librosa.load (laion_clap's own file path) does.
+
+`decode_audio` decodes a file whole. `AudioStream` decodes it in chunks (libsndfile blocks, PyAV frames),
+downmixing and resampling each with `soxr.ResampleStream` at the same quality, so that an hours-long file
+never sits in memory: its samples equal `decode_audio`'s (soxr's stream and one-shot resamplers give the
+same values; tests/test_streaming.py checks the two paths against each other).
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -79,6 +85,17 @@ BACKENDS: dict[str, Callable[[Path], tuple[np.ndarray, int]]] = {
 }
 
 
+SOXR_QUALITY = "HQ"  # librosa's res_type="soxr_hq", the one-shot and the streaming paths alike
+
+
+def resampled_length(n_samples: int, source_rate: int, target_rate: int) -> int:
+    """How many samples librosa.resample returns for `n_samples`: ceil(n * target / source)."""
+    if source_rate == target_rate:
+        return n_samples
+    # librosa's exact float expression: n * (target / source) can round up past an integer (one sample more).
+    return int(np.ceil(n_samples * (float(target_rate) / source_rate)))
+
+
 def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
     """Mono float32 resampled as librosa.resample(res_type='soxr_hq') does it, length included.
 
@@ -89,9 +106,8 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
         return np.ascontiguousarray(samples, dtype=np.float32)
     import soxr
 
-    out = soxr.resample(samples.astype(np.float32), source_rate, target_rate, quality="HQ").astype(np.float32)
-    # librosa's exact float expression: n * (target / source) can round up past an integer (one sample more).
-    length = int(np.ceil(len(samples) * (float(target_rate) / source_rate)))
+    out = soxr.resample(samples.astype(np.float32), source_rate, target_rate, quality=SOXR_QUALITY).astype(np.float32)
+    length = resampled_length(len(samples), source_rate, target_rate)
     if len(out) < length:
         out = np.pad(out, (0, length - len(out)))
     return out[:length]
@@ -123,6 +139,205 @@ def decode_audio(path: str | Path, sample_rate: int) -> DecodedAudio:
             backend=name,
         )
     raise AudioDecodeError(path, reasons)
+
+
+# -- probing and streaming -------------------------------------------------------------------------
+# Source frames read (libsndfile) or gathered (PyAV) per chunk: ~1.4 s at 48 kHz, 512 KiB of stereo float32.
+CHUNK_FRAMES = 1 << 16
+
+
+@dataclass(frozen=True)
+class AudioProbe:
+    """What a file's header says about its audio, without decoding it."""
+
+    source_rate: int
+    channels: int
+    frames: int | None  # per channel; None when the container does not say
+    backend: str
+
+    @property
+    def decoded_bytes(self) -> int | None:
+        """Size of the whole file decoded to float32 at its own rate and channels (None: unknown)."""
+        return None if self.frames is None else self.frames * self.channels * 4
+
+
+def probe_audio(path: str | Path) -> AudioProbe:
+    """Rate, channels and length of a file's audio from its header. Raises AudioDecodeError."""
+    path = Path(path)
+    reasons: list[str] = []
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        try:
+            import soundfile
+
+            info = soundfile.info(os.fsencode(path))
+            return AudioProbe(int(info.samplerate), int(info.channels), int(info.frames), "soundfile")
+        except Exception as e:  # noqa: BLE001 - libsndfile's errors have several types; reported below
+            reasons.append(f"soundfile: {_first_line(e)}")
+    try:
+        import av
+
+        with open(path, "rb") as f, av.open(f, metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise ValueError("no audio stream")
+            stream = container.streams.audio[0]
+            rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+            seconds = None
+            if stream.duration is not None and stream.time_base is not None:
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                seconds = container.duration / av.time_base
+            frames = math.ceil(seconds * rate) if seconds is not None and rate > 0 else None
+            return AudioProbe(rate, int(stream.codec_context.channels or 1), frames, "pyav")
+    except Exception as e:  # noqa: BLE001 - PyAV/FFmpeg errors have many types; reported below
+        reasons.append(f"pyav: {_first_line(e)}")
+    raise AudioDecodeError(path, reasons)
+
+
+# A backend's stream: (source rate, block of shape (frames, channels) float32) per chunk, never an empty block.
+Blocks = Iterator[tuple[int, np.ndarray]]
+
+
+def _blocks_soundfile(path: Path, chunk_frames: int) -> Blocks:
+    import soundfile
+
+    with soundfile.SoundFile(os.fsencode(path)) as f:
+        if f.subtype == "OPUS":
+            # libsndfile 1.2's Opus reader skips the pre-skip samples only on a whole-file read: a partial
+            # first read comes 312 samples late and loses as many. PyAV decodes Opus exactly.
+            raise ValueError("Opus is streamed through PyAV")
+        rate = int(f.samplerate)
+        while True:
+            block = f.read(chunk_frames, dtype="float32", always_2d=True)
+            if not len(block):
+                return
+            yield rate, block
+
+
+def _blocks_pyav(path: Path, chunk_frames: int) -> Blocks:
+    import av
+
+    with open(path, "rb") as f, av.open(f, metadata_errors="ignore") as container:
+        if not container.streams.audio:
+            raise ValueError("no audio stream")
+        stream = container.streams.audio[0]
+        # As _read_pyav: packed float32 at the first frame's rate and layout, whatever later frames say.
+        resampler, rate, channels = None, 0, 1
+        gathered: list[np.ndarray] = []
+        size = 0
+        for frame in _frames_then_flush(container, stream):
+            if frame is not None and resampler is None:
+                rate, channels = frame.sample_rate, len(frame.layout.channels)
+                resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=frame.sample_rate)
+            if resampler is None:
+                continue
+            for out in resampler.resample(frame):
+                block = out.to_ndarray().reshape(-1, channels)
+                if len(block):
+                    gathered.append(block)
+                    size += len(block)
+            if size >= chunk_frames:
+                yield rate, np.concatenate(gathered)
+                gathered, size = [], 0
+        if gathered:
+            yield rate, np.concatenate(gathered)
+
+
+def _frames_then_flush(container, stream):  # type: ignore[no-untyped-def]
+    """The stream's decoded frames, then None (which flushes PyAV's resampler)."""
+    yield from container.decode(stream)
+    yield None
+
+
+STREAM_BACKENDS: dict[str, Callable[[Path, int], Blocks]] = {
+    "soundfile": _blocks_soundfile,
+    "pyav": _blocks_pyav,
+}
+
+
+class AudioStream:
+    """A file's audio as mono float32 chunks at `sample_rate`, decoded and resampled chunk by chunk.
+
+    Iterate it once. The chunks concatenated are `decode_audio(path, sample_rate).samples`: the same
+    backend order, the same mean downmix, soxr at the same quality and librosa's output length. Memory
+    holds one chunk, whatever the file's length. A backend that fails before its first chunk hands over
+    to the next, as in `decode_audio`; one that fails later raises AudioDecodeError (its samples so far
+    have been used). `source_rate`, `source_channels` and `backend` are set with the first chunk;
+    `n_samples` counts the samples yielded (the file's length once the stream is exhausted).
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int, chunk_frames: int | None = None):
+        self.path = Path(path)
+        self.sample_rate = int(sample_rate)
+        self.chunk_frames = int(chunk_frames or CHUNK_FRAMES)
+        self.source_rate = 0
+        self.source_channels = 0
+        self.backend: str | None = None
+        self.n_samples = 0
+
+    @property
+    def duration(self) -> float:
+        """Seconds yielded so far (the file's duration once the stream is exhausted)."""
+        return self.n_samples / self.sample_rate
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        reasons: list[str] = []
+        for name, open_blocks in STREAM_BACKENDS.items():
+            if name == "soundfile" and self.path.suffix.lower() in VIDEO_EXTENSIONS:
+                continue  # libsndfile reads no video container; skip its misleading error
+            blocks = open_blocks(self.path, self.chunk_frames)
+            try:
+                first = next(blocks, None)
+            except Exception as e:  # noqa: BLE001 - each backend has its own error types; all are reported
+                reasons.append(f"{name}: {_first_line(e)}")
+                continue
+            if first is None or first[0] <= 0:
+                reasons.append(f"{name}: no audio samples")
+                blocks.close()
+                continue
+            self.backend, self.source_rate, self.source_channels = name, first[0], int(first[1].shape[1])
+            yield from self._resampled(name, first, blocks)
+            return
+        raise AudioDecodeError(self.path, reasons)
+
+    def _resampled(self, name: str, first: tuple[int, np.ndarray], blocks: Blocks) -> Iterator[np.ndarray]:
+        import soxr
+
+        rate, target = self.source_rate, self.sample_rate
+        resampler = None if rate == target else soxr.ResampleStream(rate, target, 1, dtype="float32",
+                                                                     quality=SOXR_QUALITY)
+        n_in = 0
+        held = np.zeros(0, dtype=np.float32)  # resampled, not yet yielded
+        block: np.ndarray | None = first[1]
+        try:
+            while block is not None:
+                if not np.all(np.isfinite(block)):
+                    raise AudioDecodeError(self.path, "samples contain NaN or infinity")
+                mono = np.ascontiguousarray(block.mean(axis=1) if block.shape[1] > 1 else block[:, 0], dtype=np.float32)
+                n_in += len(mono)
+                out = resampler.resample_chunk(mono) if resampler is not None else mono
+                held = np.concatenate([held, out]) if len(held) else out
+                # librosa's length is only known at the end; yield no further than the length the file
+                # has at least, so a final truncation never takes back a sample already yielded.
+                ready = min(len(held), resampled_length(n_in, rate, target) - self.n_samples)
+                if ready > 0:
+                    chunk, held = held[:ready], held[ready:]
+                    self.n_samples += ready
+                    yield chunk
+                step = next(blocks, None)
+                block = None if step is None else step[1]
+        except AudioDecodeError:
+            raise
+        except Exception as e:  # a backend failing mid-file: its earlier samples are already used
+            raise AudioDecodeError(self.path, f"{name}: {_first_line(e)} (after {n_in / rate:.1f} s)") from e
+        if resampler is not None:
+            held = np.concatenate([held, resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)])
+        remaining = resampled_length(n_in, rate, target) - self.n_samples
+        tail = held[:remaining]
+        if len(tail) < remaining:  # soxr may return a sample less than librosa's length: zero-pad, as resample()
+            tail = np.pad(tail, (0, remaining - len(tail)))
+        if len(tail):
+            self.n_samples += len(tail)
+            yield tail.astype(np.float32, copy=False)
 
 
 def _first_line(e: BaseException) -> str:

@@ -25,6 +25,10 @@ class VideoDecodeError(AudioDecodeError):
         self.args = (f"{path}: cannot decode video ({reason})",)
 
 
+# Seek this far before the earliest time wanted: the nearest frame may lie just before it.
+SEEK_MARGIN_SECONDS = 1.0
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     duration: float
@@ -66,10 +70,12 @@ def video_duration(path: str | Path) -> float:
         raise VideoDecodeError(path, str(e).splitlines()[0][:160] if str(e) else type(e).__name__) from e
 
 
-def frames_at(path: str | Path, times: Sequence[float], max_side: int = 256) -> list[np.ndarray]:
+def frames_at(path: str | Path, times: Sequence[float], max_side: int = 256, seek: bool = False) -> list[np.ndarray]:
     """RGB frames (h, w, 3) uint8 nearest to each time in `times` (seconds), in the order given.
 
     Frames are shrunk so that their longer side is at most `max_side` (CLIP models take 224 px).
+    `seek` starts decoding at the keyframe before the earliest time instead of at the beginning: a long
+    file read a few windows at a time then decodes each stretch once, not everything before it again.
     """
     import av
 
@@ -83,6 +89,10 @@ def frames_at(path: str | Path, times: Sequence[float], max_side: int = 256) -> 
                 raise VideoDecodeError(path, "no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            if seek and wanted[0] > SEEK_MARGIN_SECONDS and stream.time_base is not None:
+                # backward: the keyframe at or before the target, so every frame from there on is decoded.
+                target = int((wanted[0] - SEEK_MARGIN_SECONDS) / stream.time_base)
+                container.seek(target, stream=stream, backward=True, any_frame=False)
             for frame in container.decode(stream):
                 if frame.time is None:
                     continue
