@@ -77,10 +77,20 @@ def main() -> None:
 @click.option("--checkpoint-seconds", default=300.0, show_default=True, type=click.FloatRange(min=0),
               help="Commit finished files at least this often (0: after every file).")
 @db_option
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Decode and embed on a Ray cluster: `auto` (the running one), an address, or none (a local one). "
+                   "Corpus and index must be on storage every node sees.")
+@click.option("--ray-actors", default=1, show_default=True, type=click.IntRange(1), help="Encoder actors (--ray).")
+@click.option("--ray-gpus-per-actor", type=click.FloatRange(min=0), default=None,
+              help="GPUs per encoder actor (--ray; default: 1 where the cluster has GPUs, else 0).")
+@click.option("--ray-block-files", default=16, show_default=True, type=click.IntRange(1),
+              help="Files per block, one shard each (--ray): a block's decoded audio is in memory at once.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, audio_weight: float,
           visual_weight: float, frames_per_window: int, index_type: str, target_recall: float, batch_size: int,
-          hop_seconds: float | None, device: str, checkpoint_seconds: float, db_url: str | None, quiet: bool) -> None:
+          hop_seconds: float | None, device: str, checkpoint_seconds: float, db_url: str | None,
+          ray_address: str | None, ray_actors: int, ray_gpus_per_actor: float | None, ray_block_files: int,
+          quiet: bool) -> None:
     """Index the media files under CORPUS (re-runs skip unchanged files)."""
     from tqdm import tqdm
 
@@ -99,7 +109,14 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
                            device=device, db_url=db_url, index_type=index_type, target_recall=target_recall,
                            checkpoint_seconds=checkpoint_seconds)
     try:
-        report = build_index(corpus, index_path, options, progress=progress)
+        if ray_address is None:
+            report = build_index(corpus, index_path, options, progress=progress)
+        else:
+            from indexer.distributed import RayOptions, build_index_on_ray
+
+            ray_options = RayOptions(address=None if ray_address == "local" else ray_address, actors=ray_actors,
+                                     gpus_per_actor=ray_gpus_per_actor, block_files=ray_block_files)
+            report = build_index_on_ray(corpus, index_path, options, ray_options, progress=progress)
     finally:
         if bar is not None:
             bar.close()

@@ -1,12 +1,11 @@
 """A resound plugin for the Ray build tests: `*.raytones` checkpoints load the ToneEncoder, which can be told
 to misbehave from a control file named in the checkpoint (the checkpoint itself, hence the model's identity
-and its shards' names, stays the same):
+and its shards' names, stays the same). The checkpoint holds {"control": path}; the control file, read at
+every batch, holds {"shards": the shard directory, and at most one of}
 
-    {"kill_at_shards": n, "marker": path}   SIGKILL the process at the first batch once n shards exist
-                                            and `marker` does not (it is created first: one kill only)
-    {"hang_at_shards": n}                   block forever once n shards exist (a driver to be killed)
-
-The checkpoint file holds {"control": path, "shards": the shard directory}.
+    "kill_at_shards": n, "marker": path    SIGKILL the process at its first batch once n shards exist and
+                                           `marker` does not (it is created first: one kill in all)
+    "hang_at_shards": n                    block forever once n shards exist (a driver is to be killed)
 """
 
 from __future__ import annotations
@@ -24,13 +23,12 @@ from tests.helpers import ToneEncoder
 class ControlledToneEncoder(ToneEncoder):
     def __init__(self, model_id: str, checkpoint: Path):
         super().__init__(model_id, checkpoint)
-        config = json.loads(Path(checkpoint).read_text())
-        self.control = Path(config["control"])
-        self.shards = Path(config["shards"])
+        self.control = Path(json.loads(Path(checkpoint).read_text())["control"])
 
     def embed_audio(self, windows):  # type: ignore[no-untyped-def]
         control = json.loads(self.control.read_text()) if self.control.is_file() else {}
-        done = len(list(self.shards.glob("*.npz"))) if self.shards.is_dir() else 0
+        shards = Path(control.get("shards", "/nonexistent"))
+        done = len(list(shards.glob("*.npz"))) if shards.is_dir() else 0
         if "kill_at_shards" in control and done >= control["kill_at_shards"]:
             try:
                 Path(control["marker"]).touch(exist_ok=False)

@@ -204,7 +204,8 @@ class RayEmbedStage:
         ray = import_ray()
         started_ray = not ray.is_initialized()
         if started_ray:
-            ray.init(address=self.options.address, log_to_driver=False, include_dashboard=False)
+            # "local" starts a private instance; None would join whatever cluster this host last ran.
+            ray.init(address=self.options.address or "local", log_to_driver=False, include_dashboard=False)
         started = time.monotonic()
         rows = None
         try:
