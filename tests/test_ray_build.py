@@ -127,7 +127,13 @@ def local_ray() -> Iterator[None]:
 
 @pytest.mark.usefixtures("local_ray")
 class TestLocalRay:
-    def test_equals_local_build_and_updates_alike(self, tmp_path: Path, corpus: Path, model: Path) -> None:
+    def test_equals_local_build_and_updates_alike(self, tmp_path: Path, corpus: Path, model: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+        # A long file, streamed part by part (here above 1 MiB decoded) by the actor as by the local build.
+        monkeypatch.setattr("indexer.embed.STREAM_ABOVE_BYTES", 2**20)
+        pitches = helpers.ToneEncoder.PITCHES
+        helpers.write_audio(corpus / "long.flac", np.concatenate([helpers.tone(p, 6.0, rate=16000) for p in pitches * 2]),
+                            rate=16000)
         # An IVF index: the merge must train it as the local build does (one training, same sample).
         options = BuildOptions(model=str(model), batch_size=4, index_type="IVF4,Flat")
         ray_options = RayOptions(block_files=BLOCK_FILES)

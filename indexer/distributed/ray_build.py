@@ -18,7 +18,7 @@ import os
 import pickle
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,10 @@ from indexer.distributed.shards import (
     ShardEntry,
     ShardIdentity,
     block_key,
-    entry_of,
     read_shard,
     write_shard,
 )
-from indexer.embed import SegmentInputs, WindowPlan, embed_inputs, segment_inputs
+from indexer.embed import SegmentInputs, StreamedInputs, WindowPlan, embed_inputs, file_inputs, modalities_of
 from indexer.encoders import Encoder, EncoderSpec
 from indexer.errors import (
     AudioDecodeError,
@@ -47,6 +46,7 @@ from indexer.errors import (
     ResoundError,
 )
 from indexer.index import Index
+from indexer.prefetch import STREAM_READ_AHEAD_PARTS, read_ahead
 
 # Passed on to the cluster's workers, which do not inherit the driver's environment. Never the catalog
 # URL ($RESOUND_DB): Ray shows runtime environments in its dashboard, and workers never touch the catalog.
@@ -110,7 +110,7 @@ def build_index_on_ray(
     if ray_options.actors < 1 or ray_options.block_files < 1:
         raise ValueError("actors and block_files must be at least 1")
     index_path = Path(index_path).expanduser().resolve()
-    stage = RayEmbedStage(index_path / SHARD_DIR, options.encoder_spec(), ray_options)
+    stage = RayEmbedStage(index_path / SHARD_DIR, options.encoder_spec(), ray_options, options.precision)
     # The driver loads the model only to read its identity and windows: on the CPU, whatever the actors use.
     report = build_index(corpus, index_path, replace(options, device="cpu", decode_workers=0), progress,
                          embed_stage=stage)
@@ -136,10 +136,11 @@ class RayEmbedStage:
     """The build's embed stage (indexer.build.EmbedStage) on Ray: shards are written by the cluster and
     read back by the driver, in the order of the jobs."""
 
-    def __init__(self, shard_root: Path, spec: EncoderSpec, options: RayOptions):
+    def __init__(self, shard_root: Path, spec: EncoderSpec, options: RayOptions, precision: str = "auto"):
         self.shard_root = shard_root
         self.spec = spec
         self.options = options
+        self.precision = precision
         self.blocks_embedded = 0
         self.files_reused = 0
         self.windows_embedded = 0
@@ -231,7 +232,7 @@ class RayEmbedStage:
                     compute=ray.data.ActorPoolStrategy(size=self.options.actors),
                     fn_constructor_kwargs={"spec": self.spec, "device": "cuda" if gpus > 0 else "cpu",
                                            "identity": identity, "shard_root": str(shards.root), "dim": dim,
-                                           "batch_size": batch_size},
+                                           "batch_size": batch_size, "precision": self.precision},
                     num_cpus=self.options.cpus_per_actor,
                     num_gpus=gpus or None,
                     runtime_env=env,
@@ -255,44 +256,93 @@ class RayEmbedStage:
 
 
 def _decode_block(row: dict[str, Any], plan: WindowPlan) -> list[dict[str, Any]]:
-    """A decoding task: a block's files decoded and cut into windows (errors travel as data), as one row."""
+    """A decoding task: a block's files decoded and cut into windows, as one row.
+
+    As in a local build (embed.file_inputs), a file that would decode to more than the plan's limit stays a
+    StreamedInputs, which the actor streams: a block's row holds at most block_files x that limit of audio.
+    Errors travel as data (path, reasons): exception pickling loses their fields.
+    """
     files: list[BlockFile] = pickle.loads(row["files"])
-    results: list[SegmentInputs | tuple[str, list[str]]] = []
+    results: list[SegmentInputs | StreamedInputs | tuple[str, list[str]]] = []
     for file in files:
         try:
-            results.append(segment_inputs(plan, file.path))
+            results.append(file_inputs(plan, file.path))
         except AudioDecodeError as e:
-            results.append((e.path, e.reasons))  # exception pickling loses the fields
+            results.append((e.path, e.reasons))
     return [{"key": row["key"], "inputs": pickle.dumps((files, results), protocol=5)}]
 
 
-def embed_block(encoder: Encoder, inputs: Sequence[SegmentInputs | AudioDecodeError], batch_size: int
-                ) -> list[np.ndarray | None]:
-    """Each file's window vectors (None for a decode error), in batches packed across the block's files as
-    the local build packs them."""
-    samples, frames, owner = [], [], []
+@dataclass
+class _FileWindows:
+    """A block file's windows as they are embedded (the actor's counterpart of build._FileJob)."""
+
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    vectors: list[np.ndarray | None] = field(default_factory=list)
+    duration: float = 0.0
+    source_rate: int = 0
+    channels: int = 0
+    audio: bool = False
+    visual: bool = False
+    failure: list[str] | None = None
+
+
+def embed_block(encoder: Encoder, files: Sequence[BlockFile],
+                inputs: Sequence[SegmentInputs | StreamedInputs | AudioDecodeError], batch_size: int,
+                precision: str = "auto") -> list[ShardEntry]:
+    """A block's shard entries: each file's windows embedded in batches packed across files, as the local
+    build packs them; a streamed file is decoded part by part, a few parts ahead (a read-ahead thread), and
+    fails whole when it breaks off midway."""
+    results = [_FileWindows() for _ in files]
+    pending: list[tuple[int, int, np.ndarray | None, list[np.ndarray] | None]] = []
+
+    def flush() -> None:
+        vectors = embed_inputs(encoder, [p[2] for p in pending], [p[3] for p in pending], precision)
+        for (i, slot, _, _), vector in zip(pending, vectors):
+            results[i].vectors[slot] = vector
+        pending.clear()
+
     for i, item in enumerate(inputs):
-        if isinstance(item, SegmentInputs):
-            samples += item.samples
-            frames += item.frames
-            owner += [i] * len(item.spans)
-    vectors: list[np.ndarray | None] = [None] * len(inputs)
-    if not samples:
-        return vectors
-    flat = np.concatenate([embed_inputs(encoder, samples[s : s + batch_size], frames[s : s + batch_size])
-                           for s in range(0, len(samples), batch_size)])
-    owner_array = np.asarray(owner)
-    for i, item in enumerate(inputs):
-        if isinstance(item, SegmentInputs):
-            vectors[i] = flat[owner_array == i]
-    return vectors
+        result = results[i]
+        if isinstance(item, AudioDecodeError):
+            result.failure = list(item.reasons)
+            continue
+        parts = read_ahead(item.parts(), STREAM_READ_AHEAD_PARTS) if isinstance(item, StreamedInputs) else item.parts()
+        try:
+            for part in parts:
+                result.duration, result.source_rate, result.channels = part.duration, part.source_rate, part.channels
+                result.audio = result.audio or any(s is not None for s in part.samples)
+                result.visual = result.visual or any(f is not None for f in part.frames)
+                result.spans.extend(part.spans)
+                for samples, frames in zip(part.samples, part.frames):
+                    pending.append((i, len(result.vectors), samples, frames))
+                    result.vectors.append(None)
+                    if len(pending) >= batch_size:
+                        flush()
+        except AudioDecodeError as e:  # a streamed file broke off midway
+            pending[:] = [p for p in pending if p[0] != i]
+            results[i] = _FileWindows(failure=list(e.reasons))
+    if pending:
+        flush()
+
+    dim = encoder.info.dim
+    entries = []
+    for file, r in zip(files, results):
+        if r.failure is not None:
+            entries.append(ShardEntry(file.catalog_path, file.content_hash, [], 0.0, 0, 0, "audio", r.failure,
+                                      np.zeros((0, dim), dtype=np.float32)))
+        else:
+            entries.append(ShardEntry(file.catalog_path, file.content_hash, [tuple(map(float, s)) for s in r.spans],
+                                      float(r.duration), int(r.source_rate), int(r.channels),
+                                      modalities_of(r.audio, r.visual), None,
+                                      np.stack(r.vectors).astype(np.float32)))
+    return entries
 
 
 class _ShardWriter:
     """An encoder actor: embeds decoded blocks and writes each as a shard."""
 
     def __init__(self, spec: EncoderSpec, device: str, identity: ShardIdentity, shard_root: str, dim: int,
-                 batch_size: int):
+                 batch_size: int, precision: str):
         self.encoder = spec.load(device=device)
         info = self.encoder.info
         if (info.model_id, info.checkpoint_sha256) != (identity.model_id, identity.checkpoint_sha256):
@@ -305,17 +355,17 @@ class _ShardWriter:
         self.shards = ShardDirectory(Path(shard_root))
         self.dim = dim
         self.batch_size = batch_size
+        self.precision = precision
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         keys, windows = [], []
         for key, payload in zip(batch["key"], batch["inputs"]):
             files, results = pickle.loads(payload)
             inputs = [AudioDecodeError(*r) if isinstance(r, tuple) else r for r in results]
-            vectors = embed_block(self.encoder, inputs, self.batch_size)
-            entries = [entry_of(f, item, v, self.dim) for f, item, v in zip(files, inputs, vectors)]
+            entries = embed_block(self.encoder, files, inputs, self.batch_size, self.precision)
             write_shard(self.shards.path(str(key)), self.identity, entries, self.dim)
             keys.append(str(key))
-            windows.append(sum(len(e.spans) for e in entries if e.failure is None))
+            windows.append(sum(len(e.spans) for e in entries))
         return {"key": np.asarray(keys), "windows": np.asarray(windows, dtype=np.int64)}
 
 

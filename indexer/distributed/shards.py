@@ -20,9 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.embed import SegmentInputs
-from indexer.errors import AudioDecodeError
-
 SHARD_FORMAT = "resound-shard"
 SHARD_VERSION = 1
 SHARD_DIR = "shards"  # under the index directory
@@ -72,17 +69,6 @@ def block_key(identity: ShardIdentity, files: Sequence[BlockFile]) -> str:
         # surrogateescape: catalog paths are valid UTF-8, but be exact about what is hashed.
         digest.update(f"\0{f.catalog_path}\0{f.content_hash}".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:32]
-
-
-def entry_of(file: BlockFile, result: SegmentInputs | AudioDecodeError, vectors: np.ndarray | None,
-             dim: int) -> ShardEntry:
-    """A shard entry from a file's decoded inputs and window vectors (or its decode error)."""
-    if isinstance(result, AudioDecodeError):
-        return ShardEntry(file.catalog_path, file.content_hash, [], 0.0, 0, 0, "audio", list(result.reasons),
-                          np.zeros((0, dim), dtype=np.float32))
-    return ShardEntry(file.catalog_path, file.content_hash, [tuple(map(float, s)) for s in result.spans],
-                      float(result.duration), int(result.source_rate), int(result.channels), result.modalities,
-                      None, np.asarray(vectors, dtype=np.float32))
 
 
 def write_shard(path: Path, identity: ShardIdentity, entries: Sequence[ShardEntry], dim: int) -> None:
