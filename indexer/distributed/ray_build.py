@@ -110,6 +110,8 @@ def build_index_on_ray(
     if ray_options.actors < 1 or ray_options.block_files < 1:
         raise ValueError("actors and block_files must be at least 1")
     index_path = Path(index_path).expanduser().resolve()
+    if ray_options.gpus_per_actor is None and options.device == "cpu":
+        ray_options = replace(ray_options, gpus_per_actor=0.0)  # --device cpu: CPU actors, even on GPU nodes
     stage = RayEmbedStage(index_path / SHARD_DIR, options.encoder_spec(), ray_options, options.precision)
     # The driver loads the model only to read its identity and windows: on the CPU, whatever the actors use.
     report = build_index(corpus, index_path, replace(options, device="cpu", decode_workers=0), progress,
@@ -205,8 +207,12 @@ class RayEmbedStage:
         ray = import_ray()
         started_ray = not ray.is_initialized()
         if started_ray:
-            # "local" starts a private instance; None would join whatever cluster this host last ran.
-            ray.init(address=self.options.address or "local", log_to_driver=False, include_dashboard=False)
+            address = self.options.address or "local"
+            try:
+                # "local" starts a private instance; None would join whatever cluster this host last ran.
+                ray.init(address=address, log_to_driver=False, include_dashboard=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise DistributedBuildError(f"cannot start or reach Ray at {address!r}: {e}") from e
         started = time.monotonic()
         rows = None
         try:
