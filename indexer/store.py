@@ -68,11 +68,16 @@ _HNSW_FLAT = re.compile(r"^(?:IDMap2?,)?HNSW(?P<m>\d+)(?:,Flat)?$")
 
 
 class FaissGpu:
-    """A GPU that FAISS builds and searches on: its number and its resources (memory pool, streams)."""
+    """A GPU that FAISS builds and searches on: its number and its resources (memory pool, streams).
+
+    Resources are not thread-safe (one scratch memory, one stream): every use holds `lock`, so an Engine
+    serving several threads queues its GPU searches rather than corrupting them.
+    """
 
     def __init__(self, device: int, resources: Any):
         self.device = device
         self.resources = resources
+        self.lock = threading.Lock()
 
     @property
     def has_cagra(self) -> bool:
@@ -212,9 +217,13 @@ class VectorStore:
         k = max(1, min(int(k), max(self.ntotal, 1)))
         gpu_index = self._gpu_copy() if k <= GPU_MAX_K else None
         if gpu_index is not None:
-            scores, ids = gpu_index.search(queries, k)
-        else:
-            scores, ids = self.index.search(queries, k)
+            try:
+                with self.gpu.lock:  # type: ignore[union-attr]
+                    scores, ids = gpu_index.search(queries, k)
+                return SearchResult(scores, ids)
+            except RuntimeError as e:  # out of GPU memory, or a limit of this faiss: CPU from now on
+                self._gpu_index, self.gpu_note = None, f"searching on CPU after a GPU error ({_first_line(e)})"
+        scores, ids = self.index.search(queries, k)
         return SearchResult(scores, ids)
 
     def _gpu_copy(self) -> Any:
@@ -229,8 +238,9 @@ class VectorStore:
                 self.gpu_note = "HNSW indexes are searched on CPU"
                 return None
             try:
-                self._gpu_index = _cpu_to_gpu(self.gpu, self.index)
-            except RuntimeError as e:  # an index type the GPU cannot hold: CPU it is
+                with self.gpu.lock:
+                    self._gpu_index = _cpu_to_gpu(self.gpu, self.index)
+            except RuntimeError as e:  # an index type the GPU cannot hold, or no memory for it: CPU it is
                 self.gpu_note = f"{self.factory} is searched on CPU ({_first_line(e)})"
                 return None
             self._set_gpu_params(self._gpu_index)
@@ -240,7 +250,8 @@ class VectorStore:
         import faiss
 
         if self.search_params:
-            faiss.GpuParameterSpace().set_index_parameters(gpu_index, _param_string(self.search_params))
+            with self.gpu.lock:  # type: ignore[union-attr]
+                faiss.GpuParameterSpace().set_index_parameters(gpu_index, _param_string(self.search_params))
 
     def ids(self) -> np.ndarray:
         """All ids in the store (IDMap indexes keep them in `id_map`, IVF ones in their inverted lists)."""
@@ -282,7 +293,8 @@ class VectorStore:
             rng = np.random.default_rng(seed)
             sample = vectors if len(vectors) <= train_size else vectors[rng.choice(len(vectors), train_size, replace=False)]
         if self.gpu is not None:
-            built = _build_on_gpu(self.gpu, self.dim, factory, ids, vectors, sample)
+            with self.gpu.lock:
+                built = _build_on_gpu(self.gpu, self.dim, factory, ids, vectors, sample)
             if built is not None:
                 return VectorStore(built, factory).to_gpu(self.gpu)
         if sample is not None:

@@ -187,6 +187,21 @@ def test_exact_search_on_gpu_equals_cpu(gpu, data) -> None:  # type: ignore[no-u
     assert big.ids.shape == (2, GPU_MAX_K + 100) and set(big.ids[0]) <= set(ids[100:]) | {3}
 
 
+def test_a_failing_gpu_search_is_answered_on_cpu_with_a_note(monkeypatch: pytest.MonkeyPatch, data) -> None:  # type: ignore[no-untyped-def]
+    fake_faiss_gpu.install(monkeypatch)
+    ids, vectors, queries = data
+    store = VectorStore.create(32).to_gpu(faiss_gpu(0))
+    store.add(ids, vectors)
+
+    def out_of_memory(self, x, k):  # type: ignore[no-untyped-def]
+        raise RuntimeError("Error in GpuResources: cudaMalloc failed (out of memory)\nmore detail")
+
+    monkeypatch.setattr(fake_faiss_gpu.FakeGpuIndex, "search", out_of_memory)
+    expected = store.index.search(np.ascontiguousarray(queries), 5)[1]
+    np.testing.assert_array_equal(store.search(queries, 5).ids, expected)
+    assert store.gpu_note == "searching on CPU after a GPU error (Error in GpuResources: cudaMalloc failed (out of memory))"
+
+
 @pytest.mark.parametrize("factory", ["IVF64,Flat", "IVF64,SQ8"])
 def test_ivf_trained_on_gpu_is_a_complete_cpu_index(gpu, data, factory: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ids, vectors, queries = data
