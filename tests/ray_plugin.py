@@ -6,6 +6,7 @@ every batch, holds {"shards": the shard directory, and at most one of}
     "kill_at_shards": n, "marker": path    SIGKILL the process at its first batch once n shards exist and
                                            `marker` does not (it is created first: one kill in all)
     "hang_at_shards": n                    block forever once n shards exist (a driver is to be killed)
+    "crash_at_shards": n                   SIGKILL the process at every batch once n shards exist
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class ControlledToneEncoder(ToneEncoder):
                 pass
             else:
                 os.kill(os.getpid(), signal.SIGKILL)
+        if "crash_at_shards" in control and done >= control["crash_at_shards"]:
+            os.kill(os.getpid(), signal.SIGKILL)
         if "hang_at_shards" in control and done >= control["hang_at_shards"]:
             while True:
                 time.sleep(1)

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from db.schema import FailureRow, FileRow, SegmentRow
 from indexer import BuildOptions, Index, build_index
 from indexer.build import BuildReport
-from indexer.distributed import RayOptions, build_index_on_ray
+from indexer.distributed import DistributedBuildError, RayOptions, build_index_on_ray
 from indexer.distributed.shards import read_shard
 from tests import helpers
 
@@ -113,6 +113,20 @@ def _changes(report: BuildReport) -> tuple:
             report.segments_added, report.segments_removed)
 
 
+def test_without_ray_the_cli_names_the_extra_to_install(tmp_path: Path, corpus: Path, model: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from indexer.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    result = CliRunner().invoke(main, ["build", str(corpus), "--index", str(tmp_path / "index"), "--model", str(model),
+                                       "--ray"])
+    assert result.exit_code == 1
+    assert 'pip install "resound[ray]"' in result.output
+    assert not (tmp_path / "index").exists()  # refused before anything was written
+
+
 # -- one local Ray instance ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="class")
@@ -165,6 +179,15 @@ class TestLocalRay:
         assert killed.exists()  # the actor really died with a block in hand (Ray restarted it and retried)
         assert _changes(report) == _changes(reference)
         _assert_same_index(_snapshot(tmp_path / "ray"), _snapshot(tmp_path / "local"))
+
+    def test_a_block_that_kills_every_worker_fails_the_build(self, tmp_path: Path, corpus: Path, model: Path) -> None:
+        shards = tmp_path / "ray" / "shards"
+        _control(model, shards=str(shards), crash_at_shards=1)  # like a file that crashes the model each time
+        with pytest.raises(DistributedBuildError, match="blocks were finished and their shards kept"):
+            build_index_on_ray(corpus, tmp_path / "ray", BuildOptions(model=str(model), batch_size=4),
+                               RayOptions(block_files=BLOCK_FILES))
+        assert not (tmp_path / "ray" / "manifest.json").exists()  # nothing committed
+        assert list(shards.glob("*.npz"))  # what was finished waits for the next run
 
 
 # -- two Ray nodes on this machine ---------------------------------------------------------------------------

@@ -14,9 +14,11 @@ takes instead of embedding those files again. Shards are deleted once the build 
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,6 +50,10 @@ from indexer.errors import (
 from indexer.index import Index
 from indexer.prefetch import STREAM_READ_AHEAD_PARTS, read_ahead
 
+# Ray Data retries a task whose worker died, and an actor's block, without end; a file that crashes its
+# decoder or the model every time would then hang the build. Three tries, then the build fails naming it.
+# Actors themselves restart without limit (Ray Data's default): preemptible nodes come and go.
+BLOCK_RETRIES = 3
 # Passed on to the cluster's workers, which do not inherit the driver's environment. Never the catalog
 # URL ($RESOUND_DB): Ray shows runtime environments in its dashboard, and workers never touch the catalog.
 FORWARDED_ENV = ("RESOUND_PLUGINS", "RESOUND_ROBERTA_TOKENIZER", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE")
@@ -223,16 +229,19 @@ class RayEmbedStage:
                 gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
             env = {"env_vars": {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}}
             items = [{"key": key, "files": pickle.dumps(files)} for key, files in blocks]
-            dataset = (
-                ray.data.from_items(items, override_num_blocks=len(items))
+            dataset = ray.data.from_items(items, override_num_blocks=len(items))
+            with warnings.catch_warnings():
+                # Retry limits are only accepted as plain remote args, which Ray 2.60 flags as deprecated.
+                warnings.simplefilter("ignore", DeprecationWarning)
                 # Decoding: stateless CPU tasks, one block each; Ray retries a task whose worker dies.
                 # flat_map, not map: Ray Data would fuse a 1:1 map into the actors, which would then
                 # decode while their GPU waits.
-                .flat_map(_decode_block, fn_kwargs={"plan": plan}, num_cpus=self.options.cpus_per_decode,
-                          runtime_env=env)
+                dataset = dataset.flat_map(
+                    _decode_block, fn_kwargs={"plan": plan}, num_cpus=self.options.cpus_per_decode,
+                    runtime_env=env, **_remote_args(dataset.flat_map, max_retries=BLOCK_RETRIES))
                 # Embedding: a fixed pool of actors that load the model once; Ray Data restarts an actor
                 # that dies and retries its block. Streaming execution keeps few decoded blocks in flight.
-                .map_batches(
+                dataset = dataset.map_batches(
                     _ShardWriter,
                     batch_size=1,
                     compute=ray.data.ActorPoolStrategy(size=self.options.actors),
@@ -242,8 +251,8 @@ class RayEmbedStage:
                     num_cpus=self.options.cpus_per_actor,
                     num_gpus=gpus or None,
                     runtime_env=env,
+                    **_remote_args(dataset.map_batches, max_restarts=-1, max_task_retries=BLOCK_RETRIES),
                 )
-            )
             rows = dataset.iter_rows()
             try:
                 for row in rows:
@@ -253,12 +262,22 @@ class RayEmbedStage:
                     yield str(row["key"])
             except ray.exceptions.RayError as e:
                 lines = str(e).strip().splitlines()
-                raise DistributedBuildError(f"the Ray job failed: {lines[-1][:300] if lines else type(e).__name__}") from e
+                raise DistributedBuildError(
+                    f"the Ray job failed ({lines[-1][:300] if lines else type(e).__name__}); "
+                    f"{self.blocks_embedded} of {len(blocks)} blocks were finished and their shards kept: "
+                    f"the same command resumes from them"
+                ) from e
         finally:
             if rows is not None and hasattr(rows, "close"):
                 rows.close()
             if started_ray:
                 ray.shutdown()
+
+
+def _remote_args(method: Any, **args: Any) -> dict[str, Any]:
+    """`args` where this Ray's `method` still takes plain remote args (else Ray Data's defaults apply)."""
+    accepts = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(method).parameters.values())
+    return args if accepts else {}
 
 
 def _decode_block(row: dict[str, Any], plan: WindowPlan) -> list[dict[str, Any]]:
