@@ -125,7 +125,7 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
         f"{report.removed} removed, {len(report.failed)} failed "
         f"({report.segments_added} segments added, {report.segments_removed} removed) in {report.seconds:.1f} s"
     )
-    if ray_address is not None:
+    if ray_address is not None and (report.blocks_embedded or report.files_reused):
         click.echo(f"ray: {report.blocks_embedded} blocks embedded ({report.windows_embedded} windows) in "
                    f"{report.embed_seconds:.1f} s; {report.files_reused} files from shards of an interrupted run")
     for note in report.notes:
