@@ -51,8 +51,8 @@ from indexer.index import Index
 from indexer.prefetch import STREAM_READ_AHEAD_PARTS, read_ahead
 
 # Ray Data retries a task whose worker died, and an actor's block, without end; a file that crashes its
-# decoder or the model every time would then hang the build. Three tries, then the build fails naming it.
-# Actors themselves restart without limit (Ray Data's default): preemptible nodes come and go.
+# decoder or the model every time would then hang the build. Three retries, then the build fails (keeping
+# the finished shards). Actors themselves restart without limit (Ray Data's default): nodes come and go.
 BLOCK_RETRIES = 3
 # Passed on to the cluster's workers, which do not inherit the driver's environment. Never the catalog
 # URL ($RESOUND_DB): Ray shows runtime environments in its dashboard, and workers never touch the catalog.
