@@ -2,7 +2,8 @@
 
 `--device cpu` keeps everything on CPU. `--device cuda` (or `cuda:N`) runs the encoders on that GPU and
 fails at once when torch sees none; FAISS follows onto it when faiss has GPU support. `--device auto` takes
-a GPU where there is one and falls back to CPU otherwise. Every fallback comes with a one-line note.
+a GPU where there is one and CPU otherwise; a half fallback (model on GPU, FAISS on CPU, or the reverse)
+comes with a one-line note.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def resolve_device(device: str = "auto") -> Placement:
     if name == "auto":
         gpus, faiss_gpus = cuda_device_count(), faiss_gpu_count()
         if not gpus and not faiss_gpus:
-            return Placement("cpu", None, (f"device auto: no CUDA GPU ({_no_cuda_reason()}), running on CPU",))
+            # CPU is what `auto` means on a machine without GPUs: no note, or every command would carry one.
+            return Placement("cpu")
         notes = []
         if not gpus:
             notes.append(f"device auto: the model runs on CPU ({_no_cuda_reason()}), FAISS on GPU 0")
