@@ -11,14 +11,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 # Passive OpenMP waiting (set before torch loads): on a busy machine, threads spinning at barriers
 # while other processes hold the cores made training steps 3x slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from indexer.starter.augment import AugmentConfig  # noqa: E402
 from indexer.starter.train import DEFAULT_CACHE, TrainConfig, train_starter  # noqa: E402
+
+
+def augment_config(base: AugmentConfig, overrides: str) -> AugmentConfig:
+    """`base` with 'field=value,...' overrides; 'off' sets every probability (and mask count) to 0."""
+    if overrides == "off":
+        return replace(
+            base,
+            **{f.name: 0 for f in fields(base) if f.name.endswith("_prob") or f.name.endswith("_masks")},
+            gain_db=0.0,
+        )
+    changes = {}
+    for item in filter(None, overrides.split(",")):
+        name, _, value = item.partition("=")
+        kind = type(getattr(base, name))
+        changes[name] = kind(float(value)) if kind in (int, float) else value
+    return replace(base, **changes)
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
@@ -35,7 +52,11 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
+    parser.add_argument("--plain-caption-prob", type=float, default=defaults.plain_caption_prob)
     parser.add_argument("--label-positive-weight", type=float, default=defaults.label_positive_weight)
+    parser.add_argument("--class-loss-weight", type=float, default=defaults.class_loss_weight)
+    parser.add_argument("--select-epoch", choices=["last", "best"], default=defaults.select_epoch)
     parser.add_argument(
         "--audio-channels",
         default=",".join(map(str, defaults.model.audio_channels)),
@@ -43,6 +64,11 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     )
     parser.add_argument("--text-layers", type=int, default=defaults.model.text_layers)
     parser.add_argument("--crop-frames", type=int, default=defaults.augment.crop_frames)
+    parser.add_argument(
+        "--augment",
+        default="",
+        help="AugmentConfig overrides, e.g. 'noise_prob=0,mix_prob=0.5' ('off': every probability 0)",
+    )
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--no-bf16", action="store_true", help="train in float32")
@@ -61,13 +87,17 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        plain_caption_prob=args.plain_caption_prob,
+        ema_decay=args.ema_decay,
         label_positive_weight=args.label_positive_weight,
+        class_loss_weight=args.class_loss_weight,
+        select_epoch=args.select_epoch,
         model=replace(
             defaults.model,
             audio_channels=tuple(int(c) for c in args.audio_channels.split(",")),
             text_layers=args.text_layers,
         ),
-        augment=replace(defaults.augment, crop_frames=args.crop_frames),
+        augment=augment_config(replace(defaults.augment, crop_frames=args.crop_frames), args.augment),
         warmup_steps=args.warmup_steps,
         threads=args.threads,
         bf16=not args.no_bf16,

@@ -232,8 +232,8 @@ def train(out_path: Path, metrics_path: Path | None, cache_dir: Path | None, see
     }
     config = replace(TrainConfig(out_path=out_path), **{k: v for k, v in overrides.items() if v is not None})
     result = train_starter(config, log=lambda line: click.echo(line, err=True))
-    click.echo(f"{result.weights_path}: best epoch {result.best_epoch + 1}; held-out "
-               + ", ".join(f"{style} {100 * m.get('accuracy', 0):.1f}%" for style, m in result.validation.items()))
+    click.echo(f"{result.weights_path}: epoch {result.best_epoch} saved; held-out zero-shot accuracy "
+               + ", ".join(f"{style} {m['accuracy']:.1f}%" for style, m in result.validation.items()))
 
 
 @main.command()

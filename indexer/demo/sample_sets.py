@@ -78,6 +78,23 @@ SAMPLE_SETS: dict[str, SampleSet] = {
             "musescore-general-soundfont-small",
             "MuseScore General Lite (derived from Fluid R3)",
         ),
+        # Csound's small General MIDI bank: samples of its own, independent of Fluid R3.
+        SampleSet(
+            "csound",
+            "fluidsynth",
+            Path("/usr/share/sounds/sf2/sf_GMbank.sf2"),
+            "csound-soundfont",
+            "Csound's General MIDI SoundFont bank",
+        ),
+        # Not recordings: FM synthesis imitating an OPL3 chip. Training on it as well teaches the model
+        # what an instrument does (envelope, register, articulation) apart from one set's samples.
+        SampleSet(
+            "opl3",
+            "fluidsynth",
+            Path("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2"),
+            "opl3-soundfont",
+            "OPL3 FM synthesis as a SoundFont",
+        ),
         # Recorded independently of Fluid R3: the held-out set.
         SampleSet(
             "freepats",

@@ -9,7 +9,7 @@ and all of it draws from one `torch.Generator`, so a seeded run repeats exactly.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,29 @@ class AugmentConfig:
     max_time_mask: int = 30
     freq_masks: int = 2
     max_freq_mask: int = 8
+
+
+def crop_only(config: AugmentConfig = AugmentConfig()) -> AugmentConfig:
+    """`config` with every random change turned off but the crop: the starter's training default.
+
+    Measured on the held-out sample set (FreePats, 29 classes) with the same data and steps, the full
+    set of changes above gave 27% zero-shot accuracy against 50% for crops alone: at the step budget of
+    30 minutes on two CPU cores, the model underfits, and each change makes fitting slower still. Four
+    sample sets (one of them FM synthesis) carry the variety instead.
+    """
+    return replace(
+        config,
+        stretch_prob=0.0,
+        pitch_prob=0.0,
+        gain_db=0.0,
+        eq_prob=0.0,
+        lowpass_prob=0.0,
+        highpass_prob=0.0,
+        noise_prob=0.0,
+        mix_prob=0.0,
+        time_masks=0,
+        freq_masks=0,
+    )
 
 
 def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator) -> torch.Tensor:
