@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--model", default="starter")
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=BuildOptions().batch_size)  # the build's default
     args = parser.parse_args()
 
     encoder = load_encoder(args.model)

@@ -39,7 +39,7 @@ class BuildOptions:
     visual_weight: float = 1.0
     frames_per_window: int = 1  # 1: the middle frame; k: k frames, embeddings averaged
     batch_size: int = 16  # windows per forward pass
-    decode_workers: int | None = None  # processes decoding ahead of the model; None: CPUs - 1 (max 4), 0: inline
+    decode_workers: int | None = None  # processes decoding ahead of the model; None: CPUs - 1 (max 4; 0 on 2 CPUs), 0: inline
     hop_seconds: float | None = None  # None: the model's window length (no overlap)
     device: str = "auto"  # cpu, cuda, cuda:N or auto: the model's torch device and FAISS's (indexer/device.py)
     precision: str = "auto"  # auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16
