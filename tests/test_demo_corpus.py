@@ -302,7 +302,7 @@ def test_missing_sample_set_names_the_debian_package(monkeypatch: pytest.MonkeyP
 
 
 def test_unknown_sample_set_lists_the_known_ones(tmp_path: Path) -> None:
-    known = r"unknown sample set 'fluidr4'; known: fluidr3, freepats, musescore, timgm6mb"
+    known = r"unknown sample set 'fluidr4'; known: csound, fluidr3, freepats, musescore, opl3, timgm6mb"
     with pytest.raises(UnknownSampleSetError, match=known):
         generate_demo_corpus(tmp_path, size=1, sample_set="fluidr4")
 
