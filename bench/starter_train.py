@@ -11,25 +11,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 # Passive OpenMP waiting (set before torch loads): on a busy machine, threads spinning at barriers
 # while other processes hold the cores made training steps 3x slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from indexer.starter.augment import AugmentConfig  # noqa: E402
-from indexer.starter.train import DEFAULT_CACHE, TrainConfig, train_starter  # noqa: E402
+from indexer.starter.augment import AugmentConfig, crop_only
+from indexer.starter.train import DEFAULT_CACHE, TrainConfig, train_starter
 
 
 def augment_config(base: AugmentConfig, overrides: str) -> AugmentConfig:
-    """`base` with 'field=value,...' overrides; 'off' sets every probability (and mask count) to 0."""
+    """`base` with 'field=value,...' overrides; 'off': crops only (augment.crop_only)."""
     if overrides == "off":
-        return replace(
-            base,
-            **{f.name: 0 for f in fields(base) if f.name.endswith("_prob") or f.name.endswith("_masks")},
-            gain_db=0.0,
-        )
+        return crop_only(base)
     changes = {}
     for item in filter(None, overrides.split(",")):
         name, _, value = item.partition("=")
@@ -67,7 +63,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument(
         "--augment",
         default="",
-        help="AugmentConfig overrides, e.g. 'noise_prob=0,mix_prob=0.5' ('off': every probability 0)",
+        help="AugmentConfig overrides, e.g. 'noise_prob=0,mix_prob=0.5' ('off': crops only)",
     )
     parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--threads", type=int, default=defaults.threads)

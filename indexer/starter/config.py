@@ -53,7 +53,7 @@ class StarterConfig:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "StarterConfig":
+    def from_json(cls, text: str) -> StarterConfig:
         """Parse `to_json`'s output; raises CheckpointError for anything else."""
         try:
             raw: dict[str, Any] = json.loads(text)

@@ -51,7 +51,7 @@ class LabelledClips:
         return len(self.labels)
 
     @staticmethod
-    def concatenate(parts: Sequence["LabelledClips"]) -> "LabelledClips":
+    def concatenate(parts: Sequence[LabelledClips]) -> LabelledClips:
         """All clips of `parts`, in order."""
         return LabelledClips(
             torch.cat([p.features for p in parts]),

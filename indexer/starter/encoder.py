@@ -6,8 +6,8 @@ Audio: mono 16 kHz windows of at most 4 s, repeat-padded to 4 s as LAION-CLAP pa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -6,7 +6,7 @@ trainer computes once per clip and the encoder recomputes at search time with th
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
