@@ -27,7 +27,6 @@ from tests.service_support import (
     wav_bytes,
 )
 
-pytest.importorskip("fastapi")
 REPO = Path(__file__).resolve().parent.parent
 # The ToneEncoder's logit scale is 10 and its vectors one-hot: a clip matching one of n labels gets
 # probability e^10 / (e^10 + n - 1).

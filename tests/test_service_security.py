@@ -22,7 +22,6 @@ from tests.service_support import (
     wav_bytes,
 )
 
-pytest.importorskip("fastapi")
 MAX_UPLOAD = 256 * 1024
 BODY_LIMIT = MAX_UPLOAD + 64 * 1024  # the clip plus multipart framing
 
