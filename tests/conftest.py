@@ -81,3 +81,13 @@ def postgres_url() -> str:
 def catalog_url(request: pytest.FixtureRequest) -> str | None:
     """Each catalog backend in turn: None (SQLite inside the index) or a PostgreSQL URL."""
     return request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+
+
+@pytest.fixture
+def tone_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The transparent test encoder (tests/tone_plugin.py) as a plugin model: builds run the real
+    pipeline, subprocesses included, in seconds rather than minutes."""
+    monkeypatch.setenv("RESOUND_PLUGINS", "tests.tone_plugin")
+    model = tmp_path / "model.tones"
+    model.write_text("test encoder")
+    return model

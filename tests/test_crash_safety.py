@@ -31,15 +31,6 @@ def _corpus(root: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def tone_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The transparent test encoder as a plugin model: build processes start in seconds, not minutes."""
-    monkeypatch.setenv("RESOUND_PLUGINS", "tests.tone_plugin")
-    model = tmp_path / "model.tones"
-    model.write_text("test encoder")
-    return model
-
-
 def _snapshot(index_path: Path) -> dict[tuple[str, float, float], np.ndarray]:
     index = Index(index_path)
     store = index.load_stores()["segments"]

@@ -74,13 +74,6 @@ def test_impossible_devices_are_one_line_errors(monkeypatch: pytest.MonkeyPatch,
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
-def _tone_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("RESOUND_PLUGINS", "tests.tone_plugin")
-    model = tmp_path / "model.tones"
-    model.write_text("test encoder")
-    return model
-
-
 def _tone_corpus(root: Path, files: int = 6) -> Path:
     pitches = helpers.ToneEncoder.PITCHES
     for i in range(files):
@@ -89,11 +82,11 @@ def _tone_corpus(root: Path, files: int = 6) -> Path:
     return root
 
 
-def test_cli_device_errors_and_notes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_device_errors_and_notes(tmp_path: Path, tone_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from indexer.cli import main as indexer_cli
     from search.cli import main as search_cli
 
-    model = _tone_model(tmp_path, monkeypatch)
+    model = tone_model
     corpus = _tone_corpus(tmp_path / "corpus", files=2)
     index = str(tmp_path / "index")
     _machine(monkeypatch, 0, 0)
@@ -255,10 +248,10 @@ def test_without_cagra_hnsw_is_built_on_cpu(monkeypatch: pytest.MonkeyPatch, dat
     assert store.search(vectors[:3], 1).ids[:, 0].tolist() == ids[:3].tolist()
 
 
-def test_build_and_search_on_a_gpu_equal_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_and_search_on_a_gpu_equal_cpu(tmp_path: Path, tone_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A whole build with --device cuda (FAISS training and tuning on the stand-in GPU) gives the CPU build's
     index, and an Engine on the GPU answers as one on CPU."""
-    model = _tone_model(tmp_path, monkeypatch)
+    model = tone_model
     corpus = _tone_corpus(tmp_path / "corpus")
     options = BuildOptions(model=str(model), index_type="IVF4,Flat", device="cpu", decode_workers=0)
     build_index(corpus, tmp_path / "cpu", options)

@@ -121,12 +121,9 @@ def test_unreadable_file_is_reported(tmp_path: Path, clap_checkpoint: Path, monk
     assert [(Path(f.path).name, f.reason) for f in report.failed] == [("locked.wav", "cannot read file (Permission denied)")]
 
 
-def test_an_hours_long_file_is_windowed_and_searchable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_hours_long_file_is_windowed_and_searchable(tmp_path: Path, tone_model: Path) -> None:
     """Two hours at 8 kHz: 3,600 two-second windows, and the one place the pitch changes is found by time."""
-    # The transparent test encoder as a plugin model family, so the real build pipeline runs fast.
-    monkeypatch.setenv("RESOUND_PLUGINS", "tests.tone_plugin")
-    model = tmp_path / "model.tones"
-    model.write_text("test encoder")
+    model = tone_model  # the transparent test encoder, so the real build pipeline runs fast
 
     rate, seconds = 8000, 2 * 3600
     t = np.arange(rate * 2) / rate

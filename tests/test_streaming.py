@@ -120,13 +120,6 @@ def test_embed_file_streams_long_query_files_to_the_same_vectors(tmp_path: Path,
     assert streamed.duration == whole.duration
 
 
-def _tone_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("RESOUND_PLUGINS", "tests.tone_plugin")
-    model = tmp_path / "model.tones"
-    model.write_text("test encoder")
-    return model
-
-
 def _segments(index_path: Path) -> dict[tuple[str, float, float], np.ndarray]:
     index = Index(index_path)
     store = index.load_stores()["segments"]
@@ -138,10 +131,10 @@ def _segments(index_path: Path) -> dict[tuple[str, float, float], np.ndarray]:
 
 
 @pytest.mark.parametrize("decode_workers", [0, 1])
-def test_a_streamed_build_equals_a_whole_file_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_a_streamed_build_equals_a_whole_file_build(tmp_path: Path, tone_model: Path, monkeypatch: pytest.MonkeyPatch,
                                                     decode_workers: int) -> None:
     """Every file streamed (read ahead by a thread with a worker, inline without) gives the same index."""
-    model = _tone_model(tmp_path, monkeypatch)
+    model = tone_model
     corpus = tmp_path / "corpus"
     pitches = helpers.ToneEncoder.PITCHES
     for i in range(4):
@@ -159,8 +152,8 @@ def test_a_streamed_build_equals_a_whole_file_build(tmp_path: Path, monkeypatch:
     assert all(np.array_equal(streamed[key], whole[key]) for key in whole)
 
 
-def test_a_file_that_breaks_off_midway_fails_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    model = _tone_model(tmp_path, monkeypatch)
+def test_a_file_that_breaks_off_midway_fails_whole(tmp_path: Path, tone_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tone_model
     corpus = tmp_path / "corpus"
     for name in ("a.wav", "b.wav", "c.wav"):
         helpers.write_audio(corpus / name, helpers.tone(440, 30.0, rate=16000), rate=16000)
@@ -223,9 +216,9 @@ print(json.dumps({"growth_kib": after - before, "segments": report.segments_adde
 """
 
 
-def test_a_long_stereo_file_is_indexed_in_bounded_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_long_stereo_file_is_indexed_in_bounded_memory(tmp_path: Path, tone_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """20 minutes of 48 kHz stereo (440 MiB decoded as float32) grow the build's peak RSS by a few MiB."""
-    model = _tone_model(tmp_path, monkeypatch)
+    model = tone_model
     pitches = helpers.ToneEncoder.PITCHES
     rate, block_seconds, blocks = 48000, 10, 120
     tail = int(0.7 * rate)  # 20 min 0.7 s: the last window is aligned to the end, as cut_windows does
