@@ -52,6 +52,14 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--plain-caption-prob", type=float, default=defaults.plain_caption_prob)
     parser.add_argument("--label-positive-weight", type=float, default=defaults.label_positive_weight)
     parser.add_argument("--class-loss-weight", type=float, default=defaults.class_loss_weight)
+    parser.add_argument("--scene-loss-weight", type=float, default=defaults.scene_loss_weight)
+    parser.add_argument("--scene-pair-clips", type=int, default=defaults.scene_pair_clips)
+    parser.add_argument("--scene-pair-loss-weight", type=float, default=defaults.scene_pair_loss_weight)
+    parser.add_argument(
+        "--scene-blind-positives",
+        action="store_true",
+        help="spread the label share over same-label pairs of any scene (the earlier recipe)",
+    )
     parser.add_argument("--select-epoch", choices=["last", "best"], default=defaults.select_epoch)
     parser.add_argument(
         "--audio-channels",
@@ -87,6 +95,10 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         ema_decay=args.ema_decay,
         label_positive_weight=args.label_positive_weight,
         class_loss_weight=args.class_loss_weight,
+        scene_loss_weight=args.scene_loss_weight,
+        scene_aware_positives=not args.scene_blind_positives,
+        scene_pair_clips=args.scene_pair_clips,
+        scene_pair_loss_weight=args.scene_pair_loss_weight,
         select_epoch=args.select_epoch,
         model=replace(
             defaults.model,

@@ -10,7 +10,10 @@ sound of {label}.", and the mean of descriptive ReCLAP-style prompts placed in e
 
 - zero-shot accuracy: share of clips whose nearest label prompt (cosine) is their own label;
 - text-to-audio R@1/5/10: one query per label ranks all clips; share of queries with a clip of that
-  label in the top K (class clips are the relevant set); and mAP over the label queries.
+  label in the top K (class clips are the relevant set); and mAP over the label queries;
+- scenes: zero-shot scene accuracy over the eight scenes, and label+scene R@1 and mAP, with one query
+  per (label, scene) pair ("deep, resonant pipe organ tones filling a vast stone cathedral") and only
+  clips of that label in that scene relevant (indexer/starter/evaluate.py).
 
 `--candidates all` scores each clip against every label the model was trained on (40) instead of the
 benchmark's own classes. The bench's seed differs from the training run's validation seed, so the notes
@@ -28,7 +31,7 @@ import numpy as np
 
 from indexer.starter.data import CorpusSpec, ensure_corpus, read_clip
 from indexer.starter.encoder import WEIGHTS_PATH, StarterEncoder
-from indexer.starter.evaluate import evaluate_labelled_clips
+from indexer.starter.evaluate import evaluate_labelled_clips, scene_metrics
 from indexer.starter.prompts import PROMPT_STYLES
 from indexer.starter.train import DEFAULT_CACHE, held_out_classes
 
@@ -56,6 +59,7 @@ def run_benchmark(weights: Path, clips_per_class: int, seed: int, cache_dir: Pat
     else:
         labels = list(classes)
     metrics = evaluate_labelled_clips(audio, [c.label for c in clips], labels, encoder.embed_text)
+    scenes = scene_metrics(audio, [c.label for c in clips], [c.scene for c in clips], encoder.embed_text)
     return {
         "weights": str(weights),
         "sha256": encoder.info.checkpoint_sha256,
@@ -67,6 +71,7 @@ def run_benchmark(weights: Path, clips_per_class: int, seed: int, cache_dir: Pat
         "candidates": len(labels),
         "embed_seconds": round(embed_seconds, 1),
         "metrics": metrics,
+        "scenes": scenes,
     }
 
 
@@ -94,6 +99,7 @@ def main() -> None:
         f"{result['candidates']} candidate labels (seed {result['seed']})"
     )
     print(format_table(result["metrics"]))
+    print(", ".join(f"{name} {value:.1f}" for name, value in result["scenes"].items()))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -16,7 +16,7 @@ from indexer.errors import CheckpointError, CheckpointNotFoundError
 from indexer.starter import TINY_CONFIG, WEIGHTS_PATH, StarterEncoder, TrainConfig, train_starter
 from indexer.starter.augment import AugmentConfig
 from indexer.starter.checkpoint import load_starter, save_starter
-from indexer.starter.evaluate import retrieval_metrics, zero_shot_accuracy
+from indexer.starter.evaluate import retrieval_metrics, scene_metrics, zero_shot_accuracy
 from indexer.starter.features import pad_windows
 from indexer.starter.model import StarterModel
 from indexer.starter.tokenizer import UNK_ID, CaptionTokenizer, training_vocabulary
@@ -144,6 +144,41 @@ def test_contrastive_loss_matches_a_loop() -> None:
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_scene_aware_positives_match_a_loop() -> None:
+    """A same-label pair is a positive only if its caption names no scene or both clips share the scene."""
+    generator = torch.Generator().manual_seed(5)
+    audio = torch.nn.functional.normalize(torch.randn(5, 8, generator=generator), dim=1)
+    text = torch.nn.functional.normalize(torch.randn(5, 8, generator=generator), dim=1)
+    captions = torch.tensor([0, 1, 2, 3, 0])
+    labels = torch.tensor([0, 0, 0, 1, 0])
+    scenes = torch.tensor([0, 1, 0, 0, 2])
+    plain = torch.tensor([True, False, False, False, True])  # captions 0 ("organ") name no scene
+    scale, weight = torch.tensor(10.0), 0.5
+    logits = (scale * audio @ text.T).tolist()
+
+    def related(a: int, t: int) -> bool:  # caption t describes audio a
+        return bool(labels[a] == labels[t] and (plain[t] or scenes[a] == scenes[t]))
+
+    def targets(i: int, pairs: list[tuple[int, int]]) -> list[float]:
+        same = [float(captions[a] == captions[t]) for a, t in pairs]
+        rel = [float(related(a, t)) for a, t in pairs]
+        return [(1 - weight) * s / sum(same) + weight * r / sum(rel) for s, r in zip(same, rel)]
+
+    expected = 0.0
+    for i in range(5):
+        row = logits[i]  # audio i against every caption
+        column = [logits[j][i] for j in range(5)]  # caption i against every audio
+        for values, target in ((row, targets(i, [(i, t) for t in range(5)])),
+                               (column, targets(i, [(a, i) for a in range(5)]))):
+            log_norm = math.log(sum(math.exp(v) for v in values))
+            expected += -sum(w * (v - log_norm) for w, v in zip(target, values)) / 10
+    loss = contrastive_loss(audio, text, scale, captions, labels, weight, scenes, plain)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    # Scene-blind, the organ in scene 1 (clip 1) would also be a positive of clip 0's scene-0 caption.
+    blind = contrastive_loss(audio, text, scale, captions, labels, weight)
+    assert blind.item() != pytest.approx(expected, rel=1e-3)
+
+
 def test_metrics_on_a_hand_made_ranking() -> None:
     labels = ["a", "b"]
     label_vectors = np.eye(2, dtype=np.float32)
@@ -153,6 +188,26 @@ def test_metrics_on_a_hand_made_ranking() -> None:
     metrics = retrieval_metrics(audio, ["a", "a", "b"], label_vectors, labels, ks=(1, 2))
     # Query "a" ranks clips 0, 1, 2 (hits at 1 and 2: AP 1); query "b" ranks 1, 2, 0 (hit at 2: AP 1/2).
     assert metrics == {"R@1": 50.0, "R@2": 100.0, "mAP": 75.0}
+
+
+def test_scene_metrics_on_hand_made_embeddings() -> None:
+    from indexer.demo import describe_label, scene_phrases
+
+    axes = [describe_label("piano"), describe_label("violin"), scene_phrases("cathedral"), scene_phrases("dry")]
+
+    def embed_text(texts):  # type: ignore[no-untyped-def]
+        # A text points along every axis (piano, violin, cathedral, dry) whose phrases it contains.
+        vectors = np.array([[any(p in t for p in axis) for axis in axes] for t in texts], dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    audio = np.array([[1, 0, 1, 0], [1, 0, 0, 1], [0, 1, 1, 0], [0, 1, 1, 0]], dtype=np.float32) / np.sqrt(2)
+    labels = ["piano", "piano", "violin", "violin"]
+    scenes = ["cathedral", "dry", "cathedral", "dry"]  # the last clip sounds like a cathedral
+    metrics = scene_metrics(audio, labels, scenes, embed_text)
+    # Scene: clips 0-2 right, clip 3 wrong. Label+scene queries: piano/cathedral, piano/dry and
+    # violin/cathedral rank their clip first; violin/dry scores clips 1, 2, 3 equally at 0.5 and the
+    # stable order puts its clip third (AP 1/3).
+    assert metrics == pytest.approx({"scene accuracy": 75.0, "label+scene R@1": 75.0, "label+scene mAP": 100 * (3 + 1 / 3) / 4})
 
 
 def test_training_refuses_the_held_out_set(tmp_path: Path) -> None:

@@ -40,12 +40,13 @@ class CorpusSpec:
 
 @dataclass
 class LabelledClips:
-    """Clips as full-window log-mels with their labels and captions (plain first, then descriptive)."""
+    """Clips as full-window log-mels with their labels, scenes and captions (plain first, then descriptive)."""
 
     features: torch.Tensor  # (n, frames, n_mels) float16
     labels: list[str]
     captions: list[tuple[str, ...]]
     sample_sets: list[str]
+    scenes: list[str]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -58,6 +59,7 @@ class LabelledClips:
             [label for p in parts for label in p.labels],
             [c for p in parts for c in p.captions],
             [s for p in parts for s in p.sample_sets],
+            [s for p in parts for s in p.scenes],
         )
 
 
@@ -151,4 +153,5 @@ def load_corpus(directory: Path, config: StarterConfig) -> LabelledClips:
         labels=[clip.label for clip in clips],
         captions=[(clip.caption, *clip.captions) for clip in clips],
         sample_sets=[clip.sample_set for clip in clips],
+        scenes=[clip.scene for clip in clips],
     )

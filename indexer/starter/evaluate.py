@@ -6,6 +6,14 @@ Definitions (all in percent):
   queries with at least one clip of that label among the top K (the "any relevant item" recall of
   AudioCaps/Clotho retrieval, with a class's clips as the relevant set);
 - text-to-audio mAP: mean over label queries of the average precision of the full ranking.
+
+Scenes (`scene_metrics`):
+- scene accuracy: share of clips whose most similar scene (the mean of its phrases, "echoing through a
+  vast stone cathedral") is the clip's own scene;
+- label+scene R@1 and mAP: one query per (label, scene) pair that has clips, the mean of the label's
+  descriptions placed in that scene ("deep, resonant pipe organ tones filling a vast stone cathedral");
+  relevant clips are those of that label in that scene, so a query whose top clip is the right source
+  in another room misses.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from indexer.starter.prompts import PROMPT_STYLES, label_embeddings
+from indexer.starter.prompts import PROMPT_STYLES, label_embeddings, label_in_scene_prompts, mean_prompt_embeddings
 
 
 def zero_shot_accuracy(audio: np.ndarray, clip_labels: Sequence[str], label_vectors: np.ndarray, labels: Sequence[str]) -> float:
@@ -66,3 +74,26 @@ def evaluate_labelled_clips(
             **retrieval_metrics(audio, clip_labels, vectors, labels),
         }
     return results
+
+
+def scene_metrics(
+    audio: np.ndarray,
+    clip_labels: Sequence[str],
+    clip_scenes: Sequence[str],
+    embed_text: Callable[[Sequence[str]], np.ndarray],
+) -> dict[str, float]:
+    """Scene accuracy, and label+scene R@1 and mAP (percent); see the module docstring."""
+    from indexer.demo import scene_phrases
+
+    scenes = sorted(set(clip_scenes))
+    scene_vectors = mean_prompt_embeddings([scene_phrases(scene) for scene in scenes], embed_text)
+    pairs = sorted(set(zip(clip_labels, clip_scenes)))
+    pair_vectors = mean_prompt_embeddings([label_in_scene_prompts(label, scene) for label, scene in pairs], embed_text)
+    pair_names = [f"{label}\t{scene}" for label, scene in pairs]
+    clip_pairs = [f"{label}\t{scene}" for label, scene in zip(clip_labels, clip_scenes)]
+    retrieval = retrieval_metrics(audio, clip_pairs, pair_vectors, pair_names, ks=(1,))
+    return {
+        "scene accuracy": zero_shot_accuracy(audio, clip_scenes, scene_vectors, scenes),
+        "label+scene R@1": retrieval["R@1"],
+        "label+scene mAP": retrieval["mAP"],
+    }

@@ -37,11 +37,25 @@ def label_prompts(label: str, style: str) -> list[str]:
     raise ValueError(f"unknown prompt style {style!r}; use one of {', '.join(PROMPT_STYLES)}")
 
 
+def label_in_scene_prompts(label: str, scene: str) -> list[str]:
+    """Descriptive prompts of `label` heard in `scene` ("deep, resonant pipe organ tones filling a vast
+    stone cathedral"): every description with every phrase of that scene."""
+    from indexer.demo import describe_label, scene_phrases
+
+    return [f"{description} {phrase}" for description in describe_label(label) for phrase in scene_phrases(scene)]
+
+
 def label_embeddings(
     labels: Sequence[str], style: str, embed_text: Callable[[Sequence[str]], np.ndarray]
 ) -> np.ndarray:
     """(len(labels), dim) unit vectors: each label's prompt embeddings averaged, then renormalised."""
-    prompts = [label_prompts(label, style) for label in labels]
+    return mean_prompt_embeddings([label_prompts(label, style) for label in labels], embed_text)
+
+
+def mean_prompt_embeddings(
+    prompts: Sequence[Sequence[str]], embed_text: Callable[[Sequence[str]], np.ndarray]
+) -> np.ndarray:
+    """(len(prompts), dim) unit vectors: each group's prompt embeddings averaged, then renormalised."""
     flat = [p for group in prompts for p in group]
     vectors = l2_normalize(embed_text(flat))
     rows, start = [], 0

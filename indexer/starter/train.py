@@ -1,9 +1,12 @@
 """Train the starter model: contrastive audio-text learning on demo corpora rendered from several sample
-sets, with ReCLAP caption augmentation and heavy audio augmentation, selected on the held-out set.
+sets, with ReCLAP caption augmentation, measured on a held-out sample set.
 
 One run: render (or reuse) the training corpora and a held-out validation corpus, compute their
-log-mels once, train with symmetric InfoNCE and a learnable temperature, evaluate zero-shot on the
-validation corpus after every epoch, and save the best epoch's weights (safetensors) and a metrics JSON.
+log-mels once, and train with three terms: symmetric InfoNCE with a learnable temperature (captions
+name the sound and its scene; same-label pairs count as positives only within a scene), zero-shot
+classification of each clip against every label, and scene terms (each clip against every scene, and
+against its own label placed in every scene). Zero-shot metrics on the validation corpus are logged
+after every epoch; the last epoch's weights (safetensors) and a metrics JSON are saved.
 Seeded end to end: data order, caption choice, augmentation and initialisation all derive from
 `TrainConfig.seed`, and torch runs deterministic kernels on a fixed number of threads.
 """
@@ -29,7 +32,7 @@ from indexer.starter.augment import AugmentConfig, augment_batch, crop_only
 from indexer.starter.checkpoint import load_starter, save_starter
 from indexer.starter.config import StarterConfig
 from indexer.starter.data import HELD_OUT_SAMPLE_SETS, CorpusSpec, LabelledClips, ensure_corpus, load_corpus
-from indexer.starter.evaluate import evaluate_labelled_clips
+from indexer.starter.evaluate import evaluate_labelled_clips, scene_metrics
 from indexer.starter.model import StarterModel, parameter_count
 from indexer.starter.prompts import PROMPT_STYLES, label_prompts
 from indexer.starter.tokenizer import FIRST_TOKEN_ID, PAD_ID, UNK_ID, CaptionTokenizer, training_vocabulary
@@ -72,6 +75,17 @@ class TrainConfig:
     # prompt of every training label (a random style and wording per step), cross-entropy on its label.
     # In-batch InfoNCE sees few labels per batch; this term contrasts every label every step.
     class_loss_weight: float = 1.0
+    # Scenes: same-label pairs are positives only within a scene (or for a plain label caption), and a
+    # third loss classifies each clip's scene against one phrase of every scene ("echoing through a vast
+    # stone cathedral"), so the room, line or distance stays in the audio embedding beside the source.
+    scene_aware_positives: bool = True
+    scene_loss_weight: float = 0.5
+    # Which room is this organ in: for the first `scene_pair_clips` clips of each batch (batches are
+    # shuffled), the clip's audio against its own label described in every scene ("deep pipe organ
+    # tones filling a vast stone cathedral", "... in a small room"), cross-entropy on its scene. This
+    # is the ranking a query naming both a sound and a place asks for.
+    scene_pair_clips: int = 8
+    scene_pair_loss_weight: float = 0.5
     # Exponential moving average of the weights (0: off), evaluated and saved instead of the raw
     # weights: it smooths the noise of small, heavily augmented batches.
     ema_decay: float = 0.0
@@ -121,24 +135,33 @@ def contrastive_loss(
     caption_ids: torch.Tensor,
     label_ids: torch.Tensor,
     label_positive_weight: float = 0.0,
+    scene_ids: torch.Tensor | None = None,
+    plain_captions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Symmetric InfoNCE between unit audio and text vectors (audio->text and text->audio cross-entropy).
 
     A batch often holds the same caption twice (plain captions are bare labels), so every pair with an
     identical caption is a positive and the target spreads evenly over them; `label_positive_weight`
-    moves that share of the target onto all pairs of the same label.
+    moves that share of the target onto pairs of the same label. With `scene_ids` and `plain_captions`
+    (bool per caption) a same-label pair counts only where the caption names no scene (a plain label)
+    or both clips share the scene: "organ in a cathedral" is not a positive for an organ in a small
+    room, which would teach the audio encoder to ignore the room.
     """
     logits = scale * audio.float() @ text.float().T
     same_caption = (caption_ids[:, None] == caption_ids[None, :]).float()
-    targets = same_caption / same_caption.sum(dim=1, keepdim=True)
+    audio_targets = same_caption / same_caption.sum(dim=1, keepdim=True)
+    text_targets = audio_targets  # identical captions are a symmetric relation
     if label_positive_weight > 0:
-        same_label = (label_ids[:, None] == label_ids[None, :]).float()
-        targets = (1 - label_positive_weight) * targets + label_positive_weight * same_label / same_label.sum(
-            dim=1, keepdim=True
-        )
-    # Both relations are symmetric, so the text->audio targets are the same matrix.
-    audio_to_text = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-    text_to_audio = -(targets * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
+        # related[a, t]: caption t also describes audio a.
+        related = label_ids[:, None] == label_ids[None, :]
+        if scene_ids is not None and plain_captions is not None:
+            related = related & ((scene_ids[:, None] == scene_ids[None, :]) | plain_captions[None, :])
+        related = related.float()
+        w = label_positive_weight
+        audio_targets = (1 - w) * audio_targets + w * related / related.sum(dim=1, keepdim=True)
+        text_targets = (1 - w) * text_targets + w * related.T / related.T.sum(dim=1, keepdim=True)
+    audio_to_text = -(audio_targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    text_to_audio = -(text_targets * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
     return (audio_to_text + text_to_audio) / 2
 
 
@@ -159,6 +182,32 @@ def class_prompts(labels: Sequence[str], rng: np.random.Generator) -> list[str]:
         candidates = label_prompts(label, PROMPT_STYLES[int(rng.integers(len(PROMPT_STYLES)))])
         prompts.append(candidates[int(rng.integers(len(candidates)))])
     return prompts
+
+
+def scene_prompts(scenes: Sequence[str], rng: np.random.Generator) -> list[str]:
+    """One phrase per scene for the scene loss, drawn at random from the scene's phrase table."""
+    from indexer.demo import scene_phrases
+
+    prompts = []
+    for scene in scenes:
+        phrases = scene_phrases(scene)
+        prompts.append(phrases[int(rng.integers(len(phrases)))])
+    return prompts
+
+
+def label_in_scene_captions(labels: Sequence[str], scenes: Sequence[str], rng: np.random.Generator) -> list[str]:
+    """For each label, one description of it placed in each of `scenes` (len(labels) * len(scenes) texts,
+    label-major), the description and phrases drawn at random."""
+    from indexer.demo import describe_label, scene_phrases
+
+    texts = []
+    for label in labels:
+        descriptions = describe_label(label)
+        description = descriptions[int(rng.integers(len(descriptions)))]
+        for scene in scenes:
+            phrases = scene_phrases(scene)
+            texts.append(f"{description} {phrases[int(rng.integers(len(phrases)))]}")
+    return texts
 
 
 def learning_rate_at(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -229,7 +278,10 @@ def evaluate_model(
 ) -> dict[str, dict[str, float]]:
     """Zero-shot metrics of `model` on `clips` for every prompt style."""
     audio = embed_clips(model, clips.features)
-    return evaluate_labelled_clips(audio, clips.labels, labels, text_embedder(model, tokenizer))
+    embed_text = text_embedder(model, tokenizer)
+    metrics = evaluate_labelled_clips(audio, clips.labels, labels, embed_text)
+    metrics["scenes"] = scene_metrics(audio, clips.labels, clips.scenes, embed_text)
+    return metrics
 
 
 def prepare_data(config: TrainConfig, log: Callable[[str], None]) -> tuple[LabelledClips, LabelledClips, tuple[str, ...], float, float]:
@@ -307,6 +359,8 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
         averaged = copy.deepcopy(model) if config.ema_decay > 0 else model
         caption_index = {c: i for i, c in enumerate(sorted(vocabulary_texts))}
         label_index = {label: i for i, label in enumerate(all_labels)}
+        all_scenes = sorted(set(train.scenes))
+        scene_index = {scene: i for i, scene in enumerate(all_scenes)}
 
         steps_per_epoch = len(train) // config.batch_size
         if steps_per_epoch == 0:
@@ -340,6 +394,8 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
                 mel = augment_batch(train.features[torch.from_numpy(indices)], config.augment, generator)
                 caption_ids = torch.tensor([caption_index[c] for c in captions])
                 label_ids = torch.tensor([label_index[train.labels[i]] for i in indices])
+                scene_ids = torch.tensor([scene_index[train.scenes[i]] for i in indices])
+                plain = torch.tensor([c == train.captions[i][0] for c, i in zip(captions, indices)])
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate_at(step, total_steps, config)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
@@ -347,12 +403,34 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
                     text = model.embed_tokens(tokens)
                     if config.class_loss_weight > 0:
                         label_text = model.embed_tokens(tokenizer(class_prompts(all_labels, rng)))
+                    if config.scene_loss_weight > 0:
+                        scene_text = model.embed_tokens(tokenizer(scene_prompts(all_scenes, rng)))
+                    pairs = min(config.scene_pair_clips, len(indices))
+                    if config.scene_pair_loss_weight > 0 and pairs > 0:
+                        pair_labels = [train.labels[i] for i in indices[:pairs]]
+                        pair_text = model.embed_tokens(
+                            tokenizer(label_in_scene_captions(pair_labels, all_scenes, rng))
+                        ).reshape(pairs, len(all_scenes), -1)
+                scale = model.temperature_scale()
                 loss = contrastive_loss(
-                    audio, text, model.temperature_scale(), caption_ids, label_ids, config.label_positive_weight
+                    audio,
+                    text,
+                    scale,
+                    caption_ids,
+                    label_ids,
+                    config.label_positive_weight,
+                    scene_ids if config.scene_aware_positives else None,
+                    plain if config.scene_aware_positives else None,
                 )
                 if config.class_loss_weight > 0:
-                    class_logits = model.temperature_scale() * audio.float() @ label_text.float().T
+                    class_logits = scale * audio.float() @ label_text.float().T
                     loss = loss + config.class_loss_weight * F.cross_entropy(class_logits, label_ids)
+                if config.scene_loss_weight > 0:
+                    scene_logits = scale * audio.float() @ scene_text.float().T
+                    loss = loss + config.scene_loss_weight * F.cross_entropy(scene_logits, scene_ids)
+                if config.scene_pair_loss_weight > 0 and pairs > 0:
+                    pair_logits = scale * torch.einsum("pd,psd->ps", audio[:pairs].float(), pair_text.float())
+                    loss = loss + config.scene_pair_loss_weight * F.cross_entropy(pair_logits, scene_ids[:pairs])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -377,6 +455,8 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
             log(
                 f"epoch {epoch + 1}/{config.epochs}: loss {history[-1]['loss']:.3f}, "
                 + ", ".join(f"{s} {metrics[s]['accuracy']:.1f}%" for s in PROMPT_STYLES)
+                + f"; scene {metrics['scenes']['scene accuracy']:.1f}%"
+                + f", label+scene R@1 {metrics['scenes']['label+scene R@1']:.1f}%"
                 + f" ({history[-1]['seconds']:.0f} s)"
             )
             if config.select_epoch == "last" or score > best_score:
