@@ -22,7 +22,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from indexer.starter.prompts import PROMPT_STYLES, label_embeddings, label_in_scene_prompts, mean_prompt_embeddings
+from indexer.starter.prompts import (
+    PROMPT_STYLES,
+    label_embeddings,
+    label_in_scene_prompts,
+    mean_prompt_embeddings,
+)
 
 
 def zero_shot_accuracy(audio: np.ndarray, clip_labels: Sequence[str], label_vectors: np.ndarray, labels: Sequence[str]) -> float:

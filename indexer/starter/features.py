@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from indexer.encoders.laion_clap import repeat_pad
 from indexer.starter.config import StarterConfig
 
 # Floor of the mel power before the log: -100 dB, far below 16-bit audio's noise floor.
@@ -75,19 +74,21 @@ class LogMelFrontEnd(torch.nn.Module):
 
 
 def pad_windows(windows: Sequence[np.ndarray], config: StarterConfig) -> torch.Tensor:
-    """Stack mono windows into (n, window_samples), repeat-padding short ones as LAION-CLAP does.
+    """Stack mono windows into (n, window_samples), repeat-padding short ones as LAION-CLAP does
+    (whole repeats of the window, then zeros; `laion_clap.repeat_pad`).
 
     Raises ValueError for an empty window or one longer than the model's window.
     """
     length = config.window_samples
-    rows = []
-    for window in windows:
+    # Filled in numpy: torch's stack/repeat split these copies over its intra-op threads, which cost
+    # 100x more than the copy itself (108 ms vs 0.7 ms for 16 windows) whenever the other core is busy.
+    out = np.zeros((len(windows), length), dtype=np.float32)
+    for row, window in zip(out, windows):
         samples = np.asarray(window, dtype=np.float32)
         if samples.ndim != 1 or len(samples) == 0:
             raise ValueError(f"expected a non-empty mono window, got shape {samples.shape}")
         if len(samples) > length:
             raise ValueError(f"window of {len(samples)} samples exceeds {length}")
-        rows.append(repeat_pad(torch.from_numpy(samples), length))
-    if not rows:
-        return torch.zeros((0, length), dtype=torch.float32)
-    return torch.stack(rows)
+        repeats = length // len(samples)
+        row[: repeats * len(samples)] = np.tile(samples, repeats)
+    return torch.from_numpy(out)
