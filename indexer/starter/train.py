@@ -210,6 +210,69 @@ def label_in_scene_captions(labels: Sequence[str], scenes: Sequence[str], rng: n
     return texts
 
 
+@dataclass
+class TrainingBatch:
+    """One step's clips: augmented log-mels, chosen captions' tokens, and ids of caption, label, scene."""
+
+    mel: torch.Tensor
+    tokens: torch.Tensor
+    caption_ids: torch.Tensor
+    label_ids: torch.Tensor  # index into the run's sorted labels
+    scene_ids: torch.Tensor  # index into the run's sorted scenes
+    plain_captions: torch.Tensor  # bool: the caption is the bare label (names no scene)
+    labels: list[str]
+
+
+def training_loss(
+    model: StarterModel,
+    tokenizer: CaptionTokenizer,
+    batch: TrainingBatch,
+    all_labels: Sequence[str],
+    all_scenes: Sequence[str],
+    config: TrainConfig,
+    rng: np.random.Generator,
+) -> torch.Tensor:
+    """The step's loss: InfoNCE + class loss + scene loss + label-in-scene loss, weighted by `config`.
+
+    Forward passes run under bf16 autocast (when `config.bf16`); the losses are computed in float32.
+    The prompts of the class and scene terms are drawn from `rng` in that order.
+    """
+    pairs = min(config.scene_pair_clips, len(batch.labels)) if config.scene_pair_loss_weight > 0 else 0
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+        audio = model.embed_mel(batch.mel)
+        text = model.embed_tokens(batch.tokens)
+        if config.class_loss_weight > 0:
+            label_text = model.embed_tokens(tokenizer(class_prompts(all_labels, rng)))
+        if config.scene_loss_weight > 0:
+            scene_text = model.embed_tokens(tokenizer(scene_prompts(all_scenes, rng)))
+        if pairs > 0:
+            pair_text = model.embed_tokens(
+                tokenizer(label_in_scene_captions(batch.labels[:pairs], all_scenes, rng))
+            ).reshape(pairs, len(all_scenes), -1)
+    scale = model.temperature_scale()
+    scene_aware = config.scene_aware_positives
+    loss = contrastive_loss(
+        audio,
+        text,
+        scale,
+        batch.caption_ids,
+        batch.label_ids,
+        config.label_positive_weight,
+        batch.scene_ids if scene_aware else None,
+        batch.plain_captions if scene_aware else None,
+    )
+    if config.class_loss_weight > 0:
+        class_logits = scale * audio.float() @ label_text.float().T
+        loss = loss + config.class_loss_weight * F.cross_entropy(class_logits, batch.label_ids)
+    if config.scene_loss_weight > 0:
+        scene_logits = scale * audio.float() @ scene_text.float().T
+        loss = loss + config.scene_loss_weight * F.cross_entropy(scene_logits, batch.scene_ids)
+    if pairs > 0:
+        pair_logits = scale * torch.einsum("pd,psd->ps", audio[:pairs].float(), pair_text.float())
+        loss = loss + config.scene_pair_loss_weight * F.cross_entropy(pair_logits, batch.scene_ids[:pairs])
+    return loss
+
+
 def learning_rate_at(step: int, total_steps: int, config: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to zero."""
     if step < config.warmup_steps:
@@ -392,45 +455,18 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
                 captions = choose_captions(train, indices, rng, config.plain_caption_prob)
                 tokens = mask_unknown(tokenizer(captions), config.unknown_token_prob, generator)
                 mel = augment_batch(train.features[torch.from_numpy(indices)], config.augment, generator)
-                caption_ids = torch.tensor([caption_index[c] for c in captions])
-                label_ids = torch.tensor([label_index[train.labels[i]] for i in indices])
-                scene_ids = torch.tensor([scene_index[train.scenes[i]] for i in indices])
-                plain = torch.tensor([c == train.captions[i][0] for c, i in zip(captions, indices)])
+                batch = TrainingBatch(
+                    mel=mel,
+                    tokens=tokens,
+                    caption_ids=torch.tensor([caption_index[c] for c in captions]),
+                    label_ids=torch.tensor([label_index[train.labels[i]] for i in indices]),
+                    scene_ids=torch.tensor([scene_index[train.scenes[i]] for i in indices]),
+                    plain_captions=torch.tensor([c == train.captions[i][0] for c, i in zip(captions, indices)]),
+                    labels=[train.labels[i] for i in indices],
+                )
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate_at(step, total_steps, config)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-                    audio = model.embed_mel(mel)
-                    text = model.embed_tokens(tokens)
-                    if config.class_loss_weight > 0:
-                        label_text = model.embed_tokens(tokenizer(class_prompts(all_labels, rng)))
-                    if config.scene_loss_weight > 0:
-                        scene_text = model.embed_tokens(tokenizer(scene_prompts(all_scenes, rng)))
-                    pairs = min(config.scene_pair_clips, len(indices))
-                    if config.scene_pair_loss_weight > 0 and pairs > 0:
-                        pair_labels = [train.labels[i] for i in indices[:pairs]]
-                        pair_text = model.embed_tokens(
-                            tokenizer(label_in_scene_captions(pair_labels, all_scenes, rng))
-                        ).reshape(pairs, len(all_scenes), -1)
-                scale = model.temperature_scale()
-                loss = contrastive_loss(
-                    audio,
-                    text,
-                    scale,
-                    caption_ids,
-                    label_ids,
-                    config.label_positive_weight,
-                    scene_ids if config.scene_aware_positives else None,
-                    plain if config.scene_aware_positives else None,
-                )
-                if config.class_loss_weight > 0:
-                    class_logits = scale * audio.float() @ label_text.float().T
-                    loss = loss + config.class_loss_weight * F.cross_entropy(class_logits, label_ids)
-                if config.scene_loss_weight > 0:
-                    scene_logits = scale * audio.float() @ scene_text.float().T
-                    loss = loss + config.scene_loss_weight * F.cross_entropy(scene_logits, scene_ids)
-                if config.scene_pair_loss_weight > 0 and pairs > 0:
-                    pair_logits = scale * torch.einsum("pd,psd->ps", audio[:pairs].float(), pair_text.float())
-                    loss = loss + config.scene_pair_loss_weight * F.cross_entropy(pair_logits, scene_ids[:pairs])
+                loss = training_loss(model, tokenizer, batch, all_labels, all_scenes, config, rng)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
