@@ -183,18 +183,20 @@ def compact(index_path: Path, db_url: str | None, index_type: str, target_recall
 @main.command("demo-corpus")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--size", default=300, show_default=True, type=click.IntRange(1), help="Number of clips.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=None, type=int,
+              help="Renders differ by seed. Default: indexer.demo.DEMO_SEED, which the starter model never trained on.")
 @click.option("--sample-set", default="fluidr3", show_default=True,
-              help="Recorded samples that play the instruments: fluidr3, timgm6mb, musescore, freepats.")
+              help="Samples that play the instruments: fluidr3, timgm6mb, csound, opl3, musescore, freepats.")
 @click.option("--duration", "duration_s", default=4.0, show_default=True, type=click.FloatRange(min=1.0), help="Seconds per clip.")
 @click.option("--class", "classes", multiple=True, help="Only these classes (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def demo_corpus(out: Path, size: int, seed: int, sample_set: str, duration_s: float, classes: tuple[str, ...], quiet: bool) -> None:
+def demo_corpus(out: Path, size: int, seed: int | None, sample_set: str, duration_s: float, classes: tuple[str, ...], quiet: bool) -> None:
     """Render a labelled demo corpus from the Debian sound packages into OUT."""
     from tqdm import tqdm
 
-    from indexer.demo import generate_demo_corpus
+    from indexer.demo import DEMO_SEED, generate_demo_corpus
 
+    seed = DEMO_SEED if seed is None else seed
     with tqdm(total=size, unit="clip", desc="rendering", file=sys.stderr, disable=quiet) as bar:
         clips = generate_demo_corpus(
             out, size=size, seed=seed, sample_set=sample_set, classes=classes or None, duration_s=duration_s,

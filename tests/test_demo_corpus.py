@@ -374,3 +374,28 @@ def test_midi_file_bytes_are_exact() -> None:
         b"\x64\xb0\x78\x00"  # all sound off at 600 ms
         b"\x83\x10\xff\x2f\x00"  # end of track at 1000 ms
     )
+
+
+# --- the command and its default seed --------------------------------------------------------------
+
+
+def test_the_default_seed_renders_clips_the_starter_never_trained_on() -> None:
+    from indexer.demo import DEMO_SEED
+    from indexer.starter import TrainConfig
+
+    config = TrainConfig(out_path=Path("unused.safetensors"))
+    training_seeds = {config.seed + i for i in range(len(config.train_sample_sets))}  # set i: seed + i
+    assert DEMO_SEED not in training_seeds | {config.validation_seed}
+
+
+def test_demo_corpus_command_uses_the_default_seed(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from indexer.cli import main
+    from indexer.demo import DEMO_SEED
+
+    result = CliRunner().invoke(main, ["demo-corpus", str(tmp_path / "c"), "--size", "2", "--quiet",
+                                       "--class", "church organ", "--class", "violin"])
+    assert result.exit_code == 0, result.output
+    assert f"2 clips of 2 classes (fluidr3, seed {DEMO_SEED})" in result.output
+    assert json.loads((tmp_path / "c" / "corpus.json").read_text())["seed"] == DEMO_SEED

@@ -18,13 +18,14 @@ from indexer.demo.errors import (
     UnknownSceneError,
     UnknownSoundClassError,
 )
-from indexer.demo.generate import SAMPLE_RATE, generate_demo_corpus
+from indexer.demo.generate import DEMO_SEED, SAMPLE_RATE, generate_demo_corpus
 from indexer.demo.metadata import read_demo_corpus
 from indexer.demo.plan import DemoClip, plan_demo_corpus
 from indexer.demo.sample_sets import SAMPLE_SETS, SampleSet
 from indexer.demo.scenes import SCENES, apply_scene
 
 __all__ = [
+    "DEMO_SEED",
     "SAMPLE_RATE",
     "SAMPLE_SETS",
     "SCENES",

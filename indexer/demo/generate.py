@@ -142,10 +142,16 @@ def _render_groups(
                 progress(done, len(clips))
 
 
+# The default seed of a demo corpus. The starter model trains on seeds 0-3 (one per sample set, see
+# indexer.starter.train), so a corpus with this seed holds notes, voices and scene draws it never heard:
+# the demo shows how it finds new recordings of known sounds, not how well it remembers its training set.
+DEMO_SEED = 100
+
+
 def generate_demo_corpus(
     out_dir: Path,
     size: int = 300,
-    seed: int = 0,
+    seed: int = DEMO_SEED,
     sample_set: str = "fluidr3",
     classes: Sequence[str] | None = None,
     scenes: Sequence[str] | None = None,
