@@ -56,8 +56,15 @@ def clip_bpe():
 
 def bpe_ids(text: str) -> list[int]:
     """CLIP BPE ids of `text`, framed by the start and end markers."""
+    return list(_bpe_ids(text))
+
+
+# Training tokenizes ~180 texts a step from a few thousand distinct captions and prompts, and
+# open_clip's cleaning (ftfy, regexes) costs more than the lookup.
+@functools.lru_cache(maxsize=1 << 16)
+def _bpe_ids(text: str) -> tuple[int, ...]:
     bpe = clip_bpe()
-    return [bpe.encoder[START_OF_TEXT], *bpe.encode(text), bpe.encoder[END_OF_TEXT]]
+    return (bpe.encoder[START_OF_TEXT], *bpe.encode(text), bpe.encoder[END_OF_TEXT])
 
 
 def training_vocabulary(texts: Iterable[str]) -> list[int]:
@@ -83,7 +90,7 @@ class CaptionTokenizer:
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
         rows = torch.full((len(texts), self.context), PAD_ID, dtype=torch.long)
         for row, text in enumerate(texts):
-            ids = bpe_ids(text)
+            ids = _bpe_ids(text)
             if len(ids) > self.context:
                 # Keep the start, as many words as fit, and the end marker.
                 ids = ids[: self.context - 1] + ids[-1:]

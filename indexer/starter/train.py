@@ -393,12 +393,25 @@ def text_embedder(model: StarterModel, tokenizer: CaptionTokenizer) -> Callable[
     return embed
 
 
+def memoized(embed: Callable[[Sequence[str]], np.ndarray]) -> Callable[[Sequence[str]], np.ndarray]:
+    """`embed` that embeds each distinct text once and reuses its vector."""
+    vectors: dict[str, np.ndarray] = {}
+
+    def embed_once(texts: Sequence[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in vectors]
+        if missing:
+            vectors.update(zip(missing, embed(missing)))
+        return np.stack([vectors[t] for t in texts])
+
+    return embed_once
+
+
 def evaluate_model(
     model: StarterModel, tokenizer: CaptionTokenizer, clips: LabelledClips, labels: Sequence[str]
 ) -> dict[str, dict[str, float]]:
     """Zero-shot metrics of `model` on `clips` for every prompt style."""
     audio = embed_clips(model, clips.features)
-    embed_text = text_embedder(model, tokenizer)
+    embed_text = memoized(text_embedder(model, tokenizer))  # the label+scene prompts are the descriptive ones
     metrics = evaluate_labelled_clips(audio, clips.labels, labels, embed_text)
     metrics["scenes"] = scene_metrics(audio, clips.labels, clips.scenes, embed_text)
     return metrics
