@@ -287,3 +287,14 @@ def test_the_same_seed_trains_the_same_model(tmp_path: Path) -> None:
     assert weights.keys() == repeated.keys()
     assert all(np.array_equal(weights[name], repeated[name]) for name in weights)
     assert other.losses != first.losses
+
+
+def test_validating_less_often_trains_the_same_weights(tmp_path: Path) -> None:
+    every = train_starter(_tiny_config(tmp_path, "every", epochs=3), log=lambda line: None)
+    sparse = train_starter(_tiny_config(tmp_path, "sparse", epochs=3, eval_every=2), log=lambda line: None)
+    assert ["validation" in h for h in sparse.history] == [False, True, True]  # epoch 2, and the last
+    assert sparse.losses == every.losses and sparse.validation == every.validation
+    from safetensors.numpy import load_file
+
+    weights, other = load_file(every.weights_path), load_file(sparse.weights_path)
+    assert all(np.array_equal(weights[name], other[name]) for name in weights)
