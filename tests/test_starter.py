@@ -298,3 +298,15 @@ def test_validating_less_often_trains_the_same_weights(tmp_path: Path) -> None:
 
     weights, other = load_file(every.weights_path), load_file(sparse.weights_path)
     assert all(np.array_equal(weights[name], other[name]) for name in weights)
+
+
+def test_the_training_script_defaults_are_the_recipe() -> None:
+    """bench/starter_train.py with only --out trains exactly TrainConfig's defaults (the shipped recipe)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("starter_train", Path(__file__).parents[1] / "bench" / "starter_train.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    parsed = script.parse_config(["--out", "w.safetensors"])
+    assert parsed == TrainConfig(out_path=Path("w.safetensors"))
