@@ -53,8 +53,6 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--label-positive-weight", type=float, default=defaults.label_positive_weight)
     parser.add_argument("--class-loss-weight", type=float, default=defaults.class_loss_weight)
     parser.add_argument("--scene-loss-weight", type=float, default=defaults.scene_loss_weight)
-    parser.add_argument("--scene-partners", action=argparse.BooleanOptionalAction, default=defaults.scene_partners,
-                        help="a partner clip (same label, another scene) for each label-in-scene clip")
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="validate every N epochs")
     parser.add_argument("--scene-pair-clips", type=int, default=defaults.scene_pair_clips)
     parser.add_argument("--scene-pair-loss-weight", type=float, default=defaults.scene_pair_loss_weight)
@@ -101,7 +99,6 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         scene_loss_weight=args.scene_loss_weight,
         scene_aware_positives=not args.scene_blind_positives,
         scene_pair_clips=args.scene_pair_clips,
-        scene_partners=args.scene_partners,
         eval_every=args.eval_every,
         scene_pair_loss_weight=args.scene_pair_loss_weight,
         select_epoch=args.select_epoch,

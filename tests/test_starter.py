@@ -179,25 +179,6 @@ def test_scene_aware_positives_match_a_loop() -> None:
     assert blind.item() != pytest.approx(expected, rel=1e-3)
 
 
-def test_scene_partners_share_the_label_and_differ_in_scene() -> None:
-    from indexer.starter.data import LabelledClips
-    from indexer.starter.train import other_scene_clips, with_scene_partners
-
-    labels = ["organ", "organ", "organ", "piano", "piano", "flute", "flute", "flute"]
-    scenes = ["cathedral", "dry", "cathedral", "dry", "telephone", "dry", "dry", "dry"]
-    clips = LabelledClips(torch.zeros(8, 4, 2), labels, [(label,) for label in labels], ["x"] * 8, scenes)
-    candidates = other_scene_clips(clips)
-    assert candidates[("organ", "cathedral")].tolist() == [1]
-    assert candidates[("flute", "dry")].tolist() == []
-    indices = np.array([0, 3, 5, 7, 6, 2, 4, 1])
-    for seed in range(5):
-        out = with_scene_partners(indices, 3, clips, candidates, np.random.default_rng(seed))
-        assert out[:5].tolist() == indices[:5].tolist() and indices.tolist() == [0, 3, 5, 7, 6, 2, 4, 1]
-        # organ in the cathedral -> the dry organ; dry piano -> the telephone piano; the flute has no
-        # other scene, so its slot keeps the clip it had.
-        assert out[5:].tolist() == [1, 4, 1]
-
-
 def test_metrics_on_a_hand_made_ranking() -> None:
     labels = ["a", "b"]
     label_vectors = np.eye(2, dtype=np.float32)

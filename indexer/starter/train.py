@@ -70,7 +70,7 @@ class TrainConfig:
     warmup_steps: int = 50
     plain_caption_prob: float = 0.4  # else one of the clip's descriptive (ReCLAP) captions
     unknown_token_prob: float = 0.05  # words replaced by the unknown token, so unseen words stay neutral
-    label_positive_weight: float = 0.5  # share of each target spread over same-label pairs
+    label_positive_weight: float = 0.5  # share of each target spread over same-label pairs (see scenes)
     # Weight of a second loss that is zero-shot classification itself: each clip's audio against one
     # prompt of every training label (a random style and wording per step), cross-entropy on its label.
     # In-batch InfoNCE sees few labels per batch; this term contrasts every label every step.
@@ -86,12 +86,6 @@ class TrainConfig:
     # is the ranking a query naming both a sound and a place asks for.
     scene_pair_clips: int = 8
     scene_pair_loss_weight: float = 0.5
-    # ... and the other way round, the ranking a query like "organ in a cathedral" asks for: each of
-    # those clips gets a partner in the batch (same label, another scene; it takes the place of one of
-    # the batch's last clips), and each of the label's texts in the two scenes must pick its own clip.
-    # Off: in one run the partners cost labels (45.9% validation accuracy at epoch 11 against 59.7%
-    # without; stopped there), and scenes did not gain (label+scene R@1 42.7% against 48.7%).
-    scene_partners: bool = False
     # Exponential moving average of the weights (0: off), evaluated and saved instead of the raw
     # weights: it smooths the noise of small, heavily augmented batches.
     ema_decay: float = 0.0
@@ -230,7 +224,6 @@ class TrainingBatch:
     scene_ids: torch.Tensor  # index into the run's sorted scenes
     plain_captions: torch.Tensor  # bool: the caption is the bare label (names no scene)
     labels: list[str]
-    partners: int = 0  # the last `partners` clips are partners of the first ones (with_scene_partners)
 
 
 def training_loss(
@@ -247,9 +240,7 @@ def training_loss(
     Forward passes run under bf16 autocast (when `config.bf16`); the losses are computed in float32.
     The prompts of the class and scene terms are drawn from `rng` in that order.
     """
-    pairs = 0
-    if config.scene_pair_loss_weight > 0:
-        pairs = batch.partners or min(config.scene_pair_clips, len(batch.labels))
+    pairs = min(config.scene_pair_clips, len(batch.labels)) if config.scene_pair_loss_weight > 0 else 0
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
         audio = model.embed_mel(batch.mel)
         text = model.embed_tokens(batch.tokens)
@@ -282,55 +273,7 @@ def training_loss(
     if pairs > 0:
         pair_logits = scale * torch.einsum("pd,psd->ps", audio[:pairs].float(), pair_text.float())
         loss = loss + config.scene_pair_loss_weight * F.cross_entropy(pair_logits, batch.scene_ids[:pairs])
-    if pairs > 0 and batch.partners == pairs:
-        loss = loss + config.scene_pair_loss_weight * _partner_loss(audio.float(), pair_text.float(), scale, batch)
     return loss
-
-
-def _partner_loss(audio: torch.Tensor, pair_text: torch.Tensor, scale: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
-    """Clip i of the first `batch.partners` and its partner p (same label, another scene): the label's
-    text in i's scene picks i over p, the text in p's scene p over i. Pairs whose partner could not
-    differ in scene are left out."""
-    count = batch.partners
-    first, last = torch.arange(count), torch.arange(len(batch.labels) - count, len(batch.labels))
-    valid = (batch.label_ids[first] == batch.label_ids[last]) & (batch.scene_ids[first] != batch.scene_ids[last])
-    if not bool(valid.any()):
-        return audio.new_zeros(())
-    first, last = first[valid], last[valid]
-    texts = pair_text[valid]  # (pairs, scenes, dim): the shared label in every scene
-    candidates = torch.stack([audio[first], audio[last]], dim=1)  # (pairs, 2, dim)
-    rows = torch.arange(len(first))
-    own_text = texts[rows, batch.scene_ids[first]]
-    partner_text = texts[rows, batch.scene_ids[last]]
-    logits = scale * torch.einsum("pd,pcd->pc", torch.cat([own_text, partner_text]), candidates.repeat(2, 1, 1))
-    targets = torch.cat([torch.zeros(len(first), dtype=torch.long), torch.ones(len(first), dtype=torch.long)])
-    return F.cross_entropy(logits, targets)
-
-
-def other_scene_clips(clips: LabelledClips) -> dict[tuple[str, str], np.ndarray]:
-    """(label, scene) -> indices of the clips of that label in any other scene."""
-    labels, scenes = np.asarray(clips.labels), np.asarray(clips.scenes)
-    return {
-        (label, scene): np.flatnonzero((labels == label) & (scenes != scene))
-        for label, scene in sorted(set(zip(clips.labels, clips.scenes)))
-    }
-
-
-def with_scene_partners(
-    indices: np.ndarray,
-    count: int,
-    clips: LabelledClips,
-    candidates: dict[tuple[str, str], np.ndarray],
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """A copy of `indices` whose last `count` entries are partners of its first `count`: a random clip
-    of the same label in another scene (the entry stays as it was where the label has no other scene)."""
-    out = indices.copy()
-    for i in range(count):
-        options = candidates[(clips.labels[out[i]], clips.scenes[out[i]])]
-        if len(options):
-            out[len(out) - count + i] = options[int(rng.integers(len(options)))]
-    return out
 
 
 def learning_rate_at(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -496,7 +439,6 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
         caption_index = {c: i for i, c in enumerate(sorted(vocabulary_texts))}
         label_index = {label: i for i, label in enumerate(all_labels)}
         all_scenes = sorted(set(train.scenes))
-        other_scenes = other_scene_clips(train)
         scene_index = {scene: i for i, scene in enumerate(all_scenes)}
 
         steps_per_epoch = len(train) // config.batch_size
@@ -526,10 +468,6 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
                 if step >= total_steps:
                     break
                 indices = order[batch_start : batch_start + config.batch_size]
-                partners = 0
-                if config.scene_partners and config.scene_pair_loss_weight > 0:
-                    partners = min(config.scene_pair_clips, len(indices) // 2)
-                    indices = with_scene_partners(indices, partners, train, other_scenes, rng)
                 captions = choose_captions(train, indices, rng, config.plain_caption_prob)
                 tokens = mask_unknown(tokenizer(captions), config.unknown_token_prob, generator)
                 mel = augment_batch(train.features[torch.from_numpy(indices)], config.augment, generator)
@@ -541,7 +479,6 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
                     scene_ids=torch.tensor([scene_index[train.scenes[i]] for i in indices]),
                     plain_captions=torch.tensor([c == train.captions[i][0] for c, i in zip(captions, indices)]),
                     labels=[train.labels[i] for i in indices],
-                    partners=partners,
                 )
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate_at(step, total_steps, config)
