@@ -52,8 +52,8 @@ def test_the_organ_in_a_cathedral_query_finds_the_organ_in_the_cathedral(tmp_pat
 
     Each corpus has 6 organ clips, about 2 of them in the cathedral, and cathedral clips of every other
     class, so the query must match the source and the room together. The shipped weights do so on 6
-    of these 8 corpora (seeds 7-14; on seeds 7 and 10 the cathedral organ comes 4th, behind organs in
-    drier rooms: MODEL_CARD.md), and this guards that rate. The top hit is an organ on all of them.
+    of these 8 corpora (seeds 7-14; on seeds 7 and 10 organs in drier rooms rank first: MODEL_CARD.md),
+    and this guards that rate. The top hit is an organ on all of them.
     """
     found = {}
     for seed in range(7, 15):
