@@ -4,7 +4,8 @@ One schema serves SQLite (the default, a file inside the index directory) and Po
 """
 
 from db.catalog import Catalog, FileRecord, SegmentRecord
-from db.schema import Base, CorpusRow, FailureRow, FileRow, IndexInfoRow, SegmentRow
+from db.filters import SearchFilter
+from db.schema import Base, CorpusRow, FailureRow, FileRow, FileTagRow, IndexInfoRow, SegmentRow
 from db.session import make_engine, redact_url, sqlite_url, url_without_password
 
 __all__ = [
@@ -14,8 +15,10 @@ __all__ = [
     "FailureRow",
     "FileRecord",
     "FileRow",
+    "FileTagRow",
     "IndexInfoRow",
     "SegmentRecord",
+    "SearchFilter",
     "SegmentRow",
     "make_engine",
     "redact_url",

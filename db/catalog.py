@@ -6,14 +6,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate
-from db.schema import CorpusRow, FailureRow, FileRow, IndexInfoRow, SegmentRow, utcnow
+from db.schema import CorpusRow, FailureRow, FileRow, FileTagRow, IndexInfoRow, SegmentRow, utcnow
 from db.session import make_engine, redact_url
+
+if TYPE_CHECKING:
+    from db.filters import SearchFilter
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,44 @@ class Catalog:
                 for seg, path, raw, root in rows
             }
 
+    def matching_segment_ids(self, where: SearchFilter) -> np.ndarray:
+        """Ids of the segments `where` admits, sorted (int64): the set a filtered search looks among."""
+        from db.filters import segment_query
+
+        with self.session() as s:
+            corpora = dict(s.execute(select(CorpusRow.id, CorpusRow.root)).tuples().all())
+            ids = s.scalars(segment_query(where, corpora)).all()
+        return np.fromiter(ids, dtype=np.int64, count=len(ids))
+
+    def file_tags(self, file_ids: Iterable[int]) -> dict[int, dict[str, str]]:
+        """The container tags of files by file id (files without tags are left out)."""
+        ids = [int(i) for i in file_ids]
+        tags: dict[int, dict[str, str]] = {}
+        with self.session() as s:
+            for start in range(0, len(ids), 10_000):  # bounded IN lists
+                rows = s.execute(select(FileTagRow.file_id, FileTagRow.key, FileTagRow.value)
+                                 .where(FileTagRow.file_id.in_(ids[start : start + 10_000])))
+                for file_id, key, value in rows:
+                    tags.setdefault(file_id, {})[key] = value
+        return tags
+
+    def iter_segments(self, block: int = 50_000) -> Iterator[list[SegmentRecord]]:
+        """Every segment with its file's absolute path, in id order, `block` rows at a time."""
+        last = 0
+        while True:
+            with self.session() as s:
+                rows = s.execute(
+                    select(SegmentRow, FileRow.path, FileRow.path_bytes, CorpusRow.root)
+                    .join(FileRow, SegmentRow.file_id == FileRow.id)
+                    .join(CorpusRow, FileRow.corpus_id == CorpusRow.id)
+                    .where(SegmentRow.id > last).order_by(SegmentRow.id).limit(block)
+                ).all()
+            if not rows:
+                return
+            yield [SegmentRecord(seg.id, seg.file_id, _join(root, os.fsdecode(raw) if raw else path), seg.start,
+                                 seg.end, seg.modalities) for seg, path, raw, root in rows]
+            last = rows[-1][0].id
+
     def counts(self) -> dict[str, int]:
         """Numbers of corpora, files, segments and failures."""
         with self.session() as s:
@@ -183,8 +225,9 @@ class CatalogWriter:
         spans: Sequence[tuple[float, float]],
         modalities: str = "audio",
         path_bytes: bytes | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> tuple[int, list[int]]:
-        """Stage a file and its segments; returns (file id, segment ids in `spans` order)."""
+        """Stage a file, its segments and its container tags; returns (file id, segment ids in `spans` order)."""
         file_row = FileRow(
             corpus_id=corpus_id,
             path=path,
@@ -200,6 +243,8 @@ class CatalogWriter:
         self.session.flush()
         segment_rows = [SegmentRow(file_id=file_row.id, start=a, end=b, modalities=modalities) for a, b in spans]
         self.session.add_all(segment_rows)
+        self.session.add_all(FileTagRow(file_id=file_row.id, key=key, value=value, folded=value.casefold())
+                             for key, value in (tags or {}).items())
         self.session.flush()
         self.clear_failure(corpus_id, path)
         return file_row.id, [r.id for r in segment_rows]
@@ -208,6 +253,7 @@ class CatalogWriter:
         """Stage the removal of a file and its segments; returns the segment ids removed."""
         segment_ids = list(self.session.scalars(select(SegmentRow.id).where(SegmentRow.file_id == file_id)))
         self.session.execute(delete(SegmentRow).where(SegmentRow.file_id == file_id))
+        self.session.execute(delete(FileTagRow).where(FileTagRow.file_id == file_id))
         self.session.execute(delete(FileRow).where(FileRow.id == file_id))
         return segment_ids
 

@@ -10,15 +10,17 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
+    PrimaryKeyConstraint,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # SQLite only makes INTEGER PRIMARY KEY an alias of its rowid (and so auto-incrementing); BIGINT on
 # Postgres, where vector ids may outgrow 2**31.
@@ -92,6 +94,7 @@ class FileRow(Base):
     segments: Mapped[list["SegmentRow"]] = relationship(
         back_populates="file", cascade="all, delete-orphan", passive_deletes=True
     )
+    tags: Mapped[list["FileTagRow"]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
 
 class SegmentRow(Base):
@@ -107,6 +110,19 @@ class SegmentRow(Base):
     modalities: Mapped[str] = mapped_column(String(32), default="audio")
 
     file: Mapped[FileRow] = relationship(back_populates="segments")
+
+
+class FileTagRow(Base):
+    """A tag the file's container carries (title, artist, album, genre), read at build time."""
+
+    __tablename__ = "file_tags"
+    __table_args__ = (PrimaryKeyConstraint("file_id", "key"), Index("ix_file_tags_key_folded", "key", "folded"))
+
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(Text)
+    # str.casefold() of `value`: filters match case-insensitively on both backends (SQLite's lower() is ASCII-only).
+    folded: Mapped[str] = mapped_column(Text)
 
 
 class FailureRow(Base):

@@ -26,6 +26,7 @@ from indexer.encoders import DEFAULT_MODEL, Encoder, EncoderSpec, l2_normalize, 
 from indexer.errors import AudioDecodeError, EmptyCorpusError, IndexMismatchError, ResoundError
 from indexer.index import Index, Provenance, check_encoder, check_model
 from indexer.media import MEDIA_EXTENSIONS
+from indexer.media.tags import read_tags
 from indexer.store import DEFAULT_FACTORY, VectorStore, choose_factory, faiss_gpu
 
 
@@ -357,6 +358,7 @@ def _store_file(
         job.spans,
         job.modalities,
         path_bytes=job.file.path_bytes,
+        tags=read_tags(job.file.absolute),  # title/artist/album/genre, for search filters and exports
     )
     vectors = np.stack(job.vectors).astype(np.float32)
     stores["segments"].add(segment_ids, vectors)

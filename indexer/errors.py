@@ -62,3 +62,7 @@ class DeviceError(ResoundError):
 
 class QueryError(ResoundError):
     """A query that cannot be answered as given (empty text, unreadable clip, ...)."""
+
+
+class FilterError(QueryError):
+    """A search filter condition that cannot be understood (a bad date, tag, modality or range)."""

@@ -1,0 +1,195 @@
+"""Search filters: conditions on what the catalog knows of a segment's file, turned into SQL.
+
+A `SearchFilter` selects segments by their file's folder or path pattern, extension, duration, modified
+time and container tags, and by what the segment holds (sound, picture). The catalog turns it into the set
+of matching segment ids (`Catalog.matching_segment_ids`), which the vector store searches among (an id
+selector inside the FAISS search, see indexer/store.py), so a filter never shortens a result list that
+could have been full.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true
+
+from db.schema import CorpusRow, FileRow, FileTagRow, SegmentRow
+
+# Tags read from containers at build time (indexer/media/tags.py) and accepted by `tag` conditions.
+TAG_KEYS = ("title", "artist", "album", "genre")
+# What a segment holds, by the value its row records (indexer.embed.modalities_of).
+_HOLDING = {"audio": ("audio", "audio+visual"), "visual": ("visual", "audio+visual"), "av": ("audio+visual",)}
+MODALITIES = tuple(_HOLDING)
+
+
+def _error(message: str) -> Exception:
+    # indexer imports db: the exception class is looked up when raised, not when this module loads.
+    from indexer.errors import FilterError
+
+    return FilterError(message)
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Conditions a hit must meet; every condition given must hold (None or empty: no condition).
+
+    Paths are those of the indexed files: `under` is a folder (or file) on this machine, `glob` a shell
+    pattern (`*`, `?`, `[...]`; `*` also crosses `/`) matched against the path relative to its corpus root,
+    or against the absolute path when it starts with `/`. Times are seconds since the epoch.
+    """
+
+    under: str | None = None  # absolute folder: files inside it (at any depth)
+    glob: str | None = None
+    extensions: tuple[str, ...] = ()  # lower case, without the dot: any of them
+    min_duration: float | None = None  # seconds, of the whole file
+    max_duration: float | None = None
+    modality: str | None = None  # segments holding "audio", "visual" or "av" (both)
+    modified_after: float | None = None  # file mtime >= this
+    modified_before: float | None = None  # file mtime < this
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value) pairs, every one matched case-insensitively
+
+    def __post_init__(self) -> None:
+        if self.modality is not None and self.modality not in _HOLDING:
+            raise _error(f"unknown modality {self.modality!r}: use one of {', '.join(MODALITIES)}")
+        for key, _ in self.tags:
+            if key not in TAG_KEYS:
+                raise _error(f"unknown tag {key!r}: filters know {', '.join(TAG_KEYS)}")
+        for low, high, what in ((self.min_duration, self.max_duration, "duration"),
+                                (self.modified_after, self.modified_before, "modified time")):
+            for value in (low, high):
+                if value is not None and not math.isfinite(value):
+                    raise _error(f"{what} bound {value} is not a finite number")
+            if low is not None and high is not None and low > high:
+                raise _error(f"empty {what} range: {low} > {high}")
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the filter has no condition (every segment matches)."""
+        return all(getattr(self, f.name) in (None, ()) for f in fields(self))
+
+    @classmethod
+    def parse(cls, *, under: str | Path | None = None, glob: str | None = None, extensions: list[str] | tuple[str, ...] = (),
+              min_duration: float | None = None, max_duration: float | None = None, modality: str | None = None,
+              modified_after: str | None = None, modified_before: str | None = None,
+              tags: list[str] | tuple[str, ...] = ()) -> SearchFilter:
+        """A filter from the strings a command line or a request gives: `under` is resolved to an absolute
+        folder, extensions lose their dot and case, times are ISO dates or datetimes (naive: local time) or
+        epoch seconds, tags are `key=value`. Raises FilterError on what it cannot read."""
+        parsed_tags = []
+        for tag in tags:
+            key, sep, value = tag.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise _error(f"tag filter {tag!r} is not key=value (keys: {', '.join(TAG_KEYS)})")
+            parsed_tags.append((key.strip().lower(), value.strip()))
+        exts = tuple(dict.fromkeys(e.strip().lower().lstrip(".") for e in extensions if e.strip().lstrip(".")))
+        return cls(
+            under=str(Path(under).expanduser().resolve()) if under else None,
+            glob=glob or None,
+            extensions=exts,
+            min_duration=min_duration,
+            max_duration=max_duration,
+            modality=modality or None,
+            modified_after=parse_time(modified_after) if modified_after else None,
+            modified_before=parse_time(modified_before) if modified_before else None,
+            tags=tuple(parsed_tags),
+        )
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds of an ISO date or datetime (naive: local time, as `find -newermt` reads it), or of a
+    number of epoch seconds. Raises FilterError."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError as e:
+        raise _error(f"time {text!r} is not an ISO date (2024-05-01), datetime (2024-05-01T12:00) "
+                          f"or epoch seconds") from e
+
+
+def glob_regex(pattern: str) -> str:
+    """A regular expression, the same on Postgres (POSIX ARE) and SQLite (Python `re`), matching what the
+    shell pattern `pattern` matches with fnmatch rules (`*` also crosses `/`)."""
+    out, i = ["^"], 0
+    while i < len(pattern):
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[":
+            j = i + (1 if i < len(pattern) and pattern[i] in "!^" else 0)
+            j += 1 if j < len(pattern) and pattern[j] == "]" else 0
+            close = pattern.find("]", j)
+            if close < 0:  # no closing bracket: a literal "["
+                out.append(re.escape(c))
+                continue
+            body = pattern[i:close]
+            i = close + 1
+            negate = body[:1] in ("!", "^")
+            body = body[1:] if negate else body
+            body = body.replace("\\", "\\\\")
+            out.append(f"[{'^' if negate else ''}{body}]")
+        else:
+            out.append(re.escape(c))
+    out.append("$")
+    return "".join(out)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def file_conditions(where: SearchFilter, corpora: dict[int, str]) -> list[ColumnElement[bool]]:
+    """SQL conditions on FileRow (joined with CorpusRow) for the file-level parts of `where`;
+    `corpora` maps corpus ids to their roots (for `under`)."""
+    conditions: list[ColumnElement[bool]] = []
+    if where.under is not None:
+        folder = PurePosixPath(where.under)
+        inside = []
+        for corpus_id, root in corpora.items():
+            root_path = PurePosixPath(root)
+            if folder == root_path or folder in root_path.parents:
+                inside.append(FileRow.corpus_id == corpus_id)  # the whole corpus lies under the folder
+            elif root_path in folder.parents:
+                relative = str(folder.relative_to(root_path))
+                inside.append(and_(FileRow.corpus_id == corpus_id,
+                                   or_(FileRow.path == relative,
+                                       FileRow.path.like(_like_escape(relative) + "/%", escape="\\"))))
+        conditions.append(or_(*inside) if inside else false())
+    if where.glob is not None:
+        target = (CorpusRow.root + "/" + FileRow.path) if where.glob.startswith("/") else FileRow.path
+        conditions.append(target.regexp_match(glob_regex(where.glob)))
+    if where.extensions:
+        conditions.append(or_(*(func.lower(FileRow.path).like("%." + _like_escape(e), escape="\\")
+                                for e in where.extensions)))
+    if where.min_duration is not None:
+        conditions.append(FileRow.duration >= where.min_duration)
+    if where.max_duration is not None:
+        conditions.append(FileRow.duration <= where.max_duration)
+    if where.modified_after is not None:
+        conditions.append(FileRow.mtime >= where.modified_after)
+    if where.modified_before is not None:
+        conditions.append(FileRow.mtime < where.modified_before)
+    for key, value in where.tags:
+        conditions.append(exists(select(FileTagRow.file_id).where(
+            FileTagRow.file_id == FileRow.id, FileTagRow.key == key, FileTagRow.folded == value.casefold())))
+    return conditions
+
+
+def segment_query(where: SearchFilter, corpora: dict[int, str]):  # type: ignore[no-untyped-def]
+    """SELECT of the ids of the segments that `where` admits, in id order."""
+    conditions = file_conditions(where, corpora)
+    if where.modality is not None:
+        conditions.append(SegmentRow.modalities.in_(_HOLDING[where.modality]))
+    query = (select(SegmentRow.id).join(FileRow, SegmentRow.file_id == FileRow.id)
+             .join(CorpusRow, FileRow.corpus_id == CorpusRow.id))
+    return query.where(and_(true(), *conditions)).order_by(SegmentRow.id)
