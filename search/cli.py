@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import click
 from indexer.cli import ResoundGroup, db_option, index_option
 from indexer.corpus import catalog_text
 from indexer.encoders import DEFAULT_MODEL
+from db.filters import MODALITIES, TAG_KEYS, SearchFilter
 from search.engine import Engine, Hit
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
 
@@ -51,15 +53,49 @@ def _common(f):  # type: ignore[no-untyped-def]
     return f
 
 
+def _filter_options(f):  # type: ignore[no-untyped-def]
+    """Options that narrow a search to what the catalog knows of files; they arrive as `where`."""
+    options = [
+        click.option("--under", type=click.Path(file_okay=True, path_type=Path), default=None,
+                     help="Only files inside this folder (at any depth)."),
+        click.option("--glob", default=None,
+                     help="Only files whose path matches this shell pattern (relative to the corpus root; "
+                          "absolute when it starts with /; * also crosses /), e.g. 'drums/*.wav'."),
+        click.option("--ext", "extensions", multiple=True, help="Only files with this extension (repeatable): wav, flac, ..."),
+        click.option("--min-duration", type=click.FloatRange(min=0), default=None, help="Only files at least this many seconds long."),
+        click.option("--max-duration", type=click.FloatRange(min=0), default=None, help="Only files at most this many seconds long."),
+        click.option("--has", "holding", type=click.Choice(MODALITIES), default=None,
+                     help="Only segments holding sound (audio), picture (visual) or both (av)."),
+        click.option("--modified-after", default=None, help="Only files modified at or after this time (2024-05-01, 2024-05-01T12:00, or epoch seconds)."),
+        click.option("--modified-before", default=None, help="Only files modified before this time."),
+        click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+                     help=f"Only files whose container tag matches, case-insensitively (repeatable; keys: {', '.join(TAG_KEYS)})."),
+    ]
+
+    def wrapper(**kwargs):  # type: ignore[no-untyped-def]
+        kwargs["where"] = SearchFilter.parse(
+            under=kwargs.pop("under"), glob=kwargs.pop("glob"), extensions=kwargs.pop("extensions"),
+            min_duration=kwargs.pop("min_duration"), max_duration=kwargs.pop("max_duration"),
+            modality=kwargs.pop("holding"), modified_after=kwargs.pop("modified_after"),
+            modified_before=kwargs.pop("modified_before"), tags=kwargs.pop("tags"))
+        return f(**kwargs)
+
+    wrapped = functools.update_wrapper(wrapper, f)
+    for option in reversed(options):
+        wrapped = option(wrapped)
+    return wrapped
+
+
 @main.command()
 @click.argument("text")
 @_common
+@_filter_options
 def query(text: str, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
-          modality: str | None) -> None:
-    """Find the segments that best match a text description."""
+          modality: str | None, where: SearchFilter) -> None:
+    """Find the segments that best match a text description (the filter options narrow where to look)."""
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
-        _print_hits(engine.query(text, k, modality), as_json)
+        _print_hits(engine.query(text, k, modality, where), as_json)
         _print_notes(engine)
     finally:
         engine.close()
@@ -68,12 +104,13 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_common
+@_filter_options
 def similar(file: Path, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
-            modality: str | None) -> None:
-    """Find the segments that sound (and look) most like FILE."""
+            modality: str | None, where: SearchFilter) -> None:
+    """Find the segments that sound (and look) most like FILE (the filter options narrow where to look)."""
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
-        _print_hits(engine.similar(file, k, modality), as_json)
+        _print_hits(engine.similar(file, k, modality, where), as_json)
         _print_notes(engine)
     finally:
         engine.close()

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 import numpy as np
 
+from db.filters import SearchFilter
 from indexer.device import Placement, resolve_device
 from indexer.embed import embed_file
 from indexer.encoders import Encoder, EncoderSpec
@@ -65,6 +66,7 @@ class Engine:
         check_encoder(self.index.path, provenance, self.encoder.info)
         self._generation = -1
         self._stores: dict[str, VectorStore] = {}
+        self._matching: dict[tuple[int, SearchFilter], np.ndarray] = {}  # see matching_segment_ids
 
     @property
     def notes(self) -> list[str]:
@@ -107,8 +109,9 @@ class Engine:
         return self._stores
 
     # -- queries ----------------------------------------------------------------------------------
-    def query(self, text: str, k: int = 10, modality: str | None = None) -> list[Hit]:
-        """Segments that best match a text description (`modality`: audio, visual or av; default all)."""
+    def query(self, text: str, k: int = 10, modality: str | None = None, where: SearchFilter | None = None) -> list[Hit]:
+        """Segments that best match a text description (`modality`: audio, visual or av; default all),
+        among those `where` admits."""
         text = (text or "").strip()
         if not text:
             raise QueryError("empty query text")
@@ -121,16 +124,18 @@ class Engine:
                 vectors = self.encoder.embed_text([text], modality=modality)  # type: ignore[call-arg]
             else:
                 vectors = self.encoder.embed_text([text])
-        return self.search_vector(unit_rows(self.encoder, vectors, reduced)[0], k)
+        return self.search_vector(unit_rows(self.encoder, vectors, reduced)[0], k, where)
 
-    def similar(self, path: str | Path, k: int = 10, modality: str | None = None) -> list[Hit]:
-        """Segments that sound (and look) most like a media file (its windows' mean vector)."""
+    def similar(self, path: str | Path, k: int = 10, modality: str | None = None,
+                where: SearchFilter | None = None) -> list[Hit]:
+        """Segments that sound (and look) most like a media file (its windows' mean vector), among those
+        `where` admits."""
         modality = modality or self.modalities[-1]
         self._check_modality(modality)
         vector = self.embed_file(path)
         if hasattr(self.encoder, "restrict"):
             vector = self.encoder.restrict(vector, modality)  # type: ignore[attr-defined]
-        return self.search_vector(vector, k)
+        return self.search_vector(vector, k, where)
 
     def embed_file(self, path: str | Path) -> np.ndarray:
         """The file-level vector of an audio file: the normalised mean of its window vectors."""
@@ -142,11 +147,14 @@ class Engine:
         except AudioDecodeError as e:
             raise QueryError(str(e)) from e
 
-    def search_vector(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
-        """Hits for a query vector in the index's space."""
+    def search_vector(self, vector: np.ndarray, k: int = 10, where: SearchFilter | None = None) -> list[Hit]:
+        """Hits for a query vector in the index's space (only segments `where` admits: k whenever k do)."""
         if k < 1:
             raise QueryError("k must be at least 1")
-        result = self.stores()["segments"].search(vector[None, :], k)
+        among = self.matching_segment_ids(where)
+        if among is not None and not len(among):
+            return []
+        result = self.stores()["segments"].search(vector[None, :], k, among=among)
         ids = [int(i) for i in result.ids[0] if i >= 0]
         segments = self.index.catalog.segments(ids)
         hits = []
@@ -158,6 +166,20 @@ class Engine:
                 Hit(len(hits) + 1, segment.path, round(segment.start, 3), round(segment.end, 3), float(score), segment.id, segment.file_id)
             )
         return hits
+
+    def matching_segment_ids(self, where: SearchFilter | None) -> np.ndarray | None:
+        """The segment ids `where` admits (None: no filter), kept for the generation they were read in, so
+        that repeated queries with one filter (a user paging, the page's searches) read them once."""
+        if where is None or where.is_empty:
+            return None
+        key = (self.index.generation(), where)
+        ids = self._matching.get(key)
+        if ids is None:
+            ids = self.index.catalog.matching_segment_ids(where)
+            if len(self._matching) >= 8:
+                self._matching.pop(next(iter(self._matching)))
+            self._matching[key] = ids
+        return ids
 
     def close(self) -> None:
         self.index.close()

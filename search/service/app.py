@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from db.filters import SearchFilter
 from indexer.errors import QueryError, ResoundError
 from search.classify import FileLabels, LabelScore, ZeroShotClassifier
 from search.engine import MAX_QUERY_CHARS, Engine, Hit
@@ -30,6 +31,7 @@ from search.prompts import (
     load_label_set,
 )
 from search.service.config import ServiceConfig
+from search.service.filter_params import form_filter, query_filter
 from search.service.errors import NotFoundError, RangeNotSatisfiableError, ServiceError, status_for
 from search.service.media import MAX_ID, CorpusMedia, byte_range, read_bytes
 from search.service.schemas import (
@@ -104,15 +106,15 @@ class SearchService:
     def modality(self, modality: str | None) -> str:
         return modality or self.engine.modalities[-1]
 
-    def query(self, text: str, k: int, modality: str | None) -> list[Hit]:
+    def query(self, text: str, k: int, modality: str | None, where: SearchFilter | None = None) -> list[Hit]:
         with self.lock:
-            return self.engine.query(text, k, modality)
+            return self.engine.query(text, k, modality, where)
 
-    def similar(self, path: Path, k: int, modality: str | None) -> list[Hit]:
+    def similar(self, path: Path, k: int, modality: str | None, where: SearchFilter | None = None) -> list[Hit]:
         with self.lock:
-            return self.engine.similar(path, k, modality)
+            return self.engine.similar(path, k, modality, where)
 
-    def similar_to_segment(self, segment_id: int, k: int) -> list[Hit]:
+    def similar_to_segment(self, segment_id: int, k: int, where: SearchFilter | None = None) -> list[Hit]:
         """Hits for a stored segment's own vector ("more like this"): nothing to decode or embed."""
         self.media.segment(segment_id)
         with self.lock:
@@ -121,7 +123,7 @@ class SearchService:
                 vector = store.reconstruct([segment_id])[0]
             except RuntimeError as e:  # in the catalog but not (yet) in the loaded generation
                 raise NotFoundError(f"segment {segment_id} has no vector in the current index") from e
-            return self.engine.search_vector(vector, k)
+            return self.engine.search_vector(vector, k, where)
 
     # -- classification ---------------------------------------------------------------------------
     def label_set(self, name: str | None, labels: str | None) -> LabelSet:
@@ -251,29 +253,33 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
 
     @app.get("/api/query", tags=["search"], response_model=SearchResponse, responses=_ERRORS)
     def query(q: Annotated[str, Query(description=f"what to find, in words (at most {MAX_QUERY_CHARS} characters)")],
-              k: K = 10, modality: Modality | None = None) -> SearchResponse:
-        """Segments that best match a text description, best first."""
+              where: Annotated[SearchFilter, Depends(query_filter)], k: K = 10,
+              modality: Modality | None = None) -> SearchResponse:
+        """Segments that best match a text description, best first (among those the filters admit)."""
         started = time.perf_counter()
-        hits = service.query(q, k, modality)
+        hits = service.query(q, k, modality, where)
         return SearchResponse(kind="query", query=q, modality=service.modality(modality),
                               took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits))
 
     @app.post("/api/similar", tags=["search"], response_model=SearchResponse, responses=_ERRORS)
-    def similar(file: Annotated[UploadFile, File(description="an audio or video clip")], k: FormK = 10,
+    def similar(file: Annotated[UploadFile, File(description="an audio or video clip")],
+                where: Annotated[SearchFilter, Depends(form_filter)], k: FormK = 10,
                 modality: Annotated[Modality | None, Form()] = None) -> SearchResponse:
-        """Segments that sound (and look) most like an uploaded clip (its windows' mean vector)."""
+        """Segments that sound (and look) most like an uploaded clip (its windows' mean vector), among those
+        the filters admit."""
         started = time.perf_counter()
         with stored_upload(file.file, file.filename, config.max_upload_bytes) as path:
             check_clip(path, config.max_upload_seconds)
-            hits = service.similar(path, k, modality)
+            hits = service.similar(path, k, modality, where)
         return SearchResponse(kind="similar", modality=service.modality(modality),
                               took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits))
 
     @app.get("/api/segments/{segment_id}/similar", tags=["search"], response_model=SearchResponse, responses=_ERRORS)
-    def similar_segment(segment_id: CatalogId, k: K = 10) -> SearchResponse:
-        """Segments most like an indexed segment (by its stored vector)."""
+    def similar_segment(segment_id: CatalogId, where: Annotated[SearchFilter, Depends(query_filter)],
+                        k: K = 10) -> SearchResponse:
+        """Segments most like an indexed segment (by its stored vector), among those the filters admit."""
         started = time.perf_counter()
-        hits = service.similar_to_segment(segment_id, k)
+        hits = service.similar_to_segment(segment_id, k, where)
         return SearchResponse(kind="segment", modality=service.modality(None),
                               took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits))
 

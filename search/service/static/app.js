@@ -62,6 +62,25 @@ function modalityParam() {
   return modality.hidden ? "" : modality.value;
 }
 
+// The filter fields as [name, value] pairs, the same names the API takes (repeated for lists).
+function filterParams() {
+  const pairs = [];
+  const text = (id) => $(id).value.trim();
+  for (const [name, id] of [["under", "#f-under"], ["glob", "#f-glob"], ["min_duration", "#f-min-duration"],
+    ["max_duration", "#f-max-duration"], ["has", "#f-has"], ["modified_after", "#f-modified-after"],
+    ["modified_before", "#f-modified-before"]]) {
+    if (text(id)) pairs.push([name, text(id)]);
+  }
+  for (const ext of text("#f-ext").split(/[\s,]+/)) if (ext) pairs.push(["ext", ext]);
+  for (const tag of text("#f-tag").split(";")) if (tag.trim()) pairs.push(["tag", tag.trim()]);
+  return pairs;
+}
+
+function withFilters(params) {
+  for (const [name, value] of filterParams()) params.append(name, value);
+  return params;
+}
+
 // -- results ----------------------------------------------------------------------------------------
 function renderHits(data, title) {
   const list = $("#results");
@@ -99,7 +118,7 @@ function renderHits(data, title) {
 async function search(text) {
   const q = text.trim();
   if (!q) return;
-  const params = new URLSearchParams({ q, k: $("#k").value });
+  const params = withFilters(new URLSearchParams({ q, k: $("#k").value }));
   if (modalityParam()) params.set("modality", modalityParam());
   setStatus(`searching for “${q}”…`);
   const data = await api(`/api/query?${params}`);
@@ -109,7 +128,8 @@ async function search(text) {
 
 async function similarToSegment(hit) {
   setStatus(`searching for segments like ${hit.name}…`);
-  const data = await api(`/api/segments/${hit.segment_id}/similar?k=${$("#k").value}`);
+  const params = withFilters(new URLSearchParams({ k: $("#k").value }));
+  const data = await api(`/api/segments/${hit.segment_id}/similar?${params}`);
   renderHits(data, `Like ${hit.name} ${seconds(hit.start)}–${seconds(hit.end)} s`);
 }
 
@@ -127,6 +147,7 @@ async function findSimilar(file) {
   form.append("file", file);
   form.append("k", $("#k").value);
   if (modalityParam()) form.append("modality", modalityParam());
+  withFilters(form);
   setStatus(`searching for sounds like ${file.name}…`);
   renderHits(await api("/api/similar", { method: "POST", body: form }), `Sounds like ${file.name}`);
 }
