@@ -128,7 +128,7 @@ class Catalog:
         from db.filters import segment_query
 
         with self.session() as s:
-            corpora = dict(s.execute(select(CorpusRow.id, CorpusRow.root)).tuples().all())
+            corpora = {corpus_id: root for corpus_id, root in s.execute(select(CorpusRow.id, CorpusRow.root))}
             ids = s.scalars(segment_query(where, corpora)).all()
         return np.fromiter(ids, dtype=np.int64, count=len(ids))
 

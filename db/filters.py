@@ -136,7 +136,8 @@ def glob_regex(pattern: str) -> str:
             i = close + 1
             negate = body[:1] in ("!", "^")
             body = body[1:] if negate else body
-            body = body.replace("\\", "\\\\")
+            # A backslash and "[" are literal in a shell class; escaped, they are literal in both dialects.
+            body = body.replace("\\", "\\\\").replace("[", "\\[")
             out.append(f"[{'^' if negate else ''}{body}]")
         else:
             out.append(re.escape(c))

@@ -262,9 +262,9 @@ class VectorStore:
         try:
             return _exact_among(self.index, queries, k, among)
         except RuntimeError:
-            # An id the catalog has and this generation lacks (a build committed meanwhile): the selector,
-            # which skips unknown ids, with every list probed.
-            return self._selector_search(queries, k, IdSelector(among), self._widest_params(k))
+            # An id the catalog has and this generation lacks (a build committed meanwhile): score the
+            # matching ids that are stored.
+            return _exact_among(self.index, queries, k, np.intersect1d(among, self.ids()))
 
     def _filtered_params(self, selectivity: float, k: int) -> dict[str, int]:
         """nprobe / efSearch for a selector search over a fraction `selectivity` of the vectors: the tuned
@@ -285,11 +285,6 @@ class VectorStore:
         if "efSearch" in params:
             return None if params["efSearch"] >= MAX_FILTERED_EF else {"efSearch": min(MAX_FILTERED_EF, 4 * params["efSearch"])}
         return None
-
-    def _widest_params(self, k: int) -> dict[str, int]:
-        if self.kind == "ivf":
-            return {"nprobe": int(_ivf(self.index).nlist)}
-        return {"efSearch": max(k, MAX_FILTERED_EF)} if self.kind == "hnsw" else {}
 
     def _selector_search(self, queries: np.ndarray, k: int, selector: IdSelector,
                          params: dict[str, int]) -> SearchResult:

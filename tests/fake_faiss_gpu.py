@@ -3,7 +3,7 @@
 It keeps the behaviours of faiss-gpu that resound's logic depends on, so that a mistake in that logic
 fails here as it would on a GPU: a GPU index answers search, train and add but keeps no id -> entry map
 (an IVF copied back has none: `reconstruct` fails until it is rebuilt), k and nprobe stop at 2048, HNSW
-cannot be cloned to a GPU, search parameters set on the CPU index after cloning do not reach the GPU copy
+cannot be cloned to a GPU, an id selector is refused, search parameters set on the CPU index after cloning do not reach the GPU copy
 (GpuParameterSpace does), and CAGRA needs more vectors than its intermediate graph degree. The searching
 itself is faiss on CPU, so results can be compared exactly.
 """
@@ -46,7 +46,10 @@ class FakeGpuIndex:
     def add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
         self.cpu.add_with_ids(x, ids)
 
-    def search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, x: np.ndarray, k: int, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        if params is not None and params.sel is not None:
+            # Modelled on a faiss-gpu whose GPU indexes take no id selector: resound must answer on CPU.
+            raise RuntimeError("Error: IDSelector not supported on GPU")
         ivf = faiss.try_extract_index_ivf(self.cpu)
         if k > GPU_MAX_K or (ivf is not None and ivf.nprobe > GPU_MAX_K):
             raise RuntimeError(f"Error: k and nprobe must be <= {GPU_MAX_K} on GPU")
