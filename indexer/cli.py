@@ -180,6 +180,21 @@ def compact(index_path: Path, db_url: str | None, index_type: str, target_recall
                f"search parameters {report.search_params}")
 
 
+@main.command()
+@index_option
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["parquet", "npz"]), default=None,
+              help="File format (default: from the suffix of --out).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write: one row per segment (file, window, tags, vector).")
+def export(index_path: Path, db_url: str | None, fmt: str | None, out: Path) -> None:
+    """Write the segment vectors with their file, window and tag columns (parquet or npz)."""
+    from indexer.export import export_index
+
+    report = export_index(index_path, out, fmt, db_url)
+    click.echo(f"{report.path}: {report.rows} segments, {report.dim}-d vectors ({report.format})")
+
+
 @main.command("demo-corpus")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--size", default=300, show_default=True, type=click.IntRange(1), help="Number of clips.")
