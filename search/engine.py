@@ -75,6 +75,8 @@ class Engine:
         segments = self._stores.get("segments")
         if segments is not None and segments.gpu_note:
             notes.append(segments.gpu_note)
+        if segments is not None and segments.filter_gpu_note:
+            notes.append(segments.filter_gpu_note)
         return notes
 
     @property

@@ -125,24 +125,26 @@ def test_the_cost_model_scores_small_sets_exactly_and_uses_the_selector_for_larg
 
 
 def test_filtered_search_on_a_gpu_without_selectors_runs_on_cpu_with_a_note(monkeypatch: pytest.MonkeyPatch, data) -> None:  # type: ignore[no-untyped-def]
-    """The fake GPU index, like a faiss-gpu that takes no id selector, refuses search parameters: filtered
-    searches fall back to the CPU index (same results), unfiltered ones stay on the GPU."""
+    """The fake GPU index, like a faiss-gpu that takes no id selector, refuses one: filtered searches fall
+    back to the CPU index (same results, a note says so), unfiltered ones stay on the GPU. IVF filtered
+    searches probe chosen lists, which only the CPU index does."""
     from indexer.store import faiss_gpu
 
     fake_faiss_gpu.install(monkeypatch)
     vectors, queries, ids = data
-    cpu = VectorStore.create(DIM)
-    cpu.add(ids, vectors)
-    store = cpu.converted("IVF64,Flat")
-    store.set_search_params({"nprobe": 8})
     among = np.sort(ids[: N // 2])
-    expected = store.search_among(queries, 10, among, exact=False)  # before the store has a GPU
-    store.to_gpu(faiss_gpu(0))
-    got = store.search_among(queries, 10, among, exact=False)
-    assert store.filter_gpu_note is not None and "filtered searches run on CPU" in store.filter_gpu_note
-    np.testing.assert_array_equal(got.ids, expected.ids)
-    store.search(queries, 10)
-    assert store.gpu_note is None and store._gpu_index is not None  # unfiltered search still on the GPU
+    for factory in ("IDMap2,Flat", "IVF64,Flat"):
+        store = VectorStore.create(DIM)
+        store.add(ids, vectors)
+        store = store if factory == "IDMap2,Flat" else store.converted(factory)
+        store.set_search_params({"nprobe": 8} if factory != "IDMap2,Flat" else {})
+        expected = store.search_among(queries, 10, among, exact=False)  # before the store has a GPU
+        store.to_gpu(faiss_gpu(0))
+        got = store.search_among(queries, 10, among, exact=False)
+        np.testing.assert_array_equal(got.ids, expected.ids)
+        assert store.filter_gpu_note is not None and "searches run on CPU" in store.filter_gpu_note
+        store.search(queries, 10)
+        assert store.gpu_note is None and store._gpu_index is not None  # unfiltered search still on the GPU
 
 
 # -- the catalog's semantics --------------------------------------------------------------------------
