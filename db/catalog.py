@@ -127,10 +127,21 @@ class Catalog:
         """Ids of the segments `where` admits, sorted (int64): the set a filtered search looks among."""
         from db.filters import segment_query
 
-        with self.session() as s:
-            corpora = {corpus_id: root for corpus_id, root in s.execute(select(CorpusRow.id, CorpusRow.root))}
-            ids = s.scalars(segment_query(where, corpora)).all()
-        return np.fromiter(ids, dtype=np.int64, count=len(ids))
+        with self.engine.connect() as connection:
+            corpora = {corpus_id: root for corpus_id, root in connection.execute(select(CorpusRow.id, CorpusRow.root))}
+            # Hundreds of thousands of ids: read through the driver's cursor, not SQLAlchemy's row objects
+            # (6x faster; bench/filtered_search.py --catalog).
+            compiled = segment_query(where, corpora).compile(dialect=connection.dialect,
+                                                             compile_kwargs={"render_postcompile": True})
+            params = compiled.construct_params()
+            cursor = connection.connection.cursor()
+            try:
+                cursor.execute(str(compiled), tuple(params[name] for name in compiled.positiontup or ())
+                               if compiled.positional else params)
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
 
     def file_tags(self, file_ids: Iterable[int]) -> dict[int, dict[str, str]]:
         """The container tags of files by file id (files without tags are left out)."""

@@ -275,7 +275,10 @@ class VectorStore:
                     break  # every list probed, or the walk as wide as it goes: exact over the matches
                 params = widened
         try:
-            return _exact_among(self.index, queries, k, among)
+            state = self._filter_for(among)
+            if state.vectors is None and len(among) * self.dim * 4 <= FILTER_VECTOR_CACHE_BYTES:
+                state.vectors = _reconstructed(self.index, among)  # the next query with this filter reuses them
+            return _exact_among(self.index, queries, k, among, state.vectors)
         except RuntimeError:
             # An id the catalog has and this generation lacks (a build committed meanwhile): score the
             # matching ids that are stored.
@@ -283,7 +286,7 @@ class VectorStore:
 
     def _filter_for(self, among: np.ndarray) -> _FilterState:
         if self._filter_state is None or self._filter_state.among is not among:
-            self._filter_state = _FilterState(among, IdSelector(among))
+            self._filter_state = _FilterState(among)
         return self._filter_state
 
     def _plain_ivf(self) -> bool:
@@ -518,6 +521,10 @@ def filtered_plan(store: VectorStore, matching: int) -> str:
     return "exact" if exact_cost <= selector_cost else "selector"
 
 
+# Matching vectors read back for exact scoring are kept with the filter up to this size: repeated queries
+# with one filter (paging, the page) then cost one matrix product. reconstruct_batch runs OpenMP threads and
+# costs 1-5 us a vector on a busy 2-core machine, a scan 0.1-0.5 us.
+FILTER_VECTOR_CACHE_BYTES = 256 * 2**20
 # An IVF filtered search scans (this x unfiltered nprobe / nlist x ntotal) matching vectors; 2 kept recall@10
 # >= 0.95 on random and cluster-aligned filters (tests/test_filters.py, bench/filtered_search.py).
 IVF_FILTER_FACTOR = 2.0
@@ -532,8 +539,15 @@ class _FilterState:
     """A filter's ids (sorted) as a FAISS selector, and how many of them each IVF list holds (lazily)."""
 
     among: np.ndarray
-    selector: IdSelector
+    _selector: IdSelector | None = None
     list_counts: np.ndarray | None = None
+    vectors: np.ndarray | None = None  # the matching vectors, read back for exact scoring
+
+    @property
+    def selector(self) -> IdSelector:
+        if self._selector is None:
+            self._selector = IdSelector(self.among)
+        return self._selector
 
 
 def faiss_ids(lists: Any, list_no: int) -> np.ndarray:
@@ -575,8 +589,16 @@ def _hnsw_m(index: Any) -> int:
     return int(hnsw.nb_neighbors(1)) if hnsw is not None else 32
 
 
-def _exact_among(index: Any, queries: np.ndarray, k: int, among: np.ndarray) -> SearchResult:
-    """Exact inner-product top-k over the stored vectors of `among` (raises RuntimeError on an unknown id)."""
+def _reconstructed(index: Any, ids: np.ndarray) -> np.ndarray:
+    """The stored vectors of `ids`, (n, dim) float32 (raises RuntimeError on an unknown id)."""
+    return np.concatenate([index.reconstruct_batch(ids[i : i + 100_000]) for i in range(0, len(ids), 100_000)]) \
+        if len(ids) else np.zeros((0, index.d), dtype=np.float32)
+
+
+def _exact_among(index: Any, queries: np.ndarray, k: int, among: np.ndarray,
+                 vectors: np.ndarray | None = None) -> SearchResult:
+    """Exact inner-product top-k over the stored vectors of `among` (`vectors`, when already read back;
+    raises RuntimeError on an unknown id)."""
     kk = min(k, len(among))
     result_ids = np.full((len(queries), k), -1, dtype=np.int64)
     result_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
@@ -584,7 +606,8 @@ def _exact_among(index: Any, queries: np.ndarray, k: int, among: np.ndarray) -> 
     best_scores = np.zeros((len(queries), 0), dtype=np.float32)
     for start in range(0, len(among), 100_000):  # bounded memory for large matching sets
         block = among[start : start + 100_000]
-        scores = queries @ index.reconstruct_batch(block).T
+        block_vectors = index.reconstruct_batch(block) if vectors is None else vectors[start : start + 100_000]
+        scores = queries @ block_vectors.T
         block_ids = np.broadcast_to(block, scores.shape)
         scores = np.concatenate([best_scores, scores], axis=1)
         ids = np.concatenate([best, block_ids], axis=1)
