@@ -27,9 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.search_1m import clustered  # noqa: E402
-from indexer.store import VectorStore, filtered_plan  # noqa: E402
-from indexer.tuning import exact_neighbours, recall_at, tune_search_params  # noqa: E402
+from bench.search_1m import clustered
+from indexer.store import VectorStore, filtered_plan
+from indexer.tuning import exact_neighbours, recall_at, tune_search_params
 
 
 def timed(store: VectorStore, queries: np.ndarray, among: np.ndarray | None) -> tuple[np.ndarray, float, float, float]:

@@ -4,9 +4,10 @@ database and the FAISS generation it names change together (see indexer/store.py
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import delete, func, select
@@ -141,7 +142,7 @@ class Catalog:
                 rows = cursor.fetchall()
             finally:
                 cursor.close()
-        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        return np.sort(np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)))
 
     def file_tags(self, file_ids: Iterable[int]) -> dict[int, dict[str, str]]:
         """The container tags of files by file id (files without tags are left out)."""

@@ -187,10 +187,13 @@ def file_conditions(where: SearchFilter, corpora: dict[int, str]) -> list[Column
 
 
 def segment_query(where: SearchFilter, corpora: dict[int, str]):  # type: ignore[no-untyped-def]
-    """SELECT of the ids of the segments that `where` admits, in id order."""
-    conditions = file_conditions(where, corpora)
+    """SELECT of the ids of the segments that `where` admits (in no particular order)."""
+    conditions: list[ColumnElement[bool]] = []
+    file_level = file_conditions(where, corpora)
+    if file_level:
+        # The file conditions (a regular expression, LIKE) are evaluated once per file, not per segment.
+        files = select(FileRow.id).join(CorpusRow, FileRow.corpus_id == CorpusRow.id).where(and_(*file_level))
+        conditions.append(SegmentRow.file_id.in_(files))
     if where.modality is not None:
         conditions.append(SegmentRow.modalities.in_(_HOLDING[where.modality]))
-    query = (select(SegmentRow.id).join(FileRow, SegmentRow.file_id == FileRow.id)
-             .join(CorpusRow, FileRow.corpus_id == CorpusRow.id))
-    return query.where(and_(true(), *conditions)).order_by(SegmentRow.id)
+    return select(SegmentRow.id).where(and_(true(), *conditions))

@@ -123,7 +123,7 @@ def _blocks(index: Index, store: Any) -> Iterator[_Block]:
 def _pyarrow() -> Any:
     try:
         import pyarrow
-        import pyarrow.parquet  # noqa: F401
+        import pyarrow.parquet
     except ImportError as e:
         raise MissingDependencyError("exporting parquet needs pyarrow: pip install 'resound[export]' "
                                      "(or write --format npz)") from e

@@ -242,9 +242,10 @@ class VectorStore:
         (read back with reconstruct_batch), or the index's own search with an id selector inside it, widened
         because the parameters were tuned for unfiltered recall and the selector drops the other ids:
         IVF probes the nearest lists that hold matching vectors until it has scanned as many matching
-        vectors as an unfiltered search scans vectors (twice that, and at least IVF_FILTER_MIN_SCAN), so a filter that follows the clusters
-        (a folder of one kind of sound) is searched where its vectors are; HNSW walks with efSearch raised
-        by 1/selectivity. A selector search that comes back short is widened, then answered exactly.
+        vectors as an unfiltered search scans vectors (twice that, and at least IVF_FILTER_MIN_SCAN), so a
+        filter that follows the clusters (a folder of one kind of sound) is searched where its vectors are;
+        HNSW walks with efSearch raised by 4/selectivity. A selector search that comes back short is
+        widened, then answered exactly.
         `exact` forces one way (tests and bench/filtered_search.py).
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
@@ -485,9 +486,12 @@ class VectorStore:
         os.replace(tmp, path)
 
 
-# Filtered search (VectorStore.search_among). Reading a vector back costs about this many scanned codes
-# (a hash lookup and a scattered copy against a sequential scan); bench/filtered_search.py measured it.
-RECONSTRUCT_COST = 3.0
+# Filtered search (VectorStore.search_among). Reading a vector back costs about this many scanned vectors
+# (a hash lookup and a scattered copy in OpenMP threads against a BLAS scan: 1-5 us against 0.1-0.5 us on
+# this project's busy 2-core machine), and a flat scan through an id selector twice an unfiltered one (it
+# leaves the BLAS path: 245 against 110 ms at 1M, bench/filtered_search.py).
+RECONSTRUCT_COST = 10.0
+FLAT_SELECTOR_COST = 2.0
 # Below this many matching vectors exact scoring is always chosen: microseconds, and recall 1.
 EXACT_FILTER_MIN = 2048
 # A filtered HNSW walk spends its candidate pool on non-matching nodes too, and needs a wider pool than
@@ -500,13 +504,17 @@ MAX_FILTERED_EF = 4096
 def filtered_plan(store: VectorStore, matching: int) -> str:
     """'exact' or 'selector': the cheaper way to search `store` among `matching` of its vectors.
 
-    Exact costs `matching` reconstructions. A selector search on a flat index scans everything; on IVF it
+    Exact costs a product with the `matching` vectors (and reading them back, once per filter where they fit
+    the cache, else every query). A selector search on a flat index scans everything; on IVF it
     scans the lists holding its quota of matches (about 1/selectivity times as many vectors); on HNSW it visits about efSearch/selectivity nodes of 2M neighbours.
     """
     n = max(store.ntotal, 1)
     if matching <= EXACT_FILTER_MIN:
         return "exact"
-    exact_cost = RECONSTRUCT_COST * matching
+    # Read back once and kept with the filter (FILTER_VECTOR_CACHE_BYTES), the vectors cost one product per
+    # query; too many to keep, every query reads them back.
+    cached = matching * store.dim * 4 <= FILTER_VECTOR_CACHE_BYTES
+    exact_cost = matching * (1.0 if cached else RECONSTRUCT_COST)
     selectivity = matching / n
     if store.kind == "ivf":
         ivf = _ivf(store.index)
@@ -517,7 +525,7 @@ def filtered_plan(store: VectorStore, matching: int) -> str:
         m = _hnsw_m(store.index)
         selector_cost = min(n, store._filtered_params(selectivity, 10)["efSearch"] * 2 * m)
     else:
-        selector_cost = n
+        selector_cost = FLAT_SELECTOR_COST * n
     return "exact" if exact_cost <= selector_cost else "selector"
 
 

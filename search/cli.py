@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
+from db.filters import MODALITIES, TAG_KEYS, SearchFilter
 from indexer.cli import ResoundGroup, db_option, index_option
 from indexer.corpus import catalog_text
 from indexer.encoders import DEFAULT_MODEL
-from db.filters import MODALITIES, TAG_KEYS, SearchFilter
 from search.engine import Engine, Hit
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
 

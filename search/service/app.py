@@ -31,8 +31,8 @@ from search.prompts import (
     load_label_set,
 )
 from search.service.config import ServiceConfig
-from search.service.filter_params import form_filter, query_filter
 from search.service.errors import NotFoundError, RangeNotSatisfiableError, ServiceError, status_for
+from search.service.filter_params import form_filter, query_filter
 from search.service.media import MAX_ID, CorpusMedia, byte_range, read_bytes
 from search.service.schemas import (
     ClassifyResponse,
