@@ -1,0 +1,240 @@
+"""Near-duplicate files: the same recording re-encoded, resampled, trimmed, louder or quieter, mono or stereo.
+
+windows of every file (vectors in time order) -> each window's nearest windows in other files (k-NN)
+-> votes for (other file, time offset) -> aligned score: the mean similarity of the windows that the
+offset lines up -> pairs at or above the threshold -> groups (union-find), each listed from its longest
+member with every member's similarity and time offset.
+
+Comparing windows in time order rather than one averaged vector per file is what lets a trimmed copy
+match: its windows line up with the original's at one offset, whatever was cut at either end. Windows
+are cut on a hop grid, so a trim that is not a multiple of the hop shifts the content against the grid
+and the aligned windows overlap only partly: their similarity is below 1 even for identical audio
+(bench/duplicates.py measures it, and the precision/recall curve that chose DEFAULT_THRESHOLD).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# bench/duplicates.py (starter model, hop = window = 4 s): the threshold of the measured precision/recall
+# curve where both are highest; see the README's table.
+DEFAULT_THRESHOLD = 0.9
+# Nearest windows looked at per window: enough that a copy's windows are found although the window's
+# own file (a long steady sound) and the other copies of a large group take many of the places.
+DEFAULT_NEIGHBOURS = 32
+# A pair must line up at least this share of the longer file's windows: a shared intro, or a short
+# excerpt of a long recording, is not a copy of it.
+DEFAULT_MIN_COVERAGE = 0.5
+# Offsets (in hops) tried per candidate pair, the most voted first.
+OFFSETS_TRIED = 3
+
+# (queries (n, dim), k) -> (scores (n, k), ids (n, k)); ids index the concatenated windows, -1 for none.
+WindowSearch = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class FileWindows:
+    """One file's window vectors in time order."""
+
+    file_id: int
+    path: str
+    duration: float
+    starts: np.ndarray  # (n,) window start times in seconds, ascending
+    vectors: np.ndarray  # (n, dim) unit vectors
+    window_ids: np.ndarray | None = None  # (n,) the ids `search` answers with; None: positions in the list
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    """Two files that hold the same recording: content at time t in `a` is at t + `offset` in `b`."""
+
+    a: int  # file id
+    b: int
+    similarity: float  # mean cosine of the aligned windows
+    offset: float  # seconds, a multiple of the hop
+    windows: int  # aligned windows the similarity is the mean of
+
+
+@dataclass(frozen=True)
+class DuplicateMember:
+    """A file of a duplicate group, placed against the group's first member (its reference)."""
+
+    file_id: int
+    path: str
+    duration: float
+    similarity: float  # aligned similarity with the reference (1.0 for the reference itself)
+    offset: float  # seconds: the member's time 0 is at `offset` in the reference (trimmed start: > 0)
+
+    def to_json(self) -> dict[str, object]:
+        return {"file_id": self.file_id, "path": self.path, "duration": round(self.duration, 3),
+                "similarity": round(self.similarity, 4), "offset": round(self.offset, 3)}
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Files that are one recording; `members[0]` is the reference (the longest)."""
+
+    members: list[DuplicateMember]
+
+    def to_json(self) -> dict[str, object]:
+        return {"members": [m.to_json() for m in self.members]}
+
+
+def flat_window_search(files: Sequence[FileWindows]) -> WindowSearch:
+    """Exact inner-product search over every window of `files` (ids: positions in their concatenation)."""
+    import faiss
+
+    vectors = np.concatenate([f.vectors for f in files]).astype(np.float32)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+
+    def search(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, index.ntotal))
+
+    return search
+
+
+def duplicate_pairs(
+    files: Sequence[FileWindows],
+    hop_seconds: float,
+    threshold: float = DEFAULT_THRESHOLD,
+    search: WindowSearch | None = None,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+    batch: int = 4096,
+) -> list[DuplicatePair]:
+    """Every pair of `files` whose windows, aligned at the best-voted offset, score at least `threshold`.
+
+    `search` finds nearest windows (default: exact search over `files`); its ids are `window_ids`, or
+    positions in the concatenated windows of `files` when those are None. Pairs come sorted by files.
+    """
+    if hop_seconds <= 0:
+        raise ValueError("hop must be positive")
+    files = [f for f in files if len(f.starts)]
+    if len(files) < 2:
+        return []
+    if search is None:
+        search = flat_window_search(files)
+        files = [f if f.window_ids is None else _positional(f, None) for f in files]
+    owner, position = _window_owners(files)
+    votes: dict[tuple[int, int], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    # A window only nominates pairs it could belong to: well below the threshold is no candidate.
+    floor = threshold - 0.25
+    for fi, f in enumerate(files):
+        for lo in range(0, len(f.starts), batch):
+            scores, ids = search(f.vectors[lo : lo + batch], neighbours)
+            for row, (row_scores, row_ids) in enumerate(zip(scores, ids)):
+                start = f.starts[lo + row]
+                for score, wid in zip(row_scores, row_ids):
+                    other = owner.get(int(wid), -1)
+                    if other < 0 or other == fi or score < floor:
+                        continue
+                    other_start = files[other].starts[position[int(wid)]]
+                    # Keyed by the pair in file order, the offset from the lower one to the higher one.
+                    a, b, shift = (fi, other, other_start - start) if fi < other else (other, fi, start - other_start)
+                    votes[(a, b)][int(round(shift / hop_seconds))] += 1
+
+    pairs = []
+    for (a, b), by_offset in votes.items():
+        fa, fb = files[a], files[b]
+        best: tuple[float, int, int] | None = None
+        for steps, _ in sorted(by_offset.items(), key=lambda kv: (-kv[1], abs(kv[0])))[:OFFSETS_TRIED]:
+            similarity, aligned = aligned_similarity(fa, fb, steps * hop_seconds, hop_seconds)
+            if aligned and aligned >= min_coverage * max(len(fa.starts), len(fb.starts)):
+                if best is None or similarity > best[0]:
+                    best = (similarity, steps, aligned)
+        if best is not None and best[0] >= threshold:
+            pairs.append(DuplicatePair(fa.file_id, fb.file_id, best[0], best[1] * hop_seconds, best[2]))
+    return sorted(pairs, key=lambda p: (p.a, p.b))
+
+
+def aligned_similarity(a: FileWindows, b: FileWindows, offset: float, hop_seconds: float) -> tuple[float, int]:
+    """Mean cosine of `a`'s windows and the windows of `b` that start `offset` seconds later (to within
+    half a hop), and how many such pairs there are."""
+    target = a.starts + offset
+    j = np.clip(np.searchsorted(b.starts, target), 0, len(b.starts) - 1)
+    # The nearer of the two neighbouring starts.
+    left = np.clip(j - 1, 0, len(b.starts) - 1)
+    j = np.where(np.abs(b.starts[left] - target) < np.abs(b.starts[j] - target), left, j)
+    matched = np.abs(b.starts[j] - target) < hop_seconds / 2
+    if not matched.any():
+        return 0.0, 0
+    sims = np.einsum("nd,nd->n", a.vectors[matched], b.vectors[j[matched]])
+    return float(sims.mean()), int(matched.sum())
+
+
+def group_duplicates(files: Sequence[FileWindows], pairs: Sequence[DuplicatePair]) -> list[DuplicateGroup]:
+    """Connected groups of `pairs` (union-find). Each is listed from its longest file: the others follow
+    the most similar path to it (a maximum spanning tree), their offsets added up along it."""
+    by_id = {f.file_id: f for f in files}
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    edges: dict[int, list[tuple[float, int, float]]] = defaultdict(list)  # file -> (similarity, other, offset)
+    for p in pairs:
+        parent[root(p.a)] = root(p.b)
+        edges[p.a].append((p.similarity, p.b, p.offset))
+        edges[p.b].append((p.similarity, p.a, -p.offset))
+    components: dict[int, list[int]] = defaultdict(list)
+    for file_id in parent:
+        components[root(file_id)].append(file_id)
+
+    groups = []
+    for members in components.values():
+        reference = max(members, key=lambda m: (by_id[m].duration, len(by_id[m].starts), -m))
+        # Prim's algorithm from the reference: the most similar path places each member. A member paired
+        # with the reference keeps that pair's similarity; one joined through others, the weakest link.
+        placed = {reference: (1.0, 0.0)}
+        while len(placed) < len(members):
+            similarity, member, offset, via = max(
+                ((s, other, placed[m][1] - off, m) for m in placed for s, other, off in edges[m]
+                 if other not in placed),
+                key=lambda e: e[0],
+            )
+            placed[member] = (similarity if via == reference else min(similarity, placed[via][0]), offset)
+        ordered = [reference] + sorted((m for m in members if m != reference),
+                                       key=lambda m: (-placed[m][0], by_id[m].path))
+        groups.append(DuplicateGroup([DuplicateMember(m, by_id[m].path, by_id[m].duration, placed[m][0],
+                                                      placed[m][1]) for m in ordered]))
+    return sorted(groups, key=lambda g: (-len(g.members), g.members[0].path))
+
+
+def find_duplicates(
+    files: Sequence[FileWindows],
+    hop_seconds: float,
+    threshold: float = DEFAULT_THRESHOLD,
+    search: WindowSearch | None = None,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+) -> list[DuplicateGroup]:
+    """Groups of files that hold the same recording, largest first (see the module docstring)."""
+    pairs = duplicate_pairs(files, hop_seconds, threshold, search, neighbours, min_coverage)
+    return group_duplicates(files, pairs)
+
+
+def _positional(f: FileWindows, ids: np.ndarray | None) -> FileWindows:
+    return FileWindows(f.file_id, f.path, f.duration, f.starts, f.vectors, ids)
+
+
+def _window_owners(files: Sequence[FileWindows]) -> tuple[dict[int, int], dict[int, int]]:
+    """Window id -> (index of its file in `files`, its position in that file)."""
+    owner: dict[int, int] = {}
+    position: dict[int, int] = {}
+    offset = 0
+    for fi, f in enumerate(files):
+        ids = f.window_ids if f.window_ids is not None else np.arange(offset, offset + len(f.starts))
+        for p, wid in enumerate(ids):
+            owner[int(wid)] = fi
+            position[int(wid)] = p
+        offset += len(f.starts)
+    return owner, position
