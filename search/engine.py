@@ -159,36 +159,41 @@ class Engine:
             )
         return hits
 
+    def file_windows(self) -> list["FileWindows"]:  # noqa: F821
+        """Every indexed file's window vectors in time order, ids as in the segment store."""
+        from search.duplicates import FileWindows
+
+        for attempt in range(3):
+            # A build may commit between reading the catalog and the vectors: read both again then.
+            store = self.stores()["segments"]
+            try:
+                return [
+                    FileWindows(f.file_id, f.path, f.duration, np.asarray(f.starts, dtype=np.float64),
+                                store.reconstruct(f.segment_ids), np.asarray(f.segment_ids, dtype=np.int64))
+                    for f in self.index.catalog.files_segments()
+                ]
+            except RuntimeError as e:
+                if attempt == 2:
+                    raise IndexCorruptError(f"{self.index.path}: catalog segments without vectors "
+                                            f"(run `indexer verify`)") from e
+        return []
+
+    def window_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, segment ids) of the k nearest windows of each query vector (duplicates.WindowSearch)."""
+        result = self.stores()["segments"].search(queries, k)
+        return result.scores, result.ids
+
     def duplicates(self, threshold: float | None = None) -> list["DuplicateGroup"]:  # noqa: F821
         """Groups of indexed files that are the same recording (see search/duplicates.py), largest first.
 
         `threshold`: the aligned window similarity a pair needs (default: duplicates.DEFAULT_THRESHOLD).
         """
-        from search.duplicates import DEFAULT_THRESHOLD, FileWindows, find_duplicates
+        from search.duplicates import DEFAULT_THRESHOLD, find_duplicates
 
         threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         if not -1.0 <= threshold <= 1.0:
             raise QueryError(f"threshold {threshold} is not a cosine similarity (between -1 and 1)")
-        for attempt in range(3):
-            # A build may commit between reading the catalog and the vectors: read both again then.
-            store = self.stores()["segments"]
-            try:
-                files = [
-                    FileWindows(f.file_id, f.path, f.duration, np.asarray(f.starts, dtype=np.float64),
-                                store.reconstruct(f.segment_ids), np.asarray(f.segment_ids, dtype=np.int64))
-                    for f in self.index.catalog.files_segments()
-                ]
-                break
-            except RuntimeError as e:
-                if attempt == 2:
-                    raise IndexCorruptError(f"{self.index.path}: catalog segments without vectors "
-                                            f"(run `indexer verify`)") from e
-
-        def search(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-            result = store.search(queries, k)
-            return result.scores, result.ids
-
-        return find_duplicates(files, self.provenance.hop_seconds, threshold, search=search)
+        return find_duplicates(self.file_windows(), self.provenance.hop_seconds, threshold, search=self.window_search)
 
     def close(self) -> None:
         self.index.close()
