@@ -2,14 +2,19 @@
 
 windows of every file (vectors in time order) -> each window's nearest windows in other files (k-NN)
 -> votes for (other file, time offset) -> aligned score: the mean similarity of the windows that the
-offset lines up -> pairs at or above the threshold -> groups (union-find), each listed from its longest
-member with every member's similarity and time offset.
+offset lines up -> candidate pairs at or above the threshold -> check: the files' spectral prints
+(search/fingerprint.py) correlate at some offset where they overlap enough -> groups (union-find), each
+listed from its longest member with every member's similarity, match and time offset.
 
 Comparing windows in time order rather than one averaged vector per file is what lets a trimmed copy
 match: its windows line up with the original's at one offset, whatever was cut at either end. Windows
 are cut on a hop grid, so a trim that is not a multiple of the hop shifts the content against the grid
 and the aligned windows overlap only partly: their similarity is below 1 even for identical audio
 (bench/duplicates.py measures it, and the precision/recall curve that chose DEFAULT_THRESHOLD).
+
+Window embeddings are semantic, so distinct recordings of one kind (two sentences in one voice, two
+patterns of one drum kit) embed almost alike: the vectors find and align candidates with high recall, and
+the spectral check, which sees when each sound happens, tells copies from other recordings.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# bench/duplicates.py (starter model, hop = window = 4 s): the threshold of the measured precision/recall
-# curve where both are highest; see the README's table.
-DEFAULT_THRESHOLD = 0.9
+# bench/duplicates.py (starter model, hop = window = 4 s), see the README's tables: the window similarity
+# that keeps 99% of the true pairs as candidates, and the spectral match where precision and recall of
+# the checked pairs are both highest.
+DEFAULT_THRESHOLD = 0.8
+DEFAULT_MIN_MATCH = 0.7
 # Nearest windows looked at per window: enough that a copy's windows are found although the window's
 # own file (a long steady sound) and the other copies of a large group take many of the places.
 DEFAULT_NEIGHBOURS = 32
@@ -55,8 +62,9 @@ class DuplicatePair:
     a: int  # file id
     b: int
     similarity: float  # mean cosine of the aligned windows
-    offset: float  # seconds, a multiple of the hop
+    offset: float  # seconds: a multiple of the hop, or to 20 ms once checked
     windows: int  # aligned windows the similarity is the mean of
+    match: float | None = None  # correlation of the spectral prints at `offset` (None: not checked)
 
 
 @dataclass(frozen=True)
@@ -66,12 +74,14 @@ class DuplicateMember:
     file_id: int
     path: str
     duration: float
-    similarity: float  # aligned similarity with the reference (1.0 for the reference itself)
+    similarity: float  # aligned window similarity with the reference (1.0 for the reference itself)
     offset: float  # seconds: the member's time 0 is at `offset` in the reference (trimmed start: > 0)
+    match: float | None = None  # spectral match with the reference (None: not checked)
 
     def to_json(self) -> dict[str, object]:
         return {"file_id": self.file_id, "path": self.path, "duration": round(self.duration, 3),
-                "similarity": round(self.similarity, 4), "offset": round(self.offset, 3)}
+                "similarity": round(self.similarity, 4),
+                "match": None if self.match is None else round(self.match, 4), "offset": round(self.offset, 3)}
 
 
 @dataclass(frozen=True)
@@ -167,9 +177,38 @@ def aligned_similarity(a: FileWindows, b: FileWindows, offset: float, hop_second
     return float(sims.mean()), int(matched.sum())
 
 
+def check_pairs(
+    files: Sequence[FileWindows],
+    pairs: Sequence[DuplicatePair],
+    prints: Callable[[FileWindows], "SpectralPrint | None"],  # noqa: F821
+    min_match: float = DEFAULT_MIN_MATCH,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+) -> list[DuplicatePair]:
+    """The candidate `pairs` whose spectral prints correlate at least `min_match` at some offset where
+    they overlap by `min_coverage` of the longer file, with that correlation and offset (to 20 ms).
+
+    `prints` gives a file's print (None: it cannot be read now, and its pairs are left out). The whole
+    overlap range is searched, not only around the windows' offset: windows that all embed alike (one
+    voice speaking) align candidates by chance."""
+    from search.fingerprint import aligned_match
+
+    by_id = {f.file_id: f for f in files}
+    checked = []
+    for p in pairs:
+        a, b = by_id[p.a], by_id[p.b]
+        print_a, print_b = prints(a), prints(b)
+        if print_a is None or print_b is None:
+            continue
+        longer = max(a.duration, b.duration)
+        match, offset = aligned_match(print_a, print_b, 0.0, longer, min_overlap_seconds=min_coverage * longer)
+        if match >= min_match:
+            checked.append(DuplicatePair(p.a, p.b, p.similarity, offset, p.windows, match))
+    return checked
+
+
 def group_duplicates(files: Sequence[FileWindows], pairs: Sequence[DuplicatePair]) -> list[DuplicateGroup]:
     """Connected groups of `pairs` (union-find). Each is listed from its longest file: the others follow
-    the most similar path to it (a maximum spanning tree), their offsets added up along it."""
+    the strongest path to it (a maximum spanning tree), their offsets added up along it."""
     by_id = {f.file_id: f for f in files}
     parent: dict[int, int] = {}
 
@@ -180,32 +219,40 @@ def group_duplicates(files: Sequence[FileWindows], pairs: Sequence[DuplicatePair
             x = parent[x]
         return x
 
-    edges: dict[int, list[tuple[float, int, float]]] = defaultdict(list)  # file -> (similarity, other, offset)
+    edges: dict[int, list[tuple[DuplicatePair, int, float]]] = defaultdict(list)  # file -> (pair, other, offset)
     for p in pairs:
         parent[root(p.a)] = root(p.b)
-        edges[p.a].append((p.similarity, p.b, p.offset))
-        edges[p.b].append((p.similarity, p.a, -p.offset))
+        edges[p.a].append((p, p.b, p.offset))
+        edges[p.b].append((p, p.a, -p.offset))
     components: dict[int, list[int]] = defaultdict(list)
     for file_id in parent:
         components[root(file_id)].append(file_id)
 
+    def strength(p: DuplicatePair) -> float:
+        return p.match if p.match is not None else p.similarity
+
     groups = []
     for members in components.values():
         reference = max(members, key=lambda m: (by_id[m].duration, len(by_id[m].starts), -m))
-        # Prim's algorithm from the reference: the most similar path places each member. A member paired
-        # with the reference keeps that pair's similarity; one joined through others, the weakest link.
-        placed = {reference: (1.0, 0.0)}
+        # Prim's algorithm from the reference: the strongest path places each member. A member paired
+        # with the reference keeps that pair's scores; one joined through others, the weakest link's.
+        placed: dict[int, tuple[float, float | None, float]] = {reference: (1.0, 1.0, 0.0)}
         while len(placed) < len(members):
-            similarity, member, offset, via = max(
-                ((s, other, placed[m][1] - off, m) for m in placed for s, other, off in edges[m]
-                 if other not in placed),
-                key=lambda e: e[0],
+            pair, member, offset, via = max(
+                ((p, other, placed[m][2] - off, m) for m in placed for p, other, off in edges[m] if other not in placed),
+                key=lambda e: strength(e[0]),
             )
-            placed[member] = (similarity if via == reference else min(similarity, placed[via][0]), offset)
+            similarity, match = pair.similarity, pair.match
+            if via != reference:
+                similarity = min(similarity, placed[via][0])
+                match = None if match is None or placed[via][1] is None else min(match, placed[via][1])
+            placed[member] = (similarity, match, offset)
+        checked = all(p.match is not None for m in members for p, _, _ in edges[m])
         ordered = [reference] + sorted((m for m in members if m != reference),
-                                       key=lambda m: (-placed[m][0], by_id[m].path))
-        groups.append(DuplicateGroup([DuplicateMember(m, by_id[m].path, by_id[m].duration, placed[m][0],
-                                                      placed[m][1]) for m in ordered]))
+                                       key=lambda m: (-(placed[m][1] or placed[m][0]), by_id[m].path))
+        groups.append(DuplicateGroup([
+            DuplicateMember(m, by_id[m].path, by_id[m].duration, placed[m][0], placed[m][2],
+                            placed[m][1] if checked else None) for m in ordered]))
     return sorted(groups, key=lambda g: (-len(g.members), g.members[0].path))
 
 
@@ -214,11 +261,18 @@ def find_duplicates(
     hop_seconds: float,
     threshold: float = DEFAULT_THRESHOLD,
     search: WindowSearch | None = None,
+    prints: Callable[[FileWindows], "SpectralPrint | None"] | None = None,  # noqa: F821
+    min_match: float = DEFAULT_MIN_MATCH,
     neighbours: int = DEFAULT_NEIGHBOURS,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
 ) -> list[DuplicateGroup]:
-    """Groups of files that hold the same recording, largest first (see the module docstring)."""
+    """Groups of files that hold the same recording, largest first (see the module docstring).
+
+    `prints`: each file's spectral print, to check candidates with (None: the window vectors decide alone,
+    which groups distinct recordings of one kind too; see the README's table)."""
     pairs = duplicate_pairs(files, hop_seconds, threshold, search, neighbours, min_coverage)
+    if prints is not None:
+        pairs = check_pairs(files, pairs, prints, min_match, min_coverage)
     return group_duplicates(files, pairs)
 
 

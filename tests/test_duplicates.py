@@ -96,6 +96,7 @@ def duplicate_index(tmp_path: Path, tone_model: Path) -> Path:
     _write(corpus / "melody.wav", melody)
     _write(corpus / "copies" / "cut_start_quieter.mp3", 0.5 * melody[4 * RATE :])  # 4 s cut, -6 dB, mp3
     _write(corpus / "copies" / "cut_end.flac", melody[: -2 * RATE])
+    _write(corpus / "copies" / "cut_off_grid.ogg", melody[int(1.3 * RATE) :])  # not a multiple of the hop
     stereo = np.stack([melody[2 * RATE :], melody[2 * RATE :]], axis=1)  # 2 s cut, stereo, 8 kHz
     soundfile.write(corpus / "copies" / "stereo_8k.wav", stereo[::2], RATE // 2)
     _write(corpus / "other_melody.wav", steps(880, 660, 440, 330, 220, 880, 330))  # same pitches, other order
@@ -105,23 +106,33 @@ def duplicate_index(tmp_path: Path, tone_model: Path) -> Path:
     return index
 
 
-EXPECTED = [("melody.wav", 1.0, 0.0), ("copies/cut_end.flac", 1.0, 0.0), ("copies/cut_start_quieter.mp3", 1.0, 4.0),
-            ("copies/stereo_8k.wav", 1.0, 2.0)]
+# The reference (the longest) first; each copy with where it starts in it, to 20 ms from the spectral check.
+EXPECTED = {"copies/cut_end.flac": 0.0, "copies/cut_off_grid.ogg": 1.3, "copies/cut_start_quieter.mp3": 4.0,
+            "copies/stereo_8k.wav": 2.0}
 
 
-def _relative(groups: list[list[tuple[str, float, float]]], corpus: Path) -> list[list[tuple[str, float, float]]]:
-    return [[(str(Path(p).relative_to(corpus.resolve())), s, o) for p, s, o in g] for g in groups]
+def _check_group(members: list[tuple[str, float, float | None, float]], corpus: Path) -> None:
+    """(path, similarity, match, offset) of a group's members against EXPECTED."""
+    names = [str(Path(m[0]).relative_to(corpus.resolve())) for m in members]
+    assert names[0] == "melody.wav" and members[0][1:] == (1.0, 1.0, 0.0)
+    assert {n: round(m[3], 2) for n, m in zip(names[1:], members[1:])} == EXPECTED
+    matches = [m[2] for m in members[1:]]
+    assert all(m >= 0.9 for m in matches) and matches == sorted(matches, reverse=True)
+    assert all(m[1] == pytest.approx(1.0) for m in members[1:])  # one-hot pitch windows line up exactly
 
 
 def test_engine_groups_the_copies_of_a_recording_and_nothing_else(duplicate_index: Path) -> None:
     engine = Engine(duplicate_index)
     try:
         groups = engine.duplicates()
+        unchecked = engine.duplicates(check=False)
     finally:
         engine.close()
-    found = [[(m.path, round(m.similarity, 3), m.offset) for m in g.members] for g in groups]
-    corpus = duplicate_index.parent / "corpus"
-    assert _relative(found, corpus) == [EXPECTED]
+    assert len(groups) == 1
+    _check_group([(m.path, m.similarity, m.match, m.offset) for m in groups[0].members], duplicate_index.parent / "corpus")
+    # Without the check, offsets stay on the 2 s hop grid and nothing is confirmed.
+    assert [len(g.members) for g in unchecked] == [5]
+    assert all(m.match is None and m.offset % 2.0 == 0 for m in unchecked[0].members)
 
 
 def test_cli_prints_groups_as_json(duplicate_index: Path) -> None:
@@ -130,23 +141,51 @@ def test_cli_prints_groups_as_json(duplicate_index: Path) -> None:
     result = CliRunner().invoke(main, ["duplicates", "--index", str(duplicate_index), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    found = [[(m["path"], m["similarity"], m["offset"]) for m in g["members"]] for g in data]
-    assert _relative(found, duplicate_index.parent / "corpus") == [EXPECTED]
-    # At a threshold every pair of these one-hot windows clears, the other melody joins too.
-    loose = CliRunner().invoke(main, ["duplicates", "--index", str(duplicate_index), "--threshold", "0.2"])
+    assert len(data) == 1
+    _check_group([(m["path"], m["similarity"], m["match"], m["offset"]) for m in data[0]["members"]],
+                 duplicate_index.parent / "corpus")
+    # Window vectors alone, at a threshold every pair of these one-hot windows clears: the other melody
+    # (the same pitches in another order) joins; the spectral check keeps it out.
+    loose = CliRunner().invoke(main, ["duplicates", "--index", str(duplicate_index), "--threshold", "0.1", "--no-check"])
     assert loose.exit_code == 0, loose.output
     assert "other_melody.wav" in loose.output
+    checked = CliRunner().invoke(main, ["duplicates", "--index", str(duplicate_index), "--threshold", "0.1"])
+    assert checked.exit_code == 0, checked.output
+    assert "other_melody.wav" not in checked.output and "cut_off_grid.ogg" in checked.output
 
 
 def test_http_api_and_page_list_the_groups(duplicate_index: Path) -> None:
     with running_service(duplicate_index) as url, httpx.Client(base_url=url) as client:
         body = client.get("/api/duplicates").json()
-        assert body["threshold"] == 0.9 and body["generation"] == 1
+        assert (body["threshold"], body["min_match"], body["generation"]) == (0.8, 0.7, 1)
         members = body["groups"][0]["members"]
-        assert [(m["name"], m["offset"]) for m in members] == [
-            ("melody.wav", 0.0), ("cut_end.flac", 0.0), ("cut_start_quieter.mp3", 4.0), ("stereo_8k.wav", 2.0)]
+        _check_group([(m["path"], m["similarity"], m["match"], m["offset"]) for m in members],
+                     duplicate_index.parent / "corpus")
         assert client.get(members[2]["audio_url"]).status_code == 200
+        unchecked = client.get("/api/duplicates", params={"check": "false"}).json()
+        assert unchecked["min_match"] is None and unchecked["groups"][0]["members"][1]["match"] is None
         assert client.get("/api/duplicates", params={"threshold": 1.5}).status_code == 422
         page = client.get("/duplicates")
         assert page.status_code == 200 and "/static/duplicates.js" in page.text
         assert client.get("/static/duplicates.js").status_code == 200
+
+
+def test_spectral_match_finds_a_shifted_quieter_copy_and_not_another_take(tmp_path: Path) -> None:
+    from search.fingerprint import aligned_match, spectral_print
+
+    rng = np.random.default_rng(5)
+    rate = 16000
+    # Noise bursts of random lengths and pitches: what one take has, another take of the same kind lacks.
+    def take(seed: int) -> np.ndarray:
+        r = np.random.default_rng(seed)
+        return np.concatenate([helpers.tone(float(r.uniform(200, 2000)), float(r.uniform(0.1, 0.5)), rate=rate)
+                               for _ in range(40)])
+
+    original = take(1)
+    copy = 0.5 * original[int(2.34 * rate) :] + 0.01 * rng.standard_normal(len(original) - int(2.34 * rate))
+    for name, samples in (("original.wav", original), ("copy.wav", copy), ("other.wav", take(2))):
+        soundfile.write(tmp_path / name, samples.astype(np.float32), rate)
+    a, b, c = (spectral_print(tmp_path / n) for n in ("original.wav", "copy.wav", "other.wav"))
+    match, offset = aligned_match(a, b, 0.0, 20.0, min_overlap_seconds=5.0)
+    assert match > 0.95 and offset == pytest.approx(-2.34, abs=0.02)
+    assert aligned_match(a, c, 0.0, 20.0, min_overlap_seconds=5.0)[0] < 0.5

@@ -94,7 +94,7 @@ class SearchService:
         self.thumbnails = ThumbnailCache(config.thumbnail_cache_entries)
         self.lock = threading.Lock()
         self._classifiers: OrderedDict[tuple, ZeroShotClassifier] = OrderedDict()
-        self._duplicates: tuple[tuple[int, float | None], list[DuplicateGroupOut]] | None = None
+        self._duplicates: tuple[tuple, list[DuplicateGroupOut]] | None = None
         if config.default_label_set not in builtin_label_sets():
             raise PromptError(f"unknown default label set {config.default_label_set!r}: use one of "
                               f"{', '.join(builtin_label_sets())}")
@@ -127,17 +127,18 @@ class SearchService:
                 raise NotFoundError(f"segment {segment_id} has no vector in the current index") from e
             return self.engine.search_vector(vector, k)
 
-    def duplicates(self, threshold: float | None) -> tuple[int, list[DuplicateGroupOut]]:
-        """Duplicate groups of the current generation, computed once per (generation, threshold)."""
+    def duplicates(self, threshold: float | None, min_match: float | None,
+                   check: bool) -> tuple[int, list[DuplicateGroupOut]]:
+        """Duplicate groups of the current generation, computed once per (generation, settings)."""
         with self.lock:
             generation = self.engine.index.generation()
-            key = (generation, threshold)
+            key = (generation, threshold, min_match, check)
             if self._duplicates is None or self._duplicates[0] != key:
                 groups = [DuplicateGroupOut(members=[
                     DuplicateMemberOut(file_id=m.file_id, path=m.path, name=Path(m.path).name, duration=m.duration,
-                                       similarity=m.similarity, offset=m.offset,
+                                       similarity=m.similarity, match=m.match, offset=m.offset,
                                        audio_url=f"/api/files/{m.file_id}/audio") for m in g.members])
-                    for g in self.engine.duplicates(threshold)]
+                    for g in self.engine.duplicates(threshold, min_match, check)]
                 self._duplicates = (key, groups)
             return generation, self._duplicates[1]
 
@@ -301,15 +302,20 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
                               took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits))
 
     @app.get("/api/duplicates", tags=["search"], response_model=DuplicatesResponse, responses=_ERRORS)
-    def duplicates(threshold: Annotated[float | None, Query(ge=-1, le=1, description=(
-            "aligned window similarity a pair of files needs (default: the one bench/duplicates.py chose)"))] = None,
+    def duplicates(
+        threshold: Annotated[float | None, Query(ge=-1, le=1, description=(
+            "aligned window similarity a candidate pair needs (default: chosen by bench/duplicates.py)"))] = None,
+        min_match: Annotated[float | None, Query(ge=-1, le=1, description=(
+            "spectral match that confirms a candidate (default: chosen by bench/duplicates.py)"))] = None,
+        check: Annotated[bool, Query(description="confirm candidates by their audio (false: vectors alone)")] = True,
     ) -> DuplicatesResponse:
         """Groups of indexed files that are the same recording (re-encoded, resampled, trimmed, gain)."""
-        from search.duplicates import DEFAULT_THRESHOLD
+        from search.duplicates import DEFAULT_MIN_MATCH, DEFAULT_THRESHOLD
 
         started = time.perf_counter()
-        generation, groups = service.duplicates(threshold)
+        generation, groups = service.duplicates(threshold, min_match, check)
         return DuplicatesResponse(threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+                                  min_match=(DEFAULT_MIN_MATCH if min_match is None else min_match) if check else None,
                                   generation=generation, took_ms=1000 * (time.perf_counter() - started), groups=groups)
 
     @app.post("/api/classify", tags=["classify"], response_model=ClassifyResponse, responses=_ERRORS)

@@ -99,6 +99,8 @@ class DuplicateMemberOut(BaseModel):
     name: str
     duration: float = Field(description="seconds")
     similarity: float = Field(description="mean cosine of the windows aligned with the group's first member")
+    match: float | None = Field(None, description="correlation of the spectral prints with the first member "
+                                                  "(null: not checked)")
     offset: float = Field(description="seconds: where this file's start lies in the first member (trimmed start: > 0)")
     audio_url: str
 
@@ -110,7 +112,8 @@ class DuplicateGroupOut(BaseModel):
 class DuplicatesResponse(BaseModel):
     """Groups of indexed files that are the same recording."""
 
-    threshold: float
+    threshold: float = Field(description="window similarity a candidate pair needed")
+    min_match: float | None = Field(description="spectral match that confirmed it (null: vectors alone)")
     generation: int
     took_ms: float
     groups: list[DuplicateGroupOut]

@@ -37,7 +37,9 @@ function renderGroups(data) {
       button.title = "play";
       button.addEventListener("click", () => play(member));
       row.append(button,
-        element("span", "score", i === 0 ? "reference" : member.similarity.toFixed(3)),
+        element("span", "score", i === 0 ? "reference" : member.match === null
+          ? `similarity ${member.similarity.toFixed(3)}`
+          : `similarity ${member.similarity.toFixed(3)} · match ${member.match.toFixed(3)}`),
         element("span", "span muted", i === 0 ? `${member.duration.toFixed(2)} s`
           : `starts at ${member.offset >= 0 ? "+" : ""}${member.offset.toFixed(2)} s`),
         element("span", "name", member.name),
@@ -48,16 +50,20 @@ function renderGroups(data) {
     list.append(li);
   }
   const n = data.groups.length;
-  setStatus(n ? `${n} group${n === 1 ? "" : "s"} at similarity ≥ ${data.threshold} (${data.took_ms.toFixed(0)} ms)`
-    : `no duplicates at similarity ≥ ${data.threshold}`);
+  const rule = `window similarity ≥ ${data.threshold}` + (data.min_match === null ? "" : `, match ≥ ${data.min_match}`);
+  setStatus(n ? `${n} group${n === 1 ? "" : "s"} at ${rule} (${data.took_ms.toFixed(0)} ms)` : `no duplicates at ${rule}`);
 }
 
 async function findDuplicates(event) {
   if (event) event.preventDefault();
-  const threshold = $("#threshold").value.trim();
+  const params = new URLSearchParams();
+  for (const [id, name] of [["#threshold", "threshold"], ["#min-match", "min_match"]]) {
+    const value = $(id).value.trim();
+    if (value) params.set(name, value);
+  }
   setStatus("comparing files…");
   try {
-    const response = await fetch(`/api/duplicates${threshold ? `?threshold=${encodeURIComponent(threshold)}` : ""}`);
+    const response = await fetch(`/api/duplicates?${params}`);
     const body = await response.json().catch(() => null);
     if (!response.ok) throw new Error(`${response.status}: ${body && typeof body.detail === "string" ? body.detail : response.statusText}`);
     renderGroups(body);
