@@ -37,18 +37,18 @@ RATE = 44100
 SECONDS = 16.0
 INSTRUMENTS = ("piano", "violin", "flute", "acoustic guitar", "church organ", "trumpet", "marimba", "choir")
 SENTENCES = (  # each long enough to fill SECONDS of speech: digital silence would match any other file's
-    "The archive keeps every recording of the river, from the spring floods to the quiet weeks of August. "
-    "Each reel was copied twice before the originals went into the cold store under the east wing.",
-    "Please remember to label each tape with the date, the place and the name of the person who recorded it. "
-    "Unlabelled tapes end up in the long grey cabinet, and nobody has opened that in years.",
-    "A small brass band played in the square while the market traders packed away their stalls for the night. "
-    "Somebody recorded the whole evening from a balcony, with the church clock striking nine.",
-    "The engineer moved the microphone closer to the piano and asked the pianist to play the opening again. "
-    "On the third take the rain started, and they kept it, because it sounded better that way.",
-    "When the storm reached the coast, the fishermen pulled their boats high onto the shingle beach. "
-    "The wind took the harbour master's hat, and the recording still has his shouting on it.",
-    "Our library holds eleven thousand sound effects, most of them recorded on a single portable deck. "
-    "The best of them are footsteps: gravel, snow, wet leaves, a wooden stair and a marble hall.",
+    ("The archive keeps every recording of the river, from the spring floods to the quiet weeks of August. "
+     "Each reel was copied twice before the originals went into the cold store under the east wing."),
+    ("Please remember to label each tape with the date, the place and the name of the person who recorded it. "
+     "Unlabelled tapes end up in the long grey cabinet, and nobody has opened that in years."),
+    ("A small brass band played in the square while the market traders packed away their stalls for the night. "
+     "Somebody recorded the whole evening from a balcony, with the church clock striking nine."),
+    ("The engineer moved the microphone closer to the piano and asked the pianist to play the opening again. "
+     "On the third take the rain started, and they kept it, because it sounded better that way."),
+    ("When the storm reached the coast, the fishermen pulled their boats high onto the shingle beach. "
+     "The wind took the harbour master's hat, and the recording still has his shouting on it."),
+    ("Our library holds eleven thousand sound effects, most of them recorded on a single portable deck. "
+     "The best of them are footsteps: gravel, snow, wet leaves, a wooden stair and a marble hall."),
 )
 KITS = ("VariBreaks", "Millo-Drums_v.1", "ElectricEmpireKit")
 EVENT_SETS = (
@@ -147,8 +147,8 @@ class Copy:
 
 
 def copy_recipes(rng: np.random.Generator) -> list[Copy]:
-    trim = lambda: float(rng.uniform(0.5, 5.0))  # noqa: E731
-    gain = lambda: float(rng.choice([-6.0, 6.0]))  # noqa: E731
+    trim = lambda: float(rng.uniform(0.5, 5.0))
+    gain = lambda: float(rng.choice([-6.0, 6.0]))
     return [
         Copy("mp3 32k", ".mp3", 22050, 32000, 0, 0, gain(), False),
         Copy("opus 24k, trim start", ".opus", 48000, 24000, trim(), 0, 0, False),
@@ -212,9 +212,15 @@ def main() -> None:
     args = parser.parse_args()
 
     from indexer import BuildOptions, build_index
-    from search.duplicates import DEFAULT_MIN_MATCH, DEFAULT_THRESHOLD, check_pairs, duplicate_pairs, group_duplicates
-    from search.fingerprint import spectral_print
+    from search.duplicates import (
+        DEFAULT_MIN_MATCH,
+        DEFAULT_THRESHOLD,
+        check_pairs,
+        duplicate_pairs,
+        group_duplicates,
+    )
     from search.engine import Engine
+    from search.fingerprint import spectral_print
 
     work = args.work or Path(tempfile.mkdtemp(prefix="resound-dup-"))
     corpus, index = work / "corpus", work / f"index-{args.hop or 'default'}"

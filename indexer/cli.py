@@ -142,7 +142,7 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
 @main.command()
 @click.argument("corpus", type=click.Path(path_type=Path))
 @index_option
-@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Model of a new index (an existing one keeps its own).")
+@click.option("--model", default=None, help=f"Model of a new index (default {DEFAULT_MODEL}); an existing index keeps its own.")
 @click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None, help="Seconds between window starts (new index).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @db_option
@@ -153,12 +153,13 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
 @click.option("--settle", "settle_seconds", default=2.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds a file's size and mtime must hold before it is read (files being written wait).")
 @click.option("--quiet", is_flag=True, help="No line per generation.")
-def watch(corpus: Path, index_path: Path, model: str, hop_seconds: float | None, device: str, db_url: str | None,
+def watch(corpus: Path, index_path: Path, model: str | None, hop_seconds: float | None, device: str, db_url: str | None,
           poll: bool, interval: float, settle_seconds: float, quiet: bool) -> None:
     """Keep the index in step with CORPUS while running: new, changed, moved and deleted files are applied
     in small generations that a running `search serve` picks up. Stop with Ctrl-C (or SIGTERM)."""
     import signal
     import threading
+    from dataclasses import replace
 
     from indexer.watch import CorpusWatcher, WatchOptions
 
@@ -171,8 +172,16 @@ def watch(corpus: Path, index_path: Path, model: str, hop_seconds: float | None,
         for failure in report.failed:
             click.echo(f"failed: {failure.path}: {failure.reason}", err=True)
 
-    options = WatchOptions(build=BuildOptions(model=model, hop_seconds=hop_seconds, device=device, db_url=db_url),
-                           poll=poll, interval=interval, settle_seconds=settle_seconds)
+    build_options = BuildOptions(model=model or DEFAULT_MODEL, hop_seconds=hop_seconds, device=device, db_url=db_url)
+    if model is None and (index_path / "manifest.json").is_file():
+        existing = Index(index_path, db_url=db_url)
+        try:
+            provenance = existing.provenance()
+        finally:
+            existing.close()
+        if provenance is not None:  # the index's own model, windows and mixing
+            build_options = replace(BuildOptions.from_provenance(provenance, db_url), device=device)
+    options = WatchOptions(build=build_options, poll=poll, interval=interval, settle_seconds=settle_seconds)
     stop = threading.Event()
     # A signal only asks the loop to stop: a generation being applied is finished first.
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -146,7 +146,7 @@ def duplicate_pairs(
                     other_start = files[other].starts[position[int(wid)]]
                     # Keyed by the pair in file order, the offset from the lower one to the higher one.
                     a, b, shift = (fi, other, other_start - start) if fi < other else (other, fi, start - other_start)
-                    votes[(a, b)][int(round(shift / hop_seconds))] += 1
+                    votes[(a, b)][round(shift / hop_seconds)] += 1
 
     pairs = []
     for (a, b), by_offset in votes.items():
@@ -154,9 +154,9 @@ def duplicate_pairs(
         best: tuple[float, int, int] | None = None
         for steps, _ in sorted(by_offset.items(), key=lambda kv: (-kv[1], abs(kv[0])))[:OFFSETS_TRIED]:
             similarity, aligned = aligned_similarity(fa, fb, steps * hop_seconds, hop_seconds)
-            if aligned and aligned >= min_coverage * max(len(fa.starts), len(fb.starts)):
-                if best is None or similarity > best[0]:
-                    best = (similarity, steps, aligned)
+            enough = aligned and aligned >= min_coverage * max(len(fa.starts), len(fb.starts))
+            if enough and (best is None or similarity > best[0]):
+                best = (similarity, steps, aligned)
         if best is not None and best[0] >= threshold:
             pairs.append(DuplicatePair(fa.file_id, fb.file_id, best[0], best[1] * hop_seconds, best[2]))
     return sorted(pairs, key=lambda p: (p.a, p.b))
@@ -180,7 +180,7 @@ def aligned_similarity(a: FileWindows, b: FileWindows, offset: float, hop_second
 def check_pairs(
     files: Sequence[FileWindows],
     pairs: Sequence[DuplicatePair],
-    prints: Callable[[FileWindows], "SpectralPrint | None"],  # noqa: F821
+    prints: Callable[[FileWindows], SpectralPrint | None],  # noqa: F821
     min_match: float = DEFAULT_MIN_MATCH,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
 ) -> list[DuplicatePair]:
@@ -261,7 +261,7 @@ def find_duplicates(
     hop_seconds: float,
     threshold: float = DEFAULT_THRESHOLD,
     search: WindowSearch | None = None,
-    prints: Callable[[FileWindows], "SpectralPrint | None"] | None = None,  # noqa: F821
+    prints: Callable[[FileWindows], SpectralPrint | None] | None = None,  # noqa: F821
     min_match: float = DEFAULT_MIN_MATCH,
     neighbours: int = DEFAULT_NEIGHBOURS,
     min_coverage: float = DEFAULT_MIN_COVERAGE,

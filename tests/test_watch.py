@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from indexer import BuildOptions, Index, build_index
 from indexer.corpus import content_hash
@@ -181,11 +180,12 @@ def test_file_events_keep_the_index_in_step(tmp_path: Path, tone_model: Path) ->
         watcher.close()
 
 
-def _watch_process(corpus: Path, index: Path, model: Path) -> subprocess.Popen:
+def _watch_process(corpus: Path, index: Path, model: Path | None) -> subprocess.Popen:
+    """`indexer watch --poll` in a process of its own (no --model: the index's own)."""
     env = {**os.environ, "RESOUND_PLUGINS": "tests.tone_plugin", "PYTHONPATH": str(Path(__file__).parents[1])}
     return subprocess.Popen(
-        [sys.executable, "-m", "indexer.cli", "watch", str(corpus), "--index", str(index), "--model", str(model),
-         "--poll", "--interval", "0.1", "--settle", "0.3"],
+        [sys.executable, "-m", "indexer.cli", "watch", str(corpus), "--index", str(index),
+         *(["--model", str(model)] if model else []), "--poll", "--interval", "0.1", "--settle", "0.3"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -205,7 +205,7 @@ def test_a_killed_watcher_loses_nothing_and_a_stopped_one_exits_cleanly(tmp_path
         process.wait(timeout=60)
         assert verify_index(index).ok
 
-        process = _watch_process(corpus, index, tone_model)  # the restart catches up
+        process = _watch_process(corpus, index, None)  # the restart catches up, with the index's model
         expected = fresh_build(corpus, tmp_path, tone_model)
         _wait_for(lambda: _matches(index, expected), "the restarted watcher to converge")
         process.send_signal(signal.SIGTERM)
