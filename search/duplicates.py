@@ -130,23 +130,37 @@ def duplicate_pairs(
     if search is None:
         search = flat_window_search(files)
         files = [f if f.window_ids is None else _positional(f, None) for f in files]
-    owner, position = _window_owners(files)
-    votes: dict[tuple[int, int], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    # Every window's id, file (index into `files`) and start, ordered by id for lookups.
+    if all(f.window_ids is not None for f in files):
+        ids = np.concatenate([f.window_ids for f in files]).astype(np.int64)  # type: ignore[misc]
+    else:
+        ids = np.arange(sum(len(f.starts) for f in files))
+    owners = np.concatenate([np.full(len(f.starts), fi) for fi, f in enumerate(files)])
+    starts = np.concatenate([f.starts for f in files]).astype(np.float64)
+    vectors = np.concatenate([f.vectors for f in files])
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
     # A window only nominates pairs it could belong to: well below the threshold is no candidate.
     floor = threshold - 0.25
-    for fi, f in enumerate(files):
-        for lo in range(0, len(f.starts), batch):
-            scores, ids = search(f.vectors[lo : lo + batch], neighbours)
-            for row, (row_scores, row_ids) in enumerate(zip(scores, ids)):
-                start = f.starts[lo + row]
-                for score, wid in zip(row_scores, row_ids):
-                    other = owner.get(int(wid), -1)
-                    if other < 0 or other == fi or score < floor:
-                        continue
-                    other_start = files[other].starts[position[int(wid)]]
-                    # Keyed by the pair in file order, the offset from the lower one to the higher one.
-                    a, b, shift = (fi, other, other_start - start) if fi < other else (other, fi, start - other_start)
-                    votes[(a, b)][round(shift / hop_seconds)] += 1
+    found = []
+    for lo in range(0, len(ids), batch):
+        scores, hits = search(vectors[lo : lo + batch], neighbours)
+        where = np.clip(np.searchsorted(sorted_ids, hits), 0, len(ids) - 1)
+        known = (hits >= 0) & (sorted_ids[where] == hits) & (scores >= floor)
+        other = order[where]  # row of the hit window
+        mine = np.arange(lo, min(lo + batch, len(ids)))[:, None].repeat(hits.shape[1], axis=1)
+        keep = known & (owners[other] != owners[mine])
+        q, h = mine[keep], other[keep]
+        # Keyed by the pair in file order, the offset from the lower file to the higher one.
+        lower = owners[q] < owners[h]
+        shift = np.where(lower, starts[h] - starts[q], starts[q] - starts[h])
+        found.append(np.stack([np.minimum(owners[q], owners[h]), np.maximum(owners[q], owners[h]),
+                               np.round(shift / hop_seconds).astype(np.int64)], axis=1))
+    votes: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
+    if found:
+        keys, counts = np.unique(np.concatenate(found), axis=0, return_counts=True)
+        for (a, b, steps), count in zip(keys.tolist(), counts.tolist()):
+            votes[(a, b)][steps] = count
 
     pairs = []
     for (a, b), by_offset in votes.items():
@@ -278,17 +292,3 @@ def find_duplicates(
 
 def _positional(f: FileWindows, ids: np.ndarray | None) -> FileWindows:
     return FileWindows(f.file_id, f.path, f.duration, f.starts, f.vectors, ids)
-
-
-def _window_owners(files: Sequence[FileWindows]) -> tuple[dict[int, int], dict[int, int]]:
-    """Window id -> (index of its file in `files`, its position in that file)."""
-    owner: dict[int, int] = {}
-    position: dict[int, int] = {}
-    offset = 0
-    for fi, f in enumerate(files):
-        ids = f.window_ids if f.window_ids is not None else np.arange(offset, offset + len(f.starts))
-        for p, wid in enumerate(ids):
-            owner[int(wid)] = fi
-            position[int(wid)] = p
-        offset += len(f.starts)
-    return owner, position
