@@ -4,6 +4,7 @@ windows, the transparent ToneEncoder) from Engine, the CLI and the HTTP API."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -189,3 +190,28 @@ def test_spectral_match_finds_a_shifted_quieter_copy_and_not_another_take(tmp_pa
     match, offset = aligned_match(a, b, 0.0, 20.0, min_overlap_seconds=5.0)
     assert match > 0.95 and offset == pytest.approx(-2.34, abs=0.02)
     assert aligned_match(a, c, 0.0, 20.0, min_overlap_seconds=5.0)[0] < 0.5
+
+
+def test_duplicates_page_lists_the_group_in_a_browser(duplicate_index: Path, tmp_path: Path) -> None:
+    from playwright import sync_api
+
+    errors: list[str] = []
+    with running_service(duplicate_index) as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{url}/duplicates")
+            page.wait_for_selector(".duplicate-group")
+            rows = page.locator(".duplicate-member .name").all_text_contents()
+            assert rows[0] == "melody.wav" and sorted(rows[1:]) == sorted(Path(p).name for p in EXPECTED)
+            assert "starts at +4.00 s" in page.locator(".duplicate-members").inner_text()
+            # A stricter match than any copy reaches: the page says so.
+            page.fill("#min-match", "0.9999")
+            page.click("button[type=submit]")
+            sync_api.expect(page.locator("#status")).to_have_text(re.compile("^no duplicates"))
+            page.screenshot(path=str(tmp_path / "duplicates.png"))
+        finally:
+            browser.close()
+    assert errors == []
