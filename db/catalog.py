@@ -234,6 +234,14 @@ class CatalogWriter:
         self.clear_failure(corpus_id, path)
         return file_row.id, [r.id for r in segment_rows]
 
+    def move_file(self, file_id: int, path: str, size: int, mtime: float, path_bytes: bytes | None = None) -> None:
+        """Stage a file's new path (a rename or move of the same content): id and segments stay."""
+        row = self.session.get(FileRow, file_id)
+        corpus_id = row.corpus_id
+        row.path, row.path_bytes, row.size, row.mtime = path, path_bytes, size, mtime
+        self.session.flush()
+        self.clear_failure(corpus_id, path)
+
     def remove_file(self, file_id: int) -> list[int]:
         """Stage the removal of a file and its segments; returns the segment ids removed."""
         segment_ids = list(self.session.scalars(select(SegmentRow.id).where(SegmentRow.file_id == file_id)))

@@ -76,6 +76,7 @@ class BuildReport:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
+    moved: int = 0  # renamed or moved files: their rows took the new path, their vectors were kept
     failed: list[FailedFile] = field(default_factory=list)
     still_failed: int = 0  # failed before, unchanged since: not retried
     segments_added: int = 0
@@ -85,7 +86,7 @@ class BuildReport:
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.updated or self.removed or self.failed)
+        return bool(self.added or self.updated or self.removed or self.moved or self.failed)
 
 
 @dataclass
@@ -195,7 +196,9 @@ def _build_locked(
             stores["segments"].to_gpu(faiss_gpu(placement.faiss_gpu))  # trains, converts and tunes there
 
         jobs = _plan(index, writer, corpus_id, files, report)
-        for record in _deleted(index, corpus_id, files, only):
+        deleted = _deleted(index, corpus_id, files, only)
+        jobs, deleted = _moved(writer, jobs, deleted, report)
+        for record in deleted:
             _remove_file(writer, stores, record, report)
 
         last_checkpoint = time.monotonic()
@@ -274,6 +277,26 @@ def _deleted(index: Index, corpus_id: int, files: list[CorpusFile], only: set[st
     present = {f.catalog_path for f in files}
     return [r for path, r in index.catalog.corpus_files(corpus_id).items()
             if path not in present and (only is None or path in only)]
+
+
+def _moved(writer: CatalogWriter, jobs: list[_FileJob], deleted: list[FileRecord],
+           report: BuildReport) -> tuple[list[_FileJob], list[FileRecord]]:
+    """A new file with the content of one that disappeared was moved: its catalog row takes the new path
+    and keeps its id, segments and vectors (nothing is decoded or embedded). Returns the jobs and
+    deletions left."""
+    gone: dict[str, list[FileRecord]] = {}
+    for record in deleted:
+        gone.setdefault(record.content_hash, []).append(record)
+    left = []
+    for job in jobs:
+        candidates = gone.get(job.content_hash) if job.previous is None else None
+        if candidates:
+            record = candidates.pop()
+            writer.move_file(record.id, job.file.catalog_path, job.file.size, job.file.mtime, job.file.path_bytes)
+            report.moved += 1
+        else:
+            left.append(job)
+    return left, [r for records in gone.values() for r in records]
 
 
 def _embedded_jobs(

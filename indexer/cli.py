@@ -166,7 +166,7 @@ def watch(corpus: Path, index_path: Path, model: str | None, hop_seconds: float 
     def show(report) -> None:  # type: ignore[no-untyped-def]
         if quiet or not report.changed:
             return
-        click.echo(f"{report.added} added, {report.updated} updated, {report.removed} removed, "
+        click.echo(f"{report.added} added, {report.updated} updated, {report.moved} moved, {report.removed} removed, "
                    f"{len(report.failed)} failed ({report.segments_added} segments added, "
                    f"{report.segments_removed} removed)", err=True)
         for failure in report.failed:
@@ -190,7 +190,7 @@ def watch(corpus: Path, index_path: Path, model: str | None, hop_seconds: float 
     try:
         report = watcher.start()
         click.echo(f"{watcher.index.path}: caught up with {watcher.corpus} ({report.added} added, {report.updated} "
-                   f"updated, {report.removed} removed, {report.unchanged} unchanged); watching "
+                   f"updated, {report.moved} moved, {report.removed} removed, {report.unchanged} unchanged); watching "
                    f"{'by polling' if poll else 'for file events'}", err=True)
         watcher.run(stop)
     finally:

@@ -91,6 +91,7 @@ def test_added_changed_renamed_and_removed_files_end_as_a_fresh_build(tmp_path: 
         assert snapshot(index) == fresh_build(corpus, tmp_path, tone_model)
         assert [h.path for h in engine.query("a 880 Hz tone", k=1)] == [str(corpus / "sub" / "d660.ogg")]
         clock = [1000.0]
+        ids_before = watcher.index.catalog.corpus_files(1)
 
         _write(corpus / "new" / "e880.wav", 880)  # added, in a new directory
         _write(corpus / "a220.wav", 330, 660)  # changed
@@ -101,11 +102,17 @@ def test_added_changed_renamed_and_removed_files_end_as_a_fresh_build(tmp_path: 
         _settle(watcher, clock)
 
         assert watcher.index.generation() == generation + 1  # one batch, one generation
+        report = watcher.state.reports[-1]
+        assert (report.added, report.updated, report.moved, report.removed) == (1, 1, 1, 1)
+        # The renamed file kept its row and vectors: nothing was embedded for it.
+        assert watcher.index.catalog.corpus_files(1)["renamed.flac"].id == ids_before["b330.flac"].id
+        assert report.segments_added == 1 + 2  # e880 and the new a220, not the renamed file's two
         assert snapshot(index) == fresh_build(corpus, tmp_path, tone_model)
         assert [h.path for h in engine.query("a 880 Hz tone", k=1)] == [str(corpus / "new" / "e880.wav")]
 
         os.rename(corpus / "sub", corpus / "moved")  # a directory moved
         _settle(watcher, clock)
+        assert watcher.state.reports[-1].moved == 1 and watcher.state.reports[-1].segments_added == 0
         assert snapshot(index) == fresh_build(corpus, tmp_path, tone_model)
         assert sorted(snapshot(index)) == ["a220.wav", "moved/c440.wav", "new/e880.wav", "renamed.flac"]
     finally:
@@ -217,3 +224,18 @@ def test_a_killed_watcher_loses_nothing_and_a_stopped_one_exits_cleanly(tmp_path
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_build_after_renames_moves_rows_instead_of_embedding_again(tmp_path: Path, tone_model: Path) -> None:
+    corpus = _corpus(tmp_path)
+    index = tmp_path / "index"
+    options = BuildOptions(model=str(tone_model), decode_workers=0)
+    build_index(corpus, index, options)
+    before = snapshot(index)
+    os.rename(corpus / "sub" / "d660.ogg", corpus / "d660-renamed.ogg")
+    shutil.copy(corpus / "a220.wav", corpus / "a220-copy.wav")  # a copy is new: the original stays
+    report = build_index(corpus, index, options)
+    assert (report.added, report.moved, report.removed, report.segments_added) == (1, 1, 0, 1)
+    after = snapshot(index)
+    assert after["d660-renamed.ogg"][:2] == before["sub/d660.ogg"][:2]
+    assert after == fresh_build(corpus, tmp_path, tone_model)
