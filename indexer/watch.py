@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from indexer.build import BuildOptions, BuildReport, _build_locked, apply_changes
+from indexer.build import BuildOptions, BuildReport, apply_changes
 from indexer.corpus import catalog_text, scan_corpus
 from indexer.device import resolve_device
 from indexer.encoders import Encoder
@@ -136,11 +136,13 @@ class CorpusWatcher:
                 self._start_observer()  # before the catch-up scan: nothing that changes during it is missed
             files = scan_corpus(self.corpus)
             self._snapshot = {f.path: (f.size, f.mtime) for f in files}
-            if not files and self._indexed_paths():
+            indexed = self._indexed_paths()
+            if not files and indexed:
                 raise EmptyCorpusError(f"{self.corpus}: no media files, but the index holds files from it; "
                                        f"not emptying the index (is the disk mounted?)")
-            report = _build_locked(self.index, self.corpus, files, self.options.build, None, time.monotonic(),
-                                   encoder=self._encoder)
+            # Every path found and every path indexed: the incremental build of the whole corpus.
+            report = apply_changes(self.index, self.corpus, {f.path for f in files} | set(indexed),
+                                   self.options.build, encoder=self._encoder)
             self._record(report)
             return report
         except BaseException:
