@@ -46,6 +46,17 @@ class SegmentRecord:
 
 
 @dataclass(frozen=True)
+class FileSegments:
+    """A file's segments in time order (for comparing files window by window)."""
+
+    file_id: int
+    path: str  # absolute
+    duration: float
+    segment_ids: list[int]
+    starts: list[float]
+
+
+@dataclass(frozen=True)
 class FailureRecord:
     corpus_root: str
     path: str
@@ -172,6 +183,24 @@ class Catalog:
             yield [SegmentRecord(seg.id, seg.file_id, _join(root, os.fsdecode(raw) if raw else path), seg.start,
                                  seg.end, seg.modalities) for seg, path, raw, root in rows]
             last = rows[-1][0].id
+    def files_segments(self) -> list[FileSegments]:
+        """Every indexed file with its segment ids and start times in time order, by file id."""
+        with self.session() as s:
+            files = {
+                fid: (_join(root, os.fsdecode(raw) if raw else path), duration)
+                for fid, path, raw, duration, root in s.execute(
+                    select(FileRow.id, FileRow.path, FileRow.path_bytes, FileRow.duration, CorpusRow.root)
+                    .join(CorpusRow, FileRow.corpus_id == CorpusRow.id)
+                )
+            }
+            segments: dict[int, tuple[list[int], list[float]]] = {}
+            for seg_id, file_id, start in s.execute(
+                select(SegmentRow.id, SegmentRow.file_id, SegmentRow.start).order_by(SegmentRow.file_id, SegmentRow.start)
+            ):
+                ids, starts = segments.setdefault(file_id, ([], []))
+                ids.append(seg_id)
+                starts.append(start)
+        return [FileSegments(fid, *files[fid], *segments[fid]) for fid in sorted(segments) if fid in files]
 
     def counts(self) -> dict[str, int]:
         """Numbers of corpora, files, segments and failures."""
@@ -260,6 +289,14 @@ class CatalogWriter:
         self.session.flush()
         self.clear_failure(corpus_id, path)
         return file_row.id, [r.id for r in segment_rows]
+
+    def move_file(self, file_id: int, path: str, size: int, mtime: float, path_bytes: bytes | None = None) -> None:
+        """Stage a file's new path (a rename or move of the same content): id and segments stay."""
+        row = self.session.get(FileRow, file_id)
+        corpus_id = row.corpus_id
+        row.path, row.path_bytes, row.size, row.mtime = path, path_bytes, size, mtime
+        self.session.flush()
+        self.clear_failure(corpus_id, path)
 
     def remove_file(self, file_id: int) -> list[int]:
         """Stage the removal of a file and its segments; returns the segment ids removed."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from db.catalog import CatalogWriter, FileRecord
-from indexer.corpus import CorpusFile, catalog_text, content_hash, scan_corpus
+from indexer.corpus import CorpusFile, catalog_text, content_hash, corpus_file, scan_corpus
 from indexer.device import resolve_device
 from indexer.embed import WindowPlan, embed_inputs, modalities_of
 from indexer.prefetch import prefetch_inputs
@@ -77,6 +77,7 @@ class BuildReport:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
+    moved: int = 0  # renamed or moved files: their rows took the new path, their vectors were kept
     failed: list[FailedFile] = field(default_factory=list)
     still_failed: int = 0  # failed before, unchanged since: not retried
     segments_added: int = 0
@@ -86,7 +87,7 @@ class BuildReport:
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.updated or self.removed or self.failed)
+        return bool(self.added or self.updated or self.removed or self.moved or self.failed)
 
 
 @dataclass
@@ -157,7 +158,12 @@ def _build_locked(
     progress: ProgressCallback | None,
     started: float,
     embed_stage: EmbedStage | None = None,
+    only: set[str] | None = None,
+    encoder: Encoder | None = None,
 ) -> BuildReport:
+    """The build, with the index's writer lock held. `only`: catalog paths that may have changed (`files`
+    holds those of them that exist); every other indexed file is left as it is. `encoder`: one already
+    loaded (with the options' model), as `indexer watch` keeps between generations."""
     stored = index.provenance()
     spec = options.encoder_spec()
     model_id, checkpoint_sha256 = spec.identity()
@@ -169,7 +175,7 @@ def _build_locked(
                 f"{index.path}: index uses a hop of {stored.hop_seconds} s, not {options.hop_seconds} s"
             )
     placement = resolve_device(options.device)
-    encoder = spec.load(device=placement.torch_device)
+    encoder = encoder or spec.load(device=placement.torch_device)
     if stored is not None:
         check_encoder(index.path, stored, encoder.info)
         hop_seconds = stored.hop_seconds
@@ -191,7 +197,9 @@ def _build_locked(
             stores["segments"].to_gpu(faiss_gpu(placement.faiss_gpu))  # trains, converts and tunes there
 
         jobs = _plan(index, writer, corpus_id, files, report)
-        for record in _deleted(index, corpus_id, files):
+        deleted = _deleted(index, corpus_id, files, only)
+        jobs, deleted = _moved(writer, jobs, deleted, report)
+        for record in deleted:
             _remove_file(writer, stores, record, report)
 
         last_checkpoint = time.monotonic()
@@ -224,6 +232,23 @@ def _build_locked(
     return report
 
 
+def apply_changes(
+    index: Index,
+    corpus: Path,
+    paths: set[str],
+    options: BuildOptions,
+    encoder: Encoder | None = None,
+) -> BuildReport:
+    """Bring `index` up to date for `paths` (relative to `corpus`) alone, as one generation: new and changed
+    files are embedded, vanished ones removed, unchanged ones (by content hash) skipped. The caller holds
+    `index.writer_lock()`; an empty corpus is no error here (every file may have been deleted)."""
+    started = time.monotonic()
+    corpus = Path(corpus).expanduser().resolve()
+    files = [f for f in (corpus_file(corpus, p) for p in sorted(paths)) if f is not None]
+    return _build_locked(index, corpus, files, options, None, started, only={catalog_text(p) for p in paths},
+                         encoder=encoder)
+
+
 def _plan(
     index: Index, writer: CatalogWriter, corpus_id: int, files: list[CorpusFile], report: BuildReport
 ) -> list[_FileJob]:
@@ -249,9 +274,30 @@ def _plan(
     return jobs
 
 
-def _deleted(index: Index, corpus_id: int, files: list[CorpusFile]) -> list[FileRecord]:
+def _deleted(index: Index, corpus_id: int, files: list[CorpusFile], only: set[str] | None = None) -> list[FileRecord]:
     present = {f.catalog_path for f in files}
-    return [r for path, r in index.catalog.corpus_files(corpus_id).items() if path not in present]
+    return [r for path, r in index.catalog.corpus_files(corpus_id).items()
+            if path not in present and (only is None or path in only)]
+
+
+def _moved(writer: CatalogWriter, jobs: list[_FileJob], deleted: list[FileRecord],
+           report: BuildReport) -> tuple[list[_FileJob], list[FileRecord]]:
+    """A new file with the content of one that disappeared was moved: its catalog row takes the new path
+    and keeps its id, segments and vectors (nothing is decoded or embedded). Returns the jobs and
+    deletions left."""
+    gone: dict[str, list[FileRecord]] = {}
+    for record in deleted:
+        gone.setdefault(record.content_hash, []).append(record)
+    left = []
+    for job in jobs:
+        candidates = gone.get(job.content_hash) if job.previous is None else None
+        if candidates:
+            record = candidates.pop()
+            writer.move_file(record.id, job.file.catalog_path, job.file.size, job.file.mtime, job.file.path_bytes)
+            report.moved += 1
+        else:
+            left.append(job)
+    return left, [r for records in gone.values() for r in records]
 
 
 def _embedded_jobs(
@@ -387,4 +433,4 @@ def _apply_index_type(store: VectorStore, options: BuildOptions, writer: Catalog
     return store
 
 
-__all__ = ["BuildOptions", "BuildReport", "FailedFile", "build_index", "ResoundError"]
+__all__ = ["BuildOptions", "BuildReport", "FailedFile", "apply_changes", "build_index", "ResoundError"]

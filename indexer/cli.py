@@ -140,6 +140,65 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
 
 
 @main.command()
+@click.argument("corpus", type=click.Path(path_type=Path))
+@index_option
+@click.option("--model", default=None, help=f"Model of a new index (default {DEFAULT_MODEL}); an existing index keeps its own.")
+@click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None, help="Seconds between window starts (new index).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@db_option
+@click.option("--poll", is_flag=True, help="Look for changes by walking the corpus every --interval (file systems "
+                                           "without change events: NFS, SMB, FUSE) instead of file events.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between looks for settled changes (and between walks with --poll).")
+@click.option("--settle", "settle_seconds", default=2.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds a file's size and mtime must hold before it is read (files being written wait).")
+@click.option("--quiet", is_flag=True, help="No line per generation.")
+def watch(corpus: Path, index_path: Path, model: str | None, hop_seconds: float | None, device: str, db_url: str | None,
+          poll: bool, interval: float, settle_seconds: float, quiet: bool) -> None:
+    """Keep the index in step with CORPUS while running: new, changed, moved and deleted files are applied
+    in small generations that a running `search serve` picks up. Stop with Ctrl-C (or SIGTERM)."""
+    import signal
+    import threading
+    from dataclasses import replace
+
+    from indexer.watch import CorpusWatcher, WatchOptions
+
+    def show(report) -> None:  # type: ignore[no-untyped-def]
+        if quiet or not report.changed:
+            return
+        click.echo(f"{report.added} added, {report.updated} updated, {report.moved} moved, {report.removed} removed, "
+                   f"{len(report.failed)} failed ({report.segments_added} segments added, "
+                   f"{report.segments_removed} removed)", err=True)
+        for failure in report.failed:
+            click.echo(f"failed: {failure.path}: {failure.reason}", err=True)
+
+    build_options = BuildOptions(model=model or DEFAULT_MODEL, hop_seconds=hop_seconds, device=device, db_url=db_url)
+    if model is None and (index_path / "manifest.json").is_file():
+        existing = Index(index_path, db_url=db_url)
+        try:
+            provenance = existing.provenance()
+        finally:
+            existing.close()
+        if provenance is not None:  # the index's own model, windows and mixing
+            build_options = replace(BuildOptions.from_provenance(provenance, db_url), device=device)
+    options = WatchOptions(build=build_options, poll=poll, interval=interval, settle_seconds=settle_seconds)
+    stop = threading.Event()
+    # A signal only asks the loop to stop: a generation being applied is finished first.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    watcher = CorpusWatcher(corpus, index_path, options, on_generation=show)
+    try:
+        report = watcher.start()
+        click.echo(f"{watcher.index.path}: caught up with {watcher.corpus} ({report.added} added, {report.updated} "
+                   f"updated, {report.moved} moved, {report.removed} removed, {report.unchanged} unchanged); watching "
+                   f"{'by polling' if poll else 'for file events'}", err=True)
+        watcher.run(stop)
+    finally:
+        watcher.close()
+    click.echo("stopped", err=True)
+
+
+@main.command()
 @index_option
 @db_option
 @click.option("--repair", is_flag=True, help="Drop vectors and rows that do not map, then re-index the files affected.")

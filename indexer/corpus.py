@@ -71,6 +71,20 @@ def _walk(root: Path, extensions: frozenset[str]) -> Iterator[CorpusFile]:
             yield CorpusFile(root, full.relative_to(root).as_posix(), stat.st_size, stat.st_mtime)
 
 
+def corpus_file(root: Path, path: str, extensions: frozenset[str] = MEDIA_EXTENSIONS) -> CorpusFile | None:
+    """The CorpusFile at `path` (relative to `root`) when `scan_corpus` would list it, else None."""
+    full = root / path
+    if full.name.startswith(".") or full.suffix.lower() not in extensions:
+        return None
+    try:
+        stat = full.stat()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return CorpusFile(root, path, -1, 0.0)  # listed, so that reading it fails and is reported
+    return CorpusFile(root, path, stat.st_size, stat.st_mtime) if full.is_file() else None
+
+
 def content_hash(path: str | Path) -> str:
     """SHA-256 of a file's bytes (what decides whether a file must be re-embedded)."""
     digest = hashlib.sha256()

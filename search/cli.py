@@ -120,6 +120,37 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
 @main.command()
 @index_option
 @db_option
+@click.option("--threshold", type=click.FloatRange(-1, 1), default=None,
+              help="Aligned window similarity a candidate pair needs (default: chosen by bench/duplicates.py).")
+@click.option("--min-match", type=click.FloatRange(-1, 1), default=None,
+              help="Spectral match that confirms a candidate (default: chosen by bench/duplicates.py).")
+@click.option("--no-check", "no_check", is_flag=True,
+              help="Trust the window vectors alone; reads no file, but groups recordings of one kind too.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto: where FAISS searches.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of groups.")
+def duplicates(index_path: Path, db_url: str | None, threshold: float | None, min_match: float | None,
+               no_check: bool, device: str, as_json: bool) -> None:
+    """Find groups of indexed files that are the same recording (re-encoded, resampled, trimmed, louder)."""
+    engine = Engine(index_path, device=device, db_url=db_url)
+    try:
+        groups = engine.duplicates(threshold, min_match, check=not no_check)
+    finally:
+        engine.close()
+    if as_json:
+        click.echo(json.dumps([g.to_json() for g in groups], indent=2))
+        return
+    if not groups:
+        click.echo("no duplicates")
+    for n, group in enumerate(groups, 1):
+        click.echo(f"group {n}: {len(group.members)} files (similarity, match, start in the first file)")
+        for m in group.members:
+            match = "     -" if m.match is None else f"{m.match:6.3f}"
+            click.echo(f"  {m.similarity:6.3f}  {match}  {m.offset:+8.2f} s  {catalog_text(m.path)}")
+
+
+@main.command()
+@index_option
+@db_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. The service has no authentication: keep it on loopback unless "
                    "every machine that can reach the address may search and listen to the corpus.")

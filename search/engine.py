@@ -182,6 +182,58 @@ class Engine:
                 self._matching.pop(next(iter(self._matching)))
             self._matching[key] = ids
         return ids
+    def file_windows(self) -> list["FileWindows"]:  # noqa: F821
+        """Every indexed file's window vectors in time order, ids as in the segment store."""
+        from search.duplicates import FileWindows
+
+        for attempt in range(3):
+            # A build may commit between reading the catalog and the vectors: read both again then.
+            store = self.stores()["segments"]
+            try:
+                return [
+                    FileWindows(f.file_id, f.path, f.duration, np.asarray(f.starts, dtype=np.float64),
+                                store.reconstruct(f.segment_ids), np.asarray(f.segment_ids, dtype=np.int64))
+                    for f in self.index.catalog.files_segments()
+                ]
+            except RuntimeError as e:
+                if attempt == 2:
+                    raise IndexCorruptError(f"{self.index.path}: catalog segments without vectors "
+                                            f"(run `indexer verify`)") from e
+        return []
+
+    def window_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, segment ids) of the k nearest windows of each query vector (duplicates.WindowSearch)."""
+        result = self.stores()["segments"].search(queries, k)
+        return result.scores, result.ids
+
+    def duplicates(self, threshold: float | None = None, min_match: float | None = None,
+                   check: bool = True) -> list["DuplicateGroup"]:  # noqa: F821
+        """Groups of indexed files that are the same recording (see search/duplicates.py), largest first.
+
+        `threshold`: the aligned window similarity a candidate pair needs; `min_match`: the correlation
+        of the pair's spectral prints that confirms it (defaults: duplicates.DEFAULT_THRESHOLD and
+        DEFAULT_MIN_MATCH). `check=False` trusts the window vectors alone (no file is read).
+        """
+        from search.duplicates import DEFAULT_MIN_MATCH, DEFAULT_THRESHOLD, find_duplicates
+        from search.fingerprint import spectral_print
+
+        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        min_match = DEFAULT_MIN_MATCH if min_match is None else min_match
+        for name, value in (("threshold", threshold), ("min_match", min_match)):
+            if not -1.0 <= value <= 1.0:
+                raise QueryError(f"{name} {value} is not a similarity between -1 and 1")
+        cache: dict[int, object] = {}
+
+        def prints(f):  # type: ignore[no-untyped-def]
+            if f.file_id not in cache:
+                try:
+                    cache[f.file_id] = spectral_print(f.path)
+                except (AudioDecodeError, OSError):
+                    cache[f.file_id] = None  # changed or gone since it was indexed: no evidence either way
+            return cache[f.file_id]
+
+        return find_duplicates(self.file_windows(), self.provenance.hop_seconds, threshold, search=self.window_search,
+                               prints=prints if check else None, min_match=min_match)
 
     def close(self) -> None:
         self.index.close()

@@ -36,6 +36,9 @@ from search.service.filter_params import form_filter, query_filter
 from search.service.media import MAX_ID, CorpusMedia, byte_range, read_bytes
 from search.service.schemas import (
     ClassifyResponse,
+    DuplicateGroupOut,
+    DuplicateMemberOut,
+    DuplicatesResponse,
     ErrorOut,
     HitOut,
     InfoResponse,
@@ -93,6 +96,7 @@ class SearchService:
         self.thumbnails = ThumbnailCache(config.thumbnail_cache_entries)
         self.lock = threading.Lock()
         self._classifiers: OrderedDict[tuple, ZeroShotClassifier] = OrderedDict()
+        self._duplicates: tuple[tuple, list[DuplicateGroupOut]] | None = None
         if config.default_label_set not in builtin_label_sets():
             raise PromptError(f"unknown default label set {config.default_label_set!r}: use one of "
                               f"{', '.join(builtin_label_sets())}")
@@ -124,6 +128,21 @@ class SearchService:
             except RuntimeError as e:  # in the catalog but not (yet) in the loaded generation
                 raise NotFoundError(f"segment {segment_id} has no vector in the current index") from e
             return self.engine.search_vector(vector, k, where)
+
+    def duplicates(self, threshold: float | None, min_match: float | None,
+                   check: bool) -> tuple[int, list[DuplicateGroupOut]]:
+        """Duplicate groups of the current generation, computed once per (generation, settings)."""
+        with self.lock:
+            generation = self.engine.index.generation()
+            key = (generation, threshold, min_match, check)
+            if self._duplicates is None or self._duplicates[0] != key:
+                groups = [DuplicateGroupOut(members=[
+                    DuplicateMemberOut(file_id=m.file_id, path=m.path, name=Path(m.path).name, duration=m.duration,
+                                       similarity=m.similarity, match=m.match, offset=m.offset,
+                                       audio_url=f"/api/files/{m.file_id}/audio") for m in g.members])
+                    for g in self.engine.duplicates(threshold, min_match, check)]
+                self._duplicates = (key, groups)
+            return generation, self._duplicates[1]
 
     # -- classification ---------------------------------------------------------------------------
     def label_set(self, name: str | None, labels: str | None) -> LabelSet:
@@ -226,6 +245,11 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
     def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers={"cache-control": "no-cache"})
 
+    @app.get("/duplicates", include_in_schema=False)
+    def duplicates_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "duplicates.html", media_type="text/html",
+                            headers={"cache-control": "no-cache"})
+
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # -- API --------------------------------------------------------------------------------------
@@ -282,6 +306,23 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
         hits = service.similar_to_segment(segment_id, k, where)
         return SearchResponse(kind="segment", modality=service.modality(None),
                               took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits))
+
+    @app.get("/api/duplicates", tags=["search"], response_model=DuplicatesResponse, responses=_ERRORS)
+    def duplicates(
+        threshold: Annotated[float | None, Query(ge=-1, le=1, description=(
+            "aligned window similarity a candidate pair needs (default: chosen by bench/duplicates.py)"))] = None,
+        min_match: Annotated[float | None, Query(ge=-1, le=1, description=(
+            "spectral match that confirms a candidate (default: chosen by bench/duplicates.py)"))] = None,
+        check: Annotated[bool, Query(description="confirm candidates by their audio (false: vectors alone)")] = True,
+    ) -> DuplicatesResponse:
+        """Groups of indexed files that are the same recording (re-encoded, resampled, trimmed, gain)."""
+        from search.duplicates import DEFAULT_MIN_MATCH, DEFAULT_THRESHOLD
+
+        started = time.perf_counter()
+        generation, groups = service.duplicates(threshold, min_match, check)
+        return DuplicatesResponse(threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+                                  min_match=(DEFAULT_MIN_MATCH if min_match is None else min_match) if check else None,
+                                  generation=generation, took_ms=1000 * (time.perf_counter() - started), groups=groups)
 
     @app.post("/api/classify", tags=["classify"], response_model=ClassifyResponse, responses=_ERRORS)
     def classify(

@@ -89,3 +89,31 @@ class ErrorOut(BaseModel):
     """Every refusal: the status code says what kind, `detail` says what exactly."""
 
     detail: str
+
+
+class DuplicateMemberOut(BaseModel):
+    """A file of a duplicate group, placed against the group's first member."""
+
+    file_id: int
+    path: str = Field(description="absolute path of the file on the server")
+    name: str
+    duration: float = Field(description="seconds")
+    similarity: float = Field(description="mean cosine of the windows aligned with the group's first member")
+    match: float | None = Field(None, description="correlation of the spectral prints with the first member "
+                                                  "(null: not checked)")
+    offset: float = Field(description="seconds: where this file's start lies in the first member (trimmed start: > 0)")
+    audio_url: str
+
+
+class DuplicateGroupOut(BaseModel):
+    members: list[DuplicateMemberOut] = Field(description="the longest file first, then by similarity")
+
+
+class DuplicatesResponse(BaseModel):
+    """Groups of indexed files that are the same recording."""
+
+    threshold: float = Field(description="window similarity a candidate pair needed")
+    min_match: float | None = Field(description="spectral match that confirmed it (null: vectors alone)")
+    generation: int
+    took_ms: float
+    groups: list[DuplicateGroupOut]

@@ -1,0 +1,294 @@
+"""Near-duplicate files: the same recording re-encoded, resampled, trimmed, louder or quieter, mono or stereo.
+
+windows of every file (vectors in time order) -> each window's nearest windows in other files (k-NN)
+-> votes for (other file, time offset) -> aligned score: the mean similarity of the windows that the
+offset lines up -> candidate pairs at or above the threshold -> check: the files' spectral prints
+(search/fingerprint.py) correlate at some offset where they overlap enough -> groups (union-find), each
+listed from its longest member with every member's similarity, match and time offset.
+
+Comparing windows in time order rather than one averaged vector per file is what lets a trimmed copy
+match: its windows line up with the original's at one offset, whatever was cut at either end. Windows
+are cut on a hop grid, so a trim that is not a multiple of the hop shifts the content against the grid
+and the aligned windows overlap only partly: their similarity is below 1 even for identical audio
+(bench/duplicates.py measures it, and the precision/recall curve that chose DEFAULT_THRESHOLD).
+
+Window embeddings are semantic, so distinct recordings of one kind (two sentences in one voice, two
+patterns of one drum kit) embed almost alike: the vectors find and align candidates with high recall, and
+the spectral check, which sees when each sound happens, tells copies from other recordings.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# bench/duplicates.py (starter model, hop = window = 4 s), see the README's tables: the window similarity
+# that keeps 99% of the true pairs as candidates, and the spectral match where precision and recall of
+# the checked pairs are both highest.
+DEFAULT_THRESHOLD = 0.8
+DEFAULT_MIN_MATCH = 0.7
+# Nearest windows looked at per window: enough that a copy's windows are found although the window's
+# own file (a long steady sound) and the other copies of a large group take many of the places.
+DEFAULT_NEIGHBOURS = 32
+# A pair must line up at least this share of the longer file's windows: a shared intro, or a short
+# excerpt of a long recording, is not a copy of it.
+DEFAULT_MIN_COVERAGE = 0.5
+# Offsets (in hops) tried per candidate pair, the most voted first.
+OFFSETS_TRIED = 3
+
+# (queries (n, dim), k) -> (scores (n, k), ids (n, k)); ids index the concatenated windows, -1 for none.
+WindowSearch = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class FileWindows:
+    """One file's window vectors in time order."""
+
+    file_id: int
+    path: str
+    duration: float
+    starts: np.ndarray  # (n,) window start times in seconds, ascending
+    vectors: np.ndarray  # (n, dim) unit vectors
+    window_ids: np.ndarray | None = None  # (n,) the ids `search` answers with; None: positions in the list
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    """Two files that hold the same recording: content at time t in `a` is at t + `offset` in `b`."""
+
+    a: int  # file id
+    b: int
+    similarity: float  # mean cosine of the aligned windows
+    offset: float  # seconds: a multiple of the hop, or to 20 ms once checked
+    windows: int  # aligned windows the similarity is the mean of
+    match: float | None = None  # correlation of the spectral prints at `offset` (None: not checked)
+
+
+@dataclass(frozen=True)
+class DuplicateMember:
+    """A file of a duplicate group, placed against the group's first member (its reference)."""
+
+    file_id: int
+    path: str
+    duration: float
+    similarity: float  # aligned window similarity with the reference (1.0 for the reference itself)
+    offset: float  # seconds: the member's time 0 is at `offset` in the reference (trimmed start: > 0)
+    match: float | None = None  # spectral match with the reference (None: not checked)
+
+    def to_json(self) -> dict[str, object]:
+        return {"file_id": self.file_id, "path": self.path, "duration": round(self.duration, 3),
+                "similarity": round(self.similarity, 4),
+                "match": None if self.match is None else round(self.match, 4), "offset": round(self.offset, 3)}
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Files that are one recording; `members[0]` is the reference (the longest)."""
+
+    members: list[DuplicateMember]
+
+    def to_json(self) -> dict[str, object]:
+        return {"members": [m.to_json() for m in self.members]}
+
+
+def flat_window_search(files: Sequence[FileWindows]) -> WindowSearch:
+    """Exact inner-product search over every window of `files` (ids: positions in their concatenation)."""
+    import faiss
+
+    vectors = np.concatenate([f.vectors for f in files]).astype(np.float32)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+
+    def search(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, index.ntotal))
+
+    return search
+
+
+def duplicate_pairs(
+    files: Sequence[FileWindows],
+    hop_seconds: float,
+    threshold: float = DEFAULT_THRESHOLD,
+    search: WindowSearch | None = None,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+    batch: int = 4096,
+) -> list[DuplicatePair]:
+    """Every pair of `files` whose windows, aligned at the best-voted offset, score at least `threshold`.
+
+    `search` finds nearest windows (default: exact search over `files`); its ids are `window_ids`, or
+    positions in the concatenated windows of `files` when those are None. Pairs come sorted by files.
+    """
+    if hop_seconds <= 0:
+        raise ValueError("hop must be positive")
+    files = [f for f in files if len(f.starts)]
+    if len(files) < 2:
+        return []
+    if search is None:
+        search = flat_window_search(files)
+        files = [f if f.window_ids is None else _positional(f, None) for f in files]
+    # Every window's id, file (index into `files`) and start, ordered by id for lookups.
+    if all(f.window_ids is not None for f in files):
+        ids = np.concatenate([f.window_ids for f in files]).astype(np.int64)  # type: ignore[misc]
+    else:
+        ids = np.arange(sum(len(f.starts) for f in files))
+    owners = np.concatenate([np.full(len(f.starts), fi) for fi, f in enumerate(files)])
+    starts = np.concatenate([f.starts for f in files]).astype(np.float64)
+    vectors = np.concatenate([f.vectors for f in files])
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    # A window only nominates pairs it could belong to: well below the threshold is no candidate.
+    floor = threshold - 0.25
+    found = []
+    for lo in range(0, len(ids), batch):
+        scores, hits = search(vectors[lo : lo + batch], neighbours)
+        where = np.clip(np.searchsorted(sorted_ids, hits), 0, len(ids) - 1)
+        known = (hits >= 0) & (sorted_ids[where] == hits) & (scores >= floor)
+        other = order[where]  # row of the hit window
+        mine = np.arange(lo, min(lo + batch, len(ids)))[:, None].repeat(hits.shape[1], axis=1)
+        keep = known & (owners[other] != owners[mine])
+        q, h = mine[keep], other[keep]
+        # Keyed by the pair in file order, the offset from the lower file to the higher one.
+        lower = owners[q] < owners[h]
+        shift = np.where(lower, starts[h] - starts[q], starts[q] - starts[h])
+        found.append(np.stack([np.minimum(owners[q], owners[h]), np.maximum(owners[q], owners[h]),
+                               np.round(shift / hop_seconds).astype(np.int64)], axis=1))
+    votes: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
+    if found:
+        keys, counts = np.unique(np.concatenate(found), axis=0, return_counts=True)
+        for (a, b, steps), count in zip(keys.tolist(), counts.tolist()):
+            votes[(a, b)][steps] = count
+
+    pairs = []
+    for (a, b), by_offset in votes.items():
+        fa, fb = files[a], files[b]
+        best: tuple[float, int, int] | None = None
+        for steps, _ in sorted(by_offset.items(), key=lambda kv: (-kv[1], abs(kv[0])))[:OFFSETS_TRIED]:
+            similarity, aligned = aligned_similarity(fa, fb, steps * hop_seconds, hop_seconds)
+            enough = aligned and aligned >= min_coverage * max(len(fa.starts), len(fb.starts))
+            if enough and (best is None or similarity > best[0]):
+                best = (similarity, steps, aligned)
+        if best is not None and best[0] >= threshold:
+            pairs.append(DuplicatePair(fa.file_id, fb.file_id, best[0], best[1] * hop_seconds, best[2]))
+    return sorted(pairs, key=lambda p: (p.a, p.b))
+
+
+def aligned_similarity(a: FileWindows, b: FileWindows, offset: float, hop_seconds: float) -> tuple[float, int]:
+    """Mean cosine of `a`'s windows and the windows of `b` that start `offset` seconds later (to within
+    half a hop), and how many such pairs there are."""
+    target = a.starts + offset
+    j = np.clip(np.searchsorted(b.starts, target), 0, len(b.starts) - 1)
+    # The nearer of the two neighbouring starts.
+    left = np.clip(j - 1, 0, len(b.starts) - 1)
+    j = np.where(np.abs(b.starts[left] - target) < np.abs(b.starts[j] - target), left, j)
+    matched = np.abs(b.starts[j] - target) < hop_seconds / 2
+    if not matched.any():
+        return 0.0, 0
+    sims = np.einsum("nd,nd->n", a.vectors[matched], b.vectors[j[matched]])
+    return float(sims.mean()), int(matched.sum())
+
+
+def check_pairs(
+    files: Sequence[FileWindows],
+    pairs: Sequence[DuplicatePair],
+    prints: Callable[[FileWindows], SpectralPrint | None],  # noqa: F821
+    min_match: float = DEFAULT_MIN_MATCH,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+) -> list[DuplicatePair]:
+    """The candidate `pairs` whose spectral prints correlate at least `min_match` at some offset where
+    they overlap by `min_coverage` of the longer file, with that correlation and offset (to 20 ms).
+
+    `prints` gives a file's print (None: it cannot be read now, and its pairs are left out). The whole
+    overlap range is searched, not only around the windows' offset: windows that all embed alike (one
+    voice speaking) align candidates by chance."""
+    from search.fingerprint import aligned_match
+
+    by_id = {f.file_id: f for f in files}
+    checked = []
+    for p in pairs:
+        a, b = by_id[p.a], by_id[p.b]
+        print_a, print_b = prints(a), prints(b)
+        if print_a is None or print_b is None:
+            continue
+        longer = max(a.duration, b.duration)
+        match, offset = aligned_match(print_a, print_b, 0.0, longer, min_overlap_seconds=min_coverage * longer)
+        if match >= min_match:
+            checked.append(DuplicatePair(p.a, p.b, p.similarity, offset, p.windows, match))
+    return checked
+
+
+def group_duplicates(files: Sequence[FileWindows], pairs: Sequence[DuplicatePair]) -> list[DuplicateGroup]:
+    """Connected groups of `pairs` (union-find). Each is listed from its longest file: the others follow
+    the strongest path to it (a maximum spanning tree), their offsets added up along it."""
+    by_id = {f.file_id: f for f in files}
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    edges: dict[int, list[tuple[DuplicatePair, int, float]]] = defaultdict(list)  # file -> (pair, other, offset)
+    for p in pairs:
+        parent[root(p.a)] = root(p.b)
+        edges[p.a].append((p, p.b, p.offset))
+        edges[p.b].append((p, p.a, -p.offset))
+    components: dict[int, list[int]] = defaultdict(list)
+    for file_id in parent:
+        components[root(file_id)].append(file_id)
+
+    def strength(p: DuplicatePair) -> float:
+        return p.match if p.match is not None else p.similarity
+
+    groups = []
+    for members in components.values():
+        reference = max(members, key=lambda m: (by_id[m].duration, len(by_id[m].starts), -m))
+        # Prim's algorithm from the reference: the strongest path places each member. A member paired
+        # with the reference keeps that pair's scores; one joined through others, the weakest link's.
+        placed: dict[int, tuple[float, float | None, float]] = {reference: (1.0, 1.0, 0.0)}
+        while len(placed) < len(members):
+            pair, member, offset, via = max(
+                ((p, other, placed[m][2] - off, m) for m in placed for p, other, off in edges[m] if other not in placed),
+                key=lambda e: strength(e[0]),
+            )
+            similarity, match = pair.similarity, pair.match
+            if via != reference:
+                similarity = min(similarity, placed[via][0])
+                match = None if match is None or placed[via][1] is None else min(match, placed[via][1])
+            placed[member] = (similarity, match, offset)
+        checked = all(p.match is not None for m in members for p, _, _ in edges[m])
+        ordered = [reference] + sorted((m for m in members if m != reference),
+                                       key=lambda m: (-(placed[m][1] or placed[m][0]), by_id[m].path))
+        groups.append(DuplicateGroup([
+            DuplicateMember(m, by_id[m].path, by_id[m].duration, placed[m][0], placed[m][2],
+                            placed[m][1] if checked else None) for m in ordered]))
+    return sorted(groups, key=lambda g: (-len(g.members), g.members[0].path))
+
+
+def find_duplicates(
+    files: Sequence[FileWindows],
+    hop_seconds: float,
+    threshold: float = DEFAULT_THRESHOLD,
+    search: WindowSearch | None = None,
+    prints: Callable[[FileWindows], SpectralPrint | None] | None = None,  # noqa: F821
+    min_match: float = DEFAULT_MIN_MATCH,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+) -> list[DuplicateGroup]:
+    """Groups of files that hold the same recording, largest first (see the module docstring).
+
+    `prints`: each file's spectral print, to check candidates with (None: the window vectors decide alone,
+    which groups distinct recordings of one kind too; see the README's table)."""
+    pairs = duplicate_pairs(files, hop_seconds, threshold, search, neighbours, min_coverage)
+    if prints is not None:
+        pairs = check_pairs(files, pairs, prints, min_match, min_coverage)
+    return group_duplicates(files, pairs)
+
+
+def _positional(f: FileWindows, ids: np.ndarray | None) -> FileWindows:
+    return FileWindows(f.file_id, f.path, f.duration, f.starts, f.vectors, ids)
