@@ -10,7 +10,7 @@ import click
 
 from indexer.cli import ResoundGroup, db_option, index_option
 from indexer.corpus import catalog_text
-from indexer.encoders import DEFAULT_MODEL
+from indexer.encoders import AUTO_MODEL
 from search.engine import Engine, Hit
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
 
@@ -132,7 +132,18 @@ def _label_options(f):  # type: ignore[no-untyped-def]
 
 
 def _model_option(f):  # type: ignore[no-untyped-def]
-    return click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Model name or checkpoint path.")(f)
+    return click.option("--model", default=AUTO_MODEL, show_default=True,
+                        help="Model name or checkpoint path; auto: the best LAION-CLAP checkpoint on disk, else starter.")(f)
+
+
+def _chosen_model(model: str) -> str:
+    """Resolve `auto` (printing its one-line hint when it falls back to the starter model)."""
+    from indexer.cli import print_model_hint
+    from indexer.encoders.auto import choose_model
+
+    choice = choose_model(model)
+    print_model_hint(choice.hint)
+    return choice.model
 
 
 def _label_set(labels_file: Path | None, label_set: str | None):
@@ -166,7 +177,7 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
     labels = _label_set(labels_file, label_set)
     if vision_model is None and modality != "av":
         raise click.UsageError("--modality needs --vision-model")
-    encoder = EncoderSpec(model, vision_model).load()
+    encoder = EncoderSpec(_chosen_model(model), vision_model).load()
     classifier = ZeroShotClassifier(encoder, labels, strategy, PromptBank.load(bank) if bank else None,
                                     n_prompts, seed, modality)
     files: list[Path] = []
@@ -205,7 +216,7 @@ def caption(file: Path, texts_file: Path, model: str, k: int, as_json: bool) -> 
     from indexer.encoders import load_encoder
     from search.ranking import rank_texts
 
-    encoder = load_encoder(model)
+    encoder = load_encoder(_chosen_model(model))
     texts = [line.strip() for line in texts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     ranked = rank_texts(encoder, embed_file(encoder, file).file_vector, texts, k)
     if as_json:
@@ -231,7 +242,7 @@ def eval_retrieval(captions_csv: Path, audio_dir: Path, model: str, as_json: boo
     from indexer.encoders import load_encoder
     from search.evaluate import evaluate_retrieval, read_caption_csv
 
-    result = evaluate_retrieval(load_encoder(model), read_caption_csv(captions_csv, audio_dir))
+    result = evaluate_retrieval(load_encoder(_chosen_model(model)), read_caption_csv(captions_csv, audio_dir))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -267,6 +278,7 @@ def eval_classify(meta_csv: Path, audio_dir: Path, folds: tuple[int, ...], strat
         bank_obj = PromptBank.load(dataset.format)  # the bank shipped for ESC-50 / UrbanSound8K
     else:
         bank_obj = PromptBank.load(bank) if bank else None
+    model = _chosen_model(model)
     report = evaluate_classification(load_encoder(model), dataset, strategy, bank_obj, n_prompts, seed)
     result = report.as_dict() | {"format": dataset.format, "prompts": strategy, "model": model}
     if out:
@@ -350,7 +362,7 @@ def gzsl_embed_labels(labels_file: Path | None, label_set: str | None, strategy:
     from search.gzsl.data import save_class_embeddings
     from search.gzsl.export import class_embeddings
 
-    classes = class_embeddings(EncoderSpec(model, vision_model).load(), _label_set(labels_file, label_set), strategy)
+    classes = class_embeddings(EncoderSpec(_chosen_model(model), vision_model).load(), _label_set(labels_file, label_set), strategy)
     save_class_embeddings(out, classes)
     click.echo(f"{out}: {len(classes.names)} classes, {classes.embeddings.shape[1]}-d")
 

@@ -94,13 +94,27 @@ def _htk_mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, s
     return torch.max(torch.zeros(1), torch.min(down, up))
 
 
-def load_clap_state_dict(path: str | Path) -> dict[str, Any]:
-    """A LAION-CLAP checkpoint's weights, loaded without unpickling arbitrary objects."""
+def load_clap_state_dict(path: str | Path, use_converted: bool = True, convert: bool = False) -> dict[str, Any]:
+    """A LAION-CLAP checkpoint's weights, loaded without unpickling arbitrary objects.
+
+    With `use_converted`, a matching safetensors copy beside the checkpoint (indexer/encoders/converted.py)
+    is memory-mapped instead of reading the pickle; with `convert`, one is written when missing.
+    """
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointNotFoundError(f"{path}: checkpoint file not found")
+    if use_converted:
+        from indexer.encoders.converted import load_converted, write_converted
+
+        state = load_converted(path)
+        if state is not None:
+            return state
+        if convert:
+            state = load_clap_state_dict(path, use_converted=False)
+            write_converted(path, state)
+            return state
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for unsafe globals, RuntimeError/EOFError for corrupt zips
@@ -201,11 +215,12 @@ class LaionClapEncoder:
         device: str = "cpu",
         amodel: str | None = None,
         fusion: bool | None = None,
+        convert: bool = False,
     ):
         import torch
 
         checkpoint = Path(checkpoint)
-        state = load_clap_state_dict(checkpoint)
+        state = load_clap_state_dict(checkpoint, convert=convert)
         inferred_amodel, inferred_fusion = infer_architecture(state)
         amodel = amodel or inferred_amodel
         fusion = inferred_fusion if fusion is None else fusion
