@@ -189,10 +189,33 @@ def _roberta_from_config() -> Iterator[None]:
         clap_model_module.RobertaModel = original
 
 
-def build_clap_model(amodel: str, fusion: bool, device: str = "cpu"):
-    """A randomly initialised laion_clap CLAP model and its config, built offline."""
+@contextlib.contextmanager
+def _without_random_init() -> Iterator[None]:
+    """Skip the random fills of a model's construction (about half of building CLAP on a CPU).
+
+    Only for a model whose every parameter is then overwritten by a strict `load_state_dict`: the fills
+    (`uniform_`/`normal_` behind nn.init and transformers' _init_weights, HTS-AT's truncated normal) leave
+    the freshly allocated memory as it is. Computed buffers (window functions, mel banks, position
+    indices) do not come from these fills and are built as usual. The patch is process-wide while it lasts.
+    """
+    import torch
+
+    htsat = import_clap_module().htsat
+    originals = (torch.Tensor.uniform_, torch.Tensor.normal_, htsat._no_grad_trunc_normal_)
+    torch.Tensor.uniform_ = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
+    torch.Tensor.normal_ = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
+    htsat._no_grad_trunc_normal_ = lambda tensor, *args, **kwargs: tensor
+    try:
+        yield
+    finally:
+        torch.Tensor.uniform_, torch.Tensor.normal_, htsat._no_grad_trunc_normal_ = originals  # type: ignore[method-assign]
+
+
+def build_clap_model(amodel: str, fusion: bool, device: str = "cpu", initialise: bool = True):
+    """A laion_clap CLAP model and its config, built offline: randomly initialised, or (`initialise=False`)
+    with uninitialised weights that a strict `load_state_dict` must then fill."""
     clap_module = import_clap_module()
-    with _roberta_from_config():
+    with _roberta_from_config(), (contextlib.nullcontext() if initialise else _without_random_init()):
         model, model_cfg = clap_module.create_model(
             amodel,
             "roberta",
@@ -225,9 +248,9 @@ class LaionClapEncoder:
         amodel = amodel or inferred_amodel
         fusion = inferred_fusion if fusion is None else fusion
         self.tokenizer = roberta_tokenizer(tokenizer_dir)
-        self.model, self.model_cfg = build_clap_model(amodel, fusion, device)
+        self.model, self.model_cfg = build_clap_model(amodel, fusion, device, initialise=False)
         try:
-            self.model.load_state_dict(state)
+            self.model.load_state_dict(state, strict=True)  # strict: no parameter may keep its uninitialised memory
         except RuntimeError as e:
             raise CheckpointError(f"{checkpoint}: weights do not fit {amodel} ({_first_line(e)})") from e
         self.device = torch.device(device)
