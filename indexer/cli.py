@@ -115,7 +115,6 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
     from indexer.build import choose_build_model
 
     choice = choose_build_model(index_path, model, db_url)
-    print_model_hint(choice.hint)
     options = BuildOptions(model=choice.model, vision_model=vision_model, audio_weight=audio_weight, visual_weight=visual_weight,
                            frames_per_window=frames_per_window, batch_size=batch_size, hop_seconds=hop_seconds,
                            device=device, db_url=db_url, index_type=index_type, target_recall=target_recall,
@@ -142,6 +141,7 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
                    f"{report.embed_seconds:.1f} s; {report.files_reused} files from shards of an interrupted run")
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
+    print_model_hint(choice.hint)
     for failure in report.failed:
         click.echo(f"failed: {failure.path}: {failure.reason}", err=True)
     if report.still_failed:

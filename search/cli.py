@@ -203,12 +203,13 @@ def _model_option(f):  # type: ignore[no-untyped-def]
 
 
 def _chosen_model(model: str) -> str:
-    """Resolve `auto` (printing its one-line hint when it falls back to the starter model)."""
+    """Resolve `auto`; its one-line hint (when it fell back to the starter model) follows the output."""
     from indexer.cli import print_model_hint
     from indexer.encoders.auto import choose_model
 
     choice = choose_model(model)
-    print_model_hint(choice.hint)
+    if choice.hint:
+        click.get_current_context().call_on_close(lambda: print_model_hint(choice.hint))
     return choice.model
 
 

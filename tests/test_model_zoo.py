@@ -247,3 +247,15 @@ def test_download_checks_the_hub_hash_and_records_it(hf_cache: Path, tmp_path: P
     with pytest.raises(CheckpointError, match="does not match the hub's hash"):
         download_model("630k-best", convert=False)
     assert model_status("630k-best").checkpoint.path is None
+
+
+def test_commands_that_embed_without_an_index_take_auto_too(hf_cache: Path, tmp_path: Path) -> None:
+    from search.cli import main as search_cli
+
+    clip = helpers.write_audio(tmp_path / "tone.wav", helpers.tone(440, 2.0))
+    result = CliRunner().invoke(search_cli, ["classify", str(clip), "--label-set", "starter", "-k", "2", "--json",
+                                             "--index", str(tmp_path / "no-index")])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)[0]["labels"]) == 2
+    assert result.stderr.splitlines() == [f"note: {choose_model('auto').hint}"]
+    assert "indexer models download 630k-audioset-best" in result.stderr
