@@ -23,9 +23,10 @@ import secrets
 import socket
 import urllib.parse
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 SERVE_FILE = "serve.json"
 TOKEN_HEADER = "x-resound-token"

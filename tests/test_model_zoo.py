@@ -101,8 +101,8 @@ def test_auto_without_laion_clap_picks_the_starter_and_says_so_once(hf_cache: Pa
     result = CliRunner().invoke(indexer_cli, ["build", str(corpus), "--index", str(tmp_path / "index"), "--quiet"])
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
-    assert lines == [f"note: using the bundled starter model; LAION-CLAP (630k-audioset-best) is far stronger on "
-                     f"real recordings: fetch it once with `indexer models download 630k-audioset-best`"]
+    assert lines == [("note: using the bundled starter model; LAION-CLAP (630k-audioset-best) is far stronger on "
+                      "real recordings: fetch it once with `indexer models download 630k-audioset-best`")]
     info = json.loads(CliRunner().invoke(indexer_cli, ["info", "--index", str(tmp_path / "index"), "--json"]).stdout)
     assert info["provenance"]["model_id"] == "starter"
 

@@ -23,13 +23,19 @@ def converted_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.name + SUFFIX)
 
 
+def _unreadable() -> tuple[type[BaseException], ...]:
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, RuntimeError, SafetensorError)
+
+
 def _source_sha256(copy: Path) -> str | None:
     from safetensors import safe_open
 
     try:
         with safe_open(str(copy), framework="pt") as f:
             return (f.metadata() or {}).get(SOURCE_KEY)
-    except Exception:  # a truncated or foreign file is simply not a usable copy
+    except _unreadable():  # a truncated or foreign file is simply not a usable copy
         return None
 
 
@@ -42,7 +48,7 @@ def load_converted(checkpoint: Path) -> dict[str, Any] | None:
 
     try:
         return load_file(str(copy))
-    except Exception:
+    except _unreadable():
         return None
 
 

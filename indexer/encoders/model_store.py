@@ -227,7 +227,7 @@ def _record(status: ModelStatus, fetched: dict[str, dict[str, Any]]) -> dict[str
         if key in fetched or key not in files:
             files[key] = {"path": str(item.path), "sha256": sha256_now(item.path),
                           "size": item.path.stat().st_size, **fetched.get(key, {"etag": None})}
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return {"model": status.entry.name, "recorded": now, "files": files}
 
 
@@ -300,9 +300,8 @@ def _tokenizer_file_problem(path: Path) -> str | None:
             vocab = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(vocab, dict) or len(vocab) < 4:
                 return f"{path}: RoBERTa vocabulary is empty"
-        elif path.name == "merges.txt":
-            if not path.read_text(encoding="utf-8").startswith("#version"):
-                return f"{path}: not a BPE merges file (no #version header)"
+        elif path.name == "merges.txt" and not path.read_text(encoding="utf-8").startswith("#version"):
+            return f"{path}: not a BPE merges file (no #version header)"
     except (OSError, ValueError) as e:
         return f"{path}: unreadable tokenizer file ({e})"
     return None
