@@ -10,6 +10,7 @@ person types it; the variants run interleaved, 5 rounds, and the median is repor
 - in-process, the pickle only (the safetensors copy moved away);
 - in-process, with the safetensors copy;
 - through `search serve` running on the same index (found through <index>/serve.json);
+- `python -c "import search.cli"`: what the command line imports before it decides anything;
 - in-process with the bundled starter model, for reference.
 
 Also printed: building the CLAP model with and without its random initialisation (which resound skips,
@@ -129,6 +130,7 @@ def main() -> None:
         "LAION-CLAP, in-process, pickle only": in_process(pickle_only=True),
         "LAION-CLAP, in-process, safetensors copy": in_process(pickle_only=False),
         "LAION-CLAP, through `search serve`": lambda: timed(query(clap_index), env),
+        '`python -c "import search.cli"` (the CLI\'s own imports)': lambda: timed([python, "-c", "import search.cli"], env),
         "starter, in-process": lambda: timed(query(starter_index), env),
     }
     times: dict[str, list[float]] = {name: [] for name in variants}

@@ -250,7 +250,9 @@ class LaionClapEncoder:
         self.tokenizer = roberta_tokenizer(tokenizer_dir)
         self.model, self.model_cfg = build_clap_model(amodel, fusion, device, initialise=False)
         try:
-            self.model.load_state_dict(state, strict=True)  # strict: no parameter may keep its uninitialised memory
+            # strict: no parameter may keep its uninitialised memory. On the CPU the loaded tensors become
+            # the parameters (no copy): from the safetensors copy, they stay memory-mapped.
+            self.model.load_state_dict(state, strict=True, assign=torch.device(device).type == "cpu")
         except RuntimeError as e:
             raise CheckpointError(f"{checkpoint}: weights do not fit {amodel} ({_first_line(e)})") from e
         self.device = torch.device(device)
