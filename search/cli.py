@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -57,30 +56,6 @@ def _verbose_option(f):  # type: ignore[no-untyped-def]
                         help="Say whether a running `search serve` on the index answered, or why not.")(f)
 
 
-def _served(index_path: Path, db_url: str | None, model: str | None, device: str, verbose: bool, ask):  # type: ignore[no-untyped-def]
-    """`ask(record)` answered by a running `search serve` on this index (see search/remote.py), or None
-    when there is none or it cannot answer exactly as in-process would; decided without importing torch."""
-    from search import remote
-
-    try:
-        if device != "auto":
-            raise remote.RemoteUnavailable(f"--device {device} asks for this process's own device")
-        record = remote.find_server(index_path, db_url, model)
-        answer = ask(record)
-    except remote.RemoteUnavailable as e:
-        if verbose:
-            click.echo(f"note: answering in-process: {e}", err=True)
-        return None
-    if verbose:
-        click.echo(f"note: answered by search serve at {record.host}:{record.port} (pid {record.pid})", err=True)
-    return answer
-
-
-def _hits(hits: list[dict]) -> list[Hit]:
-    names = [f.name for f in dataclasses.fields(Hit)]
-    return [Hit(**{name: h[name] for name in names}) for h in hits]
-
-
 @main.command()
 @click.argument("text")
 @_common
@@ -88,11 +63,11 @@ def _hits(hits: list[dict]) -> list[Hit]:
 def query(text: str, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
           modality: str | None, verbose: bool) -> None:
     """Find the segments that best match a text description."""
-    from search import remote
+    from search.served import query_hits
 
-    served = _served(index_path, db_url, model, device, verbose, lambda r: remote.query(r, text, k, modality))
+    served = query_hits(index_path, text, k, modality, db_url, model, device, verbose)
     if served is not None:
-        _print_hits(_hits(served), as_json)
+        _print_hits(served, as_json)
         return
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
@@ -109,11 +84,11 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
 def similar(file: Path, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
             modality: str | None, verbose: bool) -> None:
     """Find the segments that sound (and look) most like FILE."""
-    from search import remote
+    from search.served import similar_hits
 
-    served = _served(index_path, db_url, model, device, verbose, lambda r: remote.similar(r, file, k, modality))
+    served = similar_hits(index_path, file, k, modality, db_url, model, device, verbose)
     if served is not None:
-        _print_hits(_hits(served), as_json)
+        _print_hits(served, as_json)
         return
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
@@ -153,30 +128,10 @@ def serve(index_path: Path, db_url: str | None, host: str, port: int, model: str
                    err=True)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"serving {index_path} on http://{shown}:{port}/ (API schema: /api/openapi.json)", err=True)
-    with _announced(app, index_path, host, port, db_url, config) as on_started:
+    from search.served import announced
+
+    with announced(app, index_path, host, port, db_url, config) as on_started:
         run_server(app, host, port, on_started=on_started)
-
-
-def _announced(app, index_path: Path, host: str, port: int, db_url: str | None, config):  # type: ignore[no-untyped-def]
-    """Let `search query|similar|classify` on this index find the server (loopback only): <index>/serve.json."""
-    import contextlib
-    import os
-
-    from search import remote
-    from search.service.config import is_loopback
-
-    if not is_loopback(host):
-        return contextlib.nullcontext(None)
-    engine = app.state.service.engine
-    token = remote.new_token()
-    app.add_middleware(remote.TokenEchoMiddleware, token=token)
-    record = remote.ServeRecord(
-        host=host if host != "localhost" else "127.0.0.1", port=port, pid=os.getpid(), token=token,
-        index=str(engine.index.path.resolve()), model_id=engine.provenance.model_id,
-        checkpoint_sha256=engine.provenance.checkpoint_sha256, generation=engine.index.generation(),
-        db=remote.db_key(db_url), max_upload_bytes=config.max_upload_bytes, max_k=config.max_k)
-    return remote.announced(engine.index.path, record)
-
 
 
 # -- zero-shot classification, audio-to-text, evaluation --------------------------------------------
@@ -251,8 +206,9 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
         files.extend(f.absolute for f in scan_corpus(path)) if path.is_dir() else files.append(path)
     results = None
     if vision_model is None and bank is None and n_prompts == DEFAULT_PROMPTS_PER_LABEL and seed == 0:
-        results = _served(index_path, None, None, "auto", verbose,
-                          lambda record: _classify_served(record, files, labels, label_set, strategy, model, k))
+        from search.served import classify_results
+
+        results = classify_results(index_path, files, labels, label_set, strategy, model, k, verbose)
     if results is None:
         from indexer.encoders import EncoderSpec
         from search.classify import ZeroShotClassifier
@@ -279,30 +235,6 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
                 click.echo(f"  {s.probability:6.3f}  {'#' * round(20 * s.probability):<20}  {s.label}")
             for w in r.timeline:
                 click.echo(f"  {w.start:7.2f}-{w.end:<7.2f} {w.top[0].label} ({w.top[0].probability:.2f})")
-
-
-def _classify_served(record, files: list[Path], labels, label_set: str | None, strategy: str, model: str,  # type: ignore[no-untyped-def]
-                     k: int) -> list:
-    """classify's results from a running server, when its model and prompts are the ones asked for."""
-    from indexer.encoders import resolve_model
-    from search import remote
-    from search.classify import FileLabels, LabelScore, WindowLabels
-
-    ref = resolve_model(model)
-    if (ref.model_id, ref.sha256()) != (record.model_id, record.checkpoint_sha256):
-        raise remote.RemoteUnavailable(f"the server embeds with {record.model_id}, not {ref.model_id}")
-    if label_set is None and (labels.descriptions or strategy == "reclap"):
-        raise remote.RemoteUnavailable("the server takes bare labels (no descriptions, no ReCLAP bank) from a file")
-
-    def scores(items: list[dict]) -> list[LabelScore]:
-        return [LabelScore(s["label"], s["probability"], s["similarity"]) for s in items]
-
-    results = []
-    for f in files:
-        answer = remote.classify(record, f, k, strategy, label_set=label_set, labels=labels.labels)
-        timeline = [WindowLabels(w["start"], w["end"], scores(w["labels"])) for w in answer["timeline"]]
-        results.append(FileLabels(str(f), scores(answer["labels"]), timeline))
-    return results
 
 
 @main.command()
