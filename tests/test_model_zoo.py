@@ -175,6 +175,11 @@ def test_verify_catches_a_corrupted_checkpoint(hf_cache: Path, tmp_path: Path) -
     problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
     assert len(problems) == 1 and str(snapshot) in problems[0] and "differs from the hub's LFS" in problems[0]
 
+    # `download` with every file on disk checks them before recording their hashes.
+    result = CliRunner().invoke(indexer_cli, ["models", "download", "630k-best"])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert str(snapshot) in result.stderr and "differs from the hub's LFS" in result.stderr
+
 
 def test_verify_catches_a_broken_tokenizer_file(hf_cache: Path, tmp_path: Path) -> None:
     place_in_hf_cache(hf_cache, "lukewys/laion_clap", "630k-best.pt", fake_checkpoint(tmp_path / "c.pt"))

@@ -225,8 +225,15 @@ def _record(status: ModelStatus, fetched: dict[str, dict[str, Any]]) -> dict[str
         assert item.path is not None and item.ref is not None
         key = str(item.ref)
         if key in fetched or key not in files:
-            files[key] = {"path": str(item.path), "sha256": sha256_now(item.path),
-                          "size": item.path.stat().st_size, **fetched.get(key, {"etag": None})}
+            sha256 = sha256_now(item.path)
+            if key not in fetched:  # on disk already: check it against what is known before vouching for it
+                expected, source = _expected_sha256(status.entry, item, None)
+                if expected is not None and expected != sha256:
+                    raise CheckpointError(f"{item.path}: sha256 {sha256[:12]} differs from {source} "
+                                          f"{expected[:12]}; remove it (`indexer models remove "
+                                          f"{status.entry.name}`) and download again")
+            files[key] = {"path": str(item.path), "sha256": sha256, "size": item.path.stat().st_size,
+                          **fetched.get(key, {"etag": None})}
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return {"model": status.entry.name, "recorded": now, "files": files}
 
