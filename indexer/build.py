@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -22,8 +22,9 @@ from indexer.corpus import CorpusFile, catalog_text, content_hash, corpus_file, 
 from indexer.device import resolve_device
 from indexer.embed import WindowPlan, embed_inputs, modalities_of
 from indexer.prefetch import prefetch_inputs
-from indexer.encoders import DEFAULT_MODEL, Encoder, EncoderSpec, l2_normalize, resolve_model
-from indexer.errors import AudioDecodeError, EmptyCorpusError, IndexMismatchError, ResoundError
+from indexer.encoders import AUTO_MODEL, DEFAULT_MODEL, Encoder, EncoderSpec, l2_normalize, resolve_model
+from indexer.encoders.auto import ModelChoice, choose_model
+from indexer.errors import AudioDecodeError, EmptyCorpusError, IndexMismatchError, IndexNotFoundError, ResoundError
 from indexer.index import Index, Provenance, check_encoder, check_model
 from indexer.media import MEDIA_EXTENSIONS
 from indexer.media.tags import read_tags
@@ -60,6 +61,22 @@ class BuildOptions:
 
     def encoder_spec(self) -> EncoderSpec:
         return EncoderSpec(self.model, self.vision_model, self.audio_weight, self.visual_weight, self.frames_per_window)
+
+
+def choose_build_model(index_path: str | Path, model: str = AUTO_MODEL, db_url: str | None = None) -> ModelChoice:
+    """The model a build of `index_path` with `model` embeds with. `auto` keeps an existing index's own
+    model (a rebuild never switches models) and otherwise takes `choose_model`'s choice, hint included."""
+    if model != AUTO_MODEL:
+        return ModelChoice(model)
+    try:
+        index = Index(index_path, db_url=db_url)
+    except IndexNotFoundError:
+        return choose_model(model)
+    try:
+        stored = index.provenance()
+    finally:
+        index.close()
+    return ModelChoice(BuildOptions.from_provenance(stored).model) if stored is not None else choose_model(model)
 
 
 @dataclass(frozen=True)
@@ -165,6 +182,9 @@ def _build_locked(
     holds those of them that exist); every other indexed file is left as it is. `encoder`: one already
     loaded (with the options' model), as `indexer watch` keeps between generations."""
     stored = index.provenance()
+    if options.model == AUTO_MODEL:
+        model = BuildOptions.from_provenance(stored).model if stored is not None else choose_model(options.model).model
+        options = replace(options, model=model)
     spec = options.encoder_spec()
     model_id, checkpoint_sha256 = spec.identity()
     if stored is not None:

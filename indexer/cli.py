@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from indexer.build import BuildOptions, build_index
-from indexer.encoders import DEFAULT_MODEL, MODELS
+from indexer.encoders import AUTO_MODEL, MODELS
 from indexer.errors import ResoundError
 from indexer.index import Index
 
@@ -55,10 +55,18 @@ def main() -> None:
     """Index folders of audio and video for semantic search."""
 
 
+def print_model_hint(hint: str | None) -> None:
+    """The one line `--model auto` has for the user when it fell back to the starter model."""
+    if hint:
+        click.echo(f"note: {hint}", err=True)
+
+
 @main.command()
 @click.argument("corpus", type=click.Path(path_type=Path))
 @index_option
-@click.option("--model", default=DEFAULT_MODEL, show_default=True, help=f"Model name ({', '.join(MODELS)}) or checkpoint path.")
+@click.option("--model", default=AUTO_MODEL, show_default=True,
+              help=f"Model name ({', '.join(MODELS)}), checkpoint path, or auto: an existing index's own model, "
+                   f"else the best LAION-CLAP checkpoint already on disk, else starter (never downloads).")
 @click.option("--vision-model", default=None,
               help="CLIP model for video frames (ARCH/TAG, e.g. ViT-B-32/laion2b_s34b_b79k, or ARCH:/path): audio-visual index.")
 @click.option("--audio-weight", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Audio part's weight (audio-visual).")
@@ -104,7 +112,10 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
             bar = tqdm(total=total, unit="file", desc="indexing", file=sys.stderr)
         bar.update(done - bar.n)
 
-    options = BuildOptions(model=model, vision_model=vision_model, audio_weight=audio_weight, visual_weight=visual_weight,
+    from indexer.build import choose_build_model
+
+    choice = choose_build_model(index_path, model, db_url)
+    options = BuildOptions(model=choice.model, vision_model=vision_model, audio_weight=audio_weight, visual_weight=visual_weight,
                            frames_per_window=frames_per_window, batch_size=batch_size, hop_seconds=hop_seconds,
                            device=device, db_url=db_url, index_type=index_type, target_recall=target_recall,
                            checkpoint_seconds=checkpoint_seconds)
@@ -130,6 +141,7 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
                    f"{report.embed_seconds:.1f} s; {report.files_reused} files from shards of an interrupted run")
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
+    print_model_hint(choice.hint)
     for failure in report.failed:
         click.echo(f"failed: {failure.path}: {failure.reason}", err=True)
     if report.still_failed:
@@ -347,6 +359,94 @@ def info(index_path: Path, db_url: str | None, as_json: bool, failed: bool) -> N
             click.echo(f"{key:<19} {json.dumps(value) if isinstance(value, dict) else value}")
     for f in data.get("failed", []):
         click.echo(f"failed: {f['path']}: {f['reason']}")
+
+
+# -- the model zoo ----------------------------------------------------------------------------------
+@main.group("models")
+def models_group() -> None:
+    """The registered models: which are on disk, fetching, verifying and removing them."""
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return "?"
+
+
+@models_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models_list(as_json: bool) -> None:
+    """Every registered model: family, dimension, size, licence, and whether (and where) it is on disk."""
+    from indexer.encoders.model_store import list_models
+
+    rows = []
+    for status in list_models():
+        entry = status.entry
+        state = "yes" if status.present else ("partial" if status.checkpoint.path is not None else "no")
+        rows.append({"name": entry.name, "family": entry.family, "dim": entry.dim, "size_bytes": status.size_bytes,
+                     "licence": entry.licence, "on_disk": state,
+                     "path": str(status.checkpoint.path) if status.checkpoint.path else None,
+                     "missing": [f.label for f in status.missing], "description": entry.description})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'name':<27}{'family':<12}{'dim':>5}{'size':>10}  {'on disk':<8} {'licence':<18} where")
+    for r in rows:
+        where = r["path"] or f"indexer models download {r['name']}"
+        if r["on_disk"] == "partial":
+            where += f" (missing {', '.join(r['missing'])})"
+        click.echo(f"{r['name']:<27}{r['family']:<12}{r['dim'] or '?':>5}{_size(r['size_bytes']):>10}  "
+                   f"{r['on_disk']:<8} {r['licence']:<18} {where}")
+
+
+@models_group.command("download")
+@click.argument("name")
+def models_download(name: str) -> None:
+    """Fetch a model's checkpoint and tokenizer files (resumable), check them against the hub's hashes."""
+    from indexer.encoders.model_store import download_model, read_record
+
+    status = download_model(name)
+    record = read_record(status.checkpoint.path) if status.checkpoint.path else None
+    for item in status.all_files:
+        sha = ((record or {}).get("files", {}).get(str(item.ref), {}) or {}).get("sha256", "")
+        click.echo(f"{item.label}: {item.path}" + (f" (sha256 {sha[:16]})" if sha else ""))
+    if status.record_path is not None and status.record_path.exists():
+        click.echo(f"{name}: ready; hashes recorded in {status.record_path}")
+    else:
+        click.echo(f"{name}: ready (ships with resound)")
+
+
+@models_group.command("verify")
+@click.argument("name")
+def models_verify(name: str) -> None:
+    """Recheck a model's files: sha256 against the recorded (or the hub's) hash, tokenizer files readable."""
+    from indexer.encoders.model_store import verify_model
+
+    report = verify_model(name)
+    for path, sha256 in report.checked:
+        click.echo(f"{sha256}  {path}")
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    click.echo(f"{name}: ok" if report.ok else f"{name}: {len(report.problems)} problem(s)")
+    if not report.ok:
+        sys.exit(1)
+
+
+@models_group.command("remove")
+@click.argument("name")
+def models_remove(name: str) -> None:
+    """Delete a model's files from disk (tokenizer files only when no other model on disk needs them)."""
+    from indexer.encoders.model_store import remove_model
+
+    removed = remove_model(name)
+    for path in removed:
+        click.echo(f"removed {path}")
+    if not removed:
+        click.echo(f"{name}: nothing on disk")
 
 
 if __name__ == "__main__":

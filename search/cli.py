@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from db.filters import MODALITIES, TAG_KEYS, SearchFilter
-from indexer.cli import ResoundGroup, db_option, index_option
+from indexer.cli import ResoundGroup, db_option, default_index, index_option
 from indexer.corpus import catalog_text
-from indexer.encoders import DEFAULT_MODEL
+from indexer.encoders import AUTO_MODEL
 from search.engine import Engine, Hit
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
 
@@ -86,13 +86,26 @@ def _filter_options(f):  # type: ignore[no-untyped-def]
     return wrapped
 
 
+def _verbose_option(f):  # type: ignore[no-untyped-def]
+    return click.option("--verbose", is_flag=True,
+                        help="Say whether a running `search serve` on the index answered, or why not.")(f)
+
+
 @main.command()
 @click.argument("text")
 @_common
 @_filter_options
+@_verbose_option
 def query(text: str, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
-          modality: str | None, where: SearchFilter) -> None:
-    """Find the segments that best match a text description (the filter options narrow where to look)."""
+          modality: str | None, where: SearchFilter, verbose: bool) -> None:
+    """Find the segments that best match a text description."""
+    from search.served import query_hits
+
+    # A running server answers unfiltered searches; filtered ones are answered in-process.
+    served = None if not where.is_empty else query_hits(index_path, text, k, modality, db_url, model, device, verbose)
+    if served is not None:
+        _print_hits(served, as_json)
+        return
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
         _print_hits(engine.query(text, k, modality, where), as_json)
@@ -105,9 +118,17 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_common
 @_filter_options
+@_verbose_option
 def similar(file: Path, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
-            modality: str | None, where: SearchFilter) -> None:
-    """Find the segments that sound (and look) most like FILE (the filter options narrow where to look)."""
+            modality: str | None, where: SearchFilter, verbose: bool) -> None:
+    """Find the segments that sound (and look) most like FILE."""
+    from search.served import similar_hits
+
+    # A running server answers unfiltered searches; filtered ones are answered in-process.
+    served = None if not where.is_empty else similar_hits(index_path, file, k, modality, db_url, model, device, verbose)
+    if served is not None:
+        _print_hits(served, as_json)
+        return
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
         _print_hits(engine.similar(file, k, modality, where), as_json)
@@ -177,8 +198,10 @@ def serve(index_path: Path, db_url: str | None, host: str, port: int, model: str
                    err=True)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"serving {index_path} on http://{shown}:{port}/ (API schema: /api/openapi.json)", err=True)
-    run_server(app, host, port)
+    from search.served import announced
 
+    with announced(app, index_path, host, port, db_url, config) as on_started:
+        run_server(app, host, port, on_started=on_started)
 
 
 # -- zero-shot classification, audio-to-text, evaluation --------------------------------------------
@@ -200,7 +223,19 @@ def _label_options(f):  # type: ignore[no-untyped-def]
 
 
 def _model_option(f):  # type: ignore[no-untyped-def]
-    return click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Model name or checkpoint path.")(f)
+    return click.option("--model", default=AUTO_MODEL, show_default=True,
+                        help="Model name or checkpoint path; auto: the best LAION-CLAP checkpoint on disk, else starter.")(f)
+
+
+def _chosen_model(model: str) -> str:
+    """Resolve `auto`; its one-line hint (when it fell back to the starter model) follows the output."""
+    from indexer.cli import print_model_hint
+    from indexer.encoders.auto import choose_model
+
+    choice = choose_model(model)
+    if choice.hint:
+        click.get_current_context().call_on_close(lambda: print_model_hint(choice.hint))
+    return choice.model
 
 
 def _label_set(labels_file: Path | None, label_set: str | None):
@@ -222,25 +257,37 @@ def _label_set(labels_file: Path | None, label_set: str | None):
               help="With --vision-model: score sound, picture or both.")
 @click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1), help="Labels per file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the per-window timeline).")
+@click.option("--index", "index_path", type=click.Path(file_okay=False, path_type=Path), default=default_index,
+              show_default="$RESOUND_INDEX or ./resound_index",
+              help="A `search serve` running on this index answers when it has the same model (no index is needed).")
+@_verbose_option
 def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str | None, strategy: str, bank: Path | None,
              n_prompts: int, seed: int, model: str, vision_model: str | None, modality: str, k: int,
-             as_json: bool) -> None:
+             as_json: bool, index_path: Path, verbose: bool) -> None:
     """Label audio files zero-shot: the nearest label prompts. A folder gives a CSV (or JSON) table."""
     from indexer.corpus import scan_corpus
-    from indexer.encoders import EncoderSpec
-    from search.classify import ZeroShotClassifier
-    from search.prompts import PromptBank
 
     labels = _label_set(labels_file, label_set)
     if vision_model is None and modality != "av":
         raise click.UsageError("--modality needs --vision-model")
-    encoder = EncoderSpec(model, vision_model).load()
-    classifier = ZeroShotClassifier(encoder, labels, strategy, PromptBank.load(bank) if bank else None,
-                                    n_prompts, seed, modality)
+    model = _chosen_model(model)
     files: list[Path] = []
     for path in paths:
         files.extend(f.absolute for f in scan_corpus(path)) if path.is_dir() else files.append(path)
-    results = [classifier.classify_file(f, k) for f in files]
+    results = None
+    if vision_model is None and bank is None and n_prompts == DEFAULT_PROMPTS_PER_LABEL and seed == 0:
+        from search.served import classify_results
+
+        results = classify_results(index_path, files, labels, label_set, strategy, model, k, verbose)
+    if results is None:
+        from indexer.encoders import EncoderSpec
+        from search.classify import ZeroShotClassifier
+        from search.prompts import PromptBank
+
+        encoder = EncoderSpec(model, vision_model).load()
+        classifier = ZeroShotClassifier(encoder, labels, strategy, PromptBank.load(bank) if bank else None,
+                                        n_prompts, seed, modality)
+        results = [classifier.classify_file(f, k) for f in files]
     table = any(p.is_dir() for p in paths)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in results], indent=2))
@@ -273,7 +320,7 @@ def caption(file: Path, texts_file: Path, model: str, k: int, as_json: bool) -> 
     from indexer.encoders import load_encoder
     from search.ranking import rank_texts
 
-    encoder = load_encoder(model)
+    encoder = load_encoder(_chosen_model(model))
     texts = [line.strip() for line in texts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     ranked = rank_texts(encoder, embed_file(encoder, file).file_vector, texts, k)
     if as_json:
@@ -299,7 +346,7 @@ def eval_retrieval(captions_csv: Path, audio_dir: Path, model: str, as_json: boo
     from indexer.encoders import load_encoder
     from search.evaluate import evaluate_retrieval, read_caption_csv
 
-    result = evaluate_retrieval(load_encoder(model), read_caption_csv(captions_csv, audio_dir))
+    result = evaluate_retrieval(load_encoder(_chosen_model(model)), read_caption_csv(captions_csv, audio_dir))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -335,6 +382,7 @@ def eval_classify(meta_csv: Path, audio_dir: Path, folds: tuple[int, ...], strat
         bank_obj = PromptBank.load(dataset.format)  # the bank shipped for ESC-50 / UrbanSound8K
     else:
         bank_obj = PromptBank.load(bank) if bank else None
+    model = _chosen_model(model)
     report = evaluate_classification(load_encoder(model), dataset, strategy, bank_obj, n_prompts, seed)
     result = report.as_dict() | {"format": dataset.format, "prompts": strategy, "model": model}
     if out:
@@ -418,7 +466,7 @@ def gzsl_embed_labels(labels_file: Path | None, label_set: str | None, strategy:
     from search.gzsl.data import save_class_embeddings
     from search.gzsl.export import class_embeddings
 
-    classes = class_embeddings(EncoderSpec(model, vision_model).load(), _label_set(labels_file, label_set), strategy)
+    classes = class_embeddings(EncoderSpec(_chosen_model(model), vision_model).load(), _label_set(labels_file, label_set), strategy)
     save_class_embeddings(out, classes)
     click.echo(f"{out}: {len(classes.names)} classes, {classes.embeddings.shape[1]}-d")
 

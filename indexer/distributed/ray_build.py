@@ -27,7 +27,14 @@ from typing import Any
 import numpy as np
 
 from db.catalog import CatalogWriter
-from indexer.build import BuildOptions, BuildReport, ProgressCallback, build_index, record_decode_failure
+from indexer.build import (
+    BuildOptions,
+    BuildReport,
+    ProgressCallback,
+    build_index,
+    choose_build_model,
+    record_decode_failure,
+)
 from indexer.distributed.shards import (
     SHARD_DIR,
     BlockFile,
@@ -118,6 +125,8 @@ def build_index_on_ray(
     index_path = Path(index_path).expanduser().resolve()
     if ray_options.gpus_per_actor is None and options.device == "cpu":
         ray_options = replace(ray_options, gpus_per_actor=0.0)  # --device cpu: CPU actors, even on GPU nodes
+    # Every actor must embed with the same model: `auto` is decided here, once.
+    options = replace(options, model=choose_build_model(index_path, options.model, options.db_url).model)
     stage = RayEmbedStage(index_path / SHARD_DIR, options.encoder_spec(), ray_options, options.precision)
     # The driver loads the model only to read its identity and windows: on the CPU, whatever the actors use.
     report = build_index(corpus, index_path, replace(options, device="cpu", decode_workers=0), progress,

@@ -2,6 +2,7 @@
 
 from indexer.encoders.base import Encoder, EncoderInfo, l2_normalize
 from indexer.encoders.registry import (
+    AUTO_MODEL,
     DEFAULT_MODEL,
     MODELS,
     EncoderSpec,
@@ -13,6 +14,7 @@ from indexer.encoders.registry import (
 )
 
 __all__ = [
+    "AUTO_MODEL",
     "DEFAULT_MODEL",
     "MODELS",
     "Encoder",

@@ -35,15 +35,67 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
-def resolve_hub_file(ref: HubFile) -> Path:
-    """Local path of `ref`: from the HF cache, else downloaded into it. Raises CheckpointNotFoundError."""
-    import huggingface_hub
+def model_dir() -> Path:
+    """A plain directory of model files (`<dir>/<repo id>/<file>`), searched before the HF cache:
+    $RESOUND_MODEL_DIR, else ~/.cache/resound/models. Files copied there by hand are found offline."""
+    value = os.environ.get("RESOUND_MODEL_DIR")
+    if value:
+        return Path(value).expanduser()
+    return Path(os.environ.get("RESOUND_CACHE", Path.home() / ".cache" / "resound")).expanduser() / "models"
+
+
+# Repositories whose files an environment variable points at directly (a directory holding the files).
+DIRECTORY_OVERRIDES = {"roberta-base": "RESOUND_ROBERTA_TOKENIZER"}
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, read from the environment now (HF_HUB_CACHE, then HF_HOME/hub).
+
+    huggingface_hub reads these once at import; reading them per call lets a process (or a test) point
+    at another cache.
+    """
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
     from huggingface_hub import constants
 
-    cached = huggingface_hub.try_to_load_from_cache(ref.repo_id, ref.filename, revision=ref.revision)
+    return Path(constants.HF_HUB_CACHE)
+
+
+def model_dir_path(ref: HubFile, directory: Path) -> Path:
+    """Where `ref` lives in a $RESOUND_MODEL_DIR-style directory."""
+    return directory / ref.repo_id / ref.filename
+
+
+def cached_hub_file(ref: HubFile) -> Path | None:
+    """`ref` on this machine without touching the network: a directory override, the model directory,
+    then the HF cache."""
+    override = os.environ.get(DIRECTORY_OVERRIDES.get(ref.repo_id, ""), "")
+    if override:
+        path = Path(override).expanduser() / ref.filename
+        return path if path.is_file() else None  # an override is the only place looked at
+    if model_dir_path(ref, model_dir()).is_file():
+        return model_dir_path(ref, model_dir())
+    import huggingface_hub
+
+    cached = huggingface_hub.try_to_load_from_cache(ref.repo_id, ref.filename, cache_dir=hub_cache_dir(),
+                                                    revision=ref.revision)
     if isinstance(cached, str) and os.path.exists(cached):
         return Path(cached)
-    where = Path(constants.HF_HUB_CACHE) / f"models--{ref.repo_id.replace('/', '--')}"
+    return None
+
+
+def resolve_hub_file(ref: HubFile) -> Path:
+    """Local path of `ref`: $RESOUND_MODEL_DIR or the HF cache, else downloaded into the cache.
+
+    Raises CheckpointNotFoundError."""
+    import huggingface_hub
+
+    cached = cached_hub_file(ref)
+    if cached is not None:
+        return cached
+    where = hub_cache_dir() / f"models--{ref.repo_id.replace('/', '--')}"
     advice = (
         f"download it while online (huggingface-cli download {ref.repo_id} {ref.filename}), "
         f"or pass a local path instead of the model name"
@@ -53,7 +105,8 @@ def resolve_hub_file(ref: HubFile) -> Path:
             f"{ref.filename} is not in the Hugging Face cache ({where}) and HF_HUB_OFFLINE is set: {advice}"
         )
     try:
-        return Path(huggingface_hub.hf_hub_download(ref.repo_id, ref.filename, revision=ref.revision))
+        return Path(huggingface_hub.hf_hub_download(ref.repo_id, ref.filename, revision=ref.revision,
+                                                    cache_dir=hub_cache_dir()))
     except Exception as e:  # network errors come in many types (requests, httpx, hub errors)
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise CheckpointNotFoundError(

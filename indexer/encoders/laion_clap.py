@@ -94,13 +94,27 @@ def _htk_mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, s
     return torch.max(torch.zeros(1), torch.min(down, up))
 
 
-def load_clap_state_dict(path: str | Path) -> dict[str, Any]:
-    """A LAION-CLAP checkpoint's weights, loaded without unpickling arbitrary objects."""
+def load_clap_state_dict(path: str | Path, use_converted: bool = True, convert: bool = False) -> dict[str, Any]:
+    """A LAION-CLAP checkpoint's weights, loaded without unpickling arbitrary objects.
+
+    With `use_converted`, a matching safetensors copy beside the checkpoint (indexer/encoders/converted.py)
+    is memory-mapped instead of reading the pickle; with `convert`, one is written when missing.
+    """
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointNotFoundError(f"{path}: checkpoint file not found")
+    if use_converted:
+        from indexer.encoders.converted import load_converted, write_converted
+
+        state = load_converted(path)
+        if state is not None:
+            return state
+        if convert:
+            state = load_clap_state_dict(path, use_converted=False)
+            write_converted(path, state)
+            return state
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for unsafe globals, RuntimeError/EOFError for corrupt zips
@@ -175,10 +189,33 @@ def _roberta_from_config() -> Iterator[None]:
         clap_model_module.RobertaModel = original
 
 
-def build_clap_model(amodel: str, fusion: bool, device: str = "cpu"):
-    """A randomly initialised laion_clap CLAP model and its config, built offline."""
+@contextlib.contextmanager
+def _without_random_init() -> Iterator[None]:
+    """Skip the random fills of a model's construction (about half of building CLAP on a CPU).
+
+    Only for a model whose every parameter is then overwritten by a strict `load_state_dict`: the fills
+    (`uniform_`/`normal_` behind nn.init and transformers' _init_weights, HTS-AT's truncated normal) leave
+    the freshly allocated memory as it is. Computed buffers (window functions, mel banks, position
+    indices) do not come from these fills and are built as usual. The patch is process-wide while it lasts.
+    """
+    import torch
+
+    htsat = import_clap_module().htsat
+    originals = (torch.Tensor.uniform_, torch.Tensor.normal_, htsat._no_grad_trunc_normal_)
+    torch.Tensor.uniform_ = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
+    torch.Tensor.normal_ = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
+    htsat._no_grad_trunc_normal_ = lambda tensor, *args, **kwargs: tensor
+    try:
+        yield
+    finally:
+        torch.Tensor.uniform_, torch.Tensor.normal_, htsat._no_grad_trunc_normal_ = originals  # type: ignore[method-assign]
+
+
+def build_clap_model(amodel: str, fusion: bool, device: str = "cpu", initialise: bool = True):
+    """A laion_clap CLAP model and its config, built offline: randomly initialised, or (`initialise=False`)
+    with uninitialised weights that a strict `load_state_dict` must then fill."""
     clap_module = import_clap_module()
-    with _roberta_from_config():
+    with _roberta_from_config(), (contextlib.nullcontext() if initialise else _without_random_init()):
         model, model_cfg = clap_module.create_model(
             amodel,
             "roberta",
@@ -201,18 +238,21 @@ class LaionClapEncoder:
         device: str = "cpu",
         amodel: str | None = None,
         fusion: bool | None = None,
+        convert: bool = False,
     ):
         import torch
 
         checkpoint = Path(checkpoint)
-        state = load_clap_state_dict(checkpoint)
+        state = load_clap_state_dict(checkpoint, convert=convert)
         inferred_amodel, inferred_fusion = infer_architecture(state)
         amodel = amodel or inferred_amodel
         fusion = inferred_fusion if fusion is None else fusion
         self.tokenizer = roberta_tokenizer(tokenizer_dir)
-        self.model, self.model_cfg = build_clap_model(amodel, fusion, device)
+        self.model, self.model_cfg = build_clap_model(amodel, fusion, device, initialise=False)
         try:
-            self.model.load_state_dict(state)
+            # strict: no parameter may keep its uninitialised memory. On the CPU the loaded tensors become
+            # the parameters (no copy): from the safetensors copy, they stay memory-mapped.
+            self.model.load_state_dict(state, strict=True, assign=torch.device(device).type == "cpu")
         except RuntimeError as e:
             raise CheckpointError(f"{checkpoint}: weights do not fit {amodel} ({_first_line(e)})") from e
         self.device = torch.device(device)

@@ -15,19 +15,34 @@ from indexer.errors import CheckpointNotFoundError, UnknownModelError
 LAION_CLAP_REPO = "lukewys/laion_clap"
 
 
+# The text side of every LAION-CLAP model: roberta-base's BPE files (the weights come with the checkpoint).
+ROBERTA_FILES = (HubFile("roberta-base", "vocab.json"), HubFile("roberta-base", "merges.txt"))
+
+
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered model: its name, implementation, checkpoint source and options."""
+    """A registered model: its name, implementation, checkpoint source and options.
+
+    `files` are the other files the model needs (tokenizers), fetched and verified with the checkpoint;
+    `sha256` is the checkpoint's hash where resound knows it in advance (otherwise the hub's LFS hash is
+    checked at download time and recorded); `size_bytes` likewise.
+    """
 
     name: str
     family: str
     checkpoint: HubFile | Path
     description: str
     options: dict[str, Any] = field(default_factory=dict)
+    dim: int | None = None
+    licence: str = ""
+    files: tuple[HubFile, ...] = ()
+    sha256: str | None = None
+    size_bytes: int | None = None
 
 
 def _laion(name: str, description: str, **options: Any) -> ModelEntry:
-    return ModelEntry(name, "laion_clap", HubFile(LAION_CLAP_REPO, f"{name}.pt"), description, options)
+    return ModelEntry(name, "laion_clap", HubFile(LAION_CLAP_REPO, f"{name}.pt"), description, options, dim=512,
+                      licence="CC0-1.0; tokenizer MIT", files=ROBERTA_FILES)
 
 
 # The bundled model's weights ship inside the package (indexer/starter/weights).
@@ -38,14 +53,19 @@ MODELS: dict[str, ModelEntry] = {
     for entry in [
         ModelEntry("starter", "starter", STARTER_WEIGHTS,
                    "resound's bundled CLAP-style model: log-mel CNN + CLIP-BPE text transformer, trained on "
-                   "rendered General MIDI instruments, events, speech and noises (see its MODEL_CARD.md)"),
+                   "rendered General MIDI instruments, events, speech and noises (see its MODEL_CARD.md)",
+                   dim=256, licence="MIT"),
         _laion("630k-audioset-best", "LAION-CLAP HTSAT-tiny, LAION-Audio-630K + AudioSet", amodel="HTSAT-tiny", fusion=False),
         _laion("630k-best", "LAION-CLAP HTSAT-tiny, LAION-Audio-630K", amodel="HTSAT-tiny", fusion=False),
         _laion("630k-audioset-fusion-best", "LAION-CLAP HTSAT-tiny with feature fusion, 630K + AudioSet", amodel="HTSAT-tiny", fusion=True),
         _laion("630k-fusion-best", "LAION-CLAP HTSAT-tiny with feature fusion, LAION-Audio-630K", amodel="HTSAT-tiny", fusion=True),
     ]
 }
-DEFAULT_MODEL = "starter"
+DEFAULT_MODEL = "starter"  # the library's default; the command lines default to AUTO_MODEL
+# "auto": the best registered model already on disk, else the starter (indexer/encoders/auto.py).
+AUTO_MODEL = "auto"
+# What `auto` prefers, best first: the general-purpose LAION-CLAP checkpoints, then the fusion ones.
+AUTO_ORDER = ("630k-audioset-best", "630k-best", "630k-audioset-fusion-best", "630k-fusion-best")
 
 # Checkpoint file suffix -> family, for models given as a local path.
 _FAMILY_BY_SUFFIX = {".pt": "laion_clap", ".ckpt": "laion_clap", ".pth": "laion_clap", ".safetensors": "starter"}
@@ -54,7 +74,8 @@ _FAMILY_BY_SUFFIX = {".pt": "laion_clap", ".ckpt": "laion_clap", ".pth": "laion_
 def _load_laion_clap(checkpoint: Path, model_id: str, device: str, options: dict[str, Any]) -> Encoder:
     from indexer.encoders.laion_clap import LaionClapEncoder
 
-    return LaionClapEncoder(checkpoint, model_id=model_id, device=device, **options)
+    # A registered model's files are resound's to manage: keep a safetensors copy beside the checkpoint.
+    return LaionClapEncoder(checkpoint, model_id=model_id, device=device, convert=model_id in MODELS, **options)
 
 
 def _load_starter(checkpoint: Path, model_id: str, device: str, options: dict[str, Any]) -> Encoder:
@@ -102,8 +123,12 @@ class ModelRef:
 
 
 def resolve_model(name: str) -> ModelRef:
-    """The checkpoint behind a registered name or a local checkpoint path (downloads when needed)."""
+    """The checkpoint behind a registered name, "auto" or a local checkpoint path (downloads when needed)."""
     _load_plugins()
+    if name == AUTO_MODEL:
+        from indexer.encoders.auto import choose_model
+
+        name = choose_model(name).model
     if name in MODELS:
         entry = MODELS[name]
         path = resolve_hub_file(entry.checkpoint) if isinstance(entry.checkpoint, HubFile) else entry.checkpoint

@@ -6,16 +6,23 @@ from __future__ import annotations
 import socket
 import threading
 from types import TracebackType
-from typing import Self
+from typing import Callable, Self
 
 from search.service.config import is_loopback
 
 
-def run_server(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:  # type: ignore[no-untyped-def]
-    """Serve `app` until interrupted (Ctrl-C)."""
+def run_server(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",  # type: ignore[no-untyped-def]
+               on_started: Callable[[], None] | None = None) -> None:
+    """Serve `app` until interrupted (Ctrl-C); `on_started` runs once the socket listens."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+            await super().startup(sockets)
+            if self.started and on_started is not None:
+                on_started()
+
+    _Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, server_header=False)).run()
 
 
 class BackgroundServer:

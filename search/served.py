@@ -1,0 +1,105 @@
+"""The command line's use of a running `search serve` (search/remote.py): the same Hit and FileLabels
+objects the in-process path returns, or None to answer in-process. Kept apart from search/cli.py so the
+commands only gain a call each."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from search import remote
+
+
+def _served(index_path: Path, db_url: str | None, model: str | None, device: str, verbose: bool,
+            ask: Callable[[remote.ServeRecord], Any]) -> Any | None:
+    """`ask(record)` answered by a running `search serve` on this index, or None when there is none or it
+    cannot answer exactly as in-process would; decided without importing torch."""
+    try:
+        if device != "auto":
+            raise remote.RemoteUnavailable(f"--device {device} asks for this process's own device")
+        record = remote.find_server(index_path, db_url, model)
+        answer = ask(record)
+    except remote.RemoteUnavailable as e:
+        if verbose:
+            click.echo(f"note: answering in-process: {e}", err=True)
+        return None
+    if verbose:
+        click.echo(f"note: answered by search serve at {record.host}:{record.port} (pid {record.pid})", err=True)
+    return answer
+
+
+def _hits(hits: list[dict[str, Any]]) -> list:  # list[Hit]
+    import dataclasses
+
+    from search.engine import Hit
+
+    names = [f.name for f in dataclasses.fields(Hit)]
+    return [Hit(**{name: h[name] for name in names}) for h in hits]
+
+
+def query_hits(index_path: Path, text: str, k: int, modality: str | None, db_url: str | None, model: str | None,
+               device: str, verbose: bool) -> list | None:
+    """`search query` answered by the index's running server (list[Hit]), or None."""
+    hits = _served(index_path, db_url, model, device, verbose, lambda r: remote.query(r, text, k, modality))
+    return None if hits is None else _hits(hits)
+
+
+def similar_hits(index_path: Path, file: Path, k: int, modality: str | None, db_url: str | None, model: str | None,
+                 device: str, verbose: bool) -> list | None:
+    """`search similar` answered by the index's running server (list[Hit]), or None."""
+    hits = _served(index_path, db_url, model, device, verbose, lambda r: remote.similar(r, file, k, modality))
+    return None if hits is None else _hits(hits)
+
+
+def classify_results(index_path: Path, files: list[Path], labels: Any, label_set: str | None, strategy: str,
+                     model: str, k: int, verbose: bool) -> list | None:
+    """`search classify` (default prompts draw, audio only) answered by a running server on `index_path`
+    when it embeds with `model` (list[FileLabels]), or None."""
+
+    def ask(record: remote.ServeRecord) -> list:
+        from indexer.encoders import resolve_model
+        from search.classify import FileLabels, LabelScore, WindowLabels
+
+        ref = resolve_model(model)
+        if (ref.model_id, ref.sha256()) != (record.model_id, record.checkpoint_sha256):
+            raise remote.RemoteUnavailable(f"the server embeds with {record.model_id}, not {ref.model_id}")
+        if label_set is None and (labels.descriptions or strategy == "reclap"):
+            raise remote.RemoteUnavailable("the server takes bare labels (no descriptions, no ReCLAP bank) "
+                                           "from a file")
+
+        def scores(items: list[dict[str, Any]]) -> list[LabelScore]:
+            return [LabelScore(s["label"], s["probability"], s["similarity"]) for s in items]
+
+        results = []
+        for f in files:
+            answer = remote.classify(record, f, k, strategy, label_set=label_set, labels=labels.labels)
+            timeline = [WindowLabels(w["start"], w["end"], scores(w["labels"])) for w in answer["timeline"]]
+            results.append(FileLabels(str(f), scores(answer["labels"]), timeline))
+        return results
+
+    return _served(index_path, None, None, "auto", verbose, ask)
+
+
+def announced(app: Any, index_path: Path, host: str, port: int, db_url: str | None,
+              config: Any) -> AbstractContextManager[Callable[[], None] | None]:
+    """For `search serve`: announce the server in <index>/serve.json once it listens (loopback only), and
+    make it echo the announcement's token; yields run_server's `on_started`."""
+    from search.service.config import is_loopback
+
+    if not is_loopback(host):
+        return contextlib.nullcontext(None)
+    engine = app.state.service.engine
+    token = remote.new_token()
+    app.add_middleware(remote.TokenEchoMiddleware, token=token)
+    record = remote.ServeRecord(
+        host=host if host != "localhost" else "127.0.0.1", port=port, pid=os.getpid(), token=token,
+        index=str(engine.index.path.resolve()), model_id=engine.provenance.model_id,
+        checkpoint_sha256=engine.provenance.checkpoint_sha256, generation=engine.index.generation(),
+        db=remote.db_key(db_url), max_upload_bytes=config.max_upload_bytes, max_k=config.max_k)
+    return remote.announced(engine.index.path, record)
