@@ -154,7 +154,7 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
 @main.command()
 @click.argument("corpus", type=click.Path(path_type=Path))
 @index_option
-@click.option("--model", default=None, help=f"Model of a new index (default {DEFAULT_MODEL}); an existing index keeps its own.")
+@click.option("--model", default=None, help=f"Model of a new index (default {AUTO_MODEL}); an existing index keeps its own.")
 @click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None, help="Seconds between window starts (new index).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @db_option
@@ -184,7 +184,11 @@ def watch(corpus: Path, index_path: Path, model: str | None, hop_seconds: float 
         for failure in report.failed:
             click.echo(f"failed: {failure.path}: {failure.reason}", err=True)
 
-    build_options = BuildOptions(model=model or DEFAULT_MODEL, hop_seconds=hop_seconds, device=device, db_url=db_url)
+    from indexer.build import choose_build_model
+
+    choice = choose_build_model(index_path, model or AUTO_MODEL, db_url)
+    print_model_hint(choice.hint)
+    build_options = BuildOptions(model=choice.model, hop_seconds=hop_seconds, device=device, db_url=db_url)
     if model is None and (index_path / "manifest.json").is_file():
         existing = Index(index_path, db_url=db_url)
         try:
