@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from indexer.build import BuildOptions, build_index
+from indexer.build import DEFAULT_MAX_FILE_SECONDS, BuildOptions, build_index
 from indexer.encoders import DEFAULT_MODEL, MODELS
 from indexer.errors import ResoundError
 from indexer.index import Index
@@ -76,6 +76,8 @@ def main() -> None:
               help="cpu, cuda, cuda:N or auto (a GPU if there is one): where the model runs and FAISS trains.")
 @click.option("--checkpoint-seconds", default=300.0, show_default=True, type=click.FloatRange(min=0),
               help="Commit finished files at least this often (0: after every file).")
+@click.option("--max-file-seconds", default=DEFAULT_MAX_FILE_SECONDS, show_default=True, type=click.FloatRange(min=0.1),
+              help="A file whose audio goes on longer fails as too long (decoding stops there, whatever its header says).")
 @db_option
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Decode and embed on a Ray cluster: `auto` (the running one), an address, or none (a local one). "
@@ -88,7 +90,7 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, audio_weight: float,
           visual_weight: float, frames_per_window: int, index_type: str, target_recall: float, batch_size: int,
-          hop_seconds: float | None, device: str, checkpoint_seconds: float, db_url: str | None,
+          hop_seconds: float | None, device: str, checkpoint_seconds: float, max_file_seconds: float, db_url: str | None,
           ray_address: str | None, ray_actors: int, ray_gpus_per_actor: float | None, ray_block_files: int,
           quiet: bool) -> None:
     """Index the media files under CORPUS (re-runs skip unchanged files)."""
@@ -107,7 +109,7 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
     options = BuildOptions(model=model, vision_model=vision_model, audio_weight=audio_weight, visual_weight=visual_weight,
                            frames_per_window=frames_per_window, batch_size=batch_size, hop_seconds=hop_seconds,
                            device=device, db_url=db_url, index_type=index_type, target_recall=target_recall,
-                           checkpoint_seconds=checkpoint_seconds)
+                           checkpoint_seconds=checkpoint_seconds, max_file_seconds=max_file_seconds)
     try:
         if ray_address is None:
             report = build_index(corpus, index_path, options, progress=progress)

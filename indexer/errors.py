@@ -36,6 +36,11 @@ class AudioDecodeError(ResoundError):
         super().__init__(f"{self.path}: cannot decode audio ({'; '.join(self.reasons)})")
 
 
+class UnreadableFileError(AudioDecodeError):
+    """A media file that cannot be opened or read as it is now (permissions, not a regular file, rewritten
+    while read); unlike undecodable content, a build tries it again next time."""
+
+
 class EmptyCorpusError(ResoundError):
     """A corpus directory that holds no media file resound can index."""
 
@@ -62,3 +67,14 @@ class DeviceError(ResoundError):
 
 class QueryError(ResoundError):
     """A query that cannot be answered as given (empty text, unreadable clip, ...)."""
+
+
+class MediaTooLongError(AudioDecodeError):
+    """Audio that goes on past a decoding limit (seconds or samples), whatever its header claimed.
+
+    Decoding stops at the limit: a container that says 7 s and holds 3 hours costs the limit, not 3 hours.
+    """
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(path, reason)
+        self.args = (f"{self.path}: {reason}",)
