@@ -45,17 +45,6 @@ from indexer.store import DEFAULT_FACTORY, VectorStore, choose_factory, faiss_gp
 # A file whose audio goes on longer than this fails as too long (decoding stops there, whatever its header
 # says): a day, far beyond any recording one searches by window, and a bound on what a lying file costs.
 DEFAULT_MAX_FILE_SECONDS = 24 * 3600.0
-# With the duration limit, a sample-count limit: a day of 192 kHz stereo. It bounds what a file of absurd
-# rate or channel count costs before its duration limit is reached.
-MAX_SAMPLES_PER_SECOND = 192_000 * 2
-
-
-def file_limits(max_file_seconds: float | None) -> DecodeLimits:
-    """The decoding limits of a build (or a file query) that allows `max_file_seconds` per file."""
-    if max_file_seconds is None:
-        return DecodeLimits()
-    return DecodeLimits(max_seconds=max_file_seconds, max_samples=int(max_file_seconds * MAX_SAMPLES_PER_SECOND))
-
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -219,7 +208,7 @@ def _build_locked(
         if placement.faiss_gpu is not None:
             stores["segments"].to_gpu(faiss_gpu(placement.faiss_gpu))  # trains, converts and tunes there
 
-        limits = file_limits(options.max_file_seconds)
+        limits = DecodeLimits.for_seconds(options.max_file_seconds)
         jobs = _plan(index, writer, corpus_id, scan.files, report, limits)
         _keep_unreadable(index, writer, corpus_id, scan, report)
         for record in _deleted(index, corpus_id, scan):
@@ -285,7 +274,8 @@ def _plan(
 def too_long_key(digest: str, limits: DecodeLimits) -> str:
     """What a failure row of a file too long records instead of its content hash: the hash of both, so that
     the file is not retried while neither changes, and is once the limit does."""
-    return hashlib.sha256(f"{digest}:{limits.max_seconds}:{limits.max_samples}".encode()).hexdigest()
+    seconds = None if limits.max_seconds is None else float(limits.max_seconds)  # 60 and 60.0 are one limit
+    return hashlib.sha256(f"{digest}:{seconds}:{limits.max_samples}".encode()).hexdigest()
 
 
 def _keep_unreadable(index: Index, writer: CatalogWriter, corpus_id: int, scan: CorpusScan, report: BuildReport) -> None:
@@ -299,7 +289,7 @@ def _keep_unreadable(index: Index, writer: CatalogWriter, corpus_id: int, scan: 
         kept = sum(1 for path in indexed if directory.holds(path))
         reason = directory.reason + (f"; its {kept} indexed files are kept" if kept else "")
         writer.record_failure(corpus_id, catalog_text(directory.path + "/"), "", reason)
-        report.failed.append(FailedFile(str(scan.root / directory.path) + "/", reason))
+        report.failed.append(FailedFile(str(scan.root / directory.path), reason))
     present = {f.catalog_path for f in scan.files} | {catalog_text(d.path + "/") for d in scan.unreadable}
     for path in index.catalog.corpus_failures(corpus_id):
         if path not in present and scan.hidden(path) is None:

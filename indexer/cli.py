@@ -144,7 +144,8 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
 @main.command()
 @index_option
 @db_option
-@click.option("--repair", is_flag=True, help="Drop vectors and rows that do not map, then re-index the files affected.")
+@click.option("--repair", is_flag=True, help="Drop vectors and rows that do not map, then re-index the files affected; "
+                                           "clear leftover temporary files and failure rows of files that are gone.")
 @click.option("--json", "as_json", is_flag=True)
 def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) -> None:
     """Check that every vector maps to exactly one catalog row and back, and provenance agrees."""
@@ -154,7 +155,9 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
     if as_json:
         click.echo(json.dumps({"index": str(report.index), "generation": report.generation, "ok": report.ok,
                                "counts": report.counts, "problems": report.problems,
-                               "stale_files": report.stale_files}, indent=2))
+                               "stale_files": report.stale_files, "temporary_files": report.temporary_files,
+                               "vanished_failures": [str(Path(f.corpus_root) / f.path) for f in report.vanished_failures]},
+                              indent=2))
     else:
         click.echo(f"{report.index}: generation {report.generation}, "
                    + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.counts.items()))
@@ -162,8 +165,18 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
             click.echo(f"problem: {problem}")
         if report.stale_files:
             click.echo(f"stale files: {', '.join(report.stale_files)}")
-        click.echo("consistent" if report.ok else ("repaired (files whose vectors were missing were embedded again)"
-                                                   if repair else "inconsistent: run `indexer verify --repair`"))
+        if report.temporary_files:
+            click.echo(f"leftover temporary files: {', '.join(report.temporary_files)}")
+        for failure in report.vanished_failures:
+            click.echo(f"failure row of a file that is gone: {Path(failure.corpus_root) / failure.path}")
+        if not report.ok:
+            click.echo("repaired (files whose vectors were missing were embedded again)" if repair
+                       else "inconsistent: run `indexer verify --repair`")
+        elif report.leftovers:
+            click.echo("consistent; leftovers cleared" if repair
+                       else "consistent; `indexer verify --repair` clears the leftovers above")
+        else:
+            click.echo("consistent")
     if not report.ok and not repair:
         sys.exit(1)
 

@@ -164,9 +164,9 @@ def file_inputs(plan: WindowPlan, source: MediaSource) -> SegmentInputs | Stream
     whole = dataclasses.replace(plan, limits=dataclasses.replace(plan.limits, max_samples=min(own or budget, budget)))
     try:
         inputs = segment_inputs(whole, source)
-    except MediaTooLongError:
-        if own is not None and own <= budget:
-            raise  # the caller's own sample limit, not the streaming threshold
+    except MediaTooLongError as e:
+        if e.limit != "samples" or (own is not None and own <= budget):
+            raise  # the caller's own limit, not the streaming threshold
         # The header said the file was short, and decoding found more: stream it, within the plan's limits.
         return StreamedInputs(plan, source)
     if isinstance(source, MediaSnapshot):

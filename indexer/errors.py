@@ -75,6 +75,7 @@ class MediaTooLongError(AudioDecodeError):
     Decoding stops at the limit: a container that says 7 s and holds 3 hours costs the limit, not 3 hours.
     """
 
-    def __init__(self, path: str, reason: str):
+    def __init__(self, path: str, reason: str, limit: str = "seconds"):
         super().__init__(path, reason)
+        self.limit = limit  # which limit was passed: "seconds" or "samples"
         self.args = (f"{self.path}: {reason}",)

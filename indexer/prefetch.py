@@ -124,7 +124,7 @@ def _result(value: SegmentInputs | StreamedInputs | tuple[str, str, list[str]], 
             ) -> SegmentInputs | StreamedInputs | ReadAheadInputs | AudioDecodeError:
     if isinstance(value, tuple):
         kind, path, reasons = value
-        return _ERRORS[kind](path, reasons if kind != "MediaTooLongError" else reasons[0])
+        return _ERRORS[kind](path, reasons if kind != "MediaTooLongError" else reasons[0])  # type: ignore[arg-type]
     if isinstance(value, StreamedInputs) and read_ahead_parts > 0:
         return ReadAheadInputs(value, read_ahead_parts)
     return value

@@ -35,6 +35,15 @@ def _print_notes(engine: Engine) -> None:
         click.echo(f"note: {note}", err=True)
 
 
+# Longest audio `similar` and `classify` decode from a file (the build's own default cap).
+DEFAULT_MAX_SECONDS = 24 * 3600.0
+
+
+def _max_seconds_option(f):  # type: ignore[no-untyped-def]
+    return click.option("--max-seconds", default=DEFAULT_MAX_SECONDS, show_default=True, type=click.FloatRange(min=0.1),
+                        help="Refuse a file whose audio goes on longer (decoding stops there, whatever its header says).")(f)
+
+
 def _common(f):  # type: ignore[no-untyped-def]
     for option in reversed([
         index_option,
@@ -68,12 +77,15 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_common
+@_max_seconds_option
 def similar(file: Path, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
-            modality: str | None) -> None:
+            modality: str | None, max_seconds: float) -> None:
     """Find the segments that sound (and look) most like FILE."""
+    from indexer.media.decode import DecodeLimits
+
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
-        _print_hits(engine.similar(file, k, modality), as_json)
+        _print_hits(engine.similar(file, k, modality, DecodeLimits.for_seconds(max_seconds)), as_json)
         _print_notes(engine)
     finally:
         engine.close()
@@ -154,9 +166,10 @@ def _label_set(labels_file: Path | None, label_set: str | None):
               help="With --vision-model: score sound, picture or both.")
 @click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1), help="Labels per file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the per-window timeline).")
+@_max_seconds_option
 def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str | None, strategy: str, bank: Path | None,
              n_prompts: int, seed: int, model: str, vision_model: str | None, modality: str, k: int,
-             as_json: bool) -> None:
+             as_json: bool, max_seconds: float) -> None:
     """Label audio files zero-shot: the nearest label prompts. A folder gives a CSV (or JSON) table."""
     from indexer.corpus import scan_corpus
     from indexer.encoders import EncoderSpec
@@ -172,7 +185,10 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
     files: list[Path] = []
     for path in paths:
         files.extend(f.absolute for f in scan_corpus(path)) if path.is_dir() else files.append(path)
-    results = [classifier.classify_file(f, k) for f in files]
+    from indexer.media.decode import DecodeLimits
+
+    limits = DecodeLimits.for_seconds(max_seconds)
+    results = [classifier.classify_file(f, k, limits=limits) for f in files]
     table = any(p.is_dir() for p in paths)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in results], indent=2))

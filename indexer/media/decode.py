@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.errors import AudioDecodeError, MediaTooLongError
-from indexer.media.source import MediaSource, media_path, open_media
+from indexer.media.source import FileChangedError, MediaSource, media_path, open_media
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".wma"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v"})
@@ -47,6 +47,9 @@ class DecodedAudio:
         return len(self.samples) / self.sample_rate
 
 
+MAX_SAMPLES_PER_SECOND = 192_000 * 2  # see DecodeLimits.for_seconds
+
+
 @dataclass(frozen=True)
 class DecodeLimits:
     """How much audio decoding may produce; counted on what is decoded, never on what a header claims."""
@@ -54,12 +57,20 @@ class DecodeLimits:
     max_seconds: float | None = None  # seconds of audio at the source rate
     max_samples: int | None = None  # source samples (frames x channels): bounds memory whatever the rate
 
+    @classmethod
+    def for_seconds(cls, seconds: float | None) -> DecodeLimits:
+        """Limits of `seconds` of audio, and the samples of that much 192 kHz stereo (a bound on what a file
+        of absurd rate or channel count costs before its duration is reached); None: no limits."""
+        if seconds is None:
+            return cls()
+        return cls(max_seconds=float(seconds), max_samples=int(seconds * MAX_SAMPLES_PER_SECOND))
+
     def check(self, path: Path, frames: int, channels: int, rate: int) -> None:
         """Raise MediaTooLongError when `frames` decoded so far already pass a limit."""
         if self.max_seconds is not None and rate > 0 and frames > self.max_seconds * rate:
             raise MediaTooLongError(str(path), f"longer than the {self.max_seconds:g} s limit")
         if self.max_samples is not None and frames * max(channels, 1) > self.max_samples:
-            raise MediaTooLongError(str(path), f"more than the limit of {self.max_samples:,} samples")
+            raise MediaTooLongError(str(path), f"more than the limit of {self.max_samples:,} samples", "samples")
 
 
 NO_LIMITS = DecodeLimits()
@@ -165,7 +176,7 @@ def decode_audio(source: MediaSource, sample_rate: int, limits: DecodeLimits = N
             continue  # libsndfile reads no video container; skip its misleading error
         try:
             data, rate = read(source, limits)
-        except MediaTooLongError:
+        except (MediaTooLongError, FileChangedError):  # not a backend's failure: too much audio, or a new file
             raise
         except Exception as e:  # each backend has its own error types; all are reported together
             reasons.append(f"{name}: {_first_line(e)}")
@@ -336,6 +347,8 @@ class AudioStream:
             blocks = open_blocks(self.source, self.chunk_frames)
             try:
                 first = next(blocks, None)
+            except FileChangedError:
+                raise
             except Exception as e:  # noqa: BLE001 - each backend has its own error types; all are reported
                 reasons.append(f"{name}: {_first_line(e)}")
                 continue

@@ -109,9 +109,11 @@ class MediaSnapshot:
             raise FileChangedError(self.path)
 
 
-def read_snapshot(path: str | Path, max_bytes: int = SNAPSHOT_MAX_BYTES) -> MediaSnapshot:
-    """Read `path` once (see the module docstring). Raises OSError (NotRegularFileError, FileChangedError)."""
+def read_snapshot(path: str | Path, max_bytes: int | None = None) -> MediaSnapshot:
+    """Read `path` once, keeping its bytes up to `max_bytes` (default SNAPSHOT_MAX_BYTES; see the module
+    docstring). Raises OSError (NotRegularFileError, FileChangedError)."""
     path = Path(path)
+    max_bytes = SNAPSHOT_MAX_BYTES if max_bytes is None else max_bytes
     digest = hashlib.sha256()
     with open_regular(path) as f:
         before = FileIdentity.of(os.fstat(f.fileno()))

@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from indexer.errors import QueryError, ResoundError
+from indexer.media.decode import DecodeLimits
 from search.classify import FileLabels, LabelScore, ZeroShotClassifier
 from search.engine import MAX_QUERY_CHARS, Engine, Hit
 from search.prompts import (
@@ -108,9 +109,14 @@ class SearchService:
         with self.lock:
             return self.engine.query(text, k, modality)
 
+    @property
+    def clip_limits(self) -> DecodeLimits:
+        """Decoding of an uploaded clip stops here (413), whatever its header claimed."""
+        return DecodeLimits.for_seconds(self.config.max_upload_seconds)
+
     def similar(self, path: Path, k: int, modality: str | None) -> list[Hit]:
         with self.lock:
-            return self.engine.similar(path, k, modality)
+            return self.engine.similar(path, k, modality, self.clip_limits)
 
     def similar_to_segment(self, segment_id: int, k: int) -> list[Hit]:
         """Hits for a stored segment's own vector ("more like this"): nothing to decode or embed."""
@@ -165,7 +171,7 @@ class SearchService:
                                "one: use prompts=templates (or clap, label) with your own labels")
         classifier = self.classifier(label_set, strategy, modality)
         with self.lock:
-            return strategy, classifier.classify_file(path, min(k, len(label_set.labels)))
+            return strategy, classifier.classify_file(path, min(k, len(label_set.labels)), limits=self.clip_limits)
 
     # -- media ------------------------------------------------------------------------------------
     def waveform(self, segment_id: int, width: int, height: int) -> bytes:
