@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import threading
 import tracemalloc
@@ -337,3 +338,45 @@ def test_an_unreadable_file_that_was_indexed_keeps_its_vectors(tmp_path: Path, t
     assert (report.removed, [(Path(f.path).name, f.reason) for f in report.failed]) == (
         0, [("b.wav", "cannot read file (Permission denied)")])
     assert sorted(_vectors(index_path)) == ["a.wav", "b.wav"]
+
+
+# -- verify names leftovers, repair clears them --------------------------------------------------------------
+def test_verify_names_leftover_temporary_files_and_failures_of_vanished_files(tmp_path: Path, tone_model: Path) -> None:
+    corpus = tmp_path / "corpus"
+    _tone_file(corpus / "a.wav", 440)
+    (corpus / "broken.wav").write_text("not audio")
+    index_path = tmp_path / "index"
+    build_index(corpus, index_path, BuildOptions(model=str(tone_model), decode_workers=0))
+    (corpus / "broken.wav").unlink()  # its failure row stays until a build or a repair
+    leftover = index_path / ".segments.1.faiss.99999999.tmp"  # a writer killed mid-save (no such pid)
+    leftover.write_bytes(b"half a FAISS file")
+    running = index_path / f".segments.2.faiss.{os.getppid()}.tmp"  # a live writer's: not a leftover
+    running.write_bytes(b"being written")
+
+    result = CliRunner().invoke(indexer_cli, ["verify", "--index", str(index_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == [
+        "leftover temporary files: .segments.1.faiss.99999999.tmp",
+        f"failure row of a file that is gone: {corpus / 'broken.wav'}",
+        "consistent; `indexer verify --repair` clears the leftovers above",
+    ]
+    repaired = CliRunner().invoke(indexer_cli, ["verify", "--index", str(index_path), "--repair"])
+    assert repaired.exit_code == 0 and repaired.output.splitlines()[-1] == "consistent; leftovers cleared"
+    assert not leftover.exists() and running.exists()
+    assert Index(index_path).catalog.counts()["failures"] == 0
+    after = CliRunner().invoke(indexer_cli, ["verify", "--index", str(index_path), "--json"])
+    data = json.loads(after.output)
+    assert (data["ok"], data["temporary_files"], data["vanished_failures"]) == (True, [], [])
+    assert _vectors(index_path)["a.wav"][1].argmax() == A440  # the index itself untouched
+
+
+def test_a_build_forgets_failures_of_files_that_are_gone(tmp_path: Path, tone_model: Path) -> None:
+    corpus = tmp_path / "corpus"
+    _tone_file(corpus / "a.wav", 440)
+    (corpus / "broken.wav").write_text("not audio")
+    index_path = tmp_path / "index"
+    options = BuildOptions(model=str(tone_model), decode_workers=0)
+    assert len(build_index(corpus, index_path, options).failed) == 1
+    (corpus / "broken.wav").unlink()
+    build_index(corpus, index_path, options)
+    assert Index(index_path).catalog.counts()["failures"] == 0

@@ -70,7 +70,9 @@ def open_regular(path: str | Path) -> BinaryIO:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise NotRegularFileError(path, mode)
-        return os.fdopen(fd, "rb")
+        f = os.fdopen(fd, "rb")
+        f.raw.name = os.fspath(path)  # decoders quote the file's name in their errors, not a descriptor number
+        return f
     except BaseException:
         os.close(fd)
         raise
