@@ -39,7 +39,7 @@ from indexer.errors import (
 )
 from indexer.index import Index, Provenance, check_encoder, check_model
 from indexer.media import MEDIA_EXTENSIONS
-from indexer.media.decode import DecodeLimits
+from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.store import DEFAULT_FACTORY, VectorStore, choose_factory, faiss_gpu
 
 # A file whose audio goes on longer than this fails as too long (decoding stops there, whatever its header
@@ -246,7 +246,7 @@ def _build_locked(
 
 def _plan(
     index: Index, writer: CatalogWriter, corpus_id: int, files: list[CorpusFile], report: BuildReport,
-    limits: DecodeLimits = DecodeLimits(),
+    limits: DecodeLimits = NO_LIMITS,
 ) -> list[_FileJob]:
     """Files to embed: new ones, changed ones, and failed ones whose content (or the limit they failed
     under, for files too long) changed since."""
@@ -313,7 +313,7 @@ def _embedded_jobs(
     report: BuildReport,
     decode_workers: int | None = None,
     precision: str = "auto",
-    limits: DecodeLimits = DecodeLimits(),
+    limits: DecodeLimits = NO_LIMITS,
 ) -> Iterator[_FileJob | None]:
     """Decode and window each job's file and embed windows in batches across files.
 

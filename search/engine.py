@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
 import numpy as np
 
 from indexer.device import Placement, resolve_device

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.service_support import fuzz_failures, make_tone_index, run_schemathesis, running_service, tone_environment
+from tests.service_support import (
+    fuzz_failures,
+    make_tone_index,
+    run_schemathesis,
+    running_service,
+    tone_environment,
+)
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(tmp_path: Path) -> None:

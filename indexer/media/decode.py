@@ -77,8 +77,6 @@ NO_LIMITS = DecodeLimits()
 
 
 def _read_soundfile(source: MediaSource, limits: DecodeLimits = NO_LIMITS) -> tuple[np.ndarray, int]:
-    import soundfile
-
     # A file object opened without blocking, regular files only (see media/source.py): any name's bytes.
     with open_media(source) as f, _sndfile(f) as sound:
         # libsndfile reads no more frames than its header gives: the header bounds what is decoded.
@@ -223,8 +221,6 @@ def probe_audio(source: MediaSource) -> AudioProbe:
     reasons: list[str] = []
     if path.suffix.lower() not in VIDEO_EXTENSIONS:
         try:
-            import soundfile
-
             with open_media(source) as f, _sndfile(f) as info:
                 return AudioProbe(int(info.samplerate), int(info.channels), int(info.frames), "soundfile")
         except Exception as e:  # noqa: BLE001 - libsndfile's errors have several types; reported below
@@ -254,8 +250,6 @@ Blocks = Iterator[tuple[int, np.ndarray]]
 
 
 def _blocks_soundfile(source: MediaSource, chunk_frames: int) -> Blocks:
-    import soundfile
-
     with open_media(source) as raw, _sndfile(raw) as f:
         if f.subtype == "OPUS":
             # libsndfile 1.2's Opus reader skips the pre-skip samples only on a whole-file read: a partial

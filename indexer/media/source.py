@@ -19,7 +19,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 # Files up to this size are read into memory once and decoded from there (a decoding worker holds two).
 SNAPSHOT_MAX_BYTES = 64 * 2**20
@@ -137,7 +137,7 @@ def read_snapshot(path: str | Path, max_bytes: int | None = None) -> MediaSnapsh
 
 
 # What decoders accept: a path (opened with open_regular) or a snapshot (its bytes).
-MediaSource = Union[str, Path, MediaSnapshot]
+MediaSource = str | Path | MediaSnapshot
 
 
 def media_path(source: MediaSource) -> Path:
