@@ -24,7 +24,7 @@ from indexer.cli import EXIT_PARTIAL
 from indexer.cli import main as indexer_cli
 from indexer.corpus import walk_corpus
 from indexer.embed import WindowPlan, file_inputs
-from indexer.errors import MediaTooLongError
+from indexer.errors import MediaTooLongError, QueryError
 from indexer.media.decode import DecodeLimits, decode_audio
 from search import Engine
 from search.cli import main as search_cli
@@ -212,25 +212,44 @@ def test_a_fifo_or_device_named_like_media_is_reported_not_read(tmp_path: Path, 
         ("zeros.wav", "cannot read file (not a regular file: a device)")]
 
 
+def test_search_similar_on_a_fifo_is_refused_not_waited_on(tones: ToneIndex, tmp_path: Path) -> None:
+    fifo = tmp_path / "clip.wav"
+    os.mkfifo(fifo)
+    with tone_environment(tones.root / "cache"):
+        engine = Engine(tones.index)
+    try:
+        with pytest.raises(QueryError, match=r"clip.wav: cannot decode audio \(soundfile: not a regular file: a FIFO; pyav: not a regular file: a FIFO\)"):
+            engine.similar(fifo)
+    finally:
+        engine.close()
+
+
 # -- any depth, no loops -----------------------------------------------------------------------------
 def test_a_tree_1100_levels_deep_with_a_loop_is_indexed(tmp_path: Path, tone_model: Path) -> None:
     corpus = tmp_path / "corpus"
-    deep = corpus
+    levels = [corpus]
     for _ in range(1100):  # deeper than Python's recursion limit (os.makedirs itself would recurse)
-        deep = deep / "d"
-        deep.mkdir(parents=deep.parent == corpus)
-    _tone_file(deep / "bottom.wav", 880)
-    _tone_file(corpus / "top.wav", 440)
-    (deep / "loop").symlink_to(corpus, target_is_directory=True)  # back to the top: walked once
-    assert [f.path.count("/") for f in walk_corpus(corpus).files] == [1100, 0]
-    report = build_index(corpus, tmp_path / "index", BuildOptions(model=str(tone_model), decode_workers=0))
-    assert (report.added, report.failed) == (2, [])
-    engine = Engine(tmp_path / "index")
+        levels.append(levels[-1] / "d")
+        levels[-1].mkdir(parents=len(levels) == 2)
+    deep = levels[-1]
     try:
-        (hit,) = engine.query("an 880 tone", k=1)
-        assert hit.path == str(deep / "bottom.wav")
-    finally:
-        engine.close()
+        _tone_file(deep / "bottom.wav", 880)
+        _tone_file(corpus / "top.wav", 440)
+        (deep / "loop").symlink_to(corpus, target_is_directory=True)  # back to the top: walked once
+        assert [f.path.count("/") for f in walk_corpus(corpus).files] == [1100, 0]
+        report = build_index(corpus, tmp_path / "index", BuildOptions(model=str(tone_model), decode_workers=0))
+        assert (report.added, report.failed) == (2, [])
+        engine = Engine(tmp_path / "index")
+        try:
+            (hit,) = engine.query("an 880 tone", k=1)
+            assert hit.path == str(deep / "bottom.wav")
+        finally:
+            engine.close()
+    finally:  # shutil.rmtree (and pytest's clean-up of old temporary directories) would recurse 1,100 deep
+        for name in ("loop", "bottom.wav"):
+            (deep / name).unlink(missing_ok=True)
+        for level in reversed(levels[1:]):
+            level.rmdir()
 
 
 # -- the vector and the hash come from the same bytes --------------------------------------------------

@@ -33,9 +33,12 @@ class NotRegularFileError(OSError):
         kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode)
                 else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
                 else "a socket" if stat.S_ISSOCK(mode) else "not a file")
-        super().__init__(f"not a regular file ({kind})")
+        super().__init__(f"not a regular file: {kind}")
         self.strerror = f"not a regular file: {kind}"
         self.filename = str(path)
+
+    def __str__(self) -> str:
+        return self.strerror  # the reason alone: messages name the file themselves
 
 
 class FileChangedError(OSError):
@@ -45,6 +48,9 @@ class FileChangedError(OSError):
         super().__init__("the file changed while it was being read")
         self.strerror = "the file changed while it was being read"
         self.filename = str(path)
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 @dataclass(frozen=True)
