@@ -46,6 +46,7 @@ from indexer.store import DEFAULT_FACTORY, VectorStore, choose_factory, faiss_gp
 # says): a day, far beyond any recording one searches by window, and a bound on what a lying file costs.
 DEFAULT_MAX_FILE_SECONDS = 24 * 3600.0
 
+
 @dataclass(frozen=True)
 class BuildOptions:
     """How to build: which model, how to cut windows, how often to checkpoint."""

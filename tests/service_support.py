@@ -136,7 +136,8 @@ def run_schemathesis(base_url: str, max_examples: int, seed: int, report: Path) 
                "--checks", "all", "--phases", "examples,coverage,fuzzing", "-n", str(max_examples),
                "--seed", str(seed), "-w", "1", "--generation-database", "none", "--no-color",
                "--report", "json", "--report-json-path", str(report)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)  # failures: in the report
+    # Run where the report goes: Schemathesis keeps a cache (.schemathesis/) in its working directory.
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, cwd=report.parent)
     if not report.is_file():
         raise RuntimeError(f"schemathesis wrote no report (exit {done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
     result = json.loads(report.read_text())
