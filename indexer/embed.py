@@ -154,9 +154,9 @@ def file_inputs(plan: WindowPlan, source: MediaSource) -> SegmentInputs | Stream
     unchanged after a whole decode (FileChangedError); a streamed one after its last part.
     """
     try:
-        size = decoded_size(plan, source)
+        size: int | None = decoded_size(plan, source)
     except AudioDecodeError:
-        return segment_inputs(plan, source)  # raises with every backend's reason
+        size = 0  # no header to go by: decoding says why it fails (every backend's reason), or streams past the threshold
     if size is None or size > plan.stream_above_bytes:
         return StreamedInputs(plan, source)
     budget = plan.stream_above_bytes // 4  # float32 samples
