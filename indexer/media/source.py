@@ -97,7 +97,9 @@ class MediaSnapshot:
     def open(self) -> BinaryIO:
         """The snapshot's bytes from the start: from memory, or from disk when the identity still holds."""
         if self.data is not None:
-            return io.BytesIO(self.data)
+            memory = io.BytesIO(self.data)
+            memory.name = os.fspath(self.path)  # as open_regular's: decoders quote it in their errors
+            return memory
         f = open_regular(self.path)
         if FileIdentity.of(os.fstat(f.fileno())) != self.identity:
             f.close()
