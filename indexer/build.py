@@ -152,7 +152,10 @@ def build_index(
     corpus = Path(corpus).expanduser().resolve()
     if not corpus.is_dir():
         raise EmptyCorpusError(f"{corpus}: corpus directory not found")
-    scan = walk_corpus(corpus)
+    try:
+        scan = walk_corpus(corpus)
+    except OSError as e:  # the root itself cannot be listed: nothing is known, so nothing may be removed
+        raise EmptyCorpusError(f"{corpus}: cannot read the corpus directory ({e.strerror or e})") from e
     files = scan.files
     if not files:
         # Also for an existing index: an empty (or unmounted) corpus must not wipe it.

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from db.catalog import FailureRecord
+from db.catalog import CatalogWriter, FailureRecord
 from db.schema import CorpusRow, FileRow, SegmentRow
 from indexer.index import Index
 from indexer.store import STORE_NAMES, VectorStore
@@ -218,7 +218,7 @@ def _drop_inconsistent(index_path: str | Path, db_url: str | None) -> VerifyRepo
         index.close()
 
 
-def _clear_failures(writer, failures: list[FailureRecord]) -> None:  # type: ignore[no-untyped-def]
+def _clear_failures(writer: CatalogWriter, failures: list[FailureRecord]) -> None:
     """Stage the removal of failure rows."""
     for failure in failures:
         corpus_id = writer.session.execute(select(CorpusRow.id).where(CorpusRow.root == failure.corpus_root)).scalar_one()

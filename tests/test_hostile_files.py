@@ -24,7 +24,7 @@ from indexer.cli import EXIT_PARTIAL
 from indexer.cli import main as indexer_cli
 from indexer.corpus import walk_corpus
 from indexer.embed import WindowPlan, file_inputs
-from indexer.errors import MediaTooLongError, QueryError
+from indexer.errors import EmptyCorpusError, MediaTooLongError, QueryError
 from indexer.media.decode import DecodeLimits, decode_audio
 from search import Engine
 from search.cli import main as search_cli
@@ -330,6 +330,12 @@ def test_an_unreadable_subtree_keeps_its_vectors_and_is_listed_as_failed(tmp_pat
     report = build_index(corpus, index_path, options)
     assert (report.unchanged, report.added, report.removed, report.failed) == (3, 0, 0, [])
     assert Index(index_path).catalog.counts()["failures"] == 0
+    # The whole corpus unreadable: refused, nothing removed.
+    monkeypatch.setattr(os, "scandir", lambda path: refusing_scandir(corpus / "locked" if Path(path) == corpus else path))
+    with pytest.raises(EmptyCorpusError, match=r"corpus: cannot read the corpus directory \(Permission denied\)"):
+        build_index(corpus, index_path, options)
+    monkeypatch.setattr(os, "scandir", real_scandir)
+    assert len(_vectors(index_path)) == 3
     # Truly gone: removed.
     import shutil
 
