@@ -5,10 +5,16 @@ scan -> plan (content hash: unchanged / new / changed / deleted) -> decode -> wi
 is recorded as failed with its reason and the run goes on; it is retried once its content changes.
 A long file is streamed: its windows are embedded in batches as they are decoded, and its rows and
 vectors stored once the last one is in (a file is committed whole or not at all).
+
+Hostile corpora: a file is decoded from the bytes its content hash was computed from (embed.snapshot_inputs);
+decoding stops at `max_file_seconds` whatever the header claims; a FIFO or device is refused, never waited
+on; a directory that cannot be listed keeps what was indexed from it (reported as failed), since a build
+removes only files that are truly gone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -18,17 +24,30 @@ from pathlib import Path
 import numpy as np
 
 from db.catalog import CatalogWriter, FileRecord
-from indexer.corpus import CorpusFile, catalog_text, content_hash, corpus_file, scan_corpus
+from indexer.corpus import CorpusFile, CorpusScan, catalog_text, content_hash, corpus_file, walk_corpus
 from indexer.device import resolve_device
 from indexer.embed import WindowPlan, embed_inputs, modalities_of
 from indexer.prefetch import prefetch_inputs
 from indexer.encoders import AUTO_MODEL, DEFAULT_MODEL, Encoder, EncoderSpec, l2_normalize, resolve_model
 from indexer.encoders.auto import ModelChoice, choose_model
-from indexer.errors import AudioDecodeError, EmptyCorpusError, IndexMismatchError, IndexNotFoundError, ResoundError
+from indexer.errors import (
+    AudioDecodeError,
+    EmptyCorpusError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    MediaTooLongError,
+    ResoundError,
+    UnreadableFileError,
+)
 from indexer.index import Index, Provenance, check_encoder, check_model
 from indexer.media import MEDIA_EXTENSIONS
+from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.media.tags import read_tags
 from indexer.store import DEFAULT_FACTORY, VectorStore, choose_factory, faiss_gpu
+
+# A file whose audio goes on longer than this fails as too long (decoding stops there, whatever its header
+# says): a day, far beyond any recording one searches by window, and a bound on what a lying file costs.
+DEFAULT_MAX_FILE_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,7 @@ class BuildOptions:
     checkpoint_seconds: float = 300.0  # commit finished files at least this often
     index_type: str = "auto"  # "auto" (by corpus size, see store.choose_factory) or a FAISS factory string
     target_recall: float = 0.95  # recall@10 against exact search that nprobe/efSearch are tuned to
+    max_file_seconds: float | None = DEFAULT_MAX_FILE_SECONDS  # longer files fail as too long (None: no limit)
 
     @classmethod
     def from_provenance(cls, provenance: Provenance, db_url: str | None = None) -> "BuildOptions":
@@ -152,7 +172,11 @@ def build_index(
     corpus = Path(corpus).expanduser().resolve()
     if not corpus.is_dir():
         raise EmptyCorpusError(f"{corpus}: corpus directory not found")
-    files = scan_corpus(corpus)
+    try:
+        scan = walk_corpus(corpus)
+    except OSError as e:  # the root itself cannot be listed: nothing is known, so nothing may be removed
+        raise EmptyCorpusError(f"{corpus}: cannot read the corpus directory ({e.strerror or e})") from e
+    files = scan.files
     if not files:
         # Also for an existing index: an empty (or unmounted) corpus must not wipe it.
         raise EmptyCorpusError(
@@ -162,7 +186,7 @@ def build_index(
     index = Index(index_path, db_url=options.db_url, create=True)
     try:
         with index.writer_lock():
-            return _build_locked(index, corpus, files, options, progress, started, embed_stage)
+            return _build_locked(index, corpus, scan, options, progress, started, embed_stage)
     finally:
         index.close()
 
@@ -170,7 +194,7 @@ def build_index(
 def _build_locked(
     index: Index,
     corpus: Path,
-    files: list[CorpusFile],
+    scan: CorpusScan,
     options: BuildOptions,
     progress: ProgressCallback | None,
     started: float,
@@ -178,7 +202,7 @@ def _build_locked(
     only: set[str] | None = None,
     encoder: Encoder | None = None,
 ) -> BuildReport:
-    """The build, with the index's writer lock held. `only`: catalog paths that may have changed (`files`
+    """The build, with the index's writer lock held. `only`: catalog paths that may have changed (`scan`
     holds those of them that exist); every other indexed file is left as it is. `encoder`: one already
     loaded (with the options' model), as `indexer watch` keeps between generations."""
     stored = index.provenance()
@@ -216,8 +240,10 @@ def _build_locked(
         if placement.faiss_gpu is not None:
             stores["segments"].to_gpu(faiss_gpu(placement.faiss_gpu))  # trains, converts and tunes there
 
-        jobs = _plan(index, writer, corpus_id, files, report)
-        deleted = _deleted(index, corpus_id, files, only)
+        limits = DecodeLimits.for_seconds(options.max_file_seconds)
+        jobs = _plan(index, writer, corpus_id, scan.files, report, limits)
+        _keep_unreadable(index, writer, corpus_id, scan, report, only)
+        deleted = _deleted(index, corpus_id, scan, only)
         jobs, deleted = _moved(writer, jobs, deleted, report)
         for record in deleted:
             _remove_file(writer, stores, record, report)
@@ -225,7 +251,7 @@ def _build_locked(
         last_checkpoint = time.monotonic()
         done = 0
         stage = embed_stage or partial(_embedded_jobs, decode_workers=options.decode_workers,
-                                       precision=options.precision)
+                                       precision=options.precision, limits=limits)
         for job in stage(jobs, encoder, hop_seconds, options.batch_size, writer, corpus_id, report):
             if job is not None:
                 _store_file(writer, stores, corpus_id, job, report)
@@ -265,14 +291,16 @@ def apply_changes(
     started = time.monotonic()
     corpus = Path(corpus).expanduser().resolve()
     files = [f for f in (corpus_file(corpus, p) for p in sorted(paths)) if f is not None]
-    return _build_locked(index, corpus, files, options, None, started, only={catalog_text(p) for p in paths},
+    return _build_locked(index, corpus, CorpusScan(corpus, files), options, None, started, only={catalog_text(p) for p in paths},
                          encoder=encoder)
 
 
 def _plan(
-    index: Index, writer: CatalogWriter, corpus_id: int, files: list[CorpusFile], report: BuildReport
+    index: Index, writer: CatalogWriter, corpus_id: int, files: list[CorpusFile], report: BuildReport,
+    limits: DecodeLimits = NO_LIMITS,
 ) -> list[_FileJob]:
-    """Files to embed: new ones, changed ones, and failed ones whose content changed since."""
+    """Files to embed: new ones, changed ones, and failed ones whose content (or the limit they failed
+    under, for files too long) changed since."""
     existing = index.catalog.corpus_files(corpus_id)
     failures = index.catalog.corpus_failures(corpus_id)
     jobs = []
@@ -287,17 +315,46 @@ def _plan(
         previous = existing.get(f.catalog_path)
         if previous is not None and previous.content_hash == digest:
             report.unchanged += 1
-        elif f.catalog_path in failures and failures[f.catalog_path].content_hash == digest:
+        elif f.catalog_path in failures and failures[f.catalog_path].content_hash in (digest, too_long_key(digest, limits)):
             report.still_failed += 1
         else:
             jobs.append(_FileJob(f, digest, previous))
     return jobs
 
 
-def _deleted(index: Index, corpus_id: int, files: list[CorpusFile], only: set[str] | None = None) -> list[FileRecord]:
-    present = {f.catalog_path for f in files}
+def too_long_key(digest: str, limits: DecodeLimits) -> str:
+    """What a failure row of a file too long records instead of its content hash: the hash of both, so that
+    the file is not retried while neither changes, and is once the limit does."""
+    seconds = None if limits.max_seconds is None else float(limits.max_seconds)  # 60 and 60.0 are one limit
+    return hashlib.sha256(f"{digest}:{seconds}:{limits.max_samples}".encode()).hexdigest()
+
+
+def _keep_unreadable(index: Index, writer: CatalogWriter, corpus_id: int, scan: CorpusScan, report: BuildReport,
+                     only: set[str] | None = None) -> None:
+    """Report each directory the scan could not list as failed; its indexed files stay (see _deleted).
+
+    Failure rows of paths that are gone (neither in the scan nor hidden in an unreadable directory) are
+    cleared: a directory readable again, a broken file deleted. `only`: the catalog paths this build looked
+    at (indexer watch); failure rows of other paths are left alone.
+    """
+    indexed = index.catalog.corpus_files(corpus_id)
+    for directory in scan.unreadable:
+        kept = sum(1 for path in indexed if directory.holds(path))
+        reason = directory.reason + (f"; its {kept} indexed files are kept" if kept else "")
+        writer.record_failure(corpus_id, catalog_text(directory.path + "/"), "", reason)
+        report.failed.append(FailedFile(str(scan.root / directory.path), reason))
+    present = {f.catalog_path for f in scan.files} | {catalog_text(d.path + "/") for d in scan.unreadable}
+    for path in index.catalog.corpus_failures(corpus_id):
+        if path not in present and scan.hidden(path) is None and (only is None or path in only):
+            writer.clear_failure(corpus_id, path)
+
+
+def _deleted(index: Index, corpus_id: int, scan: CorpusScan, only: set[str] | None = None) -> list[FileRecord]:
+    """Indexed files that are gone: not found by the scan, and not inside a directory it could not read
+    (`only`: among these catalog paths)."""
+    present = {f.catalog_path for f in scan.files}
     return [r for path, r in index.catalog.corpus_files(corpus_id).items()
-            if path not in present and (only is None or path in only)]
+            if path not in present and scan.hidden(path) is None and (only is None or path in only)]
 
 
 def _moved(writer: CatalogWriter, jobs: list[_FileJob], deleted: list[FileRecord],
@@ -330,12 +387,14 @@ def _embedded_jobs(
     report: BuildReport,
     decode_workers: int | None = None,
     precision: str = "auto",
+    limits: DecodeLimits = NO_LIMITS,
 ) -> Iterator[_FileJob | None]:
     """Decode and window each job's file and embed windows in batches across files.
 
     Yields each job once all its windows have vectors (None for a file that failed), in corpus order.
     A long file arrives part by part (embed.StreamedInputs): its windows join the batches as they are
-    decoded, and a file that breaks off midway fails whole, its vectors so far dropped.
+    decoded, and a file that breaks off midway fails whole, its vectors so far dropped. Each file is read
+    once (embed.snapshot_inputs): the job takes the content hash of the bytes its windows come from.
     """
     pending: list[tuple[_FileJob, int, np.ndarray | None, list[np.ndarray] | None]] = []
     open_jobs: list[_FileJob] = []
@@ -351,12 +410,13 @@ def _embedded_jobs(
         pending.clear()
         yield from finished()
 
-    plan = WindowPlan.of(encoder, hop_seconds)
+    plan = WindowPlan.of(encoder, hop_seconds, limits)
     for job, inputs in zip(jobs, prefetch_inputs([job.file.absolute for job in jobs], plan, decode_workers)):
         if isinstance(inputs, AudioDecodeError):
-            record_decode_failure(writer, corpus_id, job, inputs.reasons, report)
+            record_decode_failure(writer, corpus_id, job, inputs.reasons, report, _failure_key(job, inputs, limits))
             yield None
             continue
+        job.content_hash = inputs.content_hash or job.content_hash  # what was decoded, if it changed since planned
         job.spans, job.vectors, job.decoded = [], [], False
         open_jobs.append(job)
         audio = visual = False
@@ -374,7 +434,7 @@ def _embedded_jobs(
         except AudioDecodeError as e:  # a streamed file broke off midway
             pending[:] = [p for p in pending if p[0] is not job]
             open_jobs.remove(job)
-            record_decode_failure(writer, corpus_id, job, e.reasons, report)
+            record_decode_failure(writer, corpus_id, job, e.reasons, report, _failure_key(job, e, limits))
             yield None
             yield from finished()
             continue
@@ -385,11 +445,22 @@ def _embedded_jobs(
         yield from flush()
 
 
+def _failure_key(job: _FileJob, error: AudioDecodeError, limits: DecodeLimits) -> str:
+    """What a failure row records as the file's hash: a file that could not be read is tried again every
+    build (no hash), one too long again when the limit changes (too_long_key)."""
+    if isinstance(error, UnreadableFileError):
+        return ""
+    if isinstance(error, MediaTooLongError):
+        return too_long_key(job.content_hash, limits)
+    return job.content_hash
+
+
 def record_decode_failure(writer: CatalogWriter, corpus_id: int, job: _FileJob, reasons: list[str],
-                          report: BuildReport) -> None:
-    """Record a file no decoder could read, with every decoder's reason."""
+                          report: BuildReport, content_hash: str | None = None) -> None:
+    """Record a file no decoder could read, with every decoder's reason (`content_hash`: see _failure_key)."""
     reason = catalog_text("; ".join(reasons))  # decoder messages may quote undecodable names
-    writer.record_failure(corpus_id, job.file.catalog_path, job.content_hash, reason)
+    writer.record_failure(corpus_id, job.file.catalog_path,
+                          job.content_hash if content_hash is None else content_hash, reason)
     report.failed.append(FailedFile(str(job.file.root / job.file.catalog_path), reason))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from indexer.build import BuildOptions, build_index
+from indexer.build import DEFAULT_MAX_FILE_SECONDS, BuildOptions, build_index
 from indexer.encoders import AUTO_MODEL, MODELS
 from indexer.errors import ResoundError
 from indexer.index import Index
@@ -84,6 +84,8 @@ def print_model_hint(hint: str | None) -> None:
               help="cpu, cuda, cuda:N or auto (a GPU if there is one): where the model runs and FAISS trains.")
 @click.option("--checkpoint-seconds", default=300.0, show_default=True, type=click.FloatRange(min=0),
               help="Commit finished files at least this often (0: after every file).")
+@click.option("--max-file-seconds", default=DEFAULT_MAX_FILE_SECONDS, show_default=True, type=click.FloatRange(min=0.1),
+              help="A file whose audio goes on longer fails as too long (decoding stops there, whatever its header says).")
 @db_option
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Decode and embed on a Ray cluster: `auto` (the running one), an address, or none (a local one). "
@@ -96,7 +98,7 @@ def print_model_hint(hint: str | None) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, audio_weight: float,
           visual_weight: float, frames_per_window: int, index_type: str, target_recall: float, batch_size: int,
-          hop_seconds: float | None, device: str, checkpoint_seconds: float, db_url: str | None,
+          hop_seconds: float | None, device: str, checkpoint_seconds: float, max_file_seconds: float, db_url: str | None,
           ray_address: str | None, ray_actors: int, ray_gpus_per_actor: float | None, ray_block_files: int,
           quiet: bool) -> None:
     """Index the media files under CORPUS (re-runs skip unchanged files)."""
@@ -118,7 +120,7 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
     options = BuildOptions(model=choice.model, vision_model=vision_model, audio_weight=audio_weight, visual_weight=visual_weight,
                            frames_per_window=frames_per_window, batch_size=batch_size, hop_seconds=hop_seconds,
                            device=device, db_url=db_url, index_type=index_type, target_recall=target_recall,
-                           checkpoint_seconds=checkpoint_seconds)
+                           checkpoint_seconds=checkpoint_seconds, max_file_seconds=max_file_seconds)
     try:
         if ray_address is None:
             report = build_index(corpus, index_path, options, progress=progress)
@@ -217,7 +219,8 @@ def watch(corpus: Path, index_path: Path, model: str | None, hop_seconds: float 
 @main.command()
 @index_option
 @db_option
-@click.option("--repair", is_flag=True, help="Drop vectors and rows that do not map, then re-index the files affected.")
+@click.option("--repair", is_flag=True, help="Drop vectors and rows that do not map, then re-index the files affected; "
+                                           "clear leftover temporary files and failure rows of files that are gone.")
 @click.option("--json", "as_json", is_flag=True)
 def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) -> None:
     """Check that every vector maps to exactly one catalog row and back, and provenance agrees."""
@@ -227,7 +230,9 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
     if as_json:
         click.echo(json.dumps({"index": str(report.index), "generation": report.generation, "ok": report.ok,
                                "counts": report.counts, "problems": report.problems,
-                               "stale_files": report.stale_files}, indent=2))
+                               "stale_files": report.stale_files, "temporary_files": report.temporary_files,
+                               "vanished_failures": [str(Path(f.corpus_root) / f.path) for f in report.vanished_failures]},
+                              indent=2))
     else:
         click.echo(f"{report.index}: generation {report.generation}, "
                    + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.counts.items()))
@@ -235,8 +240,18 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
             click.echo(f"problem: {problem}")
         if report.stale_files:
             click.echo(f"stale files: {', '.join(report.stale_files)}")
-        click.echo("consistent" if report.ok else ("repaired (files whose vectors were missing were embedded again)"
-                                                   if repair else "inconsistent: run `indexer verify --repair`"))
+        if report.temporary_files:
+            click.echo(f"leftover temporary files: {', '.join(report.temporary_files)}")
+        for failure in report.vanished_failures:
+            click.echo(f"failure row of a file that is gone: {Path(failure.corpus_root) / failure.path}")
+        if not report.ok:
+            click.echo("repaired (files whose vectors were missing were embedded again)" if repair
+                       else "inconsistent: run `indexer verify --repair`")
+        elif report.leftovers:
+            click.echo("consistent; leftovers cleared" if repair
+                       else "consistent; `indexer verify --repair` clears the leftovers above")
+        else:
+            click.echo("consistent")
     if not report.ok and not repair:
         sys.exit(1)
 

@@ -4,10 +4,16 @@ A file is decoded whole (`segment_inputs`) unless decoding it whole would take m
 `STREAM_ABOVE_BYTES`; such a long file is streamed (`StreamedInputs`): decoded chunk by chunk and handed
 over a few windows at a time, so memory holds a few windows whatever its length. `file_inputs` chooses.
 Both give the same windows: the same spans, and samples equal to float rounding (see media/decode.py).
+
+`snapshot_inputs` is what a build decodes: the file read once (media/source.py), so the content hash it
+carries is the hash of the bytes its windows come from; a file that changes while being read is read again.
+The plan's `limits` stop decoding past a duration or sample count whatever the header says, and a file
+whose header understates its length is streamed rather than decoded whole.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +22,10 @@ import numpy as np
 
 from indexer.encoders.base import Encoder, l2_normalize
 from indexer.encoders.precision import autocast, unit_rows
-from indexer.errors import AudioDecodeError
+from indexer.errors import AudioDecodeError, MediaTooLongError, UnreadableFileError
 from indexer.media import VIDEO_EXTENSIONS, decode_audio
-from indexer.media.decode import AudioStream, probe_audio
+from indexer.media.decode import NO_LIMITS, AudioStream, DecodeLimits, probe_audio
+from indexer.media.source import FileChangedError, MediaSnapshot, MediaSource, media_path, read_snapshot
 from indexer.media.video import frames_at, has_video_stream, video_duration
 from indexer.windows import AudioWindow, cut_windows, stream_windows, window_starts
 
@@ -46,6 +53,7 @@ class SegmentInputs:
     duration: float
     source_rate: int
     channels: int
+    content_hash: str | None = None  # SHA-256 of the bytes decoded, when read as a snapshot
 
     @property
     def modalities(self) -> str:
@@ -65,13 +73,14 @@ class WindowPlan:
     hop_samples: int
     frames_per_window: int = 0  # 0: the encoder takes no frames
     stream_above_bytes: int = STREAM_ABOVE_BYTES  # longer files are streamed (see file_inputs)
+    limits: DecodeLimits = NO_LIMITS  # decoding stops past these (MediaTooLongError)
 
     @classmethod
-    def of(cls, encoder: Encoder, hop_seconds: float | None = None) -> "WindowPlan":
+    def of(cls, encoder: Encoder, hop_seconds: float | None = None, limits: DecodeLimits = NO_LIMITS) -> "WindowPlan":
         info = encoder.info
         hop = max(1, int(round((hop_seconds or info.window_seconds) * info.sample_rate)))
         frames = int(getattr(encoder, "frames_per_window", 0)) if hasattr(encoder, "embed_segments") else 0
-        return cls(info.sample_rate, info.window_samples, hop, frames, STREAM_ABOVE_BYTES)
+        return cls(info.sample_rate, info.window_samples, hop, frames, STREAM_ABOVE_BYTES, limits)
 
     def frame_times(self, start: float, end: float) -> list[float]:
         """Where to sample a window's frames: its middle, or k evenly spaced points."""
@@ -79,18 +88,22 @@ class WindowPlan:
         return [start + (i + 0.5) * (end - start) / k for i in range(k)]
 
 
-def segment_inputs(encoder: Encoder | WindowPlan, path: str | Path, hop_seconds: float | None = None) -> SegmentInputs:
-    """Decode `path` and cut it into the encoder's windows; audio-visual encoders also get frames.
+def segment_inputs(encoder: Encoder | WindowPlan, source: MediaSource, hop_seconds: float | None = None) -> SegmentInputs:
+    """Decode a file (a path or a snapshot) and cut it into the encoder's windows; audio-visual encoders
+    also get frames.
 
-    Raises AudioDecodeError (VideoDecodeError for frames) naming the file and the reason.
+    Raises AudioDecodeError (VideoDecodeError for frames) naming the file and the reason, MediaTooLongError
+    past the plan's limits.
     """
-    path = Path(path)
+    path = media_path(source)
     plan = encoder if isinstance(encoder, WindowPlan) else WindowPlan.of(encoder, hop_seconds)
     window, hop, sr = plan.window_samples, plan.hop_samples, plan.sample_rate
     wants_frames = plan.frames_per_window > 0 and path.suffix.lower() in VIDEO_EXTENSIONS
-    video = wants_frames and has_video_stream(path)
+    video = wants_frames and has_video_stream(source)
     try:
-        decoded = decode_audio(path, sr)
+        decoded = decode_audio(source, sr, plan.limits)
+    except MediaTooLongError:
+        raise
     except AudioDecodeError:
         if not video:
             raise
@@ -101,7 +114,7 @@ def segment_inputs(encoder: Encoder | WindowPlan, path: str | Path, hop_seconds:
         samples: list[np.ndarray | None] = [w.samples for w in windows]
         duration, rate, channels = decoded.duration, decoded.source_rate, decoded.source_channels
     else:
-        duration = video_duration(path)
+        duration = video_duration(source)
         n = int(duration * sr)
         spans = [(s / sr, min(s + window, n) / sr) for s in window_starts(n, window, hop)]
         samples, rate, channels = [None] * len(spans), 0, 0
@@ -110,7 +123,7 @@ def segment_inputs(encoder: Encoder | WindowPlan, path: str | Path, hop_seconds:
     frames: list[list[np.ndarray] | None] = [None] * len(spans)
     if video:
         times = [plan.frame_times(a, b) for a, b in spans]
-        flat = frames_at(path, [t for ts in times for t in ts])
+        flat = frames_at(source, [t for ts in times for t in ts])
         frames, start = [], 0
         for ts in times:
             frames.append(flat[start : start + len(ts)])
@@ -118,33 +131,67 @@ def segment_inputs(encoder: Encoder | WindowPlan, path: str | Path, hop_seconds:
     return SegmentInputs(spans, samples, frames, duration, rate, channels)
 
 
-def decoded_size(plan: WindowPlan, path: str | Path) -> int | None:
-    """Bytes that decoding `path` whole would take (its audio as float32 at its own rate and channels, or a
-    silent video's frames); None when the header does not say. Raises AudioDecodeError when unreadable."""
-    path = Path(path)
+def decoded_size(plan: WindowPlan, source: MediaSource) -> int | None:
+    """Bytes that decoding a file whole would take (its audio as float32 at its own rate and channels, or a
+    silent video's frames), as its header says; None when it does not. Raises AudioDecodeError when unreadable."""
+    path = media_path(source)
     try:
-        return probe_audio(path).decoded_bytes
+        return probe_audio(source).decoded_bytes
     except AudioDecodeError:
-        if not (plan.frames_per_window > 0 and path.suffix.lower() in VIDEO_EXTENSIONS and has_video_stream(path)):
+        if not (plan.frames_per_window > 0 and path.suffix.lower() in VIDEO_EXTENSIONS and has_video_stream(source)):
             raise
-    windows = len(window_starts(int(video_duration(path) * plan.sample_rate), plan.window_samples, plan.hop_samples))
+    windows = len(window_starts(int(video_duration(source) * plan.sample_rate), plan.window_samples, plan.hop_samples))
     return windows * plan.frames_per_window * _FRAME_BYTES
 
 
-def file_inputs(plan: WindowPlan, path: str | Path) -> SegmentInputs | StreamedInputs:
+def file_inputs(plan: WindowPlan, source: MediaSource) -> SegmentInputs | StreamedInputs:
     """A file's windows: decoded whole when that takes at most `plan.stream_above_bytes`, else streamed.
 
-    A file whose size the header does not give is streamed. Unreadable files come back as SegmentInputs
-    would: `segment_inputs` raises AudioDecodeError with every decoder's reason.
+    A file whose size the header does not give is streamed, and so is one whose header understates it:
+    decoding whole stops at the streaming threshold (counted on decoded samples) and the file is streamed
+    instead. Unreadable files come back as SegmentInputs would: `segment_inputs` raises AudioDecodeError with
+    every decoder's reason (MediaTooLongError past the plan's limits). A snapshot read from disk is checked
+    unchanged after a whole decode (FileChangedError); a streamed one after its last part.
+    """
+    try:
+        size: int | None = decoded_size(plan, source)
+    except AudioDecodeError:
+        size = 0  # no header to go by: decoding says why it fails (every backend's reason), or streams past the threshold
+    if size is None or size > plan.stream_above_bytes:
+        return StreamedInputs(plan, source)
+    budget = plan.stream_above_bytes // 4  # float32 samples
+    own = plan.limits.max_samples
+    whole = dataclasses.replace(plan, limits=dataclasses.replace(plan.limits, max_samples=min(own or budget, budget)))
+    try:
+        inputs = segment_inputs(whole, source)
+    except MediaTooLongError as e:
+        if e.limit != "samples" or (own is not None and own <= budget):
+            raise  # the caller's own limit, not the streaming threshold
+        # The header said the file was short, and decoding found more: stream it, within the plan's limits.
+        return StreamedInputs(plan, source)
+    if isinstance(source, MediaSnapshot):
+        source.check_unchanged()
+        inputs.content_hash = source.content_hash
+    return inputs
+
+
+def snapshot_inputs(plan: WindowPlan, path: str | Path, attempts: int = 3) -> SegmentInputs | StreamedInputs:
+    """`file_inputs` of the file at `path` read once (media/source.py): the result's `content_hash` is the
+    hash of the bytes decoded. A file that changes while being read is read again, up to `attempts` times.
+
+    Raises UnreadableFileError, "cannot read file (...)", for a file that cannot be opened, is not a regular
+    file (a FIFO is refused, never waited on) or kept changing; AudioDecodeError as file_inputs does.
     """
     path = Path(path)
-    try:
-        size = decoded_size(plan, path)
-    except AudioDecodeError:
-        return segment_inputs(plan, path)  # raises with every backend's reason
-    if size is None or size > plan.stream_above_bytes:
-        return StreamedInputs(plan, path)
-    return segment_inputs(plan, path)
+    for attempt in range(attempts):
+        try:
+            return file_inputs(plan, read_snapshot(path))
+        except FileChangedError as e:
+            if attempt == attempts - 1:
+                raise UnreadableFileError(path, f"cannot read file ({e.strerror})") from e
+        except OSError as e:
+            raise UnreadableFileError(path, f"cannot read file ({e.strerror or e})") from e
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -155,17 +202,24 @@ class StreamedInputs:
     """
 
     plan: WindowPlan
-    path: Path
+    path: MediaSource
     part_windows: int = STREAM_PART_WINDOWS
+
+    @property
+    def content_hash(self) -> str | None:
+        """SHA-256 of the bytes decoded, when streamed from a snapshot."""
+        return self.path.content_hash if isinstance(self.path, MediaSnapshot) else None
 
     def parts(self) -> Iterator[SegmentInputs]:
         """Consecutive parts of the file's windows (the last may be short or empty). A part's duration, rate
         and channels are those known so far; the last part's are the file's. Raises AudioDecodeError
-        (VideoDecodeError for frames), also after some parts when the file breaks off."""
-        plan, path = self.plan, Path(self.path)
+        (VideoDecodeError for frames; MediaTooLongError past the plan's limits), also after some parts when
+        the file breaks off, or when a snapshot's file changed while it was streamed."""
+        plan, source = self.plan, self.path
+        path = media_path(source)
         wants_frames = plan.frames_per_window > 0 and path.suffix.lower() in VIDEO_EXTENSIONS
-        video = wants_frames and has_video_stream(path)
-        audio = AudioStream(path, plan.sample_rate)
+        video = wants_frames and has_video_stream(source)
+        audio = AudioStream(source, plan.sample_rate, limits=plan.limits)
         windows = stream_windows(audio, plan.window_samples, plan.hop_samples)
         try:
             first = next(windows, None)
@@ -182,6 +236,11 @@ class StreamedInputs:
                 yield self._part(group, audio, video)
                 group = []
             group.append(window)
+        if isinstance(source, MediaSnapshot):
+            try:
+                source.check_unchanged()
+            except FileChangedError as e:
+                raise UnreadableFileError(path, f"cannot read file ({e.strerror})") from e
         yield self._part(group, audio, video)
 
     def _part(self, windows: list[AudioWindow], audio: AudioStream, video: bool) -> SegmentInputs:
@@ -198,7 +257,7 @@ class StreamedInputs:
         n = int(duration * sr)
         spans = [(s / sr, min(s + plan.window_samples, n) / sr) for s in window_starts(n, plan.window_samples, plan.hop_samples)]
         if not spans:
-            raise AudioDecodeError(self.path, "no audio samples")
+            raise AudioDecodeError(media_path(self.path), "no audio samples")
         for start in range(0, len(spans), self.part_windows):
             part = spans[start : start + self.part_windows]
             yield SegmentInputs(part, [None] * len(part), self._frames(part), duration, 0, 0)
@@ -239,12 +298,13 @@ class FileEmbedding:
 
 
 def embed_file(encoder: Encoder, path: str | Path, hop_seconds: float | None = None, batch_size: int = 16,
-               precision: str = "auto") -> FileEmbedding:
+               precision: str = "auto", limits: DecodeLimits = NO_LIMITS) -> FileEmbedding:
     """Embed `path` window by window, `batch_size` windows a pass; a long file is streamed (see file_inputs).
 
-    Raises AudioDecodeError for unreadable or empty media.
+    Raises AudioDecodeError for unreadable or empty media, MediaTooLongError past `limits` (decoding
+    stops there, whatever the file's header claims).
     """
-    inputs = file_inputs(WindowPlan.of(encoder, hop_seconds), path)
+    inputs = file_inputs(WindowPlan.of(encoder, hop_seconds, limits), path)
     spans: list[tuple[float, float]] = []
     vectors: list[np.ndarray] = []
     samples: list = []

@@ -36,6 +36,11 @@ class AudioDecodeError(ResoundError):
         super().__init__(f"{self.path}: cannot decode audio ({'; '.join(self.reasons)})")
 
 
+class UnreadableFileError(AudioDecodeError):
+    """A media file that cannot be opened or read as it is now (permissions, not a regular file, rewritten
+    while read); unlike undecodable content, a build tries it again next time."""
+
+
 class EmptyCorpusError(ResoundError):
     """A corpus directory that holds no media file resound can index."""
 
@@ -66,3 +71,15 @@ class QueryError(ResoundError):
 
 class FilterError(QueryError):
     """A search filter condition that cannot be understood (a bad date, tag, modality or range)."""
+
+
+class MediaTooLongError(AudioDecodeError):
+    """Audio that goes on past a decoding limit (seconds or samples), whatever its header claimed.
+
+    Decoding stops at the limit: a container that says 7 s and holds 3 hours costs the limit, not 3 hours.
+    """
+
+    def __init__(self, path: str, reason: str, limit: str = "seconds"):
+        super().__init__(path, reason)
+        self.limit = limit  # which limit was passed: "seconds" or "samples"
+        self.args = (f"{self.path}: {reason}",)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from indexer.embed import SegmentInputs, StreamedInputs, WindowPlan, file_inputs
-from indexer.errors import AudioDecodeError
+from indexer.embed import SegmentInputs, StreamedInputs, WindowPlan, snapshot_inputs
+from indexer.errors import AudioDecodeError, MediaTooLongError, UnreadableFileError
 
 FILES_IN_FLIGHT_PER_WORKER = 2
 STREAM_READ_AHEAD_PARTS = 2
@@ -38,12 +38,19 @@ def default_workers() -> int:
     return 0 if cpus <= 2 else min(4, cpus - 1)
 
 
-def _load(path: str, plan: WindowPlan) -> SegmentInputs | StreamedInputs | tuple[str, list[str]]:
-    """Runs in a worker; errors come back as data (path, reasons), since exception pickling loses fields."""
+# Decoding errors a worker hands back by name (with path and reasons), so that the build tells them apart.
+_ERRORS = {cls.__name__: cls for cls in (AudioDecodeError, MediaTooLongError, UnreadableFileError)}
+
+
+def _load(path: str, plan: WindowPlan) -> SegmentInputs | StreamedInputs | tuple[str, str, list[str]]:
+    """Runs in a worker; errors come back as data (path, reasons), since exception pickling loses fields.
+
+    The file is read once (embed.snapshot_inputs): the inputs carry the content hash of what they decode.
+    """
     try:
-        return file_inputs(plan, path)
+        return snapshot_inputs(plan, path)
     except AudioDecodeError as e:
-        return (e.path, e.reasons)
+        return (type(e).__name__ if type(e).__name__ in _ERRORS else "AudioDecodeError", e.path, e.reasons)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,10 @@ class ReadAheadInputs:
     @property
     def path(self) -> Path:
         return self.inputs.path
+
+    @property
+    def content_hash(self) -> str | None:
+        return self.inputs.content_hash
 
     def parts(self) -> Iterator[SegmentInputs]:
         """The parts of `inputs`, decoded at most `depth` ahead; decoding errors are raised here."""
@@ -109,10 +120,11 @@ def read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
         thread.join()
 
 
-def _result(value: SegmentInputs | StreamedInputs | tuple[str, list[str]], read_ahead_parts: int
+def _result(value: SegmentInputs | StreamedInputs | tuple[str, str, list[str]], read_ahead_parts: int
             ) -> SegmentInputs | StreamedInputs | ReadAheadInputs | AudioDecodeError:
     if isinstance(value, tuple):
-        return AudioDecodeError(*value)
+        kind, path, reasons = value
+        return _ERRORS[kind](path, reasons if kind != "MediaTooLongError" else reasons[0])  # type: ignore[arg-type]
     if isinstance(value, StreamedInputs) and read_ahead_parts > 0:
         return ReadAheadInputs(value, read_ahead_parts)
     return value

@@ -1,9 +1,16 @@
 """`indexer verify`: does every vector map to exactly one catalog row and back, and does the index
-agree with its own provenance? `repair` removes what does not map and re-indexes the files affected."""
+agree with its own provenance? `repair` removes what does not map and re-indexes the files affected.
+
+Leftovers that do not make an index inconsistent are reported too, and cleared by `repair`: temporary
+files of a writer that was killed (`.segments.N.faiss.PID.tmp`), FAISS files of other generations, and
+failure rows of files that no longer exist.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from db.schema import FileRow, SegmentRow
+from db.catalog import CatalogWriter, FailureRecord
+from db.schema import CorpusRow, FileRow, SegmentRow
 from indexer.index import Index
 from indexer.store import STORE_NAMES, VectorStore
 
@@ -29,10 +37,17 @@ class VerifyReport:
     files_missing_vectors: list[int] = field(default_factory=list)
     duplicate_ids: dict[str, list[int]] = field(default_factory=dict)
     stale_files: list[str] = field(default_factory=list)
+    temporary_files: list[str] = field(default_factory=list)  # left by a writer that is gone
+    vanished_failures: list[FailureRecord] = field(default_factory=list)  # failure rows of files that are gone
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def leftovers(self) -> bool:
+        """Whether there is something repair would clear although the index is consistent."""
+        return bool(self.stale_files or self.temporary_files or self.vanished_failures)
 
 
 def verify_index(index_path: str | Path, db_url: str | None = None) -> VerifyReport:
@@ -98,7 +113,49 @@ def _verify(index: Index) -> VerifyReport:
         report.problems.append("manifest.json is missing")
     current = {index.directory.store_path(n, report.generation).name for n in STORE_NAMES}
     report.stale_files = sorted(p.name for p in index.path.glob("*.faiss") if p.name not in current)
+    report.temporary_files = leftover_temporary_files(index.path)
+    report.vanished_failures = [f for f in index.catalog.failures() if _vanished(f)]
     return report
+
+
+# A writer's temporary files: `.NAME.PID.tmp` (store.VectorStore.save, Index.write_manifest).
+_TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)\.tmp$")
+
+
+def leftover_temporary_files(directory: Path) -> list[str]:
+    """Temporary files in an index directory whose writing process is gone (a live one may be writing)."""
+    leftovers = []
+    for path in directory.iterdir():
+        match = _TEMPORARY.match(path.name)
+        if match and not _alive(int(match["pid"])):
+            leftovers.append(path.name)
+    return sorted(leftovers)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process writes nothing while it verifies
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def _vanished(failure: FailureRecord) -> bool:
+    """Whether a failed file (or unreadable directory) is gone from a corpus that is itself still there
+    (a missing corpus root may be an unmounted disk: its failures are kept)."""
+    root = Path(failure.corpus_root)
+    if not root.is_dir():
+        return False
+    return not os.path.lexists(os.path.join(os.fsencode(root), _path_bytes(failure.path)))
+
+
+def _path_bytes(catalog_path: str) -> bytes:
+    """The file-name bytes of a catalog path (corpus.catalog_text writes undecodable bytes as \\xNN)."""
+    return re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes([int(m[1], 16)]), catalog_path.encode("utf-8"))
 
 
 def repair_index(index_path: str | Path, db_url: str | None = None, reembed: bool = True) -> VerifyReport:
@@ -126,7 +183,17 @@ def _drop_inconsistent(index_path: str | Path, db_url: str | None) -> VerifyRepo
     try:
         with index.writer_lock():
             report = _verify(index)
+            if report.ok and not report.leftovers:
+                return report
+            for name in report.temporary_files:  # no writer is at work: this process holds the lock
+                (index.path / name).unlink(missing_ok=True)
             if report.ok and not report.stale_files:
+                writer = index.catalog.writer()
+                try:
+                    _clear_failures(writer, report.vanished_failures)
+                    writer.commit(index.generation())
+                finally:
+                    writer.close()
                 return report
             stores = index.load_stores()
             writer = index.catalog.writer()
@@ -139,6 +206,7 @@ def _drop_inconsistent(index_path: str | Path, db_url: str | None) -> VerifyRepo
                     segment_ids = writer.remove_file(file_id)
                     stores["segments"].remove(segment_ids)
                     stores["files"].remove([file_id])
+                _clear_failures(writer, report.vanished_failures)
                 index.commit_generation(stores, writer)
             except BaseException:
                 writer.rollback()
@@ -148,6 +216,13 @@ def _drop_inconsistent(index_path: str | Path, db_url: str | None) -> VerifyRepo
             return report
     finally:
         index.close()
+
+
+def _clear_failures(writer: CatalogWriter, failures: list[FailureRecord]) -> None:
+    """Stage the removal of failure rows."""
+    for failure in failures:
+        corpus_id = writer.session.execute(select(CorpusRow.id).where(CorpusRow.root == failure.corpus_root)).scalar_one()
+        writer.clear_failure(corpus_id, failure.path)
 
 
 def _dedupe(store: VectorStore, ids: list[int]) -> None:

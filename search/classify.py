@@ -13,6 +13,7 @@ import numpy as np
 
 from indexer.embed import embed_file
 from indexer.encoders.base import Encoder, l2_normalize
+from indexer.media.decode import NO_LIMITS, DecodeLimits
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, LabelSet, PromptBank, label_embeddings, label_prompts
 
 # CLIP/CLAP initialise their temperature at 1/0.07; used for encoders that do not expose a learned one.
@@ -103,9 +104,11 @@ class ZeroShotClassifier:
         order = np.argsort(-sims, kind="stable")[:k]
         return [LabelScore(self.labels[i], float(probs[i]), float(sims[i])) for i in order]
 
-    def classify_file(self, path: str | Path, k: int = 5, hop_seconds: float | None = None) -> FileLabels:
-        """Top-k labels of a file, with a per-window timeline when it spans several windows."""
-        embedding = embed_file(self.encoder, path, hop_seconds)
+    def classify_file(self, path: str | Path, k: int = 5, hop_seconds: float | None = None,
+                      limits: DecodeLimits = NO_LIMITS) -> FileLabels:
+        """Top-k labels of a file, with a per-window timeline when it spans several windows. Decoding stops
+        at `limits` (MediaTooLongError), whatever the file's header claims."""
+        embedding = embed_file(self.encoder, path, hop_seconds, limits=limits)
         timeline = []
         if len(embedding.spans) > 1:
             timeline = [

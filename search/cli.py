@@ -37,6 +37,15 @@ def _print_notes(engine: Engine) -> None:
         click.echo(f"note: {note}", err=True)
 
 
+# Longest audio `similar` and `classify` decode from a file (the build's own default cap).
+DEFAULT_MAX_SECONDS = 24 * 3600.0
+
+
+def _max_seconds_option(f):  # type: ignore[no-untyped-def]
+    return click.option("--max-seconds", default=DEFAULT_MAX_SECONDS, show_default=True, type=click.FloatRange(min=0.1),
+                        help="Refuse a file whose audio goes on longer (decoding stops there, whatever its header says).")(f)
+
+
 def _common(f):  # type: ignore[no-untyped-def]
     for option in reversed([
         index_option,
@@ -119,8 +128,10 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
 @_common
 @_filter_options
 @_verbose_option
+@_max_seconds_option
 def similar(file: Path, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
-            modality: str | None, where: SearchFilter, verbose: bool) -> None:
+            modality: str | None, where: SearchFilter, verbose: bool,
+            max_seconds: float) -> None:
     """Find the segments that sound (and look) most like FILE."""
     from search.served import similar_hits
 
@@ -129,9 +140,11 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
     if served is not None:
         _print_hits(served, as_json)
         return
+    from indexer.media.decode import DecodeLimits
+
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
-        _print_hits(engine.similar(file, k, modality, where), as_json)
+        _print_hits(engine.similar(file, k, modality, where, limits=DecodeLimits.for_seconds(max_seconds)), as_json)
         _print_notes(engine)
     finally:
         engine.close()
@@ -261,9 +274,10 @@ def _label_set(labels_file: Path | None, label_set: str | None):
               show_default="$RESOUND_INDEX or ./resound_index",
               help="A `search serve` running on this index answers when it has the same model (no index is needed).")
 @_verbose_option
+@_max_seconds_option
 def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str | None, strategy: str, bank: Path | None,
              n_prompts: int, seed: int, model: str, vision_model: str | None, modality: str, k: int,
-             as_json: bool, index_path: Path, verbose: bool) -> None:
+             as_json: bool, index_path: Path, verbose: bool, max_seconds: float) -> None:
     """Label audio files zero-shot: the nearest label prompts. A folder gives a CSV (or JSON) table."""
     from indexer.corpus import scan_corpus
 
@@ -287,7 +301,10 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
         encoder = EncoderSpec(model, vision_model).load()
         classifier = ZeroShotClassifier(encoder, labels, strategy, PromptBank.load(bank) if bank else None,
                                         n_prompts, seed, modality)
-        results = [classifier.classify_file(f, k) for f in files]
+        from indexer.media.decode import DecodeLimits
+
+        limits = DecodeLimits.for_seconds(max_seconds)
+        results = [classifier.classify_file(f, k, limits=limits) for f in files]
     table = any(p.is_dir() for p in paths)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in results], indent=2))

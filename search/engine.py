@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
 import numpy as np
 
 from db.filters import SearchFilter
@@ -15,8 +16,9 @@ from indexer.device import Placement, resolve_device
 from indexer.embed import embed_file
 from indexer.encoders import Encoder, EncoderSpec
 from indexer.encoders.precision import autocast, unit_rows
-from indexer.errors import AudioDecodeError, IndexCorruptError, QueryError
+from indexer.errors import AudioDecodeError, IndexCorruptError, MediaTooLongError, QueryError
 from indexer.index import Index, Provenance, check_encoder, check_model
+from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.store import VectorStore, faiss_gpu
 
 MAX_QUERY_CHARS = 2000
@@ -129,23 +131,30 @@ class Engine:
         return self.search_vector(unit_rows(self.encoder, vectors, reduced)[0], k, where)
 
     def similar(self, path: str | Path, k: int = 10, modality: str | None = None,
-                where: SearchFilter | None = None) -> list[Hit]:
+                where: SearchFilter | None = None, limits: DecodeLimits = NO_LIMITS) -> list[Hit]:
         """Segments that sound (and look) most like a media file (its windows' mean vector), among those
-        `where` admits."""
+        `where` admits.
+
+        Decoding stops at `limits` (MediaTooLongError), whatever the file's header claims.
+        """
         modality = modality or self.modalities[-1]
         self._check_modality(modality)
-        vector = self.embed_file(path)
+        vector = self.embed_file(path, limits)
         if hasattr(self.encoder, "restrict"):
             vector = self.encoder.restrict(vector, modality)  # type: ignore[attr-defined]
         return self.search_vector(vector, k, where)
 
-    def embed_file(self, path: str | Path) -> np.ndarray:
-        """The file-level vector of an audio file: the normalised mean of its window vectors."""
+    def embed_file(self, path: str | Path, limits: DecodeLimits = NO_LIMITS) -> np.ndarray:
+        """The file-level vector of an audio file: the normalised mean of its window vectors. Raises
+        QueryError for a file that cannot be read or decoded, MediaTooLongError past `limits`."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise QueryError(f"{path}: file not found")
         try:
-            return embed_file(self.encoder, path, self.provenance.hop_seconds, precision=self.precision).file_vector
+            return embed_file(self.encoder, path, self.provenance.hop_seconds, precision=self.precision,
+                              limits=limits).file_vector
+        except MediaTooLongError:
+            raise
         except AudioDecodeError as e:
             raise QueryError(str(e)) from e
 

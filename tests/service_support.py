@@ -119,3 +119,35 @@ def file_ids(index: Path) -> dict[str, int]:
             return {path: file_id for path, file_id in s.execute(select(FileRow.path, FileRow.id))}
     finally:
         catalog.close()
+
+
+SCHEMATHESIS_CONFIG = Path(__file__).with_name("data") / "schemathesis.toml"
+
+
+def run_schemathesis(base_url: str, max_examples: int, seed: int, report: Path) -> dict:
+    """Fuzz the served OpenAPI document with Schemathesis (every check, coverage and fuzzing phases, one
+    worker, fixed seed, no example database: the same cases each run); returns its JSON report."""
+    import json
+    import subprocess
+    import sys
+
+    cli = Path(sys.executable).with_name("schemathesis")
+    command = [str(cli), "--config-file", str(SCHEMATHESIS_CONFIG), "run", f"{base_url}/api/openapi.json",
+               "--checks", "all", "--phases", "examples,coverage,fuzzing", "-n", str(max_examples),
+               "--seed", str(seed), "-w", "1", "--generation-database", "none", "--no-color",
+               "--report", "json", "--report-json-path", str(report)]
+    # Run where the report goes: Schemathesis keeps a cache (.schemathesis/) in its working directory.
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, cwd=report.parent)
+    if not report.is_file():
+        raise RuntimeError(f"schemathesis wrote no report (exit {done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    result = json.loads(report.read_text())
+    result["output"] = done.stdout
+    return result
+
+
+def fuzz_failures(result: dict) -> dict[str, int]:
+    """Failures of a Schemathesis report by kind: server errors (5xx, check ST101), and mismatches between
+    what the schema promises and what the server answered (every other check); and run errors."""
+    server = sum(f["count"] for f in result["failures"] if f["code"] == "ST101")
+    return {"server_errors": server, "schema_mismatches": sum(f["count"] for f in result["failures"]) - server,
+            "errors": len(result["errors"])}

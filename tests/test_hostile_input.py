@@ -106,16 +106,14 @@ def test_unreadable_file_is_reported(tmp_path: Path, clap_checkpoint: Path, monk
     corpus = tmp_path / "corpus"
     helpers.write_audio(corpus / "ok.wav", helpers.tone(440, 1.0))
     helpers.write_audio(corpus / "locked.wav", helpers.tone(440, 1.0))
-    import builtins
-
-    real_open = builtins.open
+    real_open = os.open
 
     def guarded_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
         if str(file).endswith("locked.wav"):
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_open)  # media files are opened with os.open (media/source.py)
     report = build_index(corpus, tmp_path / "index", BuildOptions(model=str(clap_checkpoint)))
     assert report.added == 1
     assert [(Path(f.path).name, f.reason) for f in report.failed] == [("locked.wav", "cannot read file (Permission denied)")]

@@ -26,6 +26,7 @@ from indexer.errors import AudioDecodeError
 from indexer.media import decode as decode_module
 from indexer.media import decode_audio
 from indexer.media.decode import AudioStream, resampled_length
+from indexer.media.source import media_path
 from indexer.prefetch import read_ahead
 from indexer.verify import verify_index
 from indexer.windows import cut_windows, stream_windows, window_starts
@@ -159,9 +160,9 @@ def test_a_file_that_breaks_off_midway_fails_whole(tmp_path: Path, tone_model: P
         helpers.write_audio(corpus / name, helpers.tone(440, 30.0, rate=16000), rate=16000)
     real = decode_module.STREAM_BACKENDS["soundfile"]
 
-    def breaks_in_b(path: Path, chunk_frames: int):  # type: ignore[no-untyped-def]
-        for i, block in enumerate(real(path, chunk_frames)):
-            if path.name == "b.wav" and i == 4:  # after 4 chunks (16 s): windows of b were embedded already
+    def breaks_in_b(source, chunk_frames: int):  # type: ignore[no-untyped-def]
+        for i, block in enumerate(real(source, chunk_frames)):
+            if media_path(source).name == "b.wav" and i == 4:  # after 4 chunks (16 s): windows of b were embedded already
                 raise OSError("Input/output error")
             yield block
 

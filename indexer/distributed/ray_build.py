@@ -55,6 +55,7 @@ from indexer.errors import (
     ResoundError,
 )
 from indexer.index import Index
+from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.prefetch import STREAM_READ_AHEAD_PARTS, read_ahead
 
 # Ray Data retries a task whose worker died, and an actor's block, without end; a file that crashes its
@@ -127,7 +128,8 @@ def build_index_on_ray(
         ray_options = replace(ray_options, gpus_per_actor=0.0)  # --device cpu: CPU actors, even on GPU nodes
     # Every actor must embed with the same model: `auto` is decided here, once.
     options = replace(options, model=choose_build_model(index_path, options.model, options.db_url).model)
-    stage = RayEmbedStage(index_path / SHARD_DIR, options.encoder_spec(), ray_options, options.precision)
+    stage = RayEmbedStage(index_path / SHARD_DIR, options.encoder_spec(), ray_options, options.precision,
+                          DecodeLimits.for_seconds(options.max_file_seconds))
     # The driver loads the model only to read its identity and windows: on the CPU, whatever the actors use.
     report = build_index(corpus, index_path, replace(options, device="cpu", decode_workers=0), progress,
                          embed_stage=stage)
@@ -153,11 +155,13 @@ class RayEmbedStage:
     """The build's embed stage (indexer.build.EmbedStage) on Ray: shards are written by the cluster and
     read back by the driver, in the order of the jobs."""
 
-    def __init__(self, shard_root: Path, spec: EncoderSpec, options: RayOptions, precision: str = "auto"):
+    def __init__(self, shard_root: Path, spec: EncoderSpec, options: RayOptions, precision: str = "auto",
+                 limits: DecodeLimits = NO_LIMITS):
         self.shard_root = shard_root
         self.spec = spec
         self.options = options
         self.precision = precision
+        self.limits = limits  # the build's per-file decoding limits (BuildOptions.max_file_seconds)
         self.blocks_embedded = 0
         self.files_reused = 0
         self.windows_embedded = 0
@@ -190,7 +194,7 @@ class RayEmbedStage:
         # Shards no job needs (merged by an interrupted run, another model, unreadable) only take space.
         shards.remove(keep=set(job_shards))
 
-        results = self._run(blocks, WindowPlan.of(encoder, hop_seconds), identity, encoder.info.dim, batch_size,
+        results = self._run(blocks, WindowPlan.of(encoder, hop_seconds, self.limits), identity, encoder.info.dim, batch_size,
                             shards)
         cached: tuple[Path | None, dict[tuple[str, str], ShardEntry]] = (None, {})
         try:

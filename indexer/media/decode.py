@@ -9,19 +9,23 @@ librosa.load (laion_clap's own file path) does.
 downmixing and resampling each with `soxr.ResampleStream` at the same quality, so that an hours-long file
 never sits in memory: its samples equal `decode_audio`'s (soxr's stream and one-shot resamplers give the
 same values; tests/test_streaming.py checks the two paths against each other).
+
+Both take `DecodeLimits`: decoding stops as soon as the samples decoded pass a limit in seconds or in
+samples, raising MediaTooLongError, whatever the container's header claimed. Both read through
+`media.source.open_media`: a path opened without blocking (regular files only), or a snapshot's bytes.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from indexer.errors import AudioDecodeError
+from indexer.errors import AudioDecodeError, MediaTooLongError
+from indexer.media.source import FileChangedError, MediaSource, media_path, open_media
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".wma"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v"})
@@ -43,18 +47,60 @@ class DecodedAudio:
         return len(self.samples) / self.sample_rate
 
 
-def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
+MAX_SAMPLES_PER_SECOND = 192_000 * 2  # see DecodeLimits.for_seconds
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """How much audio decoding may produce; counted on what is decoded, never on what a header claims."""
+
+    max_seconds: float | None = None  # seconds of audio at the source rate
+    max_samples: int | None = None  # source samples (frames x channels): bounds memory whatever the rate
+
+    @classmethod
+    def for_seconds(cls, seconds: float | None) -> DecodeLimits:
+        """Limits of `seconds` of audio, and the samples of that much 192 kHz stereo (a bound on what a file
+        of absurd rate or channel count costs before its duration is reached); None: no limits."""
+        if seconds is None:
+            return cls()
+        return cls(max_seconds=float(seconds), max_samples=int(seconds * MAX_SAMPLES_PER_SECOND))
+
+    def check(self, path: Path, frames: int, channels: int, rate: int) -> None:
+        """Raise MediaTooLongError when `frames` decoded so far already pass a limit."""
+        if self.max_seconds is not None and rate > 0 and frames > self.max_seconds * rate:
+            raise MediaTooLongError(str(path), f"longer than the {self.max_seconds:g} s limit")
+        if self.max_samples is not None and frames * max(channels, 1) > self.max_samples:
+            raise MediaTooLongError(str(path), f"more than the limit of {self.max_samples:,} samples", "samples")
+
+
+NO_LIMITS = DecodeLimits()
+
+
+def _read_soundfile(source: MediaSource, limits: DecodeLimits = NO_LIMITS) -> tuple[np.ndarray, int]:
+    # A file object opened without blocking, regular files only (see media/source.py): any name's bytes.
+    with open_media(source) as f, _sndfile(f) as sound:
+        # libsndfile reads no more frames than its header gives: the header bounds what is decoded.
+        limits.check(media_path(source), sound.frames, sound.channels, sound.samplerate)
+        if sound.seekable():
+            sound.seek(0)  # as soundfile.read does: libsndfile's Opus reader drops the pre-skip on a seek
+        data = sound.read(dtype="float32", always_2d=True)
+        return data, int(sound.samplerate)
+
+
+def _sndfile(f):  # type: ignore[no-untyped-def]
+    """soundfile.SoundFile(f), its error saying what is wrong rather than naming a file object."""
     import soundfile
 
-    # Bytes, not str: file names that are not UTF-8 reach libsndfile as their exact bytes.
-    data, rate = soundfile.read(os.fsencode(path), dtype="float32", always_2d=True)
-    return data, int(rate)
+    try:
+        return soundfile.SoundFile(f)
+    except soundfile.LibsndfileError as e:
+        raise ValueError(e.error_string.rstrip(".")) from e
 
 
-def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
+def _read_pyav(source: MediaSource, limits: DecodeLimits = NO_LIMITS) -> tuple[np.ndarray, int]:
     import av
 
-    with open(path, "rb") as f, av.open(f, metadata_errors="ignore") as container:
+    with open_media(source) as f, av.open(f, metadata_errors="ignore") as container:
         if not container.streams.audio:
             raise ValueError("no audio stream")
         stream = container.streams.audio[0]
@@ -63,6 +109,7 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
         resampler = None
         chunks: list[np.ndarray] = []
         rate = stream.codec_context.sample_rate or stream.rate
+        frames = 0
         for frame in container.decode(stream):
             if resampler is None:
                 rate = frame.sample_rate
@@ -70,6 +117,8 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
                 resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=frame.sample_rate)
             for out in resampler.resample(frame):
                 chunks.append(out.to_ndarray().reshape(-1, channels))
+                frames += len(chunks[-1])
+            limits.check(media_path(source), frames, channels, rate)  # stop as soon as a limit is passed
         if resampler is not None:
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1, channels))
@@ -78,8 +127,8 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
     return np.concatenate(chunks, axis=0), int(rate)
 
 
-# Tried in order; each raises on failure.
-BACKENDS: dict[str, Callable[[Path], tuple[np.ndarray, int]]] = {
+# Tried in order; each raises on failure (MediaTooLongError ends the search: the audio is there, too much of it).
+BACKENDS: dict[str, Callable[[MediaSource, DecodeLimits], tuple[np.ndarray, int]]] = {
     "soundfile": _read_soundfile,
     "pyav": _read_pyav,
 }
@@ -113,15 +162,20 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
     return out[:length]
 
 
-def decode_audio(path: str | Path, sample_rate: int) -> DecodedAudio:
-    """Decode `path` to mono float32 at `sample_rate`. Raises AudioDecodeError naming the file and reasons."""
-    path = Path(path)
+def decode_audio(source: MediaSource, sample_rate: int, limits: DecodeLimits = NO_LIMITS) -> DecodedAudio:
+    """Decode a file (a path or a snapshot) to mono float32 at `sample_rate`, stopping at `limits`.
+
+    Raises AudioDecodeError naming the file and reasons; MediaTooLongError past a limit.
+    """
+    path = media_path(source)
     reasons: list[str] = []
     for name, read in BACKENDS.items():
         if name == "soundfile" and path.suffix.lower() in VIDEO_EXTENSIONS:
             continue  # libsndfile reads no video container; skip its misleading error
         try:
-            data, rate = read(path)
+            data, rate = read(source, limits)
+        except (MediaTooLongError, FileChangedError):  # not a backend's failure: too much audio, or a new file
+            raise
         except Exception as e:  # each backend has its own error types; all are reported together
             reasons.append(f"{name}: {_first_line(e)}")
             continue
@@ -161,22 +215,20 @@ class AudioProbe:
         return None if self.frames is None else self.frames * self.channels * 4
 
 
-def probe_audio(path: str | Path) -> AudioProbe:
+def probe_audio(source: MediaSource) -> AudioProbe:
     """Rate, channels and length of a file's audio from its header. Raises AudioDecodeError."""
-    path = Path(path)
+    path = media_path(source)
     reasons: list[str] = []
     if path.suffix.lower() not in VIDEO_EXTENSIONS:
         try:
-            import soundfile
-
-            info = soundfile.info(os.fsencode(path))
-            return AudioProbe(int(info.samplerate), int(info.channels), int(info.frames), "soundfile")
+            with open_media(source) as f, _sndfile(f) as info:
+                return AudioProbe(int(info.samplerate), int(info.channels), int(info.frames), "soundfile")
         except Exception as e:  # noqa: BLE001 - libsndfile's errors have several types; reported below
             reasons.append(f"soundfile: {_first_line(e)}")
     try:
         import av
 
-        with open(path, "rb") as f, av.open(f, metadata_errors="ignore") as container:
+        with open_media(source) as f, av.open(f, metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise ValueError("no audio stream")
             stream = container.streams.audio[0]
@@ -197,10 +249,8 @@ def probe_audio(path: str | Path) -> AudioProbe:
 Blocks = Iterator[tuple[int, np.ndarray]]
 
 
-def _blocks_soundfile(path: Path, chunk_frames: int) -> Blocks:
-    import soundfile
-
-    with soundfile.SoundFile(os.fsencode(path)) as f:
+def _blocks_soundfile(source: MediaSource, chunk_frames: int) -> Blocks:
+    with open_media(source) as raw, _sndfile(raw) as f:
         if f.subtype == "OPUS":
             # libsndfile 1.2's Opus reader skips the pre-skip samples only on a whole-file read: a partial
             # first read comes 312 samples late and loses as many. PyAV decodes Opus exactly.
@@ -213,10 +263,10 @@ def _blocks_soundfile(path: Path, chunk_frames: int) -> Blocks:
             yield rate, block
 
 
-def _blocks_pyav(path: Path, chunk_frames: int) -> Blocks:
+def _blocks_pyav(source: MediaSource, chunk_frames: int) -> Blocks:
     import av
 
-    with open(path, "rb") as f, av.open(f, metadata_errors="ignore") as container:
+    with open_media(source) as f, av.open(f, metadata_errors="ignore") as container:
         if not container.streams.audio:
             raise ValueError("no audio stream")
         stream = container.streams.audio[0]
@@ -248,7 +298,7 @@ def _frames_then_flush(container, stream):  # type: ignore[no-untyped-def]
     yield None
 
 
-STREAM_BACKENDS: dict[str, Callable[[Path, int], Blocks]] = {
+STREAM_BACKENDS: dict[str, Callable[[MediaSource, int], Blocks]] = {
     "soundfile": _blocks_soundfile,
     "pyav": _blocks_pyav,
 }
@@ -262,11 +312,15 @@ class AudioStream:
     holds one chunk, whatever the file's length. A backend that fails before its first chunk hands over
     to the next, as in `decode_audio`; one that fails later raises AudioDecodeError (its samples so far
     have been used). `source_rate`, `source_channels` and `backend` are set with the first chunk;
-    `n_samples` counts the samples yielded (the file's length once the stream is exhausted).
+    `n_samples` counts the samples yielded (the file's length once the stream is exhausted). Past
+    `limits` it raises MediaTooLongError, having decoded at most a chunk more than the limit.
     """
 
-    def __init__(self, path: str | Path, sample_rate: int, chunk_frames: int | None = None):
-        self.path = Path(path)
+    def __init__(self, path: MediaSource, sample_rate: int, chunk_frames: int | None = None,
+                 limits: DecodeLimits = NO_LIMITS):
+        self.source = path
+        self.path = media_path(path)
+        self.limits = limits
         self.sample_rate = int(sample_rate)
         self.chunk_frames = int(chunk_frames or CHUNK_FRAMES)
         self.source_rate = 0
@@ -284,9 +338,11 @@ class AudioStream:
         for name, open_blocks in STREAM_BACKENDS.items():
             if name == "soundfile" and self.path.suffix.lower() in VIDEO_EXTENSIONS:
                 continue  # libsndfile reads no video container; skip its misleading error
-            blocks = open_blocks(self.path, self.chunk_frames)
+            blocks = open_blocks(self.source, self.chunk_frames)
             try:
                 first = next(blocks, None)
+            except FileChangedError:
+                raise
             except Exception as e:  # noqa: BLE001 - each backend has its own error types; all are reported
                 reasons.append(f"{name}: {_first_line(e)}")
                 continue
@@ -314,6 +370,7 @@ class AudioStream:
                     raise AudioDecodeError(self.path, "samples contain NaN or infinity")
                 mono = np.ascontiguousarray(block.mean(axis=1) if block.shape[1] > 1 else block[:, 0], dtype=np.float32)
                 n_in += len(mono)
+                self.limits.check(self.path, n_in, self.source_channels, rate)
                 out = resampler.resample_chunk(mono) if resampler is not None else mono
                 held = np.concatenate([held, out]) if len(held) else out
                 # librosa's length is only known at the end; yield no further than the length the file
@@ -325,7 +382,7 @@ class AudioStream:
                     yield chunk
                 step = next(blocks, None)
                 block = None if step is None else step[1]
-        except AudioDecodeError:
+        except AudioDecodeError:  # MediaTooLongError included
             raise
         except Exception as e:  # a backend failing mid-file: its earlier samples are already used
             raise AudioDecodeError(self.path, f"{name}: {_first_line(e)} (after {n_in / rate:.1f} s)") from e

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from indexer.errors import AudioDecodeError
+from indexer.media.source import MediaSource, media_path, open_media
 
 
 class VideoDecodeError(AudioDecodeError):
@@ -37,12 +38,12 @@ class VideoInfo:
     height: int
 
 
-def has_video_stream(path: str | Path) -> bool:
+def has_video_stream(path: MediaSource) -> bool:
     """True when the container holds a video stream (cover art in audio files does not count)."""
     import av
 
     try:
-        with open(path, "rb") as f, av.open(f, metadata_errors="ignore") as container:
+        with open_media(path) as f, av.open(f, metadata_errors="ignore") as container:
             return any(
                 s.type == "video" and not (s.disposition & av.stream.Disposition.attached_pic)
                 for s in container.streams
@@ -51,12 +52,12 @@ def has_video_stream(path: str | Path) -> bool:
         return False
 
 
-def video_duration(path: str | Path) -> float:
+def video_duration(path: MediaSource) -> float:
     """Seconds of the first video stream (container duration when the stream does not say)."""
     import av
 
     try:
-        with open(path, "rb") as f, av.open(f, metadata_errors="ignore") as container:
+        with open_media(path) as f, av.open(f, metadata_errors="ignore") as container:
             stream = container.streams.video[0]
             if stream.duration is not None and stream.time_base is not None:
                 return float(stream.duration * stream.time_base)
@@ -67,10 +68,10 @@ def video_duration(path: str | Path) -> float:
                 last = float(frame.time or last)
             return last
     except Exception as e:  # PyAV/FFmpeg errors have many types
-        raise VideoDecodeError(path, str(e).splitlines()[0][:160] if str(e) else type(e).__name__) from e
+        raise VideoDecodeError(media_path(path), str(e).splitlines()[0][:160] if str(e) else type(e).__name__) from e
 
 
-def frames_at(path: str | Path, times: Sequence[float], max_side: int = 256, seek: bool = False) -> list[np.ndarray]:
+def frames_at(path: MediaSource, times: Sequence[float], max_side: int = 256, seek: bool = False) -> list[np.ndarray]:
     """RGB frames (h, w, 3) uint8 nearest to each time in `times` (seconds), in the order given.
 
     Frames are shrunk so that their longer side is at most `max_side` (CLIP models take 224 px).
@@ -84,9 +85,9 @@ def frames_at(path: str | Path, times: Sequence[float], max_side: int = 256, see
     wanted = sorted(set(float(t) for t in times))
     best: dict[float, tuple[float, "av.VideoFrame"]] = {}
     try:
-        with open(path, "rb") as f, av.open(f, metadata_errors="ignore") as container:
+        with open_media(path) as f, av.open(f, metadata_errors="ignore") as container:
             if not container.streams.video:
-                raise VideoDecodeError(path, "no video stream")
+                raise VideoDecodeError(media_path(path), "no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             if seek and wanted[0] > SEEK_MARGIN_SECONDS and stream.time_base is not None:
@@ -110,9 +111,9 @@ def frames_at(path: str | Path, times: Sequence[float], max_side: int = 256, see
     except VideoDecodeError:
         raise
     except Exception as e:  # PyAV/FFmpeg errors have many types
-        raise VideoDecodeError(path, str(e).splitlines()[0][:160] if str(e) else type(e).__name__) from e
+        raise VideoDecodeError(media_path(path), str(e).splitlines()[0][:160] if str(e) else type(e).__name__) from e
     if not out:
-        raise VideoDecodeError(path, "video stream holds no frames")
+        raise VideoDecodeError(media_path(path), "video stream holds no frames")
     # Times past the last frame get the last frame.
     last = out[max(out)]
     return [out.get(float(t), last) for t in times]

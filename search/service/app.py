@@ -10,16 +10,18 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from db.filters import SearchFilter
 from indexer.errors import QueryError, ResoundError
+from indexer.media.decode import DecodeLimits
 from search.classify import FileLabels, LabelScore, ZeroShotClassifier
 from search.engine import MAX_QUERY_CHARS, Engine, Hit
 from search.prompts import (
@@ -62,9 +64,44 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; medi
                            "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; "
                            "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 DEFAULT_CONFIG = ServiceConfig()
-Modality = Literal["audio", "visual", "av"]
 Strategy = Literal["label", "clap", "templates", "reclap"]
-_ERRORS = {status: {"model": ErrorOut} for status in (400, 404, 413, 422)}
+# Refusals with a `detail` string. 422 is FastAPI's own (HTTPValidationError: `detail` is a list of
+# {loc, msg, type}), which the service's own validation refusals (label limits) answer with too.
+_ERRORS = {status: {"model": ErrorOut} for status in (400, 404, 413)}
+_MEDIA_ERRORS = {**_ERRORS, 403: {"model": ErrorOut, "description": "the file resolves outside its corpus"}}
+
+
+def _without_null(field: dict[str, Any]) -> dict[str, Any]:
+    """`field`'s schema without its null alternative (anyOf [type, null] -> type)."""
+    options = [o for o in field.get("anyOf", []) if o != {"type": "null"}]
+    if len(options) != 1 or len(field["anyOf"]) != 2:
+        return field
+    return {**options[0], **{k: v for k, v in field.items() if k != "anyOf" and not (k == "default" and v is None)}}
+
+
+def _optional_fields_without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with optional query, header and form fields typed as what they are when given.
+
+    FastAPI writes an optional parameter as anyOf [type, null], but neither a query string, a header nor
+    multipart/form-data can carry a null: a client leaves the field out. Declared nullable, it invites
+    the text "null", which the server refuses (a schema-driven fuzzer finds exactly that mismatch).
+    """
+    components = schema.get("components", {}).get("schemas", {})
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                parameter["schema"] = _without_null(parameter.get("schema", {}))
+            ref = (operation.get("requestBody", {}).get("content", {}).get("multipart/form-data", {})
+                   .get("schema", {}).get("$ref", ""))
+            body = components.get(ref.rsplit("/", 1)[-1], {})
+            for name, field in body.get("properties", {}).items():
+                body["properties"][name] = _without_null(field)
+    return schema
+
+
+def _invalid(field: str, message: str) -> RequestValidationError:
+    """A 422 refusal of one form field, in the shape FastAPI gives its own (and the schema promises)."""
+    return RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
 
 
 class SecurityHeadersMiddleware:
@@ -114,9 +151,14 @@ class SearchService:
         with self.lock:
             return self.engine.query(text, k, modality, where)
 
+    @property
+    def clip_limits(self) -> DecodeLimits:
+        """Decoding of an uploaded clip stops here (413), whatever its header claimed."""
+        return DecodeLimits.for_seconds(self.config.max_upload_seconds)
+
     def similar(self, path: Path, k: int, modality: str | None, where: SearchFilter | None = None) -> list[Hit]:
         with self.lock:
-            return self.engine.similar(path, k, modality, where)
+            return self.engine.similar(path, k, modality, where, limits=self.clip_limits)
 
     def similar_to_segment(self, segment_id: int, k: int, where: SearchFilter | None = None) -> list[Hit]:
         """Hits for a stored segment's own vector ("more like this"): nothing to decode or embed."""
@@ -150,10 +192,10 @@ class SearchService:
         if labels and labels.strip():
             names = list(dict.fromkeys(line.strip() for line in labels.splitlines() if line.strip()))
             if len(names) > self.config.max_labels:
-                raise ServiceError(f"{len(names)} labels; at most {self.config.max_labels} per request", 422)
+                raise _invalid("labels", f"{len(names)} labels; at most {self.config.max_labels} per request")
             too_long = [n for n in names if len(n) > self.config.max_label_chars]
             if too_long:
-                raise ServiceError(f"label {too_long[0][:40]!r}... exceeds {self.config.max_label_chars} characters", 422)
+                raise _invalid("labels", f"label {too_long[0][:40]!r}... exceeds {self.config.max_label_chars} characters")
             return LabelSet("custom", tuple(names))
         name = name or self.config.default_label_set
         if name not in builtin_label_sets():
@@ -186,7 +228,7 @@ class SearchService:
                                "one: use prompts=templates (or clap, label) with your own labels")
         classifier = self.classifier(label_set, strategy, modality)
         with self.lock:
-            return strategy, classifier.classify_file(path, min(k, len(label_set.labels)))
+            return strategy, classifier.classify_file(path, min(k, len(label_set.labels)), limits=self.clip_limits)
 
     # -- media ------------------------------------------------------------------------------------
     def waveform(self, segment_id: int, width: int, height: int) -> bytes:
@@ -225,6 +267,8 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
         lifespan=lifespan,
     )
     app.state.service = service
+    base_openapi = app.openapi
+    app.openapi = lambda: _optional_fields_without_null(base_openapi())  # type: ignore[method-assign]
     # Added innermost first: Host check, then the body cap, then headers on whatever answers.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
     if config.allowed_hosts is not None:
@@ -236,6 +280,9 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
         headers = {"content-range": f"bytes */{error.size}"} if isinstance(error, RangeNotSatisfiableError) else None
         return JSONResponse({"detail": str(error)}, status_code=status_for(error), headers=headers)
 
+    # The modalities this index answers (audio; visual and av for audio-visual ones): the schema says which.
+    Modality = Literal[engine.modalities]  # type: ignore[valid-type]
+    ClassifyModality = Literal[tuple(dict.fromkeys((*engine.modalities, "av")))]  # type: ignore[valid-type]
     K = Annotated[int, Query(ge=1, le=config.max_k, description="number of results")]
     FormK = Annotated[int, Form(ge=1, le=config.max_k, description="number of results")]
     CatalogId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="an id the catalog gave (in a hit)")]
@@ -276,7 +323,8 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
         )
 
     @app.get("/api/query", tags=["search"], response_model=SearchResponse, responses=_ERRORS)
-    def query(q: Annotated[str, Query(description=f"what to find, in words (at most {MAX_QUERY_CHARS} characters)")],
+    def query(q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"\S",
+                                      description="what to find, in words")],
               where: Annotated[SearchFilter, Depends(query_filter)], k: K = 10,
               modality: Modality | None = None) -> SearchResponse:
         """Segments that best match a text description, best first (among those the filters admit)."""
@@ -286,7 +334,7 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
                               took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits))
 
     @app.post("/api/similar", tags=["search"], response_model=SearchResponse, responses=_ERRORS)
-    def similar(file: Annotated[UploadFile, File(description="an audio or video clip")],
+    def similar(file: Annotated[UploadFile, File(description="an audio or video clip (not empty)", json_schema_extra={"minLength": 1})],
                 where: Annotated[SearchFilter, Depends(form_filter)], k: FormK = 10,
                 modality: Annotated[Modality | None, Form()] = None) -> SearchResponse:
         """Segments that sound (and look) most like an uploaded clip (its windows' mean vector), among those
@@ -326,13 +374,13 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
 
     @app.post("/api/classify", tags=["classify"], response_model=ClassifyResponse, responses=_ERRORS)
     def classify(
-        file: Annotated[UploadFile, File(description="an audio or video clip")],
+        file: Annotated[UploadFile, File(description="an audio or video clip (not empty)", json_schema_extra={"minLength": 1})],
         label_set: Annotated[str | None, Form(description="a built-in label set (see /api/info)")] = None,
         labels: Annotated[str | None, Form(description="your own labels, one per line (instead of label_set)")] = None,
         prompts: Annotated[Strategy | None, Form(description="prompt strategy (default: reclap for built-in "
                                                              "sets with a bank, else templates)")] = None,
         k: Annotated[int, Form(ge=1, le=config.max_k)] = 5,
-        modality: Annotated[Modality, Form()] = "av",
+        modality: Annotated[ClassifyModality, Form(description="av: everything the index has")] = "av",
     ) -> ClassifyResponse:
         """Zero-shot labels of an uploaded clip with their probabilities, and per window for long clips."""
         started = time.perf_counter()
@@ -350,7 +398,7 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
             took_ms=1000 * (time.perf_counter() - started),
         )
 
-    @app.get("/api/segments/{segment_id}/waveform.png", tags=["media"], responses=_ERRORS,
+    @app.get("/api/segments/{segment_id}/waveform.png", tags=["media"], responses=_MEDIA_ERRORS,
              response_class=Response)
     def waveform(segment_id: CatalogId, width: Annotated[int, Query(ge=32, le=2000)] = 480,
                  height: Annotated[int, Query(ge=16, le=400)] = 64,
@@ -364,7 +412,8 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
         return Response(service.waveform(segment_id, width, height), media_type="image/png", headers=headers)
 
     @app.head("/api/files/{file_id}/audio", include_in_schema=False)
-    @app.get("/api/files/{file_id}/audio", tags=["media"], responses=_ERRORS, response_class=StreamingResponse)
+    @app.get("/api/files/{file_id}/audio", tags=["media"], response_class=StreamingResponse, responses={
+        **_MEDIA_ERRORS, 416: {"model": ErrorOut, "description": "the range starts past the end of the file"}})
     def audio(request: Request, file_id: CatalogId,
               range_header: Annotated[str | None, Header(alias="range")] = None) -> Response:
         """An indexed file's bytes, by catalog id only and only from inside its corpus; honours `Range`."""

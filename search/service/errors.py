@@ -10,6 +10,7 @@ from indexer.errors import (
     IndexCorruptError,
     IndexMismatchError,
     IndexNotFoundError,
+    MediaTooLongError,
     QueryError,
     ResoundError,
 )
@@ -60,6 +61,7 @@ class RangeNotSatisfiableError(ServiceError):
 _STATUS: tuple[tuple[type[ResoundError], int], ...] = (
     (QueryError, 400),
     (PromptError, 400),
+    (MediaTooLongError, 413),  # a clip whose audio goes on past the limit, whatever its header said
     (AudioDecodeError, 400),
     (IndexNotFoundError, 503),
     (IndexCorruptError, 503),

@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from indexer.errors import AudioDecodeError, ResoundError
+from indexer.errors import AudioDecodeError, MediaTooLongError, ResoundError
 from indexer.media import MEDIA_EXTENSIONS, decode_audio
+from indexer.media.decode import NO_LIMITS, DecodeLimits
 from search.service.errors import ServiceError, UploadTooLargeError, status_for
 
 Scope = dict[str, Any]
@@ -140,9 +141,12 @@ def stored_upload(source: BinaryIO, filename: str | None, max_bytes: int) -> Ite
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def clip_duration(path: Path) -> float:
-    """Seconds of audio in a clip: from its header when it has one, else by decoding it at a low rate.
+def clip_duration(path: Path, limits: DecodeLimits = NO_LIMITS) -> float:
+    """Seconds of audio in a clip: from its header when it has one, else by decoding it at a low rate
+    (stopping at `limits`: MediaTooLongError).
 
+    A header can lie: this is a quick first refusal of clips that say they are too long; decoding the
+    clip for the query stops at the limit whatever the header said (SearchService.clip_limits).
     Raises AudioDecodeError when nothing can read it.
     """
     import soundfile
@@ -158,13 +162,15 @@ def clip_duration(path: Path) -> float:
             if container.streams.audio and container.duration:
                 return container.duration / 1_000_000  # av.time_base
     # No usable header (a stream recorded in the browser, a raw container): measure by decoding.
-    return decode_audio(path, 8000).duration
+    return decode_audio(path, 8000, limits).duration
 
 
 def check_clip(path: Path, max_seconds: float) -> float:
     """The clip's duration, refused (413) beyond `max_seconds` and (400) when it is not audio."""
     try:
-        seconds = clip_duration(path)
+        seconds = clip_duration(path, DecodeLimits.for_seconds(max_seconds))
+    except MediaTooLongError as e:
+        raise UploadTooLargeError(f"the clip lasts more than the {max_seconds:g} s limit") from e
     except AudioDecodeError as e:
         raise ServiceError(f"the uploaded clip is not audio resound can decode ({'; '.join(e.reasons)})") from e
     if seconds > max_seconds:
