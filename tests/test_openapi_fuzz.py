@@ -20,6 +20,6 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(tmp_path: Pat
         tones = make_tone_index(tmp_path)
         with running_service(tones.index, max_upload_bytes=256 * 1024, max_upload_seconds=10.0) as url:
             result = run_schemathesis(url, max_examples=15, seed=1, report=tmp_path / "schemathesis.json")
-    assert result["operations"]["tested"] == 8, result["output"]
+    assert result["operations"]["tested"] == 9, result["output"]
     assert result["test_cases"]["generated"] > 200
     assert fuzz_failures(result) == {"server_errors": 0, "schema_mismatches": 0, "errors": 0}, result["output"]
