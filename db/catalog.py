@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Iterable, Sequence
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate
+from db.records import SegmentRecord, join_root
+from db.sqlite_reader import reader_for
 from db.schema import CorpusRow, FailureRow, FileRow, IndexInfoRow, SegmentRow, utcnow
 from db.session import make_engine, redact_url
 
@@ -29,18 +30,6 @@ class FileRecord:
 
 
 @dataclass(frozen=True)
-class SegmentRecord:
-    """A segment with the absolute path of its file, as search results need it."""
-
-    id: int
-    file_id: int
-    path: str
-    start: float
-    end: float
-    modalities: str
-
-
-@dataclass(frozen=True)
 class FailureRecord:
     corpus_root: str
     path: str
@@ -54,7 +43,10 @@ class Catalog:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
-        migrate.upgrade(self.engine)
+        # A SQLite catalog already at the newest revision opens without Alembic (see db/sqlite_reader.py).
+        reader = reader_for(url)
+        if reader is None or reader.revision() != migrate.head_revision_of_files():
+            migrate.upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -114,8 +106,8 @@ class Catalog:
                 .where(SegmentRow.id.in_(ids))
             ).all()
             return {
-                seg.id: SegmentRecord(seg.id, seg.file_id, _join(root, os.fsdecode(raw) if raw else path), seg.start,
-                                      seg.end, seg.modalities)
+                seg.id: SegmentRecord(seg.id, seg.file_id, join_root(root, os.fsdecode(raw) if raw else path), seg.start,
+                                      seg.end, seg.modalities, root)
                 for seg, path, raw, root in rows
             }
 
@@ -233,7 +225,3 @@ class CatalogWriter:
 
     def close(self) -> None:
         self.session.close()
-
-
-def _join(root: str, path: str) -> str:
-    return str(PurePosixPath(root) / path)

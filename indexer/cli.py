@@ -10,10 +10,8 @@ from pathlib import Path
 
 import click
 
-from indexer.build import BuildOptions, build_index
 from indexer.encoders import DEFAULT_MODEL, MODELS
 from indexer.errors import ResoundError
-from indexer.index import Index
 
 # Exit status of a build that finished but could not index some files.
 EXIT_PARTIAL = 3
@@ -93,6 +91,8 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
           quiet: bool) -> None:
     """Index the media files under CORPUS (re-runs skip unchanged files)."""
     from tqdm import tqdm
+
+    from indexer.build import BuildOptions, build_index
 
     bar = None
 
@@ -245,6 +245,8 @@ def train(out_path: Path, metrics_path: Path | None, cache_dir: Path | None, see
 @click.option("--failed", is_flag=True, help="List the files that could not be indexed.")
 def info(index_path: Path, db_url: str | None, as_json: bool, failed: bool) -> None:
     """Show an index's provenance and counts."""
+    from indexer.index import Index
+
     index = Index(index_path, db_url=db_url)
     try:
         provenance = index.provenance()
