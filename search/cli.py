@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from indexer.cli import ResoundGroup, db_option, index_option
-from indexer.corpus import catalog_text
 from indexer.encoders import DEFAULT_MODEL
-from search.engine import Engine, Hit
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
+
+if TYPE_CHECKING:
+    from search.engine import Engine, Hit
+
+# Set by read-only commands once their output is written: run() may then end the process without the
+# interpreter's teardown (freeing torch's modules costs a cold query about 0.45 s).
+_done = {"fast_exit": False}
 
 
 @click.group(cls=ResoundGroup)
@@ -20,14 +27,31 @@ def main() -> None:
     """Search indexed audio by description or by example."""
 
 
-def _print_hits(hits: list[Hit], as_json: bool) -> None:
+def run() -> None:
+    """The `search` console script: main(), then a fast exit after a successful query or similar."""
+    try:
+        main()
+        code: object = 0
+    except SystemExit as e:
+        code = e.code
+    if _done["fast_exit"] and code in (0, None):
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # a closed pipe (`search query ... | head`): nothing more can be written anyway
+            pass
+        else:
+            os._exit(0)
+    sys.exit(code)
+
+
+def _print_hits(hits: list[Hit], as_json: bool, windows: bool) -> None:
+    from search.output import hits_table
+
     if as_json:
         click.echo(json.dumps([h.to_json() for h in hits], indent=2))
         return
-    if not hits:
-        click.echo("no results")
-    for h in hits:
-        click.echo(f"{h.rank:>3}  {h.score:6.3f}  {h.start:7.2f}-{h.end:<7.2f}  {catalog_text(h.path)}")
+    click.echo("\n".join(hits_table(hits, windows)))
 
 
 def _print_notes(engine: Engine) -> None:
@@ -38,12 +62,18 @@ def _print_notes(engine: Engine) -> None:
 def _common(f):  # type: ignore[no-untyped-def]
     for option in reversed([
         index_option,
-        click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1), help="Number of results."),
+        click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1),
+                     help="Number of results: files (each with its best window), or windows with --per-window."),
         click.option("--model", default=None, help="Model to embed the query with (default: the index's own)."),
         click.option("--device", default="auto", show_default=True,
                      help="cpu, cuda, cuda:N or auto (a GPU if there is one): where the query is embedded and searched."),
         db_option,
-        click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print a JSON array of hits (absolute paths, every matching window; see README)."),
+        click.option("--windows", "show_windows", is_flag=True,
+                     help="Also list each file's other matching windows under it."),
+        click.option("--per-window", is_flag=True,
+                     help="Rank windows, not files: a file may appear several times."),
         click.option("--modality", type=click.Choice(["audio", "visual", "av"]), default=None,
                      help="Score sound, pictures or both (audio-visual indexes; default: all the index has)."),
     ]):
@@ -55,28 +85,34 @@ def _common(f):  # type: ignore[no-untyped-def]
 @click.argument("text")
 @_common
 def query(text: str, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
-          modality: str | None) -> None:
-    """Find the segments that best match a text description."""
+          show_windows: bool, per_window: bool, modality: str | None) -> None:
+    """Find the files that best match a text description."""
+    from search.engine import Engine
+
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
-        _print_hits(engine.query(text, k, modality), as_json)
+        _print_hits(engine.query(text, k, modality, per_file=not per_window), as_json, show_windows)
         _print_notes(engine)
     finally:
         engine.close()
+    _done["fast_exit"] = True
 
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_common
 def similar(file: Path, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
-            modality: str | None) -> None:
-    """Find the segments that sound (and look) most like FILE."""
+            show_windows: bool, per_window: bool, modality: str | None) -> None:
+    """Find the files that sound (and look) most like FILE."""
+    from search.engine import Engine
+
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
-        _print_hits(engine.similar(file, k, modality), as_json)
+        _print_hits(engine.similar(file, k, modality, per_file=not per_window), as_json, show_windows)
         _print_notes(engine)
     finally:
         engine.close()
+    _done["fast_exit"] = True
 
 
 
@@ -415,4 +451,4 @@ def gzsl_eval(model_dir: Path, features_path: Path, gamma: float | None, uncalib
 
 
 if __name__ == "__main__":
-    main()
+    run()
