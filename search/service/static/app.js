@@ -92,7 +92,7 @@ function renderHits(data, title) {
     $(".more", li).addEventListener("click", () => run(similarToSegment, hit));
     // One hit per file: the file's other matching windows, each a button that plays from its start.
     const others = (hit.windows || []).slice(1);
-    const windows = $(".windows", li);
+    const windows = $(".hit-windows", li);
     windows.hidden = others.length === 0;
     for (const w of others) {
       const button = document.createElement("button");
