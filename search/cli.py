@@ -154,9 +154,12 @@ def _label_options(f):  # type: ignore[no-untyped-def]
     for option in reversed([
         click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Label file: one label per line, or CSV with label,description."),
-        click.option("--label-set", default=None, help="Built-in label set: esc50, urbansound8k, starter."),
-        click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default="reclap", show_default=True,
-                     help="How labels become prompts."),
+        click.option("--label-set", default=None,
+                     help="Built-in label set: esc50, urbansound8k, starter. Default: the model's own classes "
+                          "(the starter model's 40), where it has them."),
+        click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default=None,
+                     help="How labels become prompts: label, clap (one template), templates (7), reclap (from a "
+                          "prompt bank). Default: reclap where a bank covers the labels, else templates."),
         click.option("--bank", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="ReCLAP prompt bank (default: the one shipped for the label set)."),
         click.option("--n-prompts", default=DEFAULT_PROMPTS_PER_LABEL, show_default=True, type=click.IntRange(1),
@@ -171,13 +174,19 @@ def _model_option(f):  # type: ignore[no-untyped-def]
     return click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Model name or checkpoint path.")(f)
 
 
-def _label_set(labels_file: Path | None, label_set: str | None):
-    from search.prompts import load_label_set
+def _label_set(labels_file: Path | None, label_set: str | None, family: str | None = None):
+    """The labels to use: --labels, --label-set, or else the model family's own label set (if `family`)."""
+    from search.prompts import builtin_label_sets, load_label_set, own_label_set
 
     if labels_file and label_set:
         raise click.UsageError("give --labels or --label-set, not both")
     if not labels_file and not label_set:
-        raise click.UsageError("give --labels FILE or --label-set NAME")
+        own = own_label_set(family) if family else None
+        if own is None:
+            model = f"model family {family!r} has no label set of its own: " if family else ""
+            raise click.UsageError(f"{model}give --labels FILE (one label per line) or --label-set NAME "
+                                   f"({', '.join(builtin_label_sets())})")
+        return load_label_set(own)
     return load_label_set(labels_file or label_set)
 
 
@@ -190,21 +199,26 @@ def _label_set(labels_file: Path | None, label_set: str | None):
               help="With --vision-model: score sound, picture or both.")
 @click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1), help="Labels per file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the per-window timeline).")
-def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str | None, strategy: str, bank: Path | None,
-             n_prompts: int, seed: int, model: str, vision_model: str | None, modality: str, k: int,
+def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str | None, strategy: str | None,
+             bank: Path | None, n_prompts: int, seed: int, model: str, vision_model: str | None, modality: str, k: int,
              as_json: bool) -> None:
-    """Label audio files zero-shot: the nearest label prompts. A folder gives a CSV (or JSON) table."""
+    """Label audio files zero-shot; a folder gives a CSV (or JSON) table."""
     from indexer.corpus import scan_corpus
     from indexer.encoders import EncoderSpec
     from search.classify import ZeroShotClassifier
-    from search.prompts import PromptBank
+    from search.prompts import PromptBank, choose_strategy
 
-    labels = _label_set(labels_file, label_set)
+    if labels_file and label_set:
+        raise click.UsageError("give --labels or --label-set, not both")
     if vision_model is None and modality != "av":
         raise click.UsageError("--modality needs --vision-model")
     encoder = EncoderSpec(model, vision_model).load()
-    classifier = ZeroShotClassifier(encoder, labels, strategy, PromptBank.load(bank) if bank else None,
-                                    n_prompts, seed, modality)
+    labels = _label_set(labels_file, label_set, encoder.info.family)
+    bank_obj = PromptBank.load(bank) if bank else None
+    strategy, note = choose_strategy(labels, strategy, bank_obj)
+    if note:
+        click.echo(f"note: {note}", err=True)
+    classifier = ZeroShotClassifier(encoder, labels, strategy, bank_obj, n_prompts, seed, modality)
     files: list[Path] = []
     for path in paths:
         files.extend(f.absolute for f in scan_corpus(path)) if path.is_dir() else files.append(path)
