@@ -24,6 +24,7 @@ from indexer.embed import WindowPlan, embed_inputs, modalities_of
 from indexer.prefetch import prefetch_inputs
 from indexer.encoders import DEFAULT_MODEL, Encoder, EncoderSpec, l2_normalize, resolve_model
 from indexer.errors import AudioDecodeError, EmptyCorpusError, IndexMismatchError, ResoundError
+from indexer.media.reasons import plain_reason
 from indexer.index import Index, Provenance, check_encoder, check_model
 from indexer.media import MEDIA_EXTENSIONS
 from indexer.store import DEFAULT_FACTORY, VectorStore, choose_factory, faiss_gpu
@@ -64,7 +65,8 @@ class BuildOptions:
 @dataclass(frozen=True)
 class FailedFile:
     path: str
-    reason: str
+    reason: str  # plain words: "not an audio file", "truncated FLAC", "permission denied"
+    detail: str = ""  # the decoders' own messages (`indexer build --verbose`, `indexer info --failed`)
 
 
 @dataclass
@@ -234,7 +236,7 @@ def _plan(
         try:
             digest = content_hash(f.absolute)
         except OSError as e:
-            reason = f"cannot read file ({e.strerror or e})"
+            reason = "permission denied" if isinstance(e, PermissionError) else f"cannot read file ({e.strerror or e})"
             writer.record_failure(corpus_id, f.catalog_path, "", reason)
             report.failed.append(FailedFile(str(f.root / f.catalog_path), reason))
             continue
@@ -320,10 +322,12 @@ def _embedded_jobs(
 
 def record_decode_failure(writer: CatalogWriter, corpus_id: int, job: _FileJob, reasons: list[str],
                           report: BuildReport) -> None:
-    """Record a file no decoder could read, with every decoder's reason."""
-    reason = catalog_text("; ".join(reasons))  # decoder messages may quote undecodable names
-    writer.record_failure(corpus_id, job.file.catalog_path, job.content_hash, reason)
-    report.failed.append(FailedFile(str(job.file.root / job.file.catalog_path), reason))
+    """Record a file no decoder could read: a plain reason, and every decoder's own in the catalog."""
+    reason = plain_reason(job.file.absolute, reasons)
+    detail = catalog_text("; ".join(reasons))  # decoder messages may quote undecodable names
+    recorded = reason if detail == reason else f"{reason} ({detail})"
+    writer.record_failure(corpus_id, job.file.catalog_path, job.content_hash, recorded)
+    report.failed.append(FailedFile(str(job.file.root / job.file.catalog_path), reason, detail))
 
 
 def _remove_file(writer: CatalogWriter, stores: dict[str, VectorStore], record: FileRecord, report: BuildReport) -> None:

@@ -84,11 +84,12 @@ def main() -> None:
 @click.option("--ray-block-files", default=16, show_default=True, type=click.IntRange(1),
               help="Files per block, one shard each (--ray): a block's decoded audio is in memory at once.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--verbose", is_flag=True, help="Also print each decoder's own message for files that failed.")
 def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, audio_weight: float,
           visual_weight: float, frames_per_window: int, index_type: str, target_recall: float, batch_size: int,
           hop_seconds: float | None, device: str, checkpoint_seconds: float, db_url: str | None,
           ray_address: str | None, ray_actors: int, ray_gpus_per_actor: float | None, ray_block_files: int,
-          quiet: bool) -> None:
+          quiet: bool, verbose: bool) -> None:
     """Index the media files under CORPUS (re-runs skip unchanged files)."""
     from tqdm import tqdm
 
@@ -131,7 +132,8 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     for failure in report.failed:
-        click.echo(f"failed: {failure.path}: {failure.reason}", err=True)
+        detail = f" [{failure.detail}]" if verbose and failure.detail and failure.detail != failure.reason else ""
+        click.echo(f"failed: {failure.path}: {failure.reason}{detail}", err=True)
     if report.still_failed:
         click.echo(f"{report.still_failed} unchanged files failed before and were not retried "
                    f"(indexer info --failed)", err=True)

@@ -155,4 +155,4 @@ def test_a_refused_clip_shows_the_reason(page) -> None:  # type: ignore[no-untyp
                                                   "buffer": b"these are words, not sound"}])
     status = page.locator("#status")
     sync_api.expect(status).to_have_class("error")
-    sync_api.expect(status).to_contain_text("400: the uploaded clip is not audio resound can decode")
+    sync_api.expect(status).to_contain_text("400: the uploaded clip notes.txt cannot be decoded: not an audio file")
