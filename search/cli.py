@@ -122,9 +122,10 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. The service has no authentication: keep it on loopback unless "
                    "every machine that can reach the address may search and listen to the corpus.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port to listen on.")
 @click.option("--model", default=None, help="Model to embed queries with (default: the index's own).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True,
+              help="cpu, cuda, cuda:N or auto: where queries are embedded and searched.")
 @click.option("--max-upload-mb", default=25.0, show_default=True, type=click.FloatRange(min=0.001),
               help="Largest clip accepted for similar/classify (413 beyond).")
 @click.option("--max-upload-seconds", default=120.0, show_default=True, type=click.FloatRange(min=0.1),
@@ -133,19 +134,28 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
               help="Label set the page classifies with by default.")
 def serve(index_path: Path, db_url: str | None, host: str, port: int, model: str | None, device: str,
           max_upload_mb: float, max_upload_seconds: float, default_label_set: str) -> None:
-    """Serve the HTTP API and the listening page (the engine stays loaded between requests)."""
+    """Serve the HTTP API and the listening page (the engine stays loaded)."""
     from search.service import ServiceConfig, create_app, run_server
     from search.service.config import is_loopback
+    from search.service.server import BindError, bind_socket
 
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        sock = bind_socket(host, port)  # before loading anything: a taken port is a second's error, not a minute's
+    except BindError as e:
+        raise click.ClickException(f"{e}: choose another with --port") from e
     config = ServiceConfig.for_host(host, max_upload_bytes=int(max_upload_mb * 2**20),
                                     max_upload_seconds=max_upload_seconds, default_label_set=default_label_set)
-    app = create_app(index_path, config, db_url=db_url, device=device, model=model)
+    try:
+        app = create_app(index_path, config, db_url=db_url, device=device, model=model)
+    except BaseException:
+        sock.close()
+        raise
     if not is_loopback(host):
         click.echo(f"warning: listening on {host}: anyone who can reach it can search and download the corpus",
                    err=True)
-    shown = f"[{host}]" if ":" in host else host
     click.echo(f"serving {index_path} on http://{shown}:{port}/ (API schema: /api/openapi.json)", err=True)
-    run_server(app, host, port)
+    run_server(app, sock)
 
 
 

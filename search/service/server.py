@@ -3,19 +3,46 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 from types import TracebackType
 from typing import Self
 
+from indexer.errors import ResoundError
 from search.service.config import is_loopback
 
 
-def run_server(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:  # type: ignore[no-untyped-def]
-    """Serve `app` until interrupted (Ctrl-C)."""
+class BindError(ResoundError):
+    """The service's address cannot be listened on: the port is taken, or not ours to take."""
+
+    def __init__(self, host: str, port: int, reason: str):
+        self.host, self.port, self.reason = host, port, reason
+        super().__init__(f"port {port} on {host} {reason}")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port); raises BindError with a plain reason when that fails."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers, not live listeners
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        reason = {errno.EADDRINUSE: "is already in use", errno.EACCES: "needs privileges to listen on",
+                  errno.EADDRNOTAVAIL: "is on an address this machine does not have"}.get(
+            e.errno, f"cannot be listened on ({(e.strerror or str(e)).lower()})")
+        raise BindError(host, port, reason) from e
+    return sock
+
+
+def run_server(app, sock: socket.socket, log_level: str = "info") -> None:  # type: ignore[no-untyped-def]
+    """Serve `app` on the bound socket `sock` (bind_socket) until interrupted (Ctrl-C)."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+    uvicorn.Server(uvicorn.Config(app, log_level=log_level, server_header=False)).run(sockets=[sock])
 
 
 class BackgroundServer:
@@ -75,4 +102,4 @@ class BackgroundServer:
         self.stop()
 
 
-__all__ = ["BackgroundServer", "is_loopback", "run_server"]
+__all__ = ["BackgroundServer", "BindError", "bind_socket", "is_loopback", "run_server"]
