@@ -40,8 +40,9 @@ class Window:
 class Hit:
     """One search result: a file's best-matching segment, best first by `rank` (1-based).
 
-    `windows` are the file's matching windows in the fetched ranking, best first (the first is the hit's
-    own); with per-file grouping off it holds only the hit's own window. `root` is the corpus root.
+    `windows` are the file's windows that score at least as high as the last hit, best first (the first
+    is the hit's own; search/grouping.py); with per-file grouping off, only the hit's own window. `root`
+    is the corpus root the file was indexed under.
     """
 
     rank: int

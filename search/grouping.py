@@ -26,20 +26,20 @@ class FileGroup:
 
 
 def group_by_file(file_ids: Sequence[int], k: int) -> list[FileGroup]:
-    """The first `k` files of a best-first window ranking, each with the positions of all its windows.
+    """The first `k` files of a best-first window ranking, each with the positions of its matching windows.
 
-    `file_ids[i]` is the file of the i-th best window. Files are ordered by their best window; the
-    windows of a file stay in ranking order. Fewer than `k` groups means the ranking ran out of files.
+    `file_ids[i]` is the file of the i-th best window. Files are ordered by their best window. A file's
+    windows are those that rank at or above the k-th file's best window (all of them when the ranking
+    holds fewer than `k` files), so every window listed scores at least as high as the last hit; since
+    they all rank above that point, a search that found `k` files has necessarily fetched them all.
     """
     positions: dict[int, list[int]] = {}
     for position, file_id in enumerate(file_ids):
-        group = positions.get(file_id)
-        if group is None:
-            positions[file_id] = [position]
-        else:
-            group.append(position)
+        positions.setdefault(file_id, []).append(position)
     # dicts keep insertion order: the order in which each file's best window was met.
-    return [FileGroup(file_id, tuple(p)) for file_id, p in list(positions.items())[:k]]
+    first = list(positions.items())[:k]
+    cutoff = first[-1][1][0] if len(first) == k else len(file_ids)
+    return [FileGroup(file_id, tuple(p for p in found if p <= cutoff)) for file_id, found in first]
 
 
 def next_fetch(k: int, fetched: int, found_files: int, total: int) -> int | None:

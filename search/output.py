@@ -41,18 +41,20 @@ def hits_table(hits: list[Hit], windows: bool = False, width: int = WIDTH) -> li
     """
     if not hits:
         return ["no results"]
+    spans = [span(h.start, h.end) for h in hits]
+    time_width = max(11, *(len(t) for t in spans))  # 0:00-0:04 up to 59:59-60:00; wider past an hour
+    prefix = 4 + 2 + 6 + 2 + time_width + 2
     roots = {h.root for h in hits}
     file_title = "file"
     if len(roots) == 1 and next(iter(roots)):
         titled = f"file (in {_printable(next(iter(roots)))})"
-        file_title = titled if 26 + len(titled) <= width else file_title
-    lines = [f"{'rank':>4}  {'score':>6}  {'time':<11}  {file_title}"]
-    prefix = 4 + 2 + 6 + 2 + 11 + 2
-    for h in hits:
+        file_title = titled if prefix + len(titled) <= width else file_title
+    lines = [f"{'rank':>4}  {'score':>6}  {'time':<{time_width}}  {file_title}"]
+    for h, when in zip(hits, spans):
         more = len(h.windows) - 1
         suffix = f"  +{more} window{'s' if more > 1 else ''}" if more > 0 else ""
         path = _fit(_printable(h.relative_path), width - prefix - len(suffix))
-        lines.append(f"{h.rank:>4}  {h.score:6.3f}  {span(h.start, h.end):<11}  {path}{suffix}")
+        lines.append(f"{h.rank:>4}  {h.score:6.3f}  {when:<{time_width}}  {path}{suffix}")
         if windows:
-            lines.extend(f"{'':>4}  {w.score:6.3f}  {span(w.start, w.end):<11}" for w in h.windows[1:])
+            lines.extend(f"{'':>4}  {w.score:6.3f}  {span(w.start, w.end)}" for w in h.windows[1:])
     return lines
