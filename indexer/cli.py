@@ -7,6 +7,7 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -38,6 +39,36 @@ def db_option(f):  # type: ignore[no-untyped-def]
     )(f)
 
 
+class LibraryDefault(click.Option):
+    """An option left None on the command line, whose help shows the library's default value.
+
+    `default_of` names it as "module:Name" (a constant) or "module:Class.field" (a dataclass field's
+    default); it is read only when help is printed, so the command line does not import the module.
+    """
+
+    def __init__(self, *args: Any, default_of: str, **kwargs: Any):
+        self.default_of = default_of
+        super().__init__(*args, default=None, **kwargs)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        import dataclasses
+        import importlib
+
+        module, _, name = self.default_of.partition(":")
+        owner, _, field = name.partition(".")
+        value = getattr(importlib.import_module(module), owner)
+        if field:
+            value = next(f.default for f in dataclasses.fields(value) if f.name == field)
+        if isinstance(value, tuple):
+            value = ",".join(map(str, value))
+        # Shown as the value itself; the command line still passes None (the library applies its default).
+        self.default, self.show_default = value, True
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.default = None
+
+
 class ResoundGroup(click.Group):
     """Turns the library's domain errors into one-line click errors."""
 
@@ -53,7 +84,7 @@ def main() -> None:
     """Index folders of audio and video for semantic search."""
 
 
-@main.command()
+@main.command(short_help="Index the media files under CORPUS.")
 @click.argument("corpus", type=click.Path(path_type=Path))
 @index_option
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help=f"Model name ({', '.join(MODELS)}) or checkpoint path.")
@@ -141,11 +172,11 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
         sys.exit(EXIT_PARTIAL)
 
 
-@main.command()
+@main.command(short_help="Check that vectors and catalog rows match.")
 @index_option
 @db_option
 @click.option("--repair", is_flag=True, help="Drop vectors and rows that do not map, then re-index the files affected.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) -> None:
     """Check that every vector maps to exactly one catalog row and back, and provenance agrees."""
     from indexer.verify import repair_index, verify_index
@@ -168,11 +199,12 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
         sys.exit(1)
 
 
-@main.command()
+@main.command(short_help="Retrain and retune the segment index.")
 @index_option
 @db_option
 @click.option("--index-type", default="auto", show_default=True, help="FAISS factory string, or auto (by size).")
-@click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1),
+              help="recall@10 against exact search that nprobe/efSearch are tuned to.")
 def compact(index_path: Path, db_url: str | None, index_type: str, target_recall: float) -> None:
     """Rewrite the segment index: retrain it on the current vectors and retune its search parameters."""
     from indexer.compact import compact_index
@@ -182,11 +214,11 @@ def compact(index_path: Path, db_url: str | None, index_type: str, target_recall
                f"search parameters {report.search_params}")
 
 
-@main.command("demo-corpus")
+@main.command("demo-corpus", short_help="Render a labelled demo corpus into OUT.")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--size", default=300, show_default=True, type=click.IntRange(1), help="Number of clips.")
-@click.option("--seed", default=None, type=int,
-              help="Renders differ by seed. Default: indexer.demo.DEMO_SEED, which the starter model never trained on.")
+@click.option("--seed", cls=LibraryDefault, default_of="indexer.demo.generate:DEMO_SEED", type=int,
+              help="Renders differ by seed; the default is one the starter model never trained on.")
 @click.option("--sample-set", default="fluidr3", show_default=True,
               help="Samples that play the instruments: fluidr3, timgm6mb, csound, opl3, musescore, freepats.")
 @click.option("--duration", "duration_s", default=4.0, show_default=True, type=click.FloatRange(min=1.0), help="Seconds per clip.")
@@ -209,19 +241,25 @@ def demo_corpus(out: Path, size: int, seed: int | None, sample_set: str, duratio
                f"labels and captions in {out / 'metadata.csv'} and {out / 'captions.jsonl'}")
 
 
-@main.command()
+@main.command(short_help="Train a starter model on rendered corpora.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Weights file to write (.safetensors).")
 @click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Metrics JSON to write.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where rendered corpora and log-mels are cached.")
-@click.option("--seed", type=int, default=None)
-@click.option("--train-sets", default=None, help="Comma-separated sample sets to train on (never freepats).")
-@click.option("--clips-per-set", type=click.IntRange(1), default=None)
-@click.option("--epochs", type=click.IntRange(1), default=None)
-@click.option("--batch-size", type=click.IntRange(2), default=None)
-@click.option("--learning-rate", type=float, default=None)
+@click.option("--seed", type=int, cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.seed",
+              help="Seed of the renders, initialisation and batches (sample set i renders with seed + i).")
+@click.option("--train-sets", cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.train_sample_sets",
+              help="Comma-separated sample sets to train on (never freepats).")
+@click.option("--clips-per-set", type=click.IntRange(1), cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.clips_per_set",
+              help="Clips rendered per sample set.")
+@click.option("--epochs", type=click.IntRange(1), cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.epochs",
+              help="Passes over the training clips.")
+@click.option("--batch-size", type=click.IntRange(2), cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.batch_size",
+              help="Clips per step (the contrastive loss contrasts within a batch).")
+@click.option("--learning-rate", type=float, cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.learning_rate",
+              help="Peak learning rate.")
 def train(out_path: Path, metrics_path: Path | None, cache_dir: Path | None, seed: int | None, train_sets: str | None,
           clips_per_set: int | None, epochs: int | None, batch_size: int | None, learning_rate: float | None) -> None:
     """Train a starter model on rendered demo corpora and measure it on the held-out sample set."""

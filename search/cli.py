@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from indexer.cli import ResoundGroup, db_option, index_option
+from indexer.cli import LibraryDefault, ResoundGroup, db_option, index_option
 from indexer.encoders import DEFAULT_MODEL
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
 
@@ -116,7 +116,7 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
 
 
 
-@main.command()
+@main.command(short_help="Serve the HTTP API and the listening page.")
 @index_option
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -200,7 +200,7 @@ def _label_set(labels_file: Path | None, label_set: str | None, family: str | No
     return load_label_set(labels_file or label_set)
 
 
-@main.command()
+@main.command(short_help="Label audio files zero-shot.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_label_options
 @_model_option
@@ -252,13 +252,13 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
                 click.echo(f"  {w.start:7.2f}-{w.end:<7.2f} {w.top[0].label} ({w.top[0].probability:.2f})")
 
 
-@main.command()
+@main.command(short_help="Rank texts by how well they describe FILE.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--texts", "texts_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Captions or labels to rank, one per line.")
 @_model_option
-@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1), help="Number of texts to print.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def caption(file: Path, texts_file: Path, model: str, k: int, as_json: bool) -> None:
     """Audio to text: rank the lines of --texts by how well they describe FILE."""
     from indexer.embed import embed_file
@@ -275,17 +275,18 @@ def caption(file: Path, texts_file: Path, model: str, k: int, as_json: bool) -> 
             click.echo(f"{i + 1:>3}  {score:6.3f}  {text}")
 
 
-@main.group("eval")
+@main.group("eval", short_help="Benchmarks: retrieval and classification.")
 def eval_group() -> None:
     """Benchmarks: caption retrieval and zero-shot classification."""
 
 
-@eval_group.command("retrieval")
+@eval_group.command("retrieval", short_help="Text-audio retrieval R@k, mAP@10, median rank.")
 @click.option("--captions", "captions_csv", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="AudioCaps or Clotho captions CSV.")
-@click.option("--audio-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--audio-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of the captioned audio files.")
 @_model_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def eval_retrieval(captions_csv: Path, audio_dir: Path, model: str, as_json: bool) -> None:
     """Text-to-audio and audio-to-text R@1/5/10, mAP@10 and median rank."""
     from indexer.encoders import load_encoder
@@ -302,19 +303,23 @@ def eval_retrieval(captions_csv: Path, audio_dir: Path, model: str, as_json: boo
                    + f"{result[f'{d}_mAP@10']:>9.3f}{result[f'{d}_median_rank']:>7.0f}")
 
 
-@eval_group.command("classify")
+@eval_group.command("classify", short_help="Zero-shot accuracy and confusion matrix.")
 @click.option("--meta", "meta_csv", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="ESC-50 (meta/esc50.csv) or UrbanSound8K metadata CSV.")
-@click.option("--audio-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--audio-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of the dataset's audio files.")
 @click.option("--fold", "folds", multiple=True, type=int, help="Only these folds (repeatable; default all).")
-@click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default="clap", show_default=True)
-@click.option("--bank", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--n-prompts", default=DEFAULT_PROMPTS_PER_LABEL, show_default=True, type=click.IntRange(1))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default="clap", show_default=True,
+              help="How labels become prompts (reclap uses the bank shipped for the dataset).")
+@click.option("--bank", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="ReCLAP prompt bank (default: the one shipped for ESC-50 / UrbanSound8K).")
+@click.option("--n-prompts", default=DEFAULT_PROMPTS_PER_LABEL, show_default=True, type=click.IntRange(1),
+              help="ReCLAP prompts drawn per label.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the prompt draw.")
 @_model_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write results.json and confusion.png here.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def eval_classify(meta_csv: Path, audio_dir: Path, folds: tuple[int, ...], strategy: str, bank: Path | None,
                   n_prompts: int, seed: int, model: str, out: Path | None, as_json: bool) -> None:
     """Zero-shot accuracy, per-class accuracy and confusion matrix."""
@@ -348,7 +353,7 @@ def prompts_group() -> None:
     """ReCLAP prompt banks."""
 
 
-@prompts_group.command("generate")
+@prompts_group.command("generate", short_help="Write a ReCLAP prompt bank with an LLM.")
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Label file (one per line, or CSV label,description).")
 @click.option("--label-set", default=None, help="Built-in label set instead of a file.")
@@ -357,7 +362,7 @@ def prompts_group() -> None:
 @click.option("--descriptions", default=3, show_default=True, type=click.IntRange(1), help="Stage 1: descriptions per label.")
 @click.option("--per-label", "prompts", default=6, show_default=True, type=click.IntRange(1), help="Stage 2: scene prompts per label.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Bank JSON to write.")
-@click.option("--timeout", default=60.0, show_default=True, type=float)
+@click.option("--timeout", default=60.0, show_default=True, type=float, help="Seconds to wait for each LLM request.")
 def prompts_generate(labels_file: Path | None, label_set: str | None, llm_url: str, llm_model: str | None,
                      descriptions: int, prompts: int, out: Path, timeout: float) -> None:
     """Write a ReCLAP prompt bank: describe each label's sound, then place it in scenes (two LLM requests)."""
@@ -374,12 +379,12 @@ def prompts_generate(labels_file: Path | None, label_set: str | None, llm_url: s
 
 
 
-@main.group("gzsl")
+@main.group("gzsl", short_help="Generalised zero-shot learning (ClipClap-GZSL).")
 def gzsl_group() -> None:
     """Generalised zero-shot learning on audio-visual features (ClipClap-GZSL)."""
 
 
-@gzsl_group.command("export")
+@gzsl_group.command("export", short_help="Export labelled file vectors as GZSL features.")
 @index_option
 @db_option
 @click.option("--labels-csv", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -396,13 +401,15 @@ def gzsl_export(index_path: Path, db_url: str | None, labels_csv: Path, out: Pat
                f"{samples.features.shape[1]}-d")
 
 
-@gzsl_group.command("embed-labels")
-@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--label-set", default=None)
-@click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default="templates", show_default=True)
+@gzsl_group.command("embed-labels", short_help="Class embeddings from the text towers.")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Label file: one label per line, or CSV with label,description.")
+@click.option("--label-set", default=None, help="Built-in label set: esc50, urbansound8k, starter.")
+@click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default="templates", show_default=True,
+              help="How labels become prompts.")
 @_model_option
 @click.option("--vision-model", default=None, help="CLIP model: class embeddings are [CLIP text, CLAP text].")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Class embeddings .npz to write.")
 def gzsl_embed_labels(labels_file: Path | None, label_set: str | None, strategy: str, model: str,
                       vision_model: str | None, out: Path) -> None:
     """Class embeddings for GZSL from the text towers (prompt ensembles)."""
@@ -415,18 +422,24 @@ def gzsl_embed_labels(labels_file: Path | None, label_set: str | None, strategy:
     click.echo(f"{out}: {len(classes.names)} classes, {classes.embeddings.shape[1]}-d")
 
 
-@gzsl_group.command("train")
-@click.option("--features", "features_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--class-embeddings", "classes_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@gzsl_group.command("train", short_help="Train the ClipClap-GZSL head.")
+@click.option("--features", "features_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Training features .npz (search gzsl export).")
+@click.option("--class-embeddings", "classes_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Class embeddings .npz (embed-labels).")
 @click.option("--split", "split_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON {seen, unseen, val_unseen} or text with [seen]/[unseen]/[val_unseen] sections.")
-@click.option("--val-features", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--epochs", type=click.IntRange(1), default=None)
-@click.option("--batch-size", type=click.IntRange(1), default=None)
-@click.option("--batches-per-epoch", type=click.IntRange(1), default=None)
-@click.option("--lr", type=float, default=None)
-@click.option("--seed", type=int, default=None)
+@click.option("--val-features", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Validation features .npz (default: held out of --features by class).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Model folder to write.")
+@click.option("--epochs", type=click.IntRange(1), cls=LibraryDefault, default_of="search.gzsl.config:GZSLConfig.epochs",
+              help="Most epochs (the best on validation is kept).")
+@click.option("--batch-size", type=click.IntRange(1), cls=LibraryDefault, default_of="search.gzsl.config:GZSLConfig.batch_size",
+              help="Samples per step.")
+@click.option("--batches-per-epoch", type=click.IntRange(1), cls=LibraryDefault, default_of="search.gzsl.config:GZSLConfig.batches_per_epoch",
+              help="Steps per epoch.")
+@click.option("--lr", type=float, cls=LibraryDefault, default_of="search.gzsl.config:GZSLConfig.lr", help="Learning rate.")
+@click.option("--seed", type=int, cls=LibraryDefault, default_of="search.gzsl.config:GZSLConfig.seed", help="Seed of initialisation and batches.")
 @click.option("--no-ce", is_flag=True, help="Ablation: no cross-entropy term.")
 @click.option("--no-rec", is_flag=True, help="Ablation: no reconstruction term.")
 @click.option("--no-reg", is_flag=True, help="Ablation: no regression term.")
@@ -454,12 +467,14 @@ def gzsl_train(features_path: Path, classes_path: Path, split_path: Path, val_fe
                f"HM {100 * record.validation.hm:.1f} (uncalibrated {100 * record.validation_uncalibrated.hm:.1f})")
 
 
-@gzsl_group.command("eval")
-@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--features", "features_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@gzsl_group.command("eval", short_help="Seen, unseen, harmonic-mean and ZSL accuracy.")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Model folder (search gzsl train --out).")
+@click.option("--features", "features_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Test features .npz.")
 @click.option("--gamma", type=float, default=None, help="Calibration constant (default: the tuned one).")
 @click.option("--uncalibrated", is_flag=True, help="gamma = 0.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def gzsl_eval(model_dir: Path, features_path: Path, gamma: float | None, uncalibrated: bool, as_json: bool) -> None:
     """Seen and unseen accuracy, their harmonic mean, and ZSL accuracy."""
     from search.gzsl import GZSLModel, evaluate_gzsl, load_features

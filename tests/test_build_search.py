@@ -215,7 +215,9 @@ def test_cli_query_and_similar_print_ranked_json(corpus: Path, tmp_path: Path, c
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout)
     assert [h["rank"] for h in hits] == [1, 2, 3, 4]
-    assert all(set(h) == {"rank", "path", "start", "end", "score"} for h in hits)
+    assert all(set(h) == {"rank", "path", "start", "end", "score", "windows"} for h in hits)
+    assert len({h["path"] for h in hits}) == 4  # one hit per file: k counts files
+    assert all(h["windows"][0] == {"start": h["start"], "end": h["end"], "score": h["score"]} for h in hits)
     scores = [h["score"] for h in hits]
     assert scores == sorted(scores, reverse=True)
 
@@ -223,8 +225,9 @@ def test_cli_query_and_similar_print_ranked_json(corpus: Path, tmp_path: Path, c
     assert json.loads(result.stdout)[0]["path"] == str(corpus / "speech" / "hello.wav")
 
     result = runner.invoke(search_cli, ["similar", str(corpus / "speech" / "hello.wav"), "-k", "2"])
-    first = result.stdout.splitlines()[0].split()
-    assert first[0] == "1" and first[-1] == str(corpus / "speech" / "hello.wav")
+    header, first = (line.split() for line in result.stdout.splitlines()[:2])
+    assert header[:4] == ["rank", "score", "time", "file"] and header[-1] == f"{corpus})"
+    assert first[0] == "1" and first[-1] == "speech/hello.wav"  # relative to the corpus root
 
     info = json.loads(runner.invoke(indexer_cli, ["info", "--json"]).stdout)
     assert info["counts"] == {"corpora": 1, "files": len(CORPUS_FILES), "segments": len(CORPUS_FILES) + 1, "failures": 0}

@@ -316,3 +316,30 @@ def test_ci_runs_the_readme_setup_commands_verbatim(tmp_path: Path) -> None:
                                         "exit 7\n```\n\n## Usage\n\n```bash\nexit 9\n```\n")
     failed = subprocess.run([str(tmp_path / ".ci" / "run")], capture_output=True, text=True, cwd=tmp_path)
     assert failed.returncode == 7 and (tmp_path / "ran").read_text() == "main\n"
+
+
+# -- help ----------------------------------------------------------------------------------------------
+def _commands(group, path=()):  # type: ignore[no-untyped-def]
+    import click
+
+    for name, command in group.commands.items():
+        yield path + (name,), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, path + (name,))
+
+
+@pytest.mark.parametrize("cli", [indexer_cli, search_cli], ids=["indexer", "search"])
+def test_help_is_whole_and_describes_every_option(cli) -> None:  # type: ignore[no-untyped-def]
+    import click
+
+    groups = [((), cli)] + [(p, c) for p, c in _commands(cli) if isinstance(c, click.Group)]
+    for path, _ in groups:  # command summaries are never cut off ("...") at the default 80 columns
+        listing = CliRunner().invoke(cli, [*path, "--help"], terminal_width=80).output.split("Commands:\n", 1)[1]
+        assert not [line for line in listing.splitlines() if line.rstrip().endswith("...")], listing
+    for path, command in _commands(cli):
+        undescribed = [p.opts for p in command.params if isinstance(p, click.Option) and not p.help]
+        assert undescribed == [], (path, undescribed)
+        text = CliRunner().invoke(cli, [*path, "--help"], terminal_width=80).output
+        assert not re.search(r"\b(indexer|search)\.[a-z_]+\.[A-Z_]{3,}", text), text  # values, not constant names
+    demo = CliRunner().invoke(indexer_cli, ["demo-corpus", "--help"]).output
+    assert re.search(r"\[default:\s+100\]", demo)  # the demo seed, as a value

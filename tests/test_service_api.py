@@ -269,7 +269,7 @@ def test_search_serve_reports_a_missing_index_in_one_line(tmp_path: Path) -> Non
 
     from search.cli import main
 
-    result = CliRunner().invoke(main, ["serve", "--index", str(tmp_path / "nowhere")])
+    result = CliRunner().invoke(main, ["serve", "--index", str(tmp_path / "nowhere"), "--port", str(_free_port())])
     assert result.exit_code == 1
     assert "no resound index here" in result.output and "Traceback" not in result.output
 
@@ -280,7 +280,8 @@ def test_search_serve_refuses_an_unknown_default_label_set(tones: ToneIndex) -> 
     from search.cli import main
 
     with tone_environment(tones.root / "cache"):
-        result = CliRunner().invoke(main, ["serve", "--index", str(tones.index), "--label-set", "birdsong"])
+        result = CliRunner().invoke(main, ["serve", "--index", str(tones.index), "--label-set", "birdsong",
+                                           "--port", str(_free_port())])
     assert result.exit_code == 1 and "unknown default label set 'birdsong'" in result.output
 
 
