@@ -156,12 +156,13 @@ def test_corrupt_file_is_reported_and_does_not_stop_the_run(corpus: Path, tmp_pa
     assert f"{len(CORPUS_FILES)} added" in result.stdout and "1 failed" in result.stdout
     failure_lines = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
     assert len(failure_lines) == 1
-    assert str(corpus / "broken.wav") in failure_lines[0]
-    assert "soundfile:" in failure_lines[0] and "pyav:" in failure_lines[0]
+    assert failure_lines[0] == f"failed: {corpus / 'broken.wav'}: damaged WAV header"  # plain words
     assert len({p for _, p, _, _ in _rows(tmp_path / "index")}) == len(CORPUS_FILES)
 
     info = CliRunner().invoke(indexer_cli, ["info", "--index", str(tmp_path / "index"), "--failed", "--json"])
-    assert json.loads(info.stdout)["failed"][0]["path"] == str(corpus / "broken.wav")
+    (failed,) = json.loads(info.stdout)["failed"]
+    assert failed["path"] == str(corpus / "broken.wav")
+    assert failed["reason"].startswith("damaged WAV header (soundfile: ") and "pyav: " in failed["reason"]
 
 
 def test_empty_corpus_is_a_one_line_error(tmp_path: Path, clap_checkpoint: Path) -> None:
@@ -226,7 +227,7 @@ def test_cli_query_and_similar_print_ranked_json(corpus: Path, tmp_path: Path, c
 
     result = runner.invoke(search_cli, ["similar", str(corpus / "speech" / "hello.wav"), "-k", "2"])
     header, first = (line.split() for line in result.stdout.splitlines()[:2])
-    assert header[:4] == ["rank", "score", "time", "file"] and header[-1] == f"{corpus})"
+    assert header[:4] == ["rank", "score", "time", "file"] and header[-1] in ("file", f"{corpus})")  # root if it fits
     assert first[0] == "1" and first[-1] == "speech/hello.wav"  # relative to the corpus root
 
     info = json.loads(runner.invoke(indexer_cli, ["info", "--json"]).stdout)

@@ -28,7 +28,7 @@ _RIFF_WAVE = (b"RIFF", b"RF64", b"BW64")
 # Decoder phrases that mean "the data stops or breaks off" once the container itself was recognised.
 _BROKEN = ("lost sync", "end of file", "unexpected end", "truncat", "invalid data", "premature", "short read",
            "after ")
-_NO_CODEC = ("codec", "malformed 'fmt '", "unsupported", "has no attribute 'channels'", "not supported")
+_NO_CODEC = ("codec", "unsupported", "has no attribute 'channels'", "not supported")
 
 
 def container_of(head: bytes) -> str | None:
@@ -44,8 +44,8 @@ def container_of(head: bytes) -> str | None:
 
 
 def _wav_format_tag(head: bytes) -> int | None:
-    """The WAVE format tag of a canonical header (fmt chunk first), e.g. 1 for PCM."""
-    if head[12:16] == b"fmt " and len(head) >= 22:
+    """The WAVE format tag of a canonical header (fmt chunk first, of a plausible size), e.g. 1 for PCM."""
+    if head[12:16] == b"fmt " and len(head) >= 22 and 16 <= struct.unpack("<I", head[16:20])[0] <= 64:
         return struct.unpack("<H", head[20:22])[0]
     return None
 
@@ -96,6 +96,8 @@ def plain_reason(path: str | Path, reasons: Sequence[str]) -> str:
         tag = _wav_format_tag(head)
         if tag is not None and tag not in (1, 3, 6, 7, 0xFFFE, 2, 0x11, 0x55):
             return f"unknown codec (WAV format tag 0x{tag:04x})"
+    if "malformed" in text:
+        return f"damaged {container} header"
     if any(phrase in text for phrase in _NO_CODEC) and not any(phrase in text for phrase in _BROKEN):
         return f"unknown codec in {container}"
     if any(phrase in text for phrase in _BROKEN):

@@ -42,7 +42,12 @@ def run_server(app, sock: socket.socket, log_level: str = "info") -> None:  # ty
     """Serve `app` on the bound socket `sock` (bind_socket) until interrupted (Ctrl-C)."""
     import uvicorn
 
-    uvicorn.Server(uvicorn.Config(app, log_level=log_level, server_header=False)).run(sockets=[sock])
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level=log_level, server_header=False)).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: a normal end, as uvicorn.run() has it
+        pass
+    finally:
+        sock.close()
 
 
 class BackgroundServer:

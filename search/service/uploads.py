@@ -166,7 +166,8 @@ def check_clip(path: Path, max_seconds: float) -> float:
     try:
         seconds = clip_duration(path)
     except AudioDecodeError as e:
-        raise ServiceError(f"the uploaded clip {path.name} cannot be decoded: {e.reason}") from e
+        # stored_upload() puts the client's file name in place of the server's path.
+        raise ServiceError(f"the uploaded clip {path} cannot be decoded: {e.reason}") from e
     if seconds > max_seconds:
         raise UploadTooLargeError(f"the clip lasts {seconds:.1f} s; the limit is {max_seconds:g} s")
     return seconds
