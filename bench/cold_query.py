@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -69,11 +70,18 @@ search.cli.run()
 """
 
 
-def wall(args: list[str], env: dict[str, str]) -> float:
-    """Seconds from spawning `args` to its exit; raises if it fails."""
+def timed_run(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds from spawning `args` to its exit, CPU seconds it used); raises if it fails.
+
+    CPU time is reported beside wall time because on a shared machine the wall time of a process is
+    mostly its wait for a core; the CPU time is what the process itself costs.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def breakdown(query_args: list[str], env: dict[str, str]) -> dict[str, float]:
@@ -101,22 +109,34 @@ def main() -> None:
     parser.add_argument("--index", required=True, help="index directory (the demo index)")
     parser.add_argument("--query", default="rain")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--compare-with", type=Path, default=None, metavar="CHECKOUT",
+                        help="also time the query with another checkout's code (e.g. the commit before this work)")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     query_args = ["query", args.query, "--index", args.index, "-k", "10"]
 
     subprocess.run([sys.executable, "-c", QUERY, *query_args], env=env, check=True, capture_output=True)  # page cache
-    queries, imports = [], []
-    for _ in range(args.runs):  # interleaved: both sides see the same load
-        imports.append(wall([sys.executable, "-c", TORCH], env))
-        queries.append(wall([sys.executable, "-c", QUERY, *query_args], env))
-    q, t = statistics.median(queries), statistics.median(imports)
-    print(f"cold `search query {args.query!r}` on {args.index}: median of {args.runs}")
-    print(f"| process | median s | runs (s) |")
-    print(f"|---|---|---|")
-    print(f"| `search query` | {q:.2f} | {' '.join(f'{x:.2f}' for x in queries)} |")
-    print(f"| `python -c \"import torch\"` | {t:.2f} | {' '.join(f'{x:.2f}' for x in imports)} |")
-    print(f"ratio query / import torch: {q / t:.2f}x")
+    queries, imports, others = [], [], []
+    other_env = {**env, "PYTHONPATH": str(args.compare_with)} if args.compare_with else None
+    for _ in range(args.runs):  # interleaved: every side sees the same load
+        imports.append(timed_run([sys.executable, "-c", TORCH], env))
+        queries.append(timed_run([sys.executable, "-c", QUERY, *query_args], env))
+        if other_env is not None:
+            others.append(timed_run([sys.executable, "-c", "from search.cli import main; main()", *query_args],
+                                    other_env))
+    print(f"cold `search query {args.query!r}` on {args.index}: median of {args.runs}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print("| process | wall s (median) | wall s (runs) | CPU s (median) |")
+    print("|---|---|---|---|")
+    rows = [("`search query`", queries), ('`python -c "import torch"`', imports)]
+    if others:
+        rows.append((f"`search query` of {args.compare_with}", others))
+    for name, runs in rows:
+        print(f"| {name} | {statistics.median(w for w, _ in runs):.2f} | {' '.join(f'{w:.2f}' for w, _ in runs)} | "
+              f"{statistics.median(c for _, c in runs):.2f} |")
+    for i, kind in enumerate(("wall", "CPU")):
+        q, t = statistics.median(r[i] for r in queries), statistics.median(r[i] for r in imports)
+        print(f"ratio query / import torch, {kind} time: {q / t:.2f}x")
 
     stages = [breakdown(query_args, env) for _ in range(args.runs)]
     print(f"\nwhere a cold query's time goes (median of {args.runs} instrumented runs, s):")
