@@ -8,7 +8,6 @@ import json
 import os
 import platform
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Iterator
@@ -32,6 +31,8 @@ _VERSIONED_PACKAGES = ("resound", "torch", "numpy", "faiss-cpu", "faiss-gpu-cu12
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that decide what the vectors are."""
+    from importlib import metadata  # only builds need it: a search does not pay for its import
+
     versions = {"python": platform.python_version()}
     for name in _VERSIONED_PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
