@@ -81,6 +81,14 @@ def test_k_is_respected_and_bounded(client: httpx.Client) -> None:
     assert len(_hits(client.get("/api/query", params={"q": "440", "k": 100, "per_window": "true"}))) == 8
 
 
+def test_a_hit_is_a_files_best_window_with_its_others(client: httpx.Client) -> None:
+    hits = client.get("/api/query", params={"q": "330", "k": 100}).json()["hits"]
+    steps = next(h for h in hits if h["name"] == "steps.wav")  # 220, 330, 880 Hz: only its middle window is 330
+    assert (steps["start"], steps["end"], steps["score"]) == (2.0, 4.0, 1.0)
+    windows = [(w["start"], w["end"], w["score"]) for w in steps["windows"]]
+    assert windows[0] == (2.0, 4.0, 1.0) and sorted(windows[1:]) == [(0.0, 2.0, 0.0), (4.0, 6.0, 0.0)]
+
+
 def test_similar_upload_finds_the_same_sound(client: httpx.Client) -> None:
     response = client.post("/api/similar", files={"file": ("mine.wav", wav_bytes(tone(660)), "audio/wav")},
                            data={"k": "2"})
