@@ -26,7 +26,8 @@ _EXPORTS = {
     "url_without_password": "db.session",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["Base", "Catalog", "CorpusRow", "FailureRow", "FileRecord", "FileRow", "IndexInfoRow", "SegmentRecord",
+           "SegmentRow", "make_engine", "redact_url", "sqlite_url", "url_without_password"]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate
 from db.records import SegmentRecord, join_root
-from db.sqlite_reader import reader_for
 from db.schema import CorpusRow, FailureRow, FileRow, IndexInfoRow, SegmentRow, utcnow
 from db.session import make_engine, redact_url
+from db.sqlite_reader import reader_for
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterable
 
 from db.records import SegmentRecord, join_root
 
@@ -57,7 +57,7 @@ class SqliteReader:
         if row is None:
             return None
         return SimpleNamespace(**{key: json.loads(row[key]) if key in json_columns and row[key] is not None
-                                  else row[key] for key in row.keys()})
+                                  else row[key] for key in row.keys()})  # noqa: SIM118 - sqlite3.Row iterates values
 
     def segments(self, ids: Iterable[int]) -> dict[int, SegmentRecord]:
         """Segments by id, with absolute file paths; unknown ids are left out (as Catalog.segments)."""

@@ -18,7 +18,7 @@ _EXPORTS = {
     "Provenance": "indexer.index",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["BuildOptions", "BuildReport", "FailedFile", "Index", "Provenance", "build_index"]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,8 +8,8 @@ catalog, so the engine (and anything else that ranks windows) can share them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True)

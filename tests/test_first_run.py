@@ -159,7 +159,7 @@ def test_long_paths_and_times_fit_100_columns() -> None:
     root = "/data/sounds"
     path = f"{root}/" + "/".join(["a-very-long-folder-name"] * 6) + "/final-name.wav"
     hit = Hit(1, path, 3725.0, 3735.5, 0.5, 1, 1, (Window(3725.0, 3735.5, 0.5, 1),), root)
-    (header, line) = hits_table([hit])
+    (_, line) = hits_table([hit])
     assert len(line) <= 100 and line.endswith("final-name.wav") and "…" in line
     assert "1:02:05-1:02:16" in line
     assert (clock(59.99), clock(60.0), clock(4.0, up=True), clock(3.2, up=True)) == ("0:59", "1:00", "0:04", "0:04")
@@ -170,7 +170,7 @@ def test_a_cli_query_process_flushes_its_output_before_the_fast_exit(loud_index:
     corpus, index = loud_index
     code = "import tests.test_first_run; from search.cli import run; run()"  # registers the loudness encoder
     result = subprocess.run([sys.executable, "-c", code, "query", "loud", "--index", str(index), "-k", "2",
-                             "--json", "--device", "cpu"], cwd=REPO, capture_output=True, text=True,
+                             "--json", "--device", "cpu"], cwd=REPO, capture_output=True, text=True, check=False,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
     assert [h["path"] for h in json.loads(result.stdout)] == [str(corpus / "long.wav"), str(corpus / "b.wav")]
@@ -181,7 +181,7 @@ def test_a_search_reads_a_current_catalog_without_sqlalchemy(loud_index: tuple[P
     code = ("import sys; from indexer.index import Index; i = Index(sys.argv[1]); "
             "print(i.provenance().model_id, i.generation(), len(i.segments([1, 2, 3])), "
             "sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic'))[:1])")
-    result = subprocess.run([sys.executable, "-c", code, str(index)], cwd=REPO, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", code, str(index)], cwd=REPO, capture_output=True, text=True, check=False,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[1:] == ["1", "3", "[]"]
@@ -309,12 +309,13 @@ def test_ci_runs_the_readme_setup_commands_verbatim(tmp_path: Path) -> None:
     (tmp_path / ".ci").mkdir()
     shutil.copy(REPO / ".ci" / "run", tmp_path / ".ci" / "run")
     (tmp_path / "README.md").write_text("## Set-up\n\n```bash\ntrue\n```\n\n```bash\ntrue\n```\n\n```bash\ntrue\n```\n")
-    drifted = subprocess.run([str(tmp_path / ".ci" / "run")], capture_output=True, text=True)
+    drifted = subprocess.run([str(tmp_path / ".ci" / "run")], capture_output=True, text=True, check=False)
     assert drifted.returncode == 2 and "has 3 bash blocks; expected 2" in drifted.stderr
     # Each block runs in its own shell, in order, and the first failure is CI's exit status.
     (tmp_path / "README.md").write_text("## Set-up\n\n```bash\necho main > ran\n```\n\n```bash\nfalse && echo no\n"
                                         "exit 7\n```\n\n## Usage\n\n```bash\nexit 9\n```\n")
-    failed = subprocess.run([str(tmp_path / ".ci" / "run")], capture_output=True, text=True, cwd=tmp_path)
+    failed = subprocess.run([str(tmp_path / ".ci" / "run")], capture_output=True, text=True, cwd=tmp_path,
+                            check=False)
     assert failed.returncode == 7 and (tmp_path / "ran").read_text() == "main\n"
 
 

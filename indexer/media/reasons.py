@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 # Leading bytes of the containers resound reads -> the name a person knows them by.
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
