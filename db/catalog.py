@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,8 +13,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate
+from db.records import SegmentRecord, join_root
 from db.schema import CorpusRow, FailureRow, FileRow, FileTagRow, IndexInfoRow, SegmentRow, utcnow
 from db.session import make_engine, redact_url
+from db.sqlite_reader import reader_for
 
 if TYPE_CHECKING:
     from db.filters import SearchFilter
@@ -31,18 +32,6 @@ class FileRecord:
     content_hash: str
     size: int
     duration: float
-
-
-@dataclass(frozen=True)
-class SegmentRecord:
-    """A segment with the absolute path of its file, as search results need it."""
-
-    id: int
-    file_id: int
-    path: str
-    start: float
-    end: float
-    modalities: str
 
 
 @dataclass(frozen=True)
@@ -70,7 +59,10 @@ class Catalog:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
-        migrate.upgrade(self.engine)
+        # A SQLite catalog already at the newest revision opens without Alembic (see db/sqlite_reader.py).
+        reader = reader_for(url)
+        if reader is None or reader.revision() != migrate.head_revision_of_files():
+            migrate.upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -130,8 +122,8 @@ class Catalog:
                 .where(SegmentRow.id.in_(ids))
             ).all()
             return {
-                seg.id: SegmentRecord(seg.id, seg.file_id, _join(root, os.fsdecode(raw) if raw else path), seg.start,
-                                      seg.end, seg.modalities)
+                seg.id: SegmentRecord(seg.id, seg.file_id, join_root(root, os.fsdecode(raw) if raw else path), seg.start,
+                                      seg.end, seg.modalities, root)
                 for seg, path, raw, root in rows
             }
 
@@ -180,14 +172,14 @@ class Catalog:
                 ).all()
             if not rows:
                 return
-            yield [SegmentRecord(seg.id, seg.file_id, _join(root, os.fsdecode(raw) if raw else path), seg.start,
+            yield [SegmentRecord(seg.id, seg.file_id, join_root(root, os.fsdecode(raw) if raw else path), seg.start,
                                  seg.end, seg.modalities) for seg, path, raw, root in rows]
             last = rows[-1][0].id
     def files_segments(self) -> list[FileSegments]:
         """Every indexed file with its segment ids and start times in time order, by file id."""
         with self.session() as s:
             files = {
-                fid: (_join(root, os.fsdecode(raw) if raw else path), duration)
+                fid: (join_root(root, os.fsdecode(raw) if raw else path), duration)
                 for fid, path, raw, duration, root in s.execute(
                     select(FileRow.id, FileRow.path, FileRow.path_bytes, FileRow.duration, CorpusRow.root)
                     .join(CorpusRow, FileRow.corpus_id == CorpusRow.id)
@@ -328,7 +320,3 @@ class CatalogWriter:
 
     def close(self) -> None:
         self.session.close()
-
-
-def _join(root: str, path: str) -> str:
-    return str(PurePosixPath(root) / path)

@@ -14,10 +14,13 @@ import re
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
 
-from db.schema import CorpusRow, FileRow, FileTagRow, SegmentRow
+# SQLAlchemy is imported by the functions that build SQL, not here: a cold `search query` parses its
+# filter options without paying for SQLAlchemy (the catalog reads a current SQLite schema with sqlite3).
 
 # Tags read from containers at build time (indexer/media/tags.py) and accepted by `tag` conditions.
 TAG_KEYS = ("title", "artist", "album", "genre")
@@ -152,6 +155,10 @@ def _like_escape(text: str) -> str:
 def file_conditions(where: SearchFilter, corpora: dict[int, str]) -> list[ColumnElement[bool]]:
     """SQL conditions on FileRow (joined with CorpusRow) for the file-level parts of `where`;
     `corpora` maps corpus ids to their roots (for `under`)."""
+    from sqlalchemy import and_, exists, false, func, or_, select
+
+    from db.schema import CorpusRow, FileRow, FileTagRow
+
     conditions: list[ColumnElement[bool]] = []
     if where.under is not None:
         folder = PurePosixPath(where.under)
@@ -188,6 +195,10 @@ def file_conditions(where: SearchFilter, corpora: dict[int, str]) -> list[Column
 
 def segment_query(where: SearchFilter, corpora: dict[int, str]):  # type: ignore[no-untyped-def]
     """SELECT of the ids of the segments that `where` admits (in no particular order)."""
+    from sqlalchemy import and_, select, true
+
+    from db.schema import CorpusRow, FileRow, SegmentRow
+
     conditions: list[ColumnElement[bool]] = []
     file_level = file_conditions(where, corpora)
     if file_level:

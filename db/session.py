@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
+# SQLAlchemy is imported where it is used: sqlite_url() is on the search path, which reads SQLite
+# catalogs without it (db/sqlite_reader.py).
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -15,6 +18,8 @@ def sqlite_url(path: str | Path) -> str:
 
 def redact_url(url: str) -> str:
     """`url` with any password replaced, safe to print or store."""
+    from sqlalchemy.engine import make_url
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL at all: show nothing that could be a secret
@@ -23,6 +28,8 @@ def redact_url(url: str) -> str:
 
 def url_without_password(url: str) -> str:
     """`url` with its password removed (not masked), so that it can be stored and used again."""
+    from sqlalchemy.engine import URL, make_url
+
     parsed = make_url(url)
     # URL.set(password=None) means "leave unchanged", so rebuild the URL without it.
     bare = URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database, parsed.query)
@@ -31,6 +38,8 @@ def url_without_password(url: str) -> str:
 
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL so that searches read while a build writes."""
+    from sqlalchemy import create_engine, event
+
     engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
 

@@ -39,15 +39,14 @@ from indexer.errors import (
     ResoundError,
     UnreadableFileError,
 )
+from indexer.limits import DEFAULT_MAX_FILE_SECONDS
+from indexer.media.reasons import plain_reason
 from indexer.index import Index, Provenance, check_encoder, check_model
 from indexer.media import MEDIA_EXTENSIONS
 from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.media.tags import read_tags
 from indexer.store import DEFAULT_FACTORY, VectorStore, choose_factory, faiss_gpu
 
-# A file whose audio goes on longer than this fails as too long (decoding stops there, whatever its header
-# says): a day, far beyond any recording one searches by window, and a bound on what a lying file costs.
-DEFAULT_MAX_FILE_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,8 @@ def choose_build_model(index_path: str | Path, model: str = AUTO_MODEL, db_url: 
 @dataclass(frozen=True)
 class FailedFile:
     path: str
-    reason: str
+    reason: str  # plain words: "not an audio file", "truncated FLAC", "permission denied"
+    detail: str = ""  # the decoders' own messages (`indexer build --verbose`, `indexer info --failed`)
 
 
 @dataclass
@@ -308,7 +308,7 @@ def _plan(
         try:
             digest = content_hash(f.absolute)
         except OSError as e:
-            reason = f"cannot read file ({e.strerror or e})"
+            reason = "permission denied" if isinstance(e, PermissionError) else f"cannot read file ({e.strerror or e})"
             writer.record_failure(corpus_id, f.catalog_path, "", reason)
             report.failed.append(FailedFile(str(f.root / f.catalog_path), reason))
             continue
@@ -457,11 +457,14 @@ def _failure_key(job: _FileJob, error: AudioDecodeError, limits: DecodeLimits) -
 
 def record_decode_failure(writer: CatalogWriter, corpus_id: int, job: _FileJob, reasons: list[str],
                           report: BuildReport, content_hash: str | None = None) -> None:
-    """Record a file no decoder could read, with every decoder's reason (`content_hash`: see _failure_key)."""
-    reason = catalog_text("; ".join(reasons))  # decoder messages may quote undecodable names
+    """Record a file no decoder could read: a plain reason, and every decoder's own in the catalog
+    (`content_hash`: see _failure_key)."""
+    reason = plain_reason(job.file.absolute, reasons)
+    detail = catalog_text("; ".join(reasons))  # decoder messages may quote undecodable names
+    recorded = reason if detail == reason else f"{reason} ({detail})"
     writer.record_failure(corpus_id, job.file.catalog_path,
-                          job.content_hash if content_hash is None else content_hash, reason)
-    report.failed.append(FailedFile(str(job.file.root / job.file.catalog_path), reason))
+                          job.content_hash if content_hash is None else content_hash, recorded)
+    report.failed.append(FailedFile(str(job.file.root / job.file.catalog_path), reason, detail))
 
 
 def _remove_file(writer: CatalogWriter, stores: dict[str, VectorStore], record: FileRecord, report: BuildReport) -> None:

@@ -7,13 +7,13 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 
-from indexer.build import DEFAULT_MAX_FILE_SECONDS, BuildOptions, build_index
 from indexer.encoders import AUTO_MODEL, MODELS
+from indexer.limits import DEFAULT_MAX_FILE_SECONDS
 from indexer.errors import ResoundError
-from indexer.index import Index
 
 # Exit status of a build that finished but could not index some files.
 EXIT_PARTIAL = 3
@@ -40,6 +40,36 @@ def db_option(f):  # type: ignore[no-untyped-def]
     )(f)
 
 
+class LibraryDefault(click.Option):
+    """An option left None on the command line, whose help shows the library's default value.
+
+    `default_of` names it as "module:Name" (a constant) or "module:Class.field" (a dataclass field's
+    default); it is read only when help is printed, so the command line does not import the module.
+    """
+
+    def __init__(self, *args: Any, default_of: str, **kwargs: Any):
+        self.default_of = default_of
+        super().__init__(*args, default=None, **kwargs)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        import dataclasses
+        import importlib
+
+        module, _, name = self.default_of.partition(":")
+        owner, _, field = name.partition(".")
+        value = getattr(importlib.import_module(module), owner)
+        if field:
+            value = next(f.default for f in dataclasses.fields(value) if f.name == field)
+        if isinstance(value, tuple):
+            value = ",".join(map(str, value))
+        # Shown as the value itself; the command line still passes None (the library applies its default).
+        self.default, self.show_default = value, True
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.default = None
+
+
 class ResoundGroup(click.Group):
     """Turns the library's domain errors into one-line click errors."""
 
@@ -61,7 +91,7 @@ def print_model_hint(hint: str | None) -> None:
         click.echo(f"note: {hint}", err=True)
 
 
-@main.command()
+@main.command(short_help="Index the media files under CORPUS.")
 @click.argument("corpus", type=click.Path(path_type=Path))
 @index_option
 @click.option("--model", default=AUTO_MODEL, show_default=True,
@@ -96,13 +126,16 @@ def print_model_hint(hint: str | None) -> None:
 @click.option("--ray-block-files", default=16, show_default=True, type=click.IntRange(1),
               help="Files per block, one shard each (--ray): a block's decoded audio is in memory at once.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--verbose", is_flag=True, help="Also print each decoder's own message for files that failed.")
 def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, audio_weight: float,
           visual_weight: float, frames_per_window: int, index_type: str, target_recall: float, batch_size: int,
           hop_seconds: float | None, device: str, checkpoint_seconds: float, max_file_seconds: float, db_url: str | None,
           ray_address: str | None, ray_actors: int, ray_gpus_per_actor: float | None, ray_block_files: int,
-          quiet: bool) -> None:
+          quiet: bool, verbose: bool) -> None:
     """Index the media files under CORPUS (re-runs skip unchanged files)."""
     from tqdm import tqdm
+
+    from indexer.build import BuildOptions, build_index
 
     bar = None
 
@@ -145,7 +178,8 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
         click.echo(f"note: {note}", err=True)
     print_model_hint(choice.hint)
     for failure in report.failed:
-        click.echo(f"failed: {failure.path}: {failure.reason}", err=True)
+        detail = f" [{failure.detail}]" if verbose and failure.detail and failure.detail != failure.reason else ""
+        click.echo(f"failed: {failure.path}: {failure.reason}{detail}", err=True)
     if report.still_failed:
         click.echo(f"{report.still_failed} unchanged files failed before and were not retried "
                    f"(indexer info --failed)", err=True)
@@ -153,7 +187,7 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
         sys.exit(EXIT_PARTIAL)
 
 
-@main.command()
+@main.command(short_help="Keep an index in step with a growing folder.")
 @click.argument("corpus", type=click.Path(path_type=Path))
 @index_option
 @click.option("--model", default=None, help=f"Model of a new index (default {AUTO_MODEL}); an existing index keeps its own.")
@@ -186,7 +220,8 @@ def watch(corpus: Path, index_path: Path, model: str | None, hop_seconds: float 
         for failure in report.failed:
             click.echo(f"failed: {failure.path}: {failure.reason}", err=True)
 
-    from indexer.build import choose_build_model
+    from indexer.build import BuildOptions, choose_build_model
+    from indexer.index import Index
 
     choice = choose_build_model(index_path, model or AUTO_MODEL, db_url)
     print_model_hint(choice.hint)
@@ -216,12 +251,12 @@ def watch(corpus: Path, index_path: Path, model: str | None, hop_seconds: float 
     click.echo("stopped", err=True)
 
 
-@main.command()
+@main.command(short_help="Check that vectors and catalog rows match.")
 @index_option
 @db_option
 @click.option("--repair", is_flag=True, help="Drop vectors and rows that do not map, then re-index the files affected; "
                                            "clear leftover temporary files and failure rows of files that are gone.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) -> None:
     """Check that every vector maps to exactly one catalog row and back, and provenance agrees."""
     from indexer.verify import repair_index, verify_index
@@ -256,11 +291,12 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
         sys.exit(1)
 
 
-@main.command()
+@main.command(short_help="Retrain and retune the segment index.")
 @index_option
 @db_option
 @click.option("--index-type", default="auto", show_default=True, help="FAISS factory string, or auto (by size).")
-@click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1),
+              help="recall@10 against exact search that nprobe/efSearch are tuned to.")
 def compact(index_path: Path, db_url: str | None, index_type: str, target_recall: float) -> None:
     """Rewrite the segment index: retrain it on the current vectors and retune its search parameters."""
     from indexer.compact import compact_index
@@ -270,7 +306,7 @@ def compact(index_path: Path, db_url: str | None, index_type: str, target_recall
                f"search parameters {report.search_params}")
 
 
-@main.command()
+@main.command(short_help="Write the vectors with file, window and tag columns.")
 @index_option
 @db_option
 @click.option("--format", "fmt", type=click.Choice(["parquet", "npz"]), default=None,
@@ -285,11 +321,11 @@ def export(index_path: Path, db_url: str | None, fmt: str | None, out: Path) -> 
     click.echo(f"{report.path}: {report.rows} segments, {report.dim}-d vectors ({report.format})")
 
 
-@main.command("demo-corpus")
+@main.command("demo-corpus", short_help="Render a labelled demo corpus into OUT.")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--size", default=300, show_default=True, type=click.IntRange(1), help="Number of clips.")
-@click.option("--seed", default=None, type=int,
-              help="Renders differ by seed. Default: indexer.demo.DEMO_SEED, which the starter model never trained on.")
+@click.option("--seed", cls=LibraryDefault, default_of="indexer.demo.generate:DEMO_SEED", type=int,
+              help="Renders differ by seed; the default is one the starter model never trained on.")
 @click.option("--sample-set", default="fluidr3", show_default=True,
               help="Samples that play the instruments: fluidr3, timgm6mb, csound, opl3, musescore, freepats.")
 @click.option("--duration", "duration_s", default=4.0, show_default=True, type=click.FloatRange(min=1.0), help="Seconds per clip.")
@@ -312,19 +348,25 @@ def demo_corpus(out: Path, size: int, seed: int | None, sample_set: str, duratio
                f"labels and captions in {out / 'metadata.csv'} and {out / 'captions.jsonl'}")
 
 
-@main.command()
+@main.command(short_help="Train a starter model on rendered corpora.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Weights file to write (.safetensors).")
 @click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Metrics JSON to write.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where rendered corpora and log-mels are cached.")
-@click.option("--seed", type=int, default=None)
-@click.option("--train-sets", default=None, help="Comma-separated sample sets to train on (never freepats).")
-@click.option("--clips-per-set", type=click.IntRange(1), default=None)
-@click.option("--epochs", type=click.IntRange(1), default=None)
-@click.option("--batch-size", type=click.IntRange(2), default=None)
-@click.option("--learning-rate", type=float, default=None)
+@click.option("--seed", type=int, cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.seed",
+              help="Seed of the renders, initialisation and batches (sample set i renders with seed + i).")
+@click.option("--train-sets", cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.train_sample_sets",
+              help="Comma-separated sample sets to train on (never freepats).")
+@click.option("--clips-per-set", type=click.IntRange(1), cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.clips_per_set",
+              help="Clips rendered per sample set.")
+@click.option("--epochs", type=click.IntRange(1), cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.epochs",
+              help="Passes over the training clips.")
+@click.option("--batch-size", type=click.IntRange(2), cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.batch_size",
+              help="Clips per step (the contrastive loss contrasts within a batch).")
+@click.option("--learning-rate", type=float, cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.learning_rate",
+              help="Peak learning rate.")
 def train(out_path: Path, metrics_path: Path | None, cache_dir: Path | None, seed: int | None, train_sets: str | None,
           clips_per_set: int | None, epochs: int | None, batch_size: int | None, learning_rate: float | None) -> None:
     """Train a starter model on rendered demo corpora and measure it on the held-out sample set."""
@@ -350,6 +392,8 @@ def train(out_path: Path, metrics_path: Path | None, cache_dir: Path | None, see
 @click.option("--failed", is_flag=True, help="List the files that could not be indexed.")
 def info(index_path: Path, db_url: str | None, as_json: bool, failed: bool) -> None:
     """Show an index's provenance and counts."""
+    from indexer.index import Index
+
     index = Index(index_path, db_url=db_url)
     try:
         provenance = index.provenance()

@@ -28,12 +28,24 @@ class MissingDependencyError(ResoundError):
 
 
 class AudioDecodeError(ResoundError):
-    """A media file that no decoder could read; the message carries every decoder's reason."""
+    """A media file that no decoder could read.
+
+    The message names the file and a plain reason ("not an audio file", "truncated FLAC": see
+    indexer/media/reasons.py); `reasons` keeps each decoder's own message and `detail` joins them.
+    """
 
     def __init__(self, path: str, reasons: list[str] | str):
+        from indexer.media.reasons import plain_reason
+
         self.path = str(path)
         self.reasons = [reasons] if isinstance(reasons, str) else list(reasons)
-        super().__init__(f"{self.path}: cannot decode audio ({'; '.join(self.reasons)})")
+        self.reason = plain_reason(path, self.reasons)
+        super().__init__(f"{self.path}: {self.reason}")
+
+    @property
+    def detail(self) -> str:
+        """The decoders' own messages (for --verbose and `indexer info --failed`)."""
+        return "; ".join(self.reasons)
 
 
 class UnreadableFileError(AudioDecodeError):

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from db.filters import MODALITIES, TAG_KEYS, SearchFilter
-from indexer.cli import ResoundGroup, db_option, default_index, index_option
-from indexer.corpus import catalog_text
+from indexer.cli import LibraryDefault, ResoundGroup, db_option, default_index, index_option
 from indexer.encoders import AUTO_MODEL
-from search.engine import Engine, Hit
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
+
+if TYPE_CHECKING:
+    from search.engine import Engine, Hit
+
+# Set by read-only commands once their output is written: run() may then end the process without the
+# interpreter's teardown (freeing torch's modules costs a cold query about 0.45 s).
+_done = {"fast_exit": False}
 
 
 @click.group(cls=ResoundGroup)
@@ -22,14 +29,31 @@ def main() -> None:
     """Search indexed audio by description or by example."""
 
 
-def _print_hits(hits: list[Hit], as_json: bool) -> None:
+def run() -> None:
+    """The `search` console script: main(), then a fast exit after a successful query or similar."""
+    try:
+        main()
+        code: object = 0
+    except SystemExit as e:
+        code = e.code
+    if _done["fast_exit"] and code in (0, None):
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # a closed pipe (`search query ... | head`): nothing more can be written anyway
+            pass
+        else:
+            os._exit(0)
+    sys.exit(code)
+
+
+def _print_hits(hits: list[Hit], as_json: bool, windows: bool) -> None:
+    from search.output import hits_table
+
     if as_json:
         click.echo(json.dumps([h.to_json() for h in hits], indent=2))
         return
-    if not hits:
-        click.echo("no results")
-    for h in hits:
-        click.echo(f"{h.rank:>3}  {h.score:6.3f}  {h.start:7.2f}-{h.end:<7.2f}  {catalog_text(h.path)}")
+    click.echo("\n".join(hits_table(hits, windows)))
 
 
 def _print_notes(engine: Engine) -> None:
@@ -49,12 +73,18 @@ def _max_seconds_option(f):  # type: ignore[no-untyped-def]
 def _common(f):  # type: ignore[no-untyped-def]
     for option in reversed([
         index_option,
-        click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1), help="Number of results."),
+        click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1),
+                     help="Number of results: files (each with its best window), or windows with --per-window."),
         click.option("--model", default=None, help="Model to embed the query with (default: the index's own)."),
         click.option("--device", default="auto", show_default=True,
                      help="cpu, cuda, cuda:N or auto (a GPU if there is one): where the query is embedded and searched."),
         db_option,
-        click.option("--json", "as_json", is_flag=True, help="Print a JSON array of hits."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print a JSON array of hits (absolute paths, every matching window; see README)."),
+        click.option("--windows", "show_windows", is_flag=True,
+                     help="Also list each file's other matching windows under it."),
+        click.option("--per-window", is_flag=True,
+                     help="Rank windows, not files: a file may appear several times."),
         click.option("--modality", type=click.Choice(["audio", "visual", "av"]), default=None,
                      help="Score sound, pictures or both (audio-visual indexes; default: all the index has)."),
     ]):
@@ -106,21 +136,25 @@ def _verbose_option(f):  # type: ignore[no-untyped-def]
 @_filter_options
 @_verbose_option
 def query(text: str, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
-          modality: str | None, where: SearchFilter, verbose: bool) -> None:
-    """Find the segments that best match a text description."""
+          show_windows: bool, per_window: bool, modality: str | None, where: SearchFilter, verbose: bool) -> None:
+    """Find the files that best match a text description (the filter options narrow where to look)."""
     from search.served import query_hits
 
     # A running server answers unfiltered searches; filtered ones are answered in-process.
-    served = None if not where.is_empty else query_hits(index_path, text, k, modality, db_url, model, device, verbose)
+    served = (query_hits(index_path, text, k, modality, db_url, model, device, verbose, per_file=not per_window)
+              if where.is_empty else None)
     if served is not None:
-        _print_hits(served, as_json)
+        _print_hits(served, as_json, show_windows)
         return
+    from search.engine import Engine
+
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
-        _print_hits(engine.query(text, k, modality, where), as_json)
+        _print_hits(engine.query(text, k, modality, where, per_file=not per_window), as_json, show_windows)
         _print_notes(engine)
     finally:
         engine.close()
+    _done["fast_exit"] = True
 
 
 @main.command()
@@ -130,28 +164,32 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
 @_verbose_option
 @_max_seconds_option
 def similar(file: Path, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
-            modality: str | None, where: SearchFilter, verbose: bool,
+          show_windows: bool, per_window: bool, modality: str | None, where: SearchFilter, verbose: bool,
             max_seconds: float) -> None:
-    """Find the segments that sound (and look) most like FILE."""
+    """Find the files that sound (and look) most like FILE (the filter options narrow where to look)."""
     from search.served import similar_hits
 
     # A running server answers unfiltered searches; filtered ones are answered in-process.
-    served = None if not where.is_empty else similar_hits(index_path, file, k, modality, db_url, model, device, verbose)
+    served = (similar_hits(index_path, file, k, modality, db_url, model, device, verbose, per_file=not per_window)
+              if where.is_empty else None)
     if served is not None:
-        _print_hits(served, as_json)
+        _print_hits(served, as_json, show_windows)
         return
     from indexer.media.decode import DecodeLimits
+    from search.engine import Engine
 
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
-        _print_hits(engine.similar(file, k, modality, where, limits=DecodeLimits.for_seconds(max_seconds)), as_json)
+        _print_hits(engine.similar(file, k, modality, where, limits=DecodeLimits.for_seconds(max_seconds),
+                                   per_file=not per_window), as_json, show_windows)
         _print_notes(engine)
     finally:
         engine.close()
+    _done["fast_exit"] = True
 
 
 
-@main.command()
+@main.command(short_help="Serve the HTTP API and the listening page.")
 @index_option
 @db_option
 @click.option("--threshold", type=click.FloatRange(-1, 1), default=None,
@@ -165,6 +203,9 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
 def duplicates(index_path: Path, db_url: str | None, threshold: float | None, min_match: float | None,
                no_check: bool, device: str, as_json: bool) -> None:
     """Find groups of indexed files that are the same recording (re-encoded, resampled, trimmed, louder)."""
+    from indexer.corpus import catalog_text
+    from search.engine import Engine
+
     engine = Engine(index_path, device=device, db_url=db_url)
     try:
         groups = engine.duplicates(threshold, min_match, check=not no_check)
@@ -188,9 +229,10 @@ def duplicates(index_path: Path, db_url: str | None, threshold: float | None, mi
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. The service has no authentication: keep it on loopback unless "
                    "every machine that can reach the address may search and listen to the corpus.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port to listen on.")
 @click.option("--model", default=None, help="Model to embed queries with (default: the index's own).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True,
+              help="cpu, cuda, cuda:N or auto: where queries are embedded and searched.")
 @click.option("--max-upload-mb", default=25.0, show_default=True, type=click.FloatRange(min=0.001),
               help="Largest clip accepted for similar/classify (413 beyond).")
 @click.option("--max-upload-seconds", default=120.0, show_default=True, type=click.FloatRange(min=0.1),
@@ -199,22 +241,31 @@ def duplicates(index_path: Path, db_url: str | None, threshold: float | None, mi
               help="Label set the page classifies with by default.")
 def serve(index_path: Path, db_url: str | None, host: str, port: int, model: str | None, device: str,
           max_upload_mb: float, max_upload_seconds: float, default_label_set: str) -> None:
-    """Serve the HTTP API and the listening page (the engine stays loaded between requests)."""
+    """Serve the HTTP API and the listening page (the engine stays loaded)."""
     from search.service import ServiceConfig, create_app, run_server
     from search.service.config import is_loopback
+    from search.service.server import BindError, bind_socket
 
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        sock = bind_socket(host, port)  # before loading anything: a taken port is a second's error, not a minute's
+    except BindError as e:
+        raise click.ClickException(f"{e}: choose another with --port") from e
     config = ServiceConfig.for_host(host, max_upload_bytes=int(max_upload_mb * 2**20),
                                     max_upload_seconds=max_upload_seconds, default_label_set=default_label_set)
-    app = create_app(index_path, config, db_url=db_url, device=device, model=model)
+    try:
+        app = create_app(index_path, config, db_url=db_url, device=device, model=model)
+    except BaseException:
+        sock.close()
+        raise
     if not is_loopback(host):
         click.echo(f"warning: listening on {host}: anyone who can reach it can search and download the corpus",
                    err=True)
-    shown = f"[{host}]" if ":" in host else host
     click.echo(f"serving {index_path} on http://{shown}:{port}/ (API schema: /api/openapi.json)", err=True)
     from search.served import announced
 
     with announced(app, index_path, host, port, db_url, config) as on_started:
-        run_server(app, host, port, on_started=on_started)
+        run_server(app, sock, on_started=on_started)
 
 
 # -- zero-shot classification, audio-to-text, evaluation --------------------------------------------
@@ -222,9 +273,12 @@ def _label_options(f):  # type: ignore[no-untyped-def]
     for option in reversed([
         click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Label file: one label per line, or CSV with label,description."),
-        click.option("--label-set", default=None, help="Built-in label set: esc50, urbansound8k, starter."),
-        click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default="reclap", show_default=True,
-                     help="How labels become prompts."),
+        click.option("--label-set", default=None,
+                     help="Built-in label set: esc50, urbansound8k, starter. Default: the model's own classes "
+                          "(the starter model's 40), where it has them."),
+        click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default=None,
+                     help="How labels become prompts: label, clap (one template), templates (7), reclap (from a "
+                          "prompt bank). Default: reclap where a bank covers the labels, else templates."),
         click.option("--bank", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="ReCLAP prompt bank (default: the one shipped for the label set)."),
         click.option("--n-prompts", default=DEFAULT_PROMPTS_PER_LABEL, show_default=True, type=click.IntRange(1),
@@ -251,17 +305,23 @@ def _chosen_model(model: str) -> str:
     return choice.model
 
 
-def _label_set(labels_file: Path | None, label_set: str | None):
-    from search.prompts import load_label_set
+def _label_set(labels_file: Path | None, label_set: str | None, family: str | None = None):
+    """The labels to use: --labels, --label-set, or else the model family's own label set (if `family`)."""
+    from search.prompts import builtin_label_sets, load_label_set, own_label_set
 
     if labels_file and label_set:
         raise click.UsageError("give --labels or --label-set, not both")
     if not labels_file and not label_set:
-        raise click.UsageError("give --labels FILE or --label-set NAME")
+        own = own_label_set(family) if family else None
+        if own is None:
+            model = f"model family {family!r} has no label set of its own: " if family else ""
+            raise click.UsageError(f"{model}give --labels FILE (one label per line) or --label-set NAME "
+                                   f"({', '.join(builtin_label_sets())})")
+        return load_label_set(own)
     return load_label_set(labels_file or label_set)
 
 
-@main.command()
+@main.command(short_help="Label audio files zero-shot.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_label_options
 @_model_option
@@ -275,16 +335,24 @@ def _label_set(labels_file: Path | None, label_set: str | None):
               help="A `search serve` running on this index answers when it has the same model (no index is needed).")
 @_verbose_option
 @_max_seconds_option
-def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str | None, strategy: str, bank: Path | None,
-             n_prompts: int, seed: int, model: str, vision_model: str | None, modality: str, k: int,
+def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str | None, strategy: str | None,
+             bank: Path | None, n_prompts: int, seed: int, model: str, vision_model: str | None, modality: str, k: int,
              as_json: bool, index_path: Path, verbose: bool, max_seconds: float) -> None:
-    """Label audio files zero-shot: the nearest label prompts. A folder gives a CSV (or JSON) table."""
+    """Label audio files zero-shot; a folder gives a CSV (or JSON) table."""
     from indexer.corpus import scan_corpus
+    from indexer.encoders import resolve_model
+    from search.prompts import PromptBank, choose_strategy
 
-    labels = _label_set(labels_file, label_set)
+    if labels_file and label_set:
+        raise click.UsageError("give --labels or --label-set, not both")
     if vision_model is None and modality != "av":
         raise click.UsageError("--modality needs --vision-model")
     model = _chosen_model(model)
+    labels = _label_set(labels_file, label_set, resolve_model(model).family)
+    bank_obj = PromptBank.load(bank) if bank else None
+    strategy, note = choose_strategy(labels, strategy, bank_obj)
+    if note:
+        click.echo(f"note: {note}", err=True)
     files: list[Path] = []
     for path in paths:
         files.extend(f.absolute for f in scan_corpus(path)) if path.is_dir() else files.append(path)
@@ -295,13 +363,11 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
         results = classify_results(index_path, files, labels, label_set, strategy, model, k, verbose)
     if results is None:
         from indexer.encoders import EncoderSpec
+        from indexer.media.decode import DecodeLimits
         from search.classify import ZeroShotClassifier
-        from search.prompts import PromptBank
 
         encoder = EncoderSpec(model, vision_model).load()
-        classifier = ZeroShotClassifier(encoder, labels, strategy, PromptBank.load(bank) if bank else None,
-                                        n_prompts, seed, modality)
-        from indexer.media.decode import DecodeLimits
+        classifier = ZeroShotClassifier(encoder, labels, strategy, bank_obj, n_prompts, seed, modality)
 
         limits = DecodeLimits.for_seconds(max_seconds)
         results = [classifier.classify_file(f, k, limits=limits) for f in files]
@@ -324,13 +390,13 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
                 click.echo(f"  {w.start:7.2f}-{w.end:<7.2f} {w.top[0].label} ({w.top[0].probability:.2f})")
 
 
-@main.command()
+@main.command(short_help="Rank texts by how well they describe FILE.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--texts", "texts_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Captions or labels to rank, one per line.")
 @_model_option
-@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1), help="Number of texts to print.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def caption(file: Path, texts_file: Path, model: str, k: int, as_json: bool) -> None:
     """Audio to text: rank the lines of --texts by how well they describe FILE."""
     from indexer.embed import embed_file
@@ -347,17 +413,18 @@ def caption(file: Path, texts_file: Path, model: str, k: int, as_json: bool) -> 
             click.echo(f"{i + 1:>3}  {score:6.3f}  {text}")
 
 
-@main.group("eval")
+@main.group("eval", short_help="Benchmarks: retrieval and classification.")
 def eval_group() -> None:
     """Benchmarks: caption retrieval and zero-shot classification."""
 
 
-@eval_group.command("retrieval")
+@eval_group.command("retrieval", short_help="Text-audio retrieval R@k, mAP@10, median rank.")
 @click.option("--captions", "captions_csv", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="AudioCaps or Clotho captions CSV.")
-@click.option("--audio-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--audio-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of the captioned audio files.")
 @_model_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def eval_retrieval(captions_csv: Path, audio_dir: Path, model: str, as_json: bool) -> None:
     """Text-to-audio and audio-to-text R@1/5/10, mAP@10 and median rank."""
     from indexer.encoders import load_encoder
@@ -374,19 +441,23 @@ def eval_retrieval(captions_csv: Path, audio_dir: Path, model: str, as_json: boo
                    + f"{result[f'{d}_mAP@10']:>9.3f}{result[f'{d}_median_rank']:>7.0f}")
 
 
-@eval_group.command("classify")
+@eval_group.command("classify", short_help="Zero-shot accuracy and confusion matrix.")
 @click.option("--meta", "meta_csv", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="ESC-50 (meta/esc50.csv) or UrbanSound8K metadata CSV.")
-@click.option("--audio-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--audio-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of the dataset's audio files.")
 @click.option("--fold", "folds", multiple=True, type=int, help="Only these folds (repeatable; default all).")
-@click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default="clap", show_default=True)
-@click.option("--bank", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--n-prompts", default=DEFAULT_PROMPTS_PER_LABEL, show_default=True, type=click.IntRange(1))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default="clap", show_default=True,
+              help="How labels become prompts (reclap uses the bank shipped for the dataset).")
+@click.option("--bank", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="ReCLAP prompt bank (default: the one shipped for ESC-50 / UrbanSound8K).")
+@click.option("--n-prompts", default=DEFAULT_PROMPTS_PER_LABEL, show_default=True, type=click.IntRange(1),
+              help="ReCLAP prompts drawn per label.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the prompt draw.")
 @_model_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write results.json and confusion.png here.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def eval_classify(meta_csv: Path, audio_dir: Path, folds: tuple[int, ...], strategy: str, bank: Path | None,
                   n_prompts: int, seed: int, model: str, out: Path | None, as_json: bool) -> None:
     """Zero-shot accuracy, per-class accuracy and confusion matrix."""
@@ -421,7 +492,7 @@ def prompts_group() -> None:
     """ReCLAP prompt banks."""
 
 
-@prompts_group.command("generate")
+@prompts_group.command("generate", short_help="Write a ReCLAP prompt bank with an LLM.")
 @click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Label file (one per line, or CSV label,description).")
 @click.option("--label-set", default=None, help="Built-in label set instead of a file.")
@@ -430,7 +501,7 @@ def prompts_group() -> None:
 @click.option("--descriptions", default=3, show_default=True, type=click.IntRange(1), help="Stage 1: descriptions per label.")
 @click.option("--per-label", "prompts", default=6, show_default=True, type=click.IntRange(1), help="Stage 2: scene prompts per label.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Bank JSON to write.")
-@click.option("--timeout", default=60.0, show_default=True, type=float)
+@click.option("--timeout", default=60.0, show_default=True, type=float, help="Seconds to wait for each LLM request.")
 def prompts_generate(labels_file: Path | None, label_set: str | None, llm_url: str, llm_model: str | None,
                      descriptions: int, prompts: int, out: Path, timeout: float) -> None:
     """Write a ReCLAP prompt bank: describe each label's sound, then place it in scenes (two LLM requests)."""
@@ -447,12 +518,12 @@ def prompts_generate(labels_file: Path | None, label_set: str | None, llm_url: s
 
 
 
-@main.group("gzsl")
+@main.group("gzsl", short_help="Generalised zero-shot learning (ClipClap-GZSL).")
 def gzsl_group() -> None:
     """Generalised zero-shot learning on audio-visual features (ClipClap-GZSL)."""
 
 
-@gzsl_group.command("export")
+@gzsl_group.command("export", short_help="Export labelled file vectors as GZSL features.")
 @index_option
 @db_option
 @click.option("--labels-csv", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -469,13 +540,15 @@ def gzsl_export(index_path: Path, db_url: str | None, labels_csv: Path, out: Pat
                f"{samples.features.shape[1]}-d")
 
 
-@gzsl_group.command("embed-labels")
-@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--label-set", default=None)
-@click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default="templates", show_default=True)
+@gzsl_group.command("embed-labels", short_help="Class embeddings from the text towers.")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Label file: one label per line, or CSV with label,description.")
+@click.option("--label-set", default=None, help="Built-in label set: esc50, urbansound8k, starter.")
+@click.option("--prompts", "strategy", type=click.Choice(STRATEGIES), default="templates", show_default=True,
+              help="How labels become prompts.")
 @_model_option
 @click.option("--vision-model", default=None, help="CLIP model: class embeddings are [CLIP text, CLAP text].")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Class embeddings .npz to write.")
 def gzsl_embed_labels(labels_file: Path | None, label_set: str | None, strategy: str, model: str,
                       vision_model: str | None, out: Path) -> None:
     """Class embeddings for GZSL from the text towers (prompt ensembles)."""
@@ -488,18 +561,24 @@ def gzsl_embed_labels(labels_file: Path | None, label_set: str | None, strategy:
     click.echo(f"{out}: {len(classes.names)} classes, {classes.embeddings.shape[1]}-d")
 
 
-@gzsl_group.command("train")
-@click.option("--features", "features_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--class-embeddings", "classes_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@gzsl_group.command("train", short_help="Train the ClipClap-GZSL head.")
+@click.option("--features", "features_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Training features .npz (search gzsl export).")
+@click.option("--class-embeddings", "classes_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Class embeddings .npz (embed-labels).")
 @click.option("--split", "split_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON {seen, unseen, val_unseen} or text with [seen]/[unseen]/[val_unseen] sections.")
-@click.option("--val-features", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--epochs", type=click.IntRange(1), default=None)
-@click.option("--batch-size", type=click.IntRange(1), default=None)
-@click.option("--batches-per-epoch", type=click.IntRange(1), default=None)
-@click.option("--lr", type=float, default=None)
-@click.option("--seed", type=int, default=None)
+@click.option("--val-features", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Validation features .npz (default: held out of --features by class).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Model folder to write.")
+@click.option("--epochs", type=click.IntRange(1), cls=LibraryDefault, default_of="search.gzsl.config:GZSLConfig.epochs",
+              help="Most epochs (the best on validation is kept).")
+@click.option("--batch-size", type=click.IntRange(1), cls=LibraryDefault, default_of="search.gzsl.config:GZSLConfig.batch_size",
+              help="Samples per step.")
+@click.option("--batches-per-epoch", type=click.IntRange(1), cls=LibraryDefault, default_of="search.gzsl.config:GZSLConfig.batches_per_epoch",
+              help="Steps per epoch.")
+@click.option("--lr", type=float, cls=LibraryDefault, default_of="search.gzsl.config:GZSLConfig.lr", help="Learning rate.")
+@click.option("--seed", type=int, cls=LibraryDefault, default_of="search.gzsl.config:GZSLConfig.seed", help="Seed of initialisation and batches.")
 @click.option("--no-ce", is_flag=True, help="Ablation: no cross-entropy term.")
 @click.option("--no-rec", is_flag=True, help="Ablation: no reconstruction term.")
 @click.option("--no-reg", is_flag=True, help="Ablation: no regression term.")
@@ -527,12 +606,14 @@ def gzsl_train(features_path: Path, classes_path: Path, split_path: Path, val_fe
                f"HM {100 * record.validation.hm:.1f} (uncalibrated {100 * record.validation_uncalibrated.hm:.1f})")
 
 
-@gzsl_group.command("eval")
-@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--features", "features_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@gzsl_group.command("eval", short_help="Seen, unseen, harmonic-mean and ZSL accuracy.")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Model folder (search gzsl train --out).")
+@click.option("--features", "features_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Test features .npz.")
 @click.option("--gamma", type=float, default=None, help="Calibration constant (default: the tuned one).")
 @click.option("--uncalibrated", is_flag=True, help="gamma = 0.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def gzsl_eval(model_dir: Path, features_path: Path, gamma: float | None, uncalibrated: bool, as_json: bool) -> None:
     """Seen and unseen accuracy, their harmonic mean, and ZSL accuracy."""
     from search.gzsl import GZSLModel, evaluate_gzsl, load_features
@@ -548,4 +629,4 @@ def gzsl_eval(model_dir: Path, features_path: Path, gamma: float | None, uncalib
 
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from db.filters import SearchFilter
+from db.records import SegmentRecord
 from indexer.device import Placement, resolve_device
 from indexer.embed import embed_file
 from indexer.encoders import Encoder, EncoderSpec
@@ -20,13 +21,32 @@ from indexer.errors import AudioDecodeError, IndexCorruptError, MediaTooLongErro
 from indexer.index import Index, Provenance, check_encoder, check_model
 from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.store import VectorStore, faiss_gpu
+from search.grouping import group_by_file, next_fetch
 
 MAX_QUERY_CHARS = 2000
 
 
 @dataclass(frozen=True)
+class Window:
+    """A matching window of a hit's file."""
+
+    start: float
+    end: float
+    score: float
+    segment_id: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"start": self.start, "end": self.end, "score": self.score}
+
+
+@dataclass(frozen=True)
 class Hit:
-    """One search result: a segment of a file, best first by `rank` (1-based)."""
+    """One search result: a file's best-matching segment, best first by `rank` (1-based).
+
+    `windows` are the file's windows that score at least as high as the last hit, best first (the first
+    is the hit's own; search/grouping.py); with per-file grouping off, only the hit's own window. `root`
+    is the corpus root the file was indexed under.
+    """
 
     rank: int
     path: str
@@ -35,11 +55,20 @@ class Hit:
     score: float
     segment_id: int
     file_id: int
+    windows: tuple[Window, ...] = ()
+    root: str = ""
+
+    @property
+    def relative_path(self) -> str:
+        """The file's path relative to its corpus root."""
+        prefix = self.root.rstrip("/") + "/"
+        return self.path[len(prefix):] if self.root and self.path.startswith(prefix) else self.path
 
     def to_json(self) -> dict[str, object]:
-        """The public JSON form of a hit."""
+        """The public JSON form of a hit (README: Usage)."""
         d = asdict(self)
-        return {key: d[key] for key in ("rank", "path", "start", "end", "score")}
+        return {key: d[key] for key in ("rank", "path", "start", "end", "score")} | {
+            "windows": [w.to_json() for w in self.windows]}
 
 
 class Engine:
@@ -113,9 +142,11 @@ class Engine:
         return self._stores
 
     # -- queries ----------------------------------------------------------------------------------
-    def query(self, text: str, k: int = 10, modality: str | None = None, where: SearchFilter | None = None) -> list[Hit]:
-        """Segments that best match a text description (`modality`: audio, visual or av; default all),
-        among those `where` admits."""
+    def query(self, text: str, k: int = 10, modality: str | None = None, where: SearchFilter | None = None,
+              per_file: bool = True) -> list[Hit]:
+        """Files (their best segments) that best match a text description (`modality`: audio, visual or
+        av; default all), among the segments `where` admits. `per_file=False` ranks segments instead,
+        several of a file possibly."""
         text = (text or "").strip()
         if not text:
             raise QueryError("empty query text")
@@ -128,12 +159,12 @@ class Engine:
                 vectors = self.encoder.embed_text([text], modality=modality)  # type: ignore[call-arg]
             else:
                 vectors = self.encoder.embed_text([text])
-        return self.search_vector(unit_rows(self.encoder, vectors, reduced)[0], k, where)
+        return self.search_vector(unit_rows(self.encoder, vectors, reduced)[0], k, where, per_file)
 
     def similar(self, path: str | Path, k: int = 10, modality: str | None = None,
-                where: SearchFilter | None = None, limits: DecodeLimits = NO_LIMITS) -> list[Hit]:
-        """Segments that sound (and look) most like a media file (its windows' mean vector), among those
-        `where` admits.
+                where: SearchFilter | None = None, limits: DecodeLimits = NO_LIMITS, per_file: bool = True) -> list[Hit]:
+        """Files (their best segments) that sound (and look) most like a media file (its windows' mean
+        vector), among the segments `where` admits; `per_file` as in query().
 
         Decoding stops at `limits` (MediaTooLongError), whatever the file's header claims.
         """
@@ -142,7 +173,7 @@ class Engine:
         vector = self.embed_file(path, limits)
         if hasattr(self.encoder, "restrict"):
             vector = self.encoder.restrict(vector, modality)  # type: ignore[attr-defined]
-        return self.search_vector(vector, k, where)
+        return self.search_vector(vector, k, where, per_file)
 
     def embed_file(self, path: str | Path, limits: DecodeLimits = NO_LIMITS) -> np.ndarray:
         """The file-level vector of an audio file: the normalised mean of its window vectors. Raises
@@ -158,25 +189,36 @@ class Engine:
         except AudioDecodeError as e:
             raise QueryError(str(e)) from e
 
-    def search_vector(self, vector: np.ndarray, k: int = 10, where: SearchFilter | None = None) -> list[Hit]:
-        """Hits for a query vector in the index's space (only segments `where` admits: k whenever k do)."""
+    def search_vector(self, vector: np.ndarray, k: int = 10, where: SearchFilter | None = None,
+                      per_file: bool = True) -> list[Hit]:
+        """Hits for a query vector in the index's space: the best window of each of the `k` best files, or
+        with `per_file=False` the `k` best windows; only segments `where` admits (k whenever k do: the
+        filter is applied inside the FAISS search, see VectorStore.search).
+
+        For one hit per file, FAISS is asked for more windows until `k` distinct files turn up or the
+        index is exhausted (search/grouping.py).
+        """
         if k < 1:
             raise QueryError("k must be at least 1")
         among = self.matching_segment_ids(where)
         if among is not None and not len(among):
             return []
-        result = self.stores()["segments"].search(vector[None, :], k, among=among)
-        ids = [int(i) for i in result.ids[0] if i >= 0]
-        segments = self.index.catalog.segments(ids)
-        hits = []
-        for score, segment_id in zip(result.scores[0], result.ids[0]):
-            segment = segments.get(int(segment_id))
-            if segment is None:
-                continue  # -1 (fewer vectors than k)
-            hits.append(
-                Hit(len(hits) + 1, segment.path, round(segment.start, 3), round(segment.end, 3), float(score), segment.id, segment.file_id)
-            )
-        return hits
+        store = self.stores()["segments"]
+        available = store.ntotal if among is None else min(store.ntotal, len(among))
+        fetch: int | None = k
+        while fetch is not None:
+            result = store.search(vector[None, :], fetch, among=among)
+            valid = [(int(i), float(score)) for i, score in zip(result.ids[0], result.scores[0]) if i >= 0]
+            segments = self.index.segments([i for i, _ in valid])
+            ranked = [(segments[i], score) for i, score in valid if i in segments]  # catalog rows only
+            if not per_file:
+                return [_hit(rank, segment, score, ((segment, score),)) for rank, (segment, score)
+                        in enumerate(ranked[:k], 1)]
+            groups = group_by_file([segment.file_id for segment, _ in ranked], k)
+            # Fewer windows than asked for means FAISS has no more to give (an IVF's probed lists included).
+            fetch = None if len(valid) < fetch else next_fetch(k, fetch, len(groups), available)
+        return [_hit(rank, *ranked[group.best], tuple(ranked[p] for p in group.positions))
+                for rank, group in enumerate(groups, 1)]
 
     def matching_segment_ids(self, where: SearchFilter | None) -> np.ndarray | None:
         """The segment ids `where` admits (None: no filter), kept for the generation they were read in, so
@@ -246,4 +288,9 @@ class Engine:
 
     def close(self) -> None:
         self.index.close()
+
+
+def _hit(rank: int, segment: SegmentRecord, score: float, windows: tuple[tuple[SegmentRecord, float], ...]) -> Hit:
+    return Hit(rank, segment.path, round(segment.start, 3), round(segment.end, 3), score, segment.id, segment.file_id,
+               tuple(Window(round(w.start, 3), round(w.end, 3), s, w.id) for w, s in windows), segment.root)
 

@@ -167,6 +167,35 @@ def default_bank_for(label_set: LabelSet) -> PromptBank | None:
     return PromptBank.load(path) if path.is_file() else None
 
 
+# The strategy that needs no prompt bank and scores best on held-out audio (README: zero-shot table).
+BANK_FREE_STRATEGY = "templates"
+
+# Label sets a model family was trained on: what `search classify` labels with when given no labels.
+OWN_LABEL_SETS = {"starter": "starter"}
+
+
+def own_label_set(family: str) -> str | None:
+    """The built-in label set of a model family's own classes, or None (e.g. LAION-CLAP: open vocabulary)."""
+    return OWN_LABEL_SETS.get(family)
+
+
+def choose_strategy(label_set: LabelSet, strategy: str | None, bank: PromptBank | None = None) -> tuple[str, str | None]:
+    """The prompt strategy to use, and a one-line note when the default had to change.
+
+    No strategy asked for means ReCLAP where a bank covers every label (the given one, or the one shipped
+    for a built-in set), else the best bank-free strategy. ReCLAP asked for explicitly stays ReCLAP (and
+    label_prompts() says what is missing).
+    """
+    if strategy is not None:
+        return strategy, None
+    bank = bank or default_bank_for(label_set)
+    if bank is not None and all(label in bank.entries for label in label_set.labels):
+        return "reclap", None
+    return BANK_FREE_STRATEGY, (f"no ReCLAP prompt bank for the labels of {label_set.name!r}: using the "
+                                f"{BANK_FREE_STRATEGY!r} prompts ({len(TEMPLATES)} templates per label; "
+                                f"--bank FILE gives ReCLAP prompts, see `search prompts generate`)")
+
+
 def label_prompts(
     label_set: LabelSet,
     strategy: str = "reclap",

@@ -211,17 +211,19 @@ def _upload(record: ServeRecord, target: str, path: Path, fields: dict[str, str]
     return _request(record, "POST", target, body, content_type)
 
 
-def query(record: ServeRecord, text: str, k: int, modality: str | None) -> list[dict[str, Any]]:
+def query(record: ServeRecord, text: str, k: int, modality: str | None, per_window: bool = False) -> list[dict[str, Any]]:
     """Hits (as the API returns them) for a text query."""
     _check_k(record, k)
-    params = {"q": text, "k": str(k), **({"modality": modality} if modality else {})}
+    params = {"q": text, "k": str(k), **({"modality": modality} if modality else {}),
+              **({"per_window": "true"} if per_window else {})}
     return _request(record, "GET", "/api/query?" + urllib.parse.urlencode(params))["hits"]
 
 
-def similar(record: ServeRecord, path: Path, k: int, modality: str | None) -> list[dict[str, Any]]:
+def similar(record: ServeRecord, path: Path, k: int, modality: str | None, per_window: bool = False) -> list[dict[str, Any]]:
     """Hits for an audio or video file, uploaded to the server."""
     _check_k(record, k)
-    return _upload(record, "/api/similar", path, {"k": str(k), **({"modality": modality} if modality else {})})["hits"]
+    fields = {"k": str(k), **({"modality": modality} if modality else {}), **({"per_window": "true"} if per_window else {})}
+    return _upload(record, "/api/similar", path, fields)["hits"]
 
 
 def classify(record: ServeRecord, path: Path, k: int, strategy: str, label_set: str | None = None,

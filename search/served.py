@@ -37,23 +37,27 @@ def _served(index_path: Path, db_url: str | None, model: str | None, device: str
 def _hits(hits: list[dict[str, Any]]) -> list:  # list[Hit]
     import dataclasses
 
-    from search.engine import Hit
+    from search.engine import Hit, Window
 
-    names = [f.name for f in dataclasses.fields(Hit)]
-    return [Hit(**{name: h[name] for name in names}) for h in hits]
+    names = [f.name for f in dataclasses.fields(Hit) if f.name not in ("windows", "root")]
+    return [Hit(**{name: h[name] for name in names}, root=h.get("root", ""),
+                windows=tuple(Window(w["start"], w["end"], w["score"], w["segment_id"]) for w in h.get("windows", ())))
+            for h in hits]
 
 
 def query_hits(index_path: Path, text: str, k: int, modality: str | None, db_url: str | None, model: str | None,
-               device: str, verbose: bool) -> list | None:
+               device: str, verbose: bool, per_file: bool = True) -> list | None:
     """`search query` answered by the index's running server (list[Hit]), or None."""
-    hits = _served(index_path, db_url, model, device, verbose, lambda r: remote.query(r, text, k, modality))
+    hits = _served(index_path, db_url, model, device, verbose,
+                   lambda r: remote.query(r, text, k, modality, per_window=not per_file))
     return None if hits is None else _hits(hits)
 
 
 def similar_hits(index_path: Path, file: Path, k: int, modality: str | None, db_url: str | None, model: str | None,
-                 device: str, verbose: bool) -> list | None:
+                 device: str, verbose: bool, per_file: bool = True) -> list | None:
     """`search similar` answered by the index's running server (list[Hit]), or None."""
-    hits = _served(index_path, db_url, model, device, verbose, lambda r: remote.similar(r, file, k, modality))
+    hits = _served(index_path, db_url, model, device, verbose,
+                   lambda r: remote.similar(r, file, k, modality, per_window=not per_file))
     return None if hits is None else _hits(hits)
 
 

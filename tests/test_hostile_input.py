@@ -55,7 +55,8 @@ def make_hostile_corpus(root: Path) -> tuple[set[str], dict[str, str]]:
     (root / "truncated.wav").write_bytes(full[: len(full) // 2])  # header promises more than is there
     good.add("truncated.wav")
 
-    bad = {"empty.wav": "", "not-audio.mp3": "", "nan.wav": "NaN", "unknown-codec.wav": "", "loop-a.wav": "symbolic links"}
+    bad = {"empty.wav": "empty file", "not-audio.mp3": "not an audio file", "nan.wav": "NaN",
+           "unknown-codec.wav": "unknown codec (WAV format tag 0x9999)", "loop-a.wav": "symbolic links"}
     (root / "empty.wav").write_bytes(b"")
     (root / "not-audio.mp3").write_text("this is a text file, not an mp3\n" * 20)
     soundfile.write(str(root / "nan.wav"), np.full(4800, np.nan, dtype=np.float32), 48000, subtype="FLOAT")
@@ -116,7 +117,7 @@ def test_unreadable_file_is_reported(tmp_path: Path, clap_checkpoint: Path, monk
     monkeypatch.setattr(os, "open", guarded_open)  # media files are opened with os.open (media/source.py)
     report = build_index(corpus, tmp_path / "index", BuildOptions(model=str(clap_checkpoint)))
     assert report.added == 1
-    assert [(Path(f.path).name, f.reason) for f in report.failed] == [("locked.wav", "cannot read file (Permission denied)")]
+    assert [(Path(f.path).name, f.reason) for f in report.failed] == [("locked.wav", "permission denied")]
 
 
 def test_an_hours_long_file_is_windowed_and_searchable(tmp_path: Path, tone_model: Path) -> None:

@@ -74,8 +74,19 @@ def test_two_equal_matches_both_rank_above_the_rest(client: httpx.Client) -> Non
 
 def test_k_is_respected_and_bounded(client: httpx.Client) -> None:
     assert len(_hits(client.get("/api/query", params={"q": "440", "k": 1}))) == 1
-    # More than the index holds: every segment once.
-    assert len(_hits(client.get("/api/query", params={"q": "440", "k": 100}))) == 8
+    # More than the index holds: every file once (k counts files) ...
+    files = _hits(client.get("/api/query", params={"q": "440", "k": 100}))
+    assert len(files) == 6 and len({name for name, *_ in files}) == 6
+    # ... or, ranking windows, every segment once.
+    assert len(_hits(client.get("/api/query", params={"q": "440", "k": 100, "per_window": "true"}))) == 8
+
+
+def test_a_hit_is_a_files_best_window_with_its_others(client: httpx.Client) -> None:
+    hits = client.get("/api/query", params={"q": "330", "k": 100}).json()["hits"]
+    steps = next(h for h in hits if h["name"] == "steps.wav")  # 220, 330, 880 Hz: only its middle window is 330
+    assert (steps["start"], steps["end"], steps["score"]) == (2.0, 4.0, 1.0)
+    windows = [(w["start"], w["end"], w["score"]) for w in steps["windows"]]
+    assert windows[0] == (2.0, 4.0, 1.0) and sorted(windows[1:]) == [(0.0, 2.0, 0.0), (4.0, 6.0, 0.0)]
 
 
 def test_similar_upload_finds_the_same_sound(client: httpx.Client) -> None:
@@ -269,7 +280,7 @@ def test_search_serve_reports_a_missing_index_in_one_line(tmp_path: Path) -> Non
 
     from search.cli import main
 
-    result = CliRunner().invoke(main, ["serve", "--index", str(tmp_path / "nowhere")])
+    result = CliRunner().invoke(main, ["serve", "--index", str(tmp_path / "nowhere"), "--port", str(_free_port())])
     assert result.exit_code == 1
     assert "no resound index here" in result.output and "Traceback" not in result.output
 
@@ -280,7 +291,8 @@ def test_search_serve_refuses_an_unknown_default_label_set(tones: ToneIndex) -> 
     from search.cli import main
 
     with tone_environment(tones.root / "cache"):
-        result = CliRunner().invoke(main, ["serve", "--index", str(tones.index), "--label-set", "birdsong"])
+        result = CliRunner().invoke(main, ["serve", "--index", str(tones.index), "--label-set", "birdsong",
+                                           "--port", str(_free_port())])
     assert result.exit_code == 1 and "unknown default label set 'birdsong'" in result.output
 
 

@@ -119,6 +119,17 @@ def test_type_a_query_see_results_and_play_from_the_segment(page) -> None:  # ty
     assert 2.0 <= page.evaluate("window.startedAt") < 2.25
     expect(page.locator("#now-playing")).to_have_text("steps.wav from 2.00 s")
 
+    # One hit per file: walk.wav's eleven 220 Hz windows make one result; its other windows are buttons
+    # (best first, so its one 880 Hz window comes last) that play from their own start.
+    page.fill("#q", "220")
+    page.press("#q", "Enter")
+    expect(hits).to_have_count(3)
+    buttons = page.locator("#results .hit", has_text="walk.wav").locator(".hit-windows button")
+    expect(buttons).to_have_count(11)
+    expect(buttons.last).to_have_text("12.00–14.00 s")
+    buttons.last.click()
+    expect(page.locator("#now-playing")).to_have_text("walk.wav from 12.00 s")
+
 
 def test_drop_a_clip_to_find_similar_sounds(page) -> None:  # type: ignore[no-untyped-def]
     clip = base64.b64encode(wav_bytes(tone(660))).decode()
@@ -155,7 +166,7 @@ def test_a_refused_clip_shows_the_reason(page) -> None:  # type: ignore[no-untyp
                                                   "buffer": b"these are words, not sound"}])
     status = page.locator("#status")
     sync_api.expect(status).to_have_class("error")
-    sync_api.expect(status).to_contain_text("400: the uploaded clip is not audio resound can decode")
+    sync_api.expect(status).to_contain_text("400: the uploaded clip notes.txt cannot be decoded: not an audio file")
 
 
 def test_filters_narrow_a_search_from_the_page(page) -> None:  # type: ignore[no-untyped-def]

@@ -1,7 +1,7 @@
 """`search serve`: an HTTP API (FastAPI) and a web page to search an index and listen to the results.
 
-    from search.service import create_app, run_server
-    run_server(create_app("corpus.idx"), port=8000)
+    from search.service import bind_socket, create_app, run_server
+    run_server(create_app("corpus.idx"), bind_socket("127.0.0.1", 8000))
 
 Needs the `serve` extra (fastapi, uvicorn, python-multipart); without it, importing this package raises
 MissingDependencyError saying what to install.
@@ -35,6 +35,6 @@ _require_serve_extra()
 
 from search.service.app import SearchService, create_app
 from search.service.config import ServiceConfig
-from search.service.server import BackgroundServer, run_server
+from search.service.server import BackgroundServer, BindError, bind_socket, run_server
 
-__all__ = ["BackgroundServer", "SearchService", "ServiceConfig", "create_app", "run_server"]
+__all__ = ["BackgroundServer", "BindError", "SearchService", "ServiceConfig", "bind_socket", "create_app", "run_server"]

@@ -49,6 +49,7 @@ from search.service.schemas import (
     ModelOut,
     SearchResponse,
     WindowLabelsOut,
+    WindowOut,
 )
 from search.service.thumbnails import ThumbnailCache, read_span, waveform_png
 from search.service.uploads import (
@@ -59,6 +60,8 @@ from search.service.uploads import (
 )
 
 STATIC_DIR = Path(__file__).with_name("static")
+PER_WINDOW = "rank windows rather than files: a file may appear several times"
+
 # The page loads nothing from elsewhere (the machine may be offline, and a CDN would see every query).
 CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
                            "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; "
@@ -140,27 +143,32 @@ class SearchService:
 
     # -- search -----------------------------------------------------------------------------------
     def hits_json(self, hits: list[Hit]) -> list[HitOut]:
-        return [HitOut(rank=h.rank, path=h.path, name=Path(h.path).name, start=h.start, end=h.end, score=h.score,
+        return [HitOut(rank=h.rank, path=h.path, root=h.root, name=Path(h.path).name, start=h.start, end=h.end, score=h.score,
                        segment_id=h.segment_id, file_id=h.file_id, audio_url=f"/api/files/{h.file_id}/audio",
-                       waveform_url=f"/api/segments/{h.segment_id}/waveform.png") for h in hits]
+                       waveform_url=f"/api/segments/{h.segment_id}/waveform.png",
+                       windows=[WindowOut(start=w.start, end=w.end, score=w.score, segment_id=w.segment_id)
+                                for w in h.windows]) for h in hits]
 
     def modality(self, modality: str | None) -> str:
         return modality or self.engine.modalities[-1]
 
-    def query(self, text: str, k: int, modality: str | None, where: SearchFilter | None = None) -> list[Hit]:
+    def query(self, text: str, k: int, modality: str | None, where: SearchFilter | None = None,
+              per_file: bool = True) -> list[Hit]:
         with self.lock:
-            return self.engine.query(text, k, modality, where)
+            return self.engine.query(text, k, modality, where, per_file=per_file)
 
     @property
     def clip_limits(self) -> DecodeLimits:
         """Decoding of an uploaded clip stops here (413), whatever its header claimed."""
         return DecodeLimits.for_seconds(self.config.max_upload_seconds)
 
-    def similar(self, path: Path, k: int, modality: str | None, where: SearchFilter | None = None) -> list[Hit]:
+    def similar(self, path: Path, k: int, modality: str | None, where: SearchFilter | None = None,
+                per_file: bool = True) -> list[Hit]:
         with self.lock:
-            return self.engine.similar(path, k, modality, where, limits=self.clip_limits)
+            return self.engine.similar(path, k, modality, where, limits=self.clip_limits, per_file=per_file)
 
-    def similar_to_segment(self, segment_id: int, k: int, where: SearchFilter | None = None) -> list[Hit]:
+    def similar_to_segment(self, segment_id: int, k: int, where: SearchFilter | None = None,
+                           per_file: bool = True) -> list[Hit]:
         """Hits for a stored segment's own vector ("more like this"): nothing to decode or embed."""
         self.media.segment(segment_id)
         with self.lock:
@@ -169,7 +177,7 @@ class SearchService:
                 vector = store.reconstruct([segment_id])[0]
             except RuntimeError as e:  # in the catalog but not (yet) in the loaded generation
                 raise NotFoundError(f"segment {segment_id} has no vector in the current index") from e
-            return self.engine.search_vector(vector, k, where)
+            return self.engine.search_vector(vector, k, where, per_file)
 
     def duplicates(self, threshold: float | None, min_match: float | None,
                    check: bool) -> tuple[int, list[DuplicateGroupOut]]:
@@ -283,8 +291,9 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
     # The modalities this index answers (audio; visual and av for audio-visual ones): the schema says which.
     Modality = Literal[engine.modalities]  # type: ignore[valid-type]
     ClassifyModality = Literal[tuple(dict.fromkeys((*engine.modalities, "av")))]  # type: ignore[valid-type]
-    K = Annotated[int, Query(ge=1, le=config.max_k, description="number of results")]
-    FormK = Annotated[int, Form(ge=1, le=config.max_k, description="number of results")]
+    K = Annotated[int, Query(ge=1, le=config.max_k, description="number of results (files, or windows with per_window)")]
+    FormK = Annotated[int, Form(ge=1, le=config.max_k, description="number of results (files, or windows with per_window)")]
+    PerWindow = Annotated[bool, Query(description=PER_WINDOW)]
     CatalogId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="an id the catalog gave (in a hit)")]
 
     # -- the page ---------------------------------------------------------------------------------
@@ -326,32 +335,35 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
     def query(q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"\S",
                                       description="what to find, in words")],
               where: Annotated[SearchFilter, Depends(query_filter)], k: K = 10,
-              modality: Modality | None = None) -> SearchResponse:
-        """Segments that best match a text description, best first (among those the filters admit)."""
+              modality: Modality | None = None, per_window: PerWindow = False) -> SearchResponse:
+        """Files that best match a text description (the best segment of each), best first, among the
+        segments the filters admit."""
         started = time.perf_counter()
-        hits = service.query(q, k, modality, where)
+        hits = service.query(q, k, modality, where, per_file=not per_window)
         return SearchResponse(kind="query", query=q, modality=service.modality(modality),
                               took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits))
 
     @app.post("/api/similar", tags=["search"], response_model=SearchResponse, responses=_ERRORS)
     def similar(file: Annotated[UploadFile, File(description="an audio or video clip (not empty)", json_schema_extra={"minLength": 1})],
                 where: Annotated[SearchFilter, Depends(form_filter)], k: FormK = 10,
-                modality: Annotated[Modality | None, Form()] = None) -> SearchResponse:
-        """Segments that sound (and look) most like an uploaded clip (its windows' mean vector), among those
-        the filters admit."""
+                modality: Annotated[Modality | None, Form()] = None,
+                per_window: Annotated[bool, Form(description=PER_WINDOW)] = False) -> SearchResponse:
+        """Files that sound (and look) most like an uploaded clip (its windows' mean vector), best first,
+        among the segments the filters admit."""
         started = time.perf_counter()
         with stored_upload(file.file, file.filename, config.max_upload_bytes) as path:
             check_clip(path, config.max_upload_seconds)
-            hits = service.similar(path, k, modality, where)
+            hits = service.similar(path, k, modality, where, per_file=not per_window)
         return SearchResponse(kind="similar", modality=service.modality(modality),
                               took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits))
 
     @app.get("/api/segments/{segment_id}/similar", tags=["search"], response_model=SearchResponse, responses=_ERRORS)
     def similar_segment(segment_id: CatalogId, where: Annotated[SearchFilter, Depends(query_filter)],
-                        k: K = 10) -> SearchResponse:
-        """Segments most like an indexed segment (by its stored vector), among those the filters admit."""
+                        k: K = 10, per_window: PerWindow = False) -> SearchResponse:
+        """Files most like an indexed segment (by its stored vector), best first, among the segments the
+        filters admit."""
         started = time.perf_counter()
-        hits = service.similar_to_segment(segment_id, k, where)
+        hits = service.similar_to_segment(segment_id, k, where, per_file=not per_window)
         return SearchResponse(kind="segment", modality=service.modality(None),
                               took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits))
 

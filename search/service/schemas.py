@@ -5,11 +5,21 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 
+class WindowOut(BaseModel):
+    """A matching window of a hit's file."""
+
+    start: float = Field(description="window start in seconds")
+    end: float = Field(description="window end in seconds")
+    score: float = Field(description="cosine similarity")
+    segment_id: int
+
+
 class HitOut(BaseModel):
-    """One result: a segment of an indexed file, best first."""
+    """One result: a file's best-matching segment (or one segment, with per_window), best first."""
 
     rank: int = Field(description="1-based rank, best first")
     path: str = Field(description="absolute path of the file on the server")
+    root: str = Field(default="", description="the corpus root the file was indexed under")
     name: str = Field(description="file name, for display")
     start: float = Field(description="segment start in seconds")
     end: float = Field(description="segment end in seconds")
@@ -18,6 +28,8 @@ class HitOut(BaseModel):
     file_id: int
     audio_url: str = Field(description="the file's audio (HTTP Range supported); add #t=start to play the segment")
     waveform_url: str = Field(description="PNG waveform of the segment")
+    windows: list[WindowOut] = Field(description="the file's matching windows among those searched, best first "
+                                                 "(the first is this hit's own)")
 
 
 class SearchResponse(BaseModel):

@@ -3,17 +3,45 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 from types import TracebackType
 from typing import Callable, Self
 
+from indexer.errors import ResoundError
 from search.service.config import is_loopback
 
 
-def run_server(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",  # type: ignore[no-untyped-def]
+class BindError(ResoundError):
+    """The service's address cannot be listened on: the port is taken, or not ours to take."""
+
+    def __init__(self, host: str, port: int, reason: str):
+        self.host, self.port, self.reason = host, port, reason
+        super().__init__(f"port {port} on {host} {reason}")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port); raises BindError with a plain reason when that fails."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers, not live listeners
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        reason = {errno.EADDRINUSE: "is already in use", errno.EACCES: "needs privileges to listen on",
+                  errno.EADDRNOTAVAIL: "is on an address this machine does not have"}.get(
+            e.errno, f"cannot be listened on ({(e.strerror or str(e)).lower()})")
+        raise BindError(host, port, reason) from e
+    return sock
+
+
+def run_server(app, sock: socket.socket, log_level: str = "info",  # type: ignore[no-untyped-def]
                on_started: Callable[[], None] | None = None) -> None:
-    """Serve `app` until interrupted (Ctrl-C); `on_started` runs once the socket listens."""
+    """Serve `app` on the bound socket `sock` (bind_socket) until interrupted (Ctrl-C); `on_started` runs
+    once the server is up."""
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -22,7 +50,12 @@ def run_server(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = 
             if self.started and on_started is not None:
                 on_started()
 
-    _Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, server_header=False)).run()
+    try:
+        _Server(uvicorn.Config(app, log_level=log_level, server_header=False)).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: a normal end, as uvicorn.run() has it
+        pass
+    finally:
+        sock.close()
 
 
 class BackgroundServer:
@@ -82,4 +115,4 @@ class BackgroundServer:
         self.stop()
 
 
-__all__ = ["BackgroundServer", "is_loopback", "run_server"]
+__all__ = ["BackgroundServer", "BindError", "bind_socket", "is_loopback", "run_server"]

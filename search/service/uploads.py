@@ -172,7 +172,8 @@ def check_clip(path: Path, max_seconds: float) -> float:
     except MediaTooLongError as e:
         raise UploadTooLargeError(f"the clip lasts more than the {max_seconds:g} s limit") from e
     except AudioDecodeError as e:
-        raise ServiceError(f"the uploaded clip is not audio resound can decode ({'; '.join(e.reasons)})") from e
+        # stored_upload() puts the client's file name in place of the server's path.
+        raise ServiceError(f"the uploaded clip {path} cannot be decoded: {e.reason}") from e
     if seconds > max_seconds:
         raise UploadTooLargeError(f"the clip lasts {seconds:.1f} s; the limit is {max_seconds:g} s")
     return seconds

@@ -109,10 +109,23 @@ function renderHits(data, title) {
     });
     $(".play", li).addEventListener("click", () => play(hit, li));
     $(".more", li).addEventListener("click", () => run(similarToSegment, hit));
+    // One hit per file: the file's other matching windows, each a button that plays from its start.
+    const others = (hit.windows || []).slice(1);
+    const windows = $(".hit-windows", li);
+    windows.hidden = others.length === 0;
+    for (const w of others) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "window";
+      button.title = `score ${w.score.toFixed(3)}`;
+      button.textContent = `${seconds(w.start)}–${seconds(w.end)} s`;
+      button.addEventListener("click", () => play({ ...hit, start: w.start, end: w.end }, li, w.start));
+      windows.append(" ", button);
+    }
     list.append(li);
   }
   $("#results-section").hidden = false;
-  setStatus(data.hits.length ? `${data.hits.length} results in ${Math.round(data.took_ms)} ms` : "no results");
+  setStatus(data.hits.length ? `${data.hits.length} files in ${Math.round(data.took_ms)} ms` : "no results");
 }
 
 async function search(text) {

@@ -1,0 +1,88 @@
+"""Read-only access to a SQLite catalog with the standard library's sqlite3.
+
+A search reads three things from the catalog: the schema revision, the provenance row and the segments
+of its hits. Importing SQLAlchemy and Alembic for that costs a cold `search query` about half a second,
+so SQLite catalogs are read here; writers and PostgreSQL catalogs go through SQLAlchemy (db/catalog.py).
+Each call opens its own connection (about 0.1 ms), so one reader serves any number of threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from types import SimpleNamespace
+
+from db.records import SegmentRecord, join_root
+
+# SQLite's limit on bound parameters is 32766 (3.32+); stay well below it.
+_MAX_PARAMS = 900
+
+
+class SqliteReader:
+    """Reads an existing SQLite catalog file without SQLAlchemy."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None)  # autocommit: every read sees the last commit
+        connection.row_factory = sqlite3.Row
+        return connection
+
+    def revision(self) -> str | None:
+        """The Alembic revision the catalog is at; None for a new (or not yet migrated) file."""
+        if not self.path.is_file():
+            return None
+        connection = self._connect()
+        try:
+            row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        except sqlite3.OperationalError:  # no alembic_version table yet
+            return None
+        finally:
+            connection.close()
+        return row[0] if row else None
+
+    def info(self) -> SimpleNamespace | None:
+        """The provenance row (columns as attributes, JSON columns decoded), or None for an empty catalog."""
+        connection = self._connect()
+        try:
+            json_columns = {r["name"] for r in connection.execute("PRAGMA table_info(index_info)")
+                            if r["type"].upper() == "JSON"}
+            row = connection.execute("SELECT * FROM index_info WHERE id = 1").fetchone()
+        finally:
+            connection.close()
+        if row is None:
+            return None
+        return SimpleNamespace(**{key: json.loads(row[key]) if key in json_columns and row[key] is not None
+                                  else row[key] for key in row.keys()})  # noqa: SIM118 - sqlite3.Row iterates values
+
+    def segments(self, ids: Iterable[int]) -> dict[int, SegmentRecord]:
+        """Segments by id, with absolute file paths; unknown ids are left out (as Catalog.segments)."""
+        ids = [int(i) for i in ids]
+        found: dict[int, SegmentRecord] = {}
+        connection = self._connect()
+        try:
+            for at in range(0, len(ids), _MAX_PARAMS):
+                chunk = ids[at:at + _MAX_PARAMS]
+                for r in connection.execute(
+                    'SELECT s.id, s.file_id, s.start, s."end", s.modalities, f.path, f.path_bytes, c.root '
+                    "FROM segments s JOIN files f ON s.file_id = f.id JOIN corpora c ON f.corpus_id = c.id "
+                    f"WHERE s.id IN ({','.join('?' * len(chunk))})", chunk,
+                ):
+                    path = join_root(r["root"], os.fsdecode(r["path_bytes"]) if r["path_bytes"] else r["path"])
+                    found[r["id"]] = SegmentRecord(r["id"], r["file_id"], path, r["start"], r["end"], r["modalities"],
+                                                   r["root"])
+        finally:
+            connection.close()
+        return found
+
+
+def reader_for(url: str) -> SqliteReader | None:
+    """A reader for a `sqlite:///path` catalog URL; None for other databases (and in-memory SQLite)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or "?" in url or url == prefix or url.endswith(":memory:"):
+        return None
+    return SqliteReader(url[len(prefix):])

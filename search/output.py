@@ -1,0 +1,60 @@
+"""The human-readable form of search results: a table that fits a 100-column terminal."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from search.engine import Hit
+
+WIDTH = 100
+
+
+def clock(seconds: float, up: bool = False) -> str:
+    """`seconds` as m:ss (h:mm:ss from an hour), rounded down, or up with `up` (a span's end)."""
+    whole = math.ceil(seconds - 1e-6) if up else math.floor(seconds + 1e-6)
+    hours, rest = divmod(max(whole, 0), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def span(start: float, end: float) -> str:
+    """A window's span, e.g. 1:05-1:15."""
+    return f"{clock(start)}-{clock(end, up=True)}"
+
+
+def _printable(path: str) -> str:
+    # Undecodable bytes in file names (kept as surrogates) are shown escaped rather than crashing print.
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
+def _fit(text: str, width: int) -> str:
+    """`text` cut to `width` columns from the left (the file name at the end is what tells files apart)."""
+    return text if len(text) <= width else "…" + text[len(text) - width + 1:]
+
+
+def hits_table(hits: list[Hit], windows: bool = False, width: int = WIDTH) -> list[str]:
+    """The lines of the results table: a header, then one line per hit, paths relative to the corpus root.
+
+    A hit whose file matched in further windows says how many (`+2 windows`); with `windows` each of them
+    follows on its own line.
+    """
+    if not hits:
+        return ["no results"]
+    spans = [span(h.start, h.end) for h in hits]
+    time_width = max(11, *(len(t) for t in spans))  # 0:00-0:04 up to 59:59-60:00; wider past an hour
+    prefix = 4 + 2 + 6 + 2 + time_width + 2
+    roots = {h.root for h in hits}
+    file_title = "file"
+    if len(roots) == 1 and next(iter(roots)):
+        titled = f"file (in {_printable(next(iter(roots)))})"
+        file_title = titled if prefix + len(titled) <= width else file_title
+    lines = [f"{'rank':>4}  {'score':>6}  {'time':<{time_width}}  {file_title}"]
+    for h, when in zip(hits, spans):
+        more = len(h.windows) - 1
+        suffix = f"  +{more} window{'s' if more > 1 else ''}" if more > 0 else ""
+        path = _fit(_printable(h.relative_path), width - prefix - len(suffix))
+        lines.append(f"{h.rank:>4}  {h.score:6.3f}  {when:<{time_width}}  {path}{suffix}")
+        if windows:
+            lines.extend(f"{'':>4}  {w.score:6.3f}  {span(w.start, w.end)}" for w in h.windows[1:])
+    return lines
