@@ -70,7 +70,8 @@ def main() -> None:
                    "IDMap2,HNSW32,Flat), or auto: exact below 100k windows, IVF beyond.")
 @click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1),
               help="recall@10 against exact search that nprobe/efSearch are tuned to.")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="Windows per forward pass.")
+@click.option("--batch-size", default=None, type=click.IntRange(1),
+              help="Windows per forward pass (default: the model's fastest, measured; 8 for the starter on CPU).")
 @click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None, help="Seconds between window starts (default: the window length).")
 @click.option("--device", default="auto", show_default=True,
               help="cpu, cuda, cuda:N or auto (a GPU if there is one): where the model runs and FAISS trains.")
@@ -87,7 +88,7 @@ def main() -> None:
               help="Files per block, one shard each (--ray): a block's decoded audio is in memory at once.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, audio_weight: float,
-          visual_weight: float, frames_per_window: int, index_type: str, target_recall: float, batch_size: int,
+          visual_weight: float, frames_per_window: int, index_type: str, target_recall: float, batch_size: int | None,
           hop_seconds: float | None, device: str, checkpoint_seconds: float, db_url: str | None,
           ray_address: str | None, ray_actors: int, ray_gpus_per_actor: float | None, ray_block_files: int,
           quiet: bool) -> None:

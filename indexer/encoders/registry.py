@@ -69,6 +69,23 @@ FAMILIES: dict[str, Callable[[Path, str, str, dict[str, Any]], Encoder]] = {
 }
 
 
+# Windows per forward pass where a build is not told (BuildOptions.batch_size None), by family, on CPU:
+# the fastest of 4/8/16/32 measured by `python bench/indexing_throughput.py --batch-sizes` (its
+# "model only" rows; figures in the README). Small batches win on CPU: the activations of 8 windows stay
+# in cache, and a batch is embedded while the next file decodes. GPUs keep the former default (not measured).
+CPU_BATCH_SIZE: dict[str, int] = {"starter": 8, "laion_clap": 8}
+GPU_BATCH_SIZE = 16
+FALLBACK_BATCH_SIZE = 16
+
+
+def default_batch_size(encoder: Encoder) -> int:
+    """Windows per forward pass for `encoder` on its device when none is asked for."""
+    device = str(getattr(encoder, "device", "cpu"))
+    if device.startswith("cuda"):
+        return GPU_BATCH_SIZE
+    return CPU_BATCH_SIZE.get(encoder.info.family, FALLBACK_BATCH_SIZE)
+
+
 def register_family(name: str, factory: Callable[[Path, str, str, dict[str, Any]], Encoder],
                     suffixes: tuple[str, ...] = ()) -> None:
     """Add an encoder implementation; checkpoint files with `suffixes` load through it.
