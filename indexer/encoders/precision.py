@@ -144,7 +144,7 @@ def resolve_precision(encoder: Any, precision: str = "auto") -> str:
     """The precision `precision` stands for with `encoder` on its device: "fp32", "bf16" or "fp16".
 
     "auto" is explained in the module docstring. Audio-visual encoders (two towers, one of them a CLIP
-    model measured by no test windows here) stay in fp32 on CPU.
+    model measured by no test windows here) and encoders without a torch `device` stay in fp32 on CPU.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -155,8 +155,8 @@ def resolve_precision(encoder: Any, precision: str = "auto") -> str:
         import torch
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if hasattr(encoder, "embed_segments") or not hasattr(encoder, "info") or not cpu_has_native_bf16():
-        return "fp32"
+    if getattr(encoder, "device", None) is None or hasattr(encoder, "embed_segments") or not cpu_has_native_bf16():
+        return "fp32"  # an encoder that names no torch device runs no torch model autocast could speed up
     return "bf16" if bf16_agreement(encoder) >= BF16_MIN_COSINE else "fp32"
 
 
