@@ -9,6 +9,9 @@ vectors stored once the last one is in (a file is committed whole or not at all)
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +24,7 @@ from db.catalog import CatalogWriter, FileRecord, NewFile
 from indexer.corpus import CorpusFile, catalog_text, content_hash, scan_corpus
 from indexer.device import resolve_device
 from indexer.embed import WindowPlan, embed_inputs, modalities_of
+from indexer import prefetch
 from indexer.prefetch import prefetch_inputs
 from indexer.encoders import DEFAULT_MODEL, Encoder, EncoderSpec, l2_normalize, resolve_model
 from indexer.encoders.precision import resolve_precision
@@ -45,6 +49,8 @@ class BuildOptions:
     # 1 (see indexer/prefetch.py); 0: inline, unless decode_thread; N: N processes.
     decode_workers: int | None = None
     decode_thread: bool | None = None  # decode in one thread ahead of the model; None: on 2 CPUs by default
+    # torch threads for the model during the build; None: the CPUs the decoding thread leaves, else torch's own.
+    model_threads: int | None = None
     hop_seconds: float | None = None  # None: the model's window length (no overlap)
     device: str = "auto"  # cpu, cuda, cuda:N or auto: the model's torch device and FAISS's (indexer/device.py)
     precision: str = "auto"  # auto (see encoders/precision.py: bf16 where fast and measured safe), fp32, bf16, fp16
@@ -203,7 +209,7 @@ def _build_locked(
         last_checkpoint = time.monotonic()
         done = 0
         stage = embed_stage or partial(_embedded_jobs, decode_workers=options.decode_workers, precision=precision,
-                                       decode_thread=options.decode_thread)
+                                       decode_thread=options.decode_thread, model_threads=options.model_threads)
         batch = _StoreBatch(corpus_id)
         for job in stage(jobs, encoder, hop_seconds, batch_size, writer, corpus_id, report):
             if job is not None:
@@ -278,6 +284,30 @@ def _embedded_jobs(
     decode_workers: int | None = None,
     precision: str = "auto",
     decode_thread: bool | None = None,
+    model_threads: int | None = None,
+) -> Iterator[_FileJob | None]:
+    """Decode and window each job's file and embed windows in batches across files (see _embed_files),
+    decoding in a thread ahead of the model on 2 CPUs (see indexer/prefetch.py) with the model's torch
+    threads on the other core (`model_threads`)."""
+    threaded = prefetch.decode_thread(decode_workers) if decode_thread is None else decode_thread
+    if model_threads is None and threaded and decode_workers in (None, 0):
+        model_threads = max(1, (os.cpu_count() or 1) - 1)  # the decoding thread has a core of its own
+    with _torch_threads(model_threads):
+        yield from _embed_files(jobs, encoder, hop_seconds, batch_size, writer, corpus_id, report, decode_workers,
+                                precision, threaded)
+
+
+def _embed_files(
+    jobs: list[_FileJob],
+    encoder: Encoder,
+    hop_seconds: float,
+    batch_size: int,
+    writer: CatalogWriter,
+    corpus_id: int,
+    report: BuildReport,
+    decode_workers: int | None = None,
+    precision: str = "auto",
+    decode_thread: bool | None = None,
 ) -> Iterator[_FileJob | None]:
     """Decode and window each job's file and embed windows in batches across files.
 
@@ -300,8 +330,8 @@ def _embedded_jobs(
         yield from finished()
 
     plan = WindowPlan.of(encoder, hop_seconds)
-    for job, inputs in zip(jobs, prefetch_inputs([job.file.absolute for job in jobs], plan, decode_workers,
-                                                       decode_thread)):
+    paths = [job.file.absolute for job in jobs]
+    for job, inputs in zip(jobs, prefetch_inputs(paths, plan, decode_workers, decode_thread)):
         if isinstance(inputs, AudioDecodeError):
             record_decode_failure(writer, corpus_id, job, inputs.reasons, report)
             yield None
@@ -332,6 +362,25 @@ def _embedded_jobs(
         yield from finished()
     if pending:
         yield from flush()
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `n` (None: unchanged) while the build embeds, restored after.
+
+    Three busy threads on 2 cores (the model's two and the decoder) leave the model's threads waiting
+    for each other at every operator; bench/indexing_throughput.py measures the model on 1 and 2 threads.
+    """
+    torch = sys.modules.get("torch")  # an encoder without torch leaves it unimported
+    if n is None or torch is None or torch.get_num_threads() == n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def record_decode_failure(writer: CatalogWriter, corpus_id: int, job: _FileJob, reasons: list[str],
