@@ -179,12 +179,15 @@ def throughput_table(model: str, files: int, seconds: float, reps: int) -> None:
             f"model only, {precision}, batch {batch}, {cpus} threads": model_only(encoder, windows, batch, precision, cpus),
             f"model only, {precision}, batch {batch}, 1 thread": model_only(encoder, windows, batch, precision, 1),
         }
+        if precision != "fp32":
+            variants[f"model only, fp32, batch {batch}, 1 thread (not the ceiling: another precision)"] = model_only(
+                encoder, windows, batch, "fp32", 1)
         medians = measure(variants, reps)
         cosine, overlap = agreement(encoder, default_index, fp32_index)
     naive = medians["naive per-file loop, fp32"]
     default = next(rate for name, rate in medians.items() if name.startswith("`indexer build` defaults"))
     # The ceiling: the model alone at the build's precision and batch, on its better thread count.
-    ceiling = max(rate for name, rate in medians.items() if name.startswith("model only"))
+    ceiling = max(rate for name, rate in medians.items() if name.startswith(f"model only, {precision},"))
     print(f"\nmodel {model}: {files} files, {len(windows)} windows of {encoder.info.window_seconds} s, {cpus} CPUs, "
           f"native bf16 {cpu_has_native_bf16()}, precision auto -> {precision}, batch {batch}, "
           f"load average {os.getloadavg()[0]:.1f}, {reps} reps (medians)")
@@ -200,7 +203,8 @@ def throughput_table(model: str, files: int, seconds: float, reps: int) -> None:
           f"{len(QUERIES)} text queries {100 * overlap:.1f}% (target >= 95%)")
 
 
-def batch_sizes(model: str, reps: int, batches: tuple[int, ...] = (4, 8, 16, 32)) -> None:
+def batch_sizes(model: str, reps: int, batches: tuple[int, ...] = (4, 8, 16, 32),
+                threads: tuple[int, ...] | None = None) -> None:
     """Model-only windows/s across batch sizes, precisions and thread counts (the registry's batch sizes)."""
     encoder = load_encoder(model)
     info = encoder.info
@@ -209,7 +213,7 @@ def batch_sizes(model: str, reps: int, batches: tuple[int, ...] = (4, 8, 16, 32)
     windows = [(0.3 * np.sin(2 * np.pi * rng.uniform(100, 2000) * t) + 0.05 * rng.standard_normal(len(t)))
                .astype(np.float32) for _ in range(64 if info.family == "starter" else 16)]
     variants = {f"{precision} batch {b} threads {n}": model_only(encoder, windows, b, precision, n)
-                for n in (os.cpu_count(), 1) for precision in ("fp32", "bf16") for b in batches}
+                for n in threads or (os.cpu_count() or 1, 1) for precision in ("fp32", "bf16") for b in batches}
     medians = measure(variants, reps)
     print(f"model {model}: model-only windows/s, {len(windows)} windows, medians of {reps} interleaved reps")
     for name, rate in medians.items():
@@ -233,11 +237,13 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--batch-sizes", nargs="?", const="4,8,16,32", default=None, metavar="LIST",
                         help="model-only sweep over these batch sizes (default 4,8,16,32) instead of the table")
+    parser.add_argument("--threads", default=None, help="torch thread counts of the sweep (default: CPUs,1)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = clap_checkpoint(Path(tmp)) if args.clap else args.model
         if args.batch_sizes is not None:
-            batch_sizes(model, args.reps, tuple(int(b) for b in args.batch_sizes.split(",")))
+            batch_sizes(model, args.reps, tuple(int(b) for b in args.batch_sizes.split(",")),
+                        tuple(int(n) for n in args.threads.split(",")) if args.threads else None)
         else:
             throughput_table(model, args.files or (100 if args.clap else 200), args.seconds, args.reps)
 

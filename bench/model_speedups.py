@@ -29,6 +29,17 @@ from bench.indexing_throughput import QUERIES, clap_checkpoint
 from indexer.encoders.precision import agreement_windows, unit_vectors
 
 
+class _Cast(torch.nn.Module):
+    """A module run in `dtype`: inputs cast to it, outputs back to fp32."""
+
+    def __init__(self, inner: torch.nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.inner, self.dtype = inner, dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.to(self.dtype)).float()
+
+
 def starter_variants(batch: int) -> tuple[object, dict[str, Callable[[object], None]]]:
     from indexer.starter import WEIGHTS_PATH, StarterEncoder
 
@@ -38,13 +49,14 @@ def starter_variants(batch: int) -> tuple[object, dict[str, Callable[[object], N
     def channels_last(enc: StarterEncoder) -> None:
         enc.model.audio.to(memory_format=torch.channels_last)
 
-    def frozen(enc: StarterEncoder, dtype: torch.dtype | None) -> None:
+    def frozen(enc: StarterEncoder, dtype: torch.dtype) -> None:
+        """Traced, frozen (batch-norm folded into the convolutions) and handed to oneDNN; bf16 as bf16 weights
+        (TorchScript's oneDNN passes do not mix with autocast)."""
         frames = enc.model.front_end.num_frames()
-        example = torch.zeros(batch, frames, enc.model.config.n_mels)
-        with torch.inference_mode(False), torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.float32,
-                                                                          enabled=dtype is not None):
-            traced = torch.jit.trace(enc.model.audio.eval(), example, check_trace=False)
-            enc.model.audio = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+        example = torch.zeros(batch, frames, enc.model.config.n_mels, dtype=dtype)
+        with torch.inference_mode(False), torch.no_grad():
+            traced = torch.jit.trace(enc.model.audio.eval().to(dtype), example, check_trace=False)
+            enc.model.audio = _Cast(torch.jit.optimize_for_inference(torch.jit.freeze(traced)), dtype)
 
     def compiled(enc: StarterEncoder) -> None:
         torch._inductor.config.freezing = True
@@ -52,7 +64,7 @@ def starter_variants(batch: int) -> tuple[object, dict[str, Callable[[object], N
 
     return fresh, {
         "channels-last": channels_last,
-        "torchscript freeze (oneDNN fusion) fp32": lambda e: frozen(e, None),
+        "torchscript freeze (oneDNN fusion) fp32": lambda e: frozen(e, torch.float32),
         "torchscript freeze (oneDNN fusion) bf16": lambda e: frozen(e, torch.bfloat16),
         "torch.compile (inductor, freezing)": compiled,
     }
@@ -100,7 +112,7 @@ def main() -> None:
             encoder = fresh()
             t = time.perf_counter()
             apply(encoder)
-            dtypes = [torch.bfloat16] if name.endswith("bf16") else [None, torch.bfloat16]
+            dtypes = [None] if name.endswith(("fp32", "bf16")) else [None, torch.bfloat16]  # autocast or not
             for dtype in dtypes:
                 label = name if name.endswith(("fp32", "bf16")) else f"{name} {'bf16' if dtype else 'fp32'}"
                 encoders[label] = (encoder, dtype)
