@@ -5,6 +5,7 @@ pre-decoded windows in full batches, at the build's precision), with the steps b
 Run: python bench/indexing_throughput.py [--model starter] [--files 200] [--reps 3]
      python bench/indexing_throughput.py --clap [--files 100]   # LAION-CLAP HTSAT-tiny, random weights
      python bench/indexing_throughput.py --batch-sizes [4,8,16,32]  # model only: batch x precision x threads
+     python bench/indexing_throughput.py --profile                 # where a default build's time goes
 
 Every variant runs once per repetition, the variants interleaved, and the table gives medians, so that a
 machine busy with other work slows all of them alike; the ratios are what to read. Build throughput is
@@ -220,6 +221,29 @@ def batch_sizes(model: str, reps: int, batches: tuple[int, ...] = (4, 8, 16, 32)
         print(f"| {name} | {rate:.1f} |")
 
 
+def profile_build(model: str, files: int, seconds: float, top: int = 18) -> None:
+    """Where a default build's time goes, by function (own time), the model loaded beforehand."""
+    import cProfile
+    import pstats
+
+    load_encoder(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus"
+        corpus.mkdir()
+        make_corpus(corpus, files, seconds)
+        profiler = cProfile.Profile()
+        # The decoding thread's work is invisible to cProfile: profile the same build with decoding inline.
+        profiler.runcall(build_index, corpus, Path(tmp) / "index", BuildOptions(model=model, decode_workers=0,
+                                                                                 model_threads=1))
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt  # type: ignore[attr-defined]
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
+    print(f"default build (decoding inline, model on 1 thread), {files} files: {total:.1f} s; own time by function")
+    print("| function | own s | share |\n|---|---|---|")
+    for (filename, line, name), (_, _, own, _, _) in rows:
+        print(f"| {Path(filename).name}:{line} {name} | {own:.2f} | {100 * own / total:.1f}% |")
+
+
 def clap_checkpoint(directory: Path) -> str:
     """A LAION-CLAP HTSAT-tiny checkpoint with random weights (the real architecture) and a tiny tokenizer."""
     from tests import helpers
@@ -238,10 +262,13 @@ def main() -> None:
     parser.add_argument("--batch-sizes", nargs="?", const="4,8,16,32", default=None, metavar="LIST",
                         help="model-only sweep over these batch sizes (default 4,8,16,32) instead of the table")
     parser.add_argument("--threads", default=None, help="torch thread counts of the sweep (default: CPUs,1)")
+    parser.add_argument("--profile", action="store_true", help="profile one default build instead of the table")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = clap_checkpoint(Path(tmp)) if args.clap else args.model
-        if args.batch_sizes is not None:
+        if args.profile:
+            profile_build(model, args.files or 50, args.seconds)
+        elif args.batch_sizes is not None:
             batch_sizes(model, args.reps, tuple(int(b) for b in args.batch_sizes.split(",")),
                         tuple(int(n) for n in args.threads.split(",")) if args.threads else None)
         else:
