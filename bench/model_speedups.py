@@ -93,7 +93,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--windows", type=int, default=None, help="default 64 (starter), 16 (HTSAT)")
     parser.add_argument("--skip", default="", help="comma-separated variant names to leave out")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: what the build gives the model on 2 CPUs)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         fresh, variants = clap_variants(clap_checkpoint(Path(tmp))) if args.clap else starter_variants(args.batch)
         reference = fresh()
@@ -130,7 +133,7 @@ def main() -> None:
 
     base = vectors["eager fp32"]
     top_base = np.argsort(-(texts @ base.T), axis=1)[:, :10]
-    print(f"{info.model_id}: {len(windows)} windows, batch {args.batch}, {os.cpu_count()} CPUs, "
+    print(f"{info.model_id}: {len(windows)} windows, batch {args.batch}, {args.threads} torch thread(s), "
           f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}; medians of {args.reps} interleaved reps")
     print("| variant | windows/s | vs eager fp32 | min cosine to eager fp32 | top-10 identical |\n|---|---|---|---|---|")
     eager = statistics.median(rates["eager fp32"])
