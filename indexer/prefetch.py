@@ -47,8 +47,8 @@ def default_workers() -> int:
 
 def decode_thread(workers: int | None = None) -> bool:
     """Whether to decode in a thread ahead of the model: on 2 CPUs when no processes decode (`workers`
-    None: the default). bench/indexing_throughput.py measures it against inline decoding ("overlap" rows);
-    on 1 CPU there is no core to overlap on, so decoding stays inline."""
+    None: the default). bench/indexing_throughput.py measures it against inline decoding ("decode thread"
+    rows); on 1 CPU there is no core to overlap on, so decoding stays inline."""
     if workers is not None:
         return False
     return default_workers() == 0 and (os.cpu_count() or 1) >= 2
