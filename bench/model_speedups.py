@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--windows", type=int, default=None, help="default 64 (starter), 16 (HTSAT)")
-    parser.add_argument("--skip", default="", help="comma-separated variant names to leave out")
+    parser.add_argument("--skip", default="", help="semicolon-separated variant names to leave out")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: what the build gives the model on 2 CPUs)")
     args = parser.parse_args()
@@ -110,7 +110,7 @@ def main() -> None:
         encoders: dict[str, tuple[object, torch.dtype | None]] = {"eager fp32": (reference, None),
                                                                   "eager bf16": (reference, torch.bfloat16)}
         for name, apply in variants.items():
-            if name in args.skip.split(","):
+            if name in args.skip.split(";"):
                 continue
             encoder = fresh()
             t = time.perf_counter()
