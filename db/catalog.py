@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate
@@ -43,6 +43,24 @@ class FileSegments:
     duration: float
     segment_ids: list[int]
     starts: list[float]
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A file and its segments to stage (see CatalogWriter.add_files)."""
+
+    corpus_id: int
+    path: str
+    content_hash: str
+    size: int
+    mtime: float
+    duration: float
+    source_rate: int
+    channels: int
+    spans: Sequence[tuple[float, float]]
+    modalities: str = "audio"
+    path_bytes: bytes | None = None
+    tags: Mapping[str, str] | None = None  # container tags (indexer/media/tags.py)
 
 
 @dataclass(frozen=True)
@@ -290,6 +308,48 @@ class CatalogWriter:
         self.session.flush()
         self.clear_failure(corpus_id, path)
 
+    def add_files(self, files: Sequence[NewFile]) -> list[tuple[int, list[int]]]:
+        """Stage many files, their segments and tags in a few statements (file rows, segment rows, tag rows,
+        and the clearing of their earlier failures); returns (file id, segment ids in `spans` order) per file.
+
+        The rows are those `add_file` stages one file at a time, written with one multi-row INSERT each
+        (ids come back in parameter order) instead of two flushes and a DELETE per file.
+        """
+        if not files:
+            return []
+        rows = [
+            {"corpus_id": f.corpus_id, "path": f.path, "path_bytes": f.path_bytes, "content_hash": f.content_hash,
+             "size": f.size, "mtime": f.mtime, "duration": f.duration, "source_rate": f.source_rate,
+             "channels": f.channels}
+            for f in files
+        ]
+        file_ids = list(self.session.scalars(insert(FileRow).returning(FileRow.id, sort_by_parameter_order=True), rows))
+        segments = [
+            {"file_id": file_id, "start": a, "end": b, "modalities": f.modalities}
+            for file_id, f in zip(file_ids, files)
+            for a, b in f.spans
+        ]
+        segment_ids = (
+            list(self.session.scalars(insert(SegmentRow).returning(SegmentRow.id, sort_by_parameter_order=True), segments))
+            if segments else []
+        )
+        by_corpus: dict[int, list[str]] = {}
+        for f in files:
+            by_corpus.setdefault(f.corpus_id, []).append(f.path)
+        for corpus_id, paths in by_corpus.items():
+            for start in range(0, len(paths), _IN_CHUNK):  # bound the IN list (SQLite's variable limit)
+                self.session.execute(delete(FailureRow).where(
+                    FailureRow.corpus_id == corpus_id, FailureRow.path.in_(paths[start : start + _IN_CHUNK])))
+        tag_rows = [{"file_id": file_id, "key": key, "value": value, "folded": value.casefold()}
+                    for file_id, f in zip(file_ids, files) for key, value in (f.tags or {}).items()]
+        if tag_rows:
+            self.session.execute(insert(FileTagRow), tag_rows)
+        result, start = [], 0
+        for file_id, f in zip(file_ids, files):
+            result.append((file_id, segment_ids[start : start + len(f.spans)]))
+            start += len(f.spans)
+        return result
+
     def remove_file(self, file_id: int) -> list[int]:
         """Stage the removal of a file and its segments; returns the segment ids removed."""
         segment_ids = list(self.session.scalars(select(SegmentRow.id).where(SegmentRow.file_id == file_id)))
@@ -320,3 +380,8 @@ class CatalogWriter:
 
     def close(self) -> None:
         self.session.close()
+
+
+
+# Values per IN (...) list: under SQLite's oldest default limit of 999 bound variables.
+_IN_CHUNK = 500

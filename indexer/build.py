@@ -14,7 +14,10 @@ removes only files that are truly gone.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -23,13 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from db.catalog import CatalogWriter, FileRecord
+from db.catalog import CatalogWriter, FileRecord, NewFile
 from indexer.corpus import CorpusFile, CorpusScan, catalog_text, content_hash, corpus_file, walk_corpus
 from indexer.device import resolve_device
 from indexer.embed import WindowPlan, embed_inputs, modalities_of
+from indexer import prefetch
 from indexer.prefetch import prefetch_inputs
 from indexer.encoders import AUTO_MODEL, DEFAULT_MODEL, Encoder, EncoderSpec, l2_normalize, resolve_model
 from indexer.encoders.auto import ModelChoice, choose_model
+from indexer.encoders.precision import resolve_precision
+from indexer.encoders.registry import default_batch_size
 from indexer.errors import (
     AudioDecodeError,
     EmptyCorpusError,
@@ -58,11 +64,16 @@ class BuildOptions:
     audio_weight: float = 1.0
     visual_weight: float = 1.0
     frames_per_window: int = 1  # 1: the middle frame; k: k frames, embeddings averaged
-    batch_size: int = 16  # windows per forward pass
-    decode_workers: int | None = None  # processes decoding ahead of the model; None: CPUs - 1 (max 4; 0 on 2 CPUs), 0: inline
+    batch_size: int | None = None  # windows per forward pass; None: the model's measured default (registry)
+    # Decoding ahead of the model. None: one thread on 2 CPUs, CPUs - 1 processes (max 4) on more, inline on
+    # 1 (see indexer/prefetch.py); 0: inline, unless decode_thread; N: N processes.
+    decode_workers: int | None = None
+    decode_thread: bool | None = None  # decode in one thread ahead of the model; None: on 2 CPUs by default
+    # torch threads for the model during the build; None: the CPUs the decoding thread leaves, else torch's own.
+    model_threads: int | None = None
     hop_seconds: float | None = None  # None: the model's window length (no overlap)
     device: str = "auto"  # cpu, cuda, cuda:N or auto: the model's torch device and FAISS's (indexer/device.py)
-    precision: str = "auto"  # auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16
+    precision: str = "auto"  # auto (see encoders/precision.py: bf16 where fast and measured safe), fp32, bf16, fp16
     db_url: str | None = None  # None: catalog.sqlite inside the index directory
     checkpoint_seconds: float = 300.0  # commit finished files at least this often
     index_type: str = "auto"  # "auto" (by corpus size, see store.choose_factory) or a FAISS factory string
@@ -228,11 +239,13 @@ def _build_locked(
         if hop_seconds <= 0:
             raise ValueError("hop must be positive")
 
+    precision = resolve_precision(encoder, options.precision)
+    batch_size = options.batch_size or default_batch_size(encoder)
     report = BuildReport(index=index.path, notes=list(placement.notes))
     writer = index.catalog.writer()
     try:
         checkpoint = str(resolve_model(options.model).checkpoint)
-        writer.ensure_info(**vars(Provenance.of(encoder.info, checkpoint, hop_seconds)))
+        writer.ensure_info(**vars(Provenance.of(encoder.info, checkpoint, hop_seconds, precision=precision)))
         corpus_id = writer.corpus_id(str(corpus))
         generation = index.generation()
         factory = stored.faiss_factory if stored is not None else DEFAULT_FACTORY
@@ -250,17 +263,25 @@ def _build_locked(
 
         last_checkpoint = time.monotonic()
         done = 0
-        stage = embed_stage or partial(_embedded_jobs, decode_workers=options.decode_workers,
-                                       precision=options.precision, limits=limits)
-        for job in stage(jobs, encoder, hop_seconds, options.batch_size, writer, corpus_id, report):
+        stage = embed_stage or partial(_embedded_jobs, decode_workers=options.decode_workers, precision=precision,
+                                       limits=limits, decode_thread=options.decode_thread,
+                                       model_threads=options.model_threads)
+        batch = _StoreBatch(corpus_id)
+        for job in stage(jobs, encoder, hop_seconds, batch_size, writer, corpus_id, report):
             if job is not None:
-                _store_file(writer, stores, corpus_id, job, report)
+                batch.stage(writer, stores, job, report)
             done += 1
             if progress:
                 progress(done, len(jobs))
             if time.monotonic() - last_checkpoint >= options.checkpoint_seconds and done < len(jobs):
+                batch.write(writer, stores, report)
                 generation = index.commit_generation(stores, writer)
                 last_checkpoint = time.monotonic()
+            elif batch.windows >= STORE_BATCH_WINDOWS:
+                batch.write(writer, stores, report)
+        batch.write(writer, stores, report)
+        if report.segments_added:
+            _record_precision(writer, precision)
         if report.changed or index.generation() == 0:
             stores["segments"] = _apply_index_type(stores["segments"], options, writer)
             if stores["segments"].gpu_note:
@@ -388,6 +409,32 @@ def _embedded_jobs(
     decode_workers: int | None = None,
     precision: str = "auto",
     limits: DecodeLimits = NO_LIMITS,
+    decode_thread: bool | None = None,
+    model_threads: int | None = None,
+) -> Iterator[_FileJob | None]:
+    """Decode and window each job's file and embed windows in batches across files (see _embed_files),
+    decoding in a thread ahead of the model on 2 CPUs (see indexer/prefetch.py) with the model's torch
+    threads on the other core (`model_threads`)."""
+    threaded = prefetch.decode_thread(decode_workers) if decode_thread is None else decode_thread
+    if model_threads is None and threaded and decode_workers in (None, 0):
+        model_threads = max(1, (os.cpu_count() or 1) - 1)  # the decoding thread has a core of its own
+    with _torch_threads(model_threads):
+        yield from _embed_files(jobs, encoder, hop_seconds, batch_size, writer, corpus_id, report, decode_workers,
+                                precision, limits, threaded)
+
+
+def _embed_files(
+    jobs: list[_FileJob],
+    encoder: Encoder,
+    hop_seconds: float,
+    batch_size: int,
+    writer: CatalogWriter,
+    corpus_id: int,
+    report: BuildReport,
+    decode_workers: int | None = None,
+    precision: str = "auto",
+    limits: DecodeLimits = NO_LIMITS,
+    decode_thread: bool | None = None,
 ) -> Iterator[_FileJob | None]:
     """Decode and window each job's file and embed windows in batches across files.
 
@@ -411,7 +458,8 @@ def _embedded_jobs(
         yield from finished()
 
     plan = WindowPlan.of(encoder, hop_seconds, limits)
-    for job, inputs in zip(jobs, prefetch_inputs([job.file.absolute for job in jobs], plan, decode_workers)):
+    paths = [job.file.absolute for job in jobs]
+    for job, inputs in zip(jobs, prefetch_inputs(paths, plan, decode_workers, decode_thread)):
         if isinstance(inputs, AudioDecodeError):
             record_decode_failure(writer, corpus_id, job, inputs.reasons, report, _failure_key(job, inputs, limits))
             yield None
@@ -455,6 +503,25 @@ def _failure_key(job: _FileJob, error: AudioDecodeError, limits: DecodeLimits) -
     return job.content_hash
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `n` (None: unchanged) while the build embeds, restored after.
+
+    Three busy threads on 2 cores (the model's two and the decoder) leave the model's threads waiting
+    for each other at every operator; bench/indexing_throughput.py measures the model on 1 and 2 threads.
+    """
+    torch = sys.modules.get("torch")  # an encoder without torch leaves it unimported
+    if n is None or torch is None or torch.get_num_threads() == n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def record_decode_failure(writer: CatalogWriter, corpus_id: int, job: _FileJob, reasons: list[str],
                           report: BuildReport, content_hash: str | None = None) -> None:
     """Record a file no decoder could read: a plain reason, and every decoder's own in the catalog
@@ -475,35 +542,63 @@ def _remove_file(writer: CatalogWriter, stores: dict[str, VectorStore], record: 
     report.segments_removed += len(segment_ids)
 
 
-def _store_file(
-    writer: CatalogWriter, stores: dict[str, VectorStore], corpus_id: int, job: _FileJob, report: BuildReport
-) -> None:
-    if job.previous is not None:
-        segment_ids = writer.remove_file(job.previous.id)
-        stores["segments"].remove(segment_ids)
-        stores["files"].remove([job.previous.id])
-        report.segments_removed += len(segment_ids)
-        report.updated += 1
-    else:
-        report.added += 1
-    file_id, segment_ids = writer.add_file(
-        corpus_id,
-        job.file.catalog_path,
-        job.content_hash,
-        job.file.size,
-        job.file.mtime,
-        job.duration,
-        job.source_rate,
-        job.channels,
-        job.spans,
-        job.modalities,
-        path_bytes=job.file.path_bytes,
-        tags=read_tags(job.file.absolute),  # title/artist/album/genre, for search filters and exports
-    )
-    vectors = np.stack(job.vectors).astype(np.float32)
-    stores["segments"].add(segment_ids, vectors)
-    stores["files"].add([file_id], l2_normalize(vectors.mean(axis=0, keepdims=True)))
-    report.segments_added += len(segment_ids)
+# Finished files wait in a _StoreBatch until this many of their windows do (or a checkpoint comes): their
+# catalog rows are then written in three statements and their vectors added to FAISS in one call, instead of
+# two flushes, a DELETE and two FAISS adds per file. Bounds the vectors held: 4096 x 512 floats is 8 MiB.
+STORE_BATCH_WINDOWS = 4096
+
+
+@dataclass
+class _StoreBatch:
+    """Embedded files whose rows and vectors are written together (before every commit, see build_index)."""
+
+    corpus_id: int
+    jobs: list[_FileJob] = field(default_factory=list)
+    windows: int = 0
+
+    def stage(self, writer: CatalogWriter, stores: dict[str, VectorStore], job: _FileJob, report: BuildReport) -> None:
+        """Queue `job`; the rows and vectors of the file version it replaces are removed at once."""
+        if job.previous is not None:
+            segment_ids = writer.remove_file(job.previous.id)
+            stores["segments"].remove(segment_ids)
+            stores["files"].remove([job.previous.id])
+            report.segments_removed += len(segment_ids)
+            report.updated += 1
+        else:
+            report.added += 1
+        self.jobs.append(job)
+        self.windows += len(job.vectors)
+
+    def write(self, writer: CatalogWriter, stores: dict[str, VectorStore], report: BuildReport) -> None:
+        """Stage the queued files' catalog rows and add their vectors (segments and file means)."""
+        if not self.jobs:
+            return
+        ids = writer.add_files([
+            NewFile(self.corpus_id, job.file.catalog_path, job.content_hash, job.file.size, job.file.mtime, job.duration, job.source_rate, job.channels,
+                    job.spans, job.modalities, job.file.path_bytes,
+                    tags=read_tags(job.file.absolute))  # title/artist/album/genre, for search filters and exports
+            for job in self.jobs
+        ])
+        vectors = [np.stack(job.vectors).astype(np.float32) for job in self.jobs]
+        segment_ids = [i for _, segments in ids for i in segments]
+        stores["segments"].add(segment_ids, np.concatenate(vectors))
+        stores["files"].add([file_id for file_id, _ in ids],
+                            l2_normalize(np.stack([v.mean(axis=0) for v in vectors])))
+        report.segments_added += len(segment_ids)
+        self.jobs.clear()
+        self.windows = 0
+
+
+def _record_precision(writer: CatalogWriter, precision: str) -> None:
+    """Note `precision` in the provenance's versions: an index updated at another precision than it was
+    built at lists both (e.g. "bf16+fp32"), since its vectors then come from both."""
+    row = writer.ensure_info()
+    versions = dict(row.versions or {})
+    # An index built before precisions were recorded: its earlier vectors' precision is not known.
+    used = set(str(versions.get("precision", "unrecorded")).split("+"))
+    if precision not in used:
+        versions["precision"] = "+".join(sorted(used | {precision}))
+        writer.update_info(versions=versions)
 
 
 def _apply_index_type(store: VectorStore, options: BuildOptions, writer: CatalogWriter) -> VectorStore:

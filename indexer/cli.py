@@ -13,6 +13,7 @@ import click
 
 from indexer.encoders import AUTO_MODEL, MODELS
 from indexer.limits import DEFAULT_MAX_FILE_SECONDS
+from indexer.encoders.precision import PRECISIONS
 from indexer.errors import ResoundError
 
 # Exit status of a build that finished but could not index some files.
@@ -108,7 +109,11 @@ def print_model_hint(hint: str | None) -> None:
                    "IDMap2,HNSW32,Flat), or auto: exact below 100k windows, IVF beyond.")
 @click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1),
               help="recall@10 against exact search that nprobe/efSearch are tuned to.")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="Windows per forward pass.")
+@click.option("--batch-size", default=None, type=click.IntRange(1),
+              help="Windows per forward pass (default: the model's fastest, measured; 8 for the starter on CPU).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Inference precision; auto: bf16 (fp16) on GPUs, bf16 on CPUs with native bf16 where the model's "
+                   "bf16 vectors keep cosine >= 0.999 to fp32, else fp32.")
 @click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None, help="Seconds between window starts (default: the window length).")
 @click.option("--device", default="auto", show_default=True,
               help="cpu, cuda, cuda:N or auto (a GPU if there is one): where the model runs and FAISS trains.")
@@ -128,7 +133,8 @@ def print_model_hint(hint: str | None) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--verbose", is_flag=True, help="Also print each decoder's own message for files that failed.")
 def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, audio_weight: float,
-          visual_weight: float, frames_per_window: int, index_type: str, target_recall: float, batch_size: int,
+          visual_weight: float, frames_per_window: int, index_type: str, target_recall: float, batch_size: int | None,
+          precision: str,
           hop_seconds: float | None, device: str, checkpoint_seconds: float, max_file_seconds: float, db_url: str | None,
           ray_address: str | None, ray_actors: int, ray_gpus_per_actor: float | None, ray_block_files: int,
           quiet: bool, verbose: bool) -> None:
@@ -151,7 +157,8 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
 
     choice = choose_build_model(index_path, model, db_url)
     options = BuildOptions(model=choice.model, vision_model=vision_model, audio_weight=audio_weight, visual_weight=visual_weight,
-                           frames_per_window=frames_per_window, batch_size=batch_size, hop_seconds=hop_seconds,
+                           frames_per_window=frames_per_window, batch_size=batch_size, precision=precision,
+                           hop_seconds=hop_seconds,
                            device=device, db_url=db_url, index_type=index_type, target_recall=target_recall,
                            checkpoint_seconds=checkpoint_seconds, max_file_seconds=max_file_seconds)
     try:

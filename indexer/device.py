@@ -50,6 +50,8 @@ def cuda_device_count() -> int:
 
 def faiss_gpu_count() -> int:
     """GPUs the installed faiss can use; 0 for faiss-cpu."""
+    if "faiss" not in sys.modules and not _nvidia_driver_present():
+        return 0  # no NVIDIA driver, so no GPU for faiss either: a CPU-only run imports faiss only to use it
     import faiss
 
     if not hasattr(faiss, "StandardGpuResources"):

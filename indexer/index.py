@@ -59,7 +59,13 @@ class Provenance:
     search_params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, info: EncoderInfo, checkpoint: str, hop_seconds: float, factory: str = DEFAULT_FACTORY) -> "Provenance":
+    def of(cls, info: EncoderInfo, checkpoint: str, hop_seconds: float, factory: str = DEFAULT_FACTORY,
+           precision: str | None = None) -> "Provenance":
+        """`precision`: the inference precision the vectors are computed in (fp32, bf16, fp16), recorded
+        with the package versions, since the two together decide the vectors' last digits."""
+        versions = package_versions()
+        if precision is not None:
+            versions["precision"] = precision
         return cls(
             model_id=info.model_id,
             family=info.family,
@@ -72,7 +78,7 @@ class Provenance:
             hop_seconds=hop_seconds,
             preprocessing=dict(info.preprocessing),
             faiss_factory=factory,
-            versions=package_versions(),
+            versions=versions,
         )
 
     @classmethod

@@ -1,5 +1,10 @@
-"""Decoding ahead of the model: files are decoded and windowed in worker processes while the main process
-runs inference, with a bounded number of files in flight so memory stays flat whatever the corpus size.
+"""Decoding ahead of the model: files are decoded and windowed while the main thread runs inference, with a
+bounded number of files in flight so memory stays flat whatever the corpus size.
+
+On 2 CPUs one decoding thread (`decode_thread`) overlaps with the model: libsndfile, soxr and PyAV release
+the GIL while they work, so decoding fills the second core for the price of a thread, where a process
+would cost pickling every window and a second interpreter (measured slower, see default_workers). On more
+CPUs, worker processes decode (the Python between the C calls then runs in parallel too); on 1, inline.
 
 A long file (see embed.file_inputs) comes back from its worker as a StreamedInputs, not as its samples:
 the main process streams it, a background thread decoding at most `STREAM_READ_AHEAD_PARTS` parts ahead
@@ -23,19 +28,30 @@ from indexer.embed import SegmentInputs, StreamedInputs, WindowPlan, snapshot_in
 from indexer.errors import AudioDecodeError, MediaTooLongError, UnreadableFileError
 
 FILES_IN_FLIGHT_PER_WORKER = 2
+# Files a decoding thread holds decoded ahead of the model: enough to cover one long file's decode.
+THREAD_FILES_AHEAD = 4
 STREAM_READ_AHEAD_PARTS = 2
 
 T = TypeVar("T")
 
 
 def default_workers() -> int:
-    """CPUs minus one for the model, at most 4; none (decode inline) on machines of 2 CPUs or fewer.
+    """Decoding processes: CPUs minus one for the model, at most 4; none on machines of 2 CPUs or fewer.
 
-    On 2 CPUs the model's two threads already fill the machine, and a decoding process only takes turns
-    with them: measured there, 58 windows/s with one worker against 65 inline (bench/indexing_throughput.py).
+    On 2 CPUs a decoding process only takes turns with the model's threads: measured there, 58 windows/s
+    with one worker against 65 inline; a decoding thread does better (decode_thread).
     """
     cpus = os.cpu_count() or 1
     return 0 if cpus <= 2 else min(4, cpus - 1)
+
+
+def decode_thread(workers: int | None = None) -> bool:
+    """Whether to decode in a thread ahead of the model: on 2 CPUs when no processes decode (`workers`
+    None: the default). bench/indexing_throughput.py measures it against inline decoding ("decode thread"
+    rows); on 1 CPU there is no core to overlap on, so decoding stays inline."""
+    if workers is not None:
+        return False
+    return default_workers() == 0 and (os.cpu_count() or 1) >= 2
 
 
 # Decoding errors a worker hands back by name (with path and reasons), so that the build tells them apart.
@@ -130,15 +146,21 @@ def _result(value: SegmentInputs | StreamedInputs | tuple[str, str, list[str]], 
     return value
 
 
-def prefetch_inputs(paths: Sequence[Path], plan: WindowPlan, workers: int | None = None
+def prefetch_inputs(paths: Sequence[Path], plan: WindowPlan, workers: int | None = None, thread: bool | None = None
                     ) -> Iterator[SegmentInputs | StreamedInputs | ReadAheadInputs | AudioDecodeError]:
-    """Each path's inputs (or its AudioDecodeError), in order, decoded `workers` processes ahead.
+    """Each path's inputs (or its AudioDecodeError), in order, decoded `workers` processes ahead, or by one
+    thread (`thread`; None: `decode_thread(workers)`), or inline (`workers=0`, no thread).
 
     Every result but an error has `parts()`: a file decoded whole is one part; a long file is streamed
-    part by part (inline with `workers=0`, else by a read-ahead thread), and may raise AudioDecodeError
-    from `parts()` when it breaks off midway.
+    part by part (inline without processes or thread, else by a read-ahead thread), and may raise
+    AudioDecodeError from `parts()` when it breaks off midway. The results are the same in every mode.
     """
+    threaded = decode_thread(workers) if thread is None else thread
     workers = default_workers() if workers is None else workers
+    if threaded and workers <= 0 and len(paths) > 1:
+        yield from read_ahead((_result(_load(str(path), plan), STREAM_READ_AHEAD_PARTS) for path in paths),
+                              THREAD_FILES_AHEAD)
+        return
     if workers <= 0 or len(paths) <= 1:
         for path in paths:
             yield _result(_load(str(path), plan), STREAM_READ_AHEAD_PARTS if workers > 0 else 0)
