@@ -432,7 +432,7 @@ def info(index_path: Path, db_url: str | None, as_json: bool, failed: bool) -> N
 
 
 # -- the model zoo ----------------------------------------------------------------------------------
-@main.group("models")
+@main.group("models", short_help="List, fetch, verify and remove models.")
 def models_group() -> None:
     """The registered models: which are on disk, fetching, verifying and removing them."""
 
@@ -447,7 +447,7 @@ def _size(n: int | None) -> str:
     return "?"
 
 
-@models_group.command("list")
+@models_group.command("list", short_help="Every registered model and where it is on disk.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def models_list(as_json: bool) -> None:
     """Every registered model: family, dimension, size, licence, and whether (and where) it is on disk."""
@@ -473,7 +473,7 @@ def models_list(as_json: bool) -> None:
                    f"{r['on_disk']:<8} {r['licence']:<18} {where}")
 
 
-@models_group.command("download")
+@models_group.command("download", short_help="Fetch a model's checkpoint and tokenizer files.")
 @click.argument("name")
 def models_download(name: str) -> None:
     """Fetch a model's checkpoint and tokenizer files (resumable), check them against the hub's hashes."""
@@ -490,7 +490,7 @@ def models_download(name: str) -> None:
         click.echo(f"{name}: ready (ships with resound)")
 
 
-@models_group.command("verify")
+@models_group.command("verify", short_help="Recheck a model's files against their hashes.")
 @click.argument("name")
 def models_verify(name: str) -> None:
     """Recheck a model's files: sha256 against the recorded (or the hub's) hash, tokenizer files readable."""
@@ -506,7 +506,7 @@ def models_verify(name: str) -> None:
         sys.exit(1)
 
 
-@models_group.command("remove")
+@models_group.command("remove", short_help="Delete a model's files from disk.")
 @click.argument("name")
 def models_remove(name: str) -> None:
     """Delete a model's files from disk (tokenizer files only when no other model on disk needs them)."""

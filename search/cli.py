@@ -130,7 +130,7 @@ def _verbose_option(f):  # type: ignore[no-untyped-def]
                         help="Say whether a running `search serve` on the index answered, or why not.")(f)
 
 
-@main.command()
+@main.command(short_help="Find the files that best match a description.")
 @click.argument("text")
 @_common
 @_filter_options
@@ -157,7 +157,7 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
     _done["fast_exit"] = True
 
 
-@main.command()
+@main.command(short_help="Find the files that sound most like FILE.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @_common
 @_filter_options
@@ -189,7 +189,7 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
 
 
 
-@main.command(short_help="Serve the HTTP API and the listening page.")
+@main.command(short_help="Groups of files that are the same recording.")
 @index_option
 @db_option
 @click.option("--threshold", type=click.FloatRange(-1, 1), default=None,
@@ -223,7 +223,7 @@ def duplicates(index_path: Path, db_url: str | None, threshold: float | None, mi
             click.echo(f"  {m.similarity:6.3f}  {match}  {m.offset:+8.2f} s  {catalog_text(m.path)}")
 
 
-@main.command()
+@main.command(short_help="Serve the HTTP API and the listening page.")
 @index_option
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True,

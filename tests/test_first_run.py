@@ -209,7 +209,7 @@ def test_classify_with_a_plain_label_file_and_default_prompts(tmp_path: Path, to
     # No labels and a model without classes of its own: say what to pass.
     missing = CliRunner().invoke(search_cli, ["classify", str(clip), "--model", str(tone_model)])
     assert missing.exit_code == 2
-    assert "model family 'test' has no label set of its own: give --labels FILE" in missing.stderr
+    assert "has no label set of its own: give --labels FILE" in missing.stderr
 
 
 def test_without_labels_the_starter_model_uses_its_own_classes() -> None:

@@ -218,7 +218,7 @@ def test_search_similar_on_a_fifo_is_refused_not_waited_on(tones: ToneIndex, tmp
     with tone_environment(tones.root / "cache"):
         engine = Engine(tones.index)
     try:
-        with pytest.raises(QueryError, match=r"clip.wav: cannot decode audio \(soundfile: not a regular file: a FIFO; pyav: not a regular file: a FIFO\)"):
+        with pytest.raises(QueryError, match=r"clip.wav: cannot read file \(not a regular file: a FIFO\)"):
             engine.similar(fifo)
     finally:
         engine.close()
@@ -361,7 +361,7 @@ def test_an_unreadable_file_that_was_indexed_keeps_its_vectors(tmp_path: Path, t
     monkeypatch.setattr(os, "open", refusing_open)
     report = build_index(corpus, index_path, options)
     assert (report.removed, [(Path(f.path).name, f.reason) for f in report.failed]) == (
-        0, [("b.wav", "cannot read file (Permission denied)")])
+        0, [("b.wav", "permission denied")])
     assert sorted(_vectors(index_path)) == ["a.wav", "b.wav"]
 
 

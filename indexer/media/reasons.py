@@ -9,6 +9,7 @@ file" or "truncated FLAC". The decoders' own messages stay available as the tech
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,8 +65,13 @@ def plain_reason(path: str | Path, reasons: Sequence[str]) -> str:
     # Our own reasons ("no audio samples", "samples contain NaN or infinity") are plain already.
     given = reasons[0] if len(reasons) == 1 and ":" not in reasons[0] else None
     path = Path(path)
+    # A reason the reading itself gave in plain words (a FIFO or device where a file was, a file rewritten
+    # while read, one longer than the limit) says more than what the path shows now.
+    if given is None and len(reasons) == 1 and reasons[0].startswith(("cannot read file (", "longer than ")):
+        given = reasons[0]
     try:
-        size = os.stat(path).st_size
+        info = os.stat(path)
+        size = info.st_size
     except FileNotFoundError:
         return given or "file not found"
     except PermissionError:
@@ -76,6 +82,10 @@ def plain_reason(path: str | Path, reasons: Sequence[str]) -> str:
         return "permission denied"
     if path.is_dir():
         return "a directory, not a file"
+    if not stat.S_ISREG(info.st_mode):  # never opened here: opening a FIFO waits for a writer
+        from indexer.media.source import NotRegularFileError
+
+        return f"cannot read file ({NotRegularFileError(path, info.st_mode)})"
     if size == 0:
         return "empty file"
     if given:
