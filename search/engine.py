@@ -45,12 +45,13 @@ class Engine:
 
     `device` (cpu, cuda, cuda:N or auto) places the query encoder and the FAISS search (see
     indexer/device.py); `notes` says what fell back to CPU. `precision` as in indexer.embed.embed_inputs.
-    Text queries are centred by the index's hubness correction (indexer/hubness.py) when it has one;
-    `hubness_correction=False` searches with the raw query vector.
+    `hubness_correction=True` centres text queries by the index's stored hubness correction
+    (indexer/hubness.py). Off by default: with the current starter weights it did not reduce hubness on a
+    noise-padded corpus and cost 0.04 precision@10 (bench/hubness.py, MODEL_CARD.md).
     """
 
     def __init__(self, index_path: str | Path, model: str | None = None, device: str = "auto", db_url: str | None = None,
-                 precision: str = "auto", hubness_correction: bool = True):
+                 precision: str = "auto", hubness_correction: bool = False):
         self.index = Index(index_path, db_url=db_url)
         provenance = self.index.provenance()
         if provenance is None:
