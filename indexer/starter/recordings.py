@@ -180,6 +180,13 @@ LABEL_CAPTIONS: dict[str, tuple[str, ...]] = {
     # instruments heard as events
     "drums": ("drums", "a drum being played", "drumbeats"),
     "a cymbal crash": ("a cymbal crash", "a crash cymbal struck", "a cymbal clash"),
+    "a bass drum kick": ("a bass drum kick", "the thump of a kick drum", "a bass drum hit"),
+    "a snare drum": ("a snare drum", "a snare drum hit", "the crack of a snare"),
+    "a hi-hat": ("a hi-hat", "a hi-hat cymbal ticking", "closed and open hi-hat hits"),
+    "a tom-tom drum": ("a tom-tom drum", "a tom drum hit", "the boom of a tom-tom"),
+    "a hand drum": ("a hand drum", "a djembe played by hand", "a hand drum slapped"),
+    "a tambourine": ("a tambourine", "a tambourine jingling", "a shaken tambourine"),
+    "hand clapping": ("hand clapping", "people clapping their hands", "a hand clap"),
 }
 
 
@@ -407,6 +414,65 @@ RECORDING_SOURCES: tuple[RecordingSource, ...] = (
         (
             _rule(r"^glass break", "glass breaking"),
             _rule(r"^cameratakespicture", "camera shutter"),
+        ),
+    ),
+    RecordingSource(
+        "openarena-data",
+        "/usr/share/games/openarena/baseoa/pak0.pk3!sound/",
+        "GPL-2+",
+        "train",
+        (
+            _rule(r"^player/footsteps/(boot|step|flesh|clank)", "footsteps"),
+            _rule(r"^player/footsteps/splash|^player/watr (in|out)", "water splashing"),
+            _rule(r"^weapons/(machinegun/machgf|vulcan/vulcanf)", "a machine gun"),
+            _rule(r"^weapons/shotgun/", "gunshot"),
+            _rule(r"^weapons/(grenade/hgren|rocket/rocklx|proxmine/wstbexpl)", "explosion"),
+            _rule(r"^world/fire", "a fire roaring"),
+            _rule(r"^world/waterfall", "a waterfall"),
+            _rule(r"^world/wind", "wind"),
+            _rule(r"^world/drops", "water dripping"),
+            _rule(r"^player/sarge/(death|drown)", "screaming"),
+            _rule(r"^player/sarge/pain", "groaning in pain"),
+            _rule(r"^movers/doors/", "a door"),
+        ),
+    ),
+    RecordingSource(
+        "openarena-data",
+        "/usr/share/games/openarena/missionpack/mp-pak0.pk3!sound/",
+        "GPL-2+",
+        "train",
+        # "rott" is a recorded voice; "festivoxmale" is a speech synthesiser's and is left out.
+        (_rule(r"^voices/rott/", "speech"),),
+    ),
+    RecordingSource(
+        "warzone2100-data",
+        "/usr/share/games/warzone2100/base.wz!audio/",
+        "GPL-2+",
+        "train",
+        (
+            _rule(r"^sfx/explons/(atnkexpl|lrgexpl|smlexpl|mpodexpl)", "explosion"),
+            _rule(r"^sfx/explons/bldfall", "a building collapsing"),
+            _rule(r"^sfx/misc/scream", "screaming"),
+            _rule(r"^sfx/weapons/(mgbar|mgheavy|mgtower|asltmg)", "a machine gun"),
+            _rule(r"^sfx/weapons/splash", "water splashing"),
+            _rule(r"^sfx/building/steam", "steam hissing"),
+            _rule(r"^taunts/[^/]+/haha", "laughter"),
+        ),
+    ),
+    RecordingSource(
+        "hydrogen-drumkits",
+        "/usr/share/hydrogen/data/drumkits",
+        "GPL-2+ / CC-BY-3.0 / CC-BY-SA-3.0 / CC0 (per kit, see copyright)",
+        "train",
+        (
+            _rule(r"/[^/]*(kick|bassdrum|\bbd\b)[^/]*$", "a bass drum kick"),
+            _rule(r"/[^/]*(snare|\bsd\b)[^/]*$", "a snare drum"),
+            _rule(r"/[^/]*(hi ?hat|\bhh)[^/]*$", "a hi-hat"),
+            _rule(r"/[^/]*(crash|ride|china|splash|cymbal)[^/]*$", "a cymbal crash"),
+            _rule(r"/[^/]*tom[^/]*$", "a tom-tom drum"),
+            _rule(r"/[^/]*djembe[^/]*$", "a hand drum"),
+            _rule(r"/[^/]*tambourine[^/]*$", "a tambourine"),
+            _rule(r"/[^/]*clap[^/]*$", "hand clapping"),
         ),
     ),
     # Held out: never trained on. 0 A.D. keeps its audio inside public.zip; the labelled members are
