@@ -475,6 +475,57 @@ RECORDING_SOURCES: tuple[RecordingSource, ...] = (
             _rule(r"/[^/]*clap[^/]*$", "hand clapping"),
         ),
     ),
+    RecordingSource(
+        "redeclipse-data",
+        "/usr/share/games/redeclipse/data/sounds",
+        "CC-BY-SA-3.0 / CC-BY-3.0 (see copyright)",
+        "train",
+        (
+            _rule(r"^ambience/(creek|river|water)$", "water flowing"),
+            _rule(r"^ambience/cavedrip", "water dripping"),
+            _rule(r"^ambience/nightcrickets", "crickets chirping"),
+            _rule(r"^ambience/forest", "birds chirping"),
+            _rule(r"^ambience/waterfall", "a waterfall"),
+            _rule(r"^ambience/(morph/)?(blow|hollow|storm)?wind", "wind"),
+            _rule(r"^ambience/(morph/)?(storm)?rain", "rain"),
+            _rule(r"^ambience/morph/stormbolts", "thunder"),
+            _rule(r"^ambience/distant cars", "traffic"),
+            _rule(r"^ambience/fire", "fire crackling"),
+            _rule(r"^player/footstep", "footsteps"),
+            _rule(r"^player/death", "screaming"),
+            _rule(r"^player/pain", "groaning in pain"),
+            _rule(r"^sfx/(splashin|splashout|splosh)", "water splashing"),
+            _rule(r"^voice/haha", "laughter"),
+            _rule(r"^voice/(damnit|gogogo|hangon|luckyshot|niceshot|no|noproblem|sorry|thanks|yes)", "speech"),
+            _rule(r"^weapons/(mine/)?explode", "explosion"),
+            _rule(r"^weapons/(pistol|rifle|shotgun)/primary", "gunshot"),
+        ),
+    ),
+    RecordingSource(
+        "supertuxkart-data",
+        "/usr/share/games/supertuxkart/data",
+        "GPL-3+ / CC-BY-SA (per file, see copyright)",
+        "train",
+        (
+            _rule(r"^sfx/wilhelmscream$", "screaming"),
+            _rule(r"^sfx/airplane jetengine$", "a jet plane"),
+            _rule(r"^sfx/(car accel|car revup|engine large|engine small)$", "an engine"),
+            _rule(r"^sfx/clock$", "a clock ticking"),
+            _rule(r"^sfx/exotic birds", "birds chirping"),
+            _rule(r"^sfx/explosion$", "explosion"),
+            _rule(r"^sfx/fireworks show$", "fireworks"),
+            _rule(r"^sfx/hammer$", "hammering"),
+            _rule(r"^sfx/horn$", "a car horn"),
+            _rule(r"^sfx/rain$", "rain"),
+            _rule(r"^sfx/river loop$", "water flowing"),
+            _rule(r"^sfx/splash$", "water splashing"),
+            _rule(r"^sfx/thunder$", "thunder"),
+            _rule(r"^sfx/waterfall loop", "a waterfall"),
+            _rule(r"^tracks/black forest/cow$", "a cow mooing"),
+            _rule(r"^tracks/black forest/steamlocomotive$", "a train"),
+            _rule(r"^tracks/scotland/sheep$", "a sheep bleating"),
+        ),
+    ),
     # Held out: never trained on. 0 A.D. keeps its audio inside public.zip; the labelled members are
     # extracted once into DEFAULT_EXTRACT_DIR.
     RecordingSource(
@@ -657,10 +708,26 @@ def _present(source: RecordingSource) -> bool:
     return Path(source.directory).is_dir() if parts is None else parts[0].is_file()
 
 
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _distinct(clips: Iterable[RecordedClip], seen: set[str]) -> list[RecordedClip]:
+    """`clips` without files whose bytes are in `seen` or repeat an earlier clip's (games reuse sounds)."""
+    kept = []
+    for clip in clips:
+        digest = _file_digest(clip.path)
+        if digest not in seen:
+            seen.add(digest)
+            kept.append(clip)
+    return kept
+
+
 def training_recordings(sources: Sequence[RecordingSource] | None = None) -> list[RecordedClip]:
-    """Every labelled clip of the training sources, in source then path order."""
+    """Every labelled clip of the training sources, in source then path order; a file whose bytes repeat
+    an earlier clip's is kept once."""
     chosen = [s for s in (RECORDING_SOURCES if sources is None else sources) if s.use == "train"]
-    return _collect(chosen, None)
+    return _distinct(_collect(chosen, None), set())
 
 
 def evaluation_recordings(
@@ -671,10 +738,15 @@ def evaluation_recordings(
 ) -> list[RecordedClip]:
     """Labelled clips of the held-out sources, sorted by label then path: at most `clips_per_label` per
     label (spread evenly over the label's clips in path order); labels with fewer than `min_clips` are
-    left out."""
-    chosen = [s for s in (RECORDING_SOURCES if sources is None else sources) if s.use == "eval"]
+    left out, and so are files identical to a training clip of `sources`."""
+    sources = RECORDING_SOURCES if sources is None else sources
+    chosen = [s for s in sources if s.use == "eval"]
+    # A held-out file that is byte for byte a training file (packages share sounds) is not held out.
+    training = {_file_digest(c.path) for c in training_recordings(sources)} if any(
+        s.use == "train" for s in sources
+    ) else set()
     by_label: dict[str, list[RecordedClip]] = defaultdict(list)
-    for clip in _collect(chosen, extract_dir):
+    for clip in _distinct(_collect(chosen, extract_dir), training):
         by_label[clip.label].append(clip)
     picked = []
     for label in sorted(by_label):
