@@ -67,7 +67,11 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         default=",".join(map(str, defaults.model.audio_channels)),
         help="widths of the CNN blocks, comma-separated",
     )
-    parser.add_argument("--text-layers", type=int, default=defaults.model.text_layers)
+    parser.add_argument("--text-hidden", type=int, default=defaults.model.text_hidden, help="projection MLP width")
+    parser.add_argument("--text-geometry-weight", type=float, default=defaults.text_geometry_weight)
+    parser.add_argument("--no-recordings", action="store_true", help="train on the rendered corpora only")
+    parser.add_argument("--recording-windows", type=int, default=defaults.recording_windows)
+    parser.add_argument("--recording-repeats", type=int, default=defaults.recording_repeats)
     parser.add_argument("--crop-frames", type=int, default=defaults.augment.crop_frames)
     parser.add_argument(
         "--augment",
@@ -105,8 +109,12 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         model=replace(
             defaults.model,
             audio_channels=tuple(int(c) for c in args.audio_channels.split(",")),
-            text_layers=args.text_layers,
+            text_hidden=args.text_hidden,
         ),
+        text_geometry_weight=args.text_geometry_weight,
+        use_recordings=not args.no_recordings,
+        recording_windows=args.recording_windows,
+        recording_repeats=args.recording_repeats,
         augment=augment_config(replace(defaults.augment, crop_frames=args.crop_frames), args.augment),
         warmup_steps=args.warmup_steps,
         threads=args.threads,

@@ -15,6 +15,7 @@ from indexer.embed import embed_file
 from indexer.encoders import Encoder, EncoderSpec
 from indexer.encoders.precision import autocast, unit_rows
 from indexer.errors import AudioDecodeError, IndexCorruptError, QueryError
+from indexer.hubness import load_correction
 from indexer.index import Index, Provenance, check_encoder, check_model
 from indexer.store import VectorStore, faiss_gpu
 
@@ -44,10 +45,12 @@ class Engine:
 
     `device` (cpu, cuda, cuda:N or auto) places the query encoder and the FAISS search (see
     indexer/device.py); `notes` says what fell back to CPU. `precision` as in indexer.embed.embed_inputs.
+    Text queries are centred by the index's hubness correction (indexer/hubness.py) when it has one;
+    `hubness_correction=False` searches with the raw query vector.
     """
 
     def __init__(self, index_path: str | Path, model: str | None = None, device: str = "auto", db_url: str | None = None,
-                 precision: str = "auto"):
+                 precision: str = "auto", hubness_correction: bool = True):
         self.index = Index(index_path, db_url=db_url)
         provenance = self.index.provenance()
         if provenance is None:
@@ -63,6 +66,7 @@ class Engine:
         self.precision = precision
         self.encoder: Encoder = spec.load(device=self.placement.torch_device)
         check_encoder(self.index.path, provenance, self.encoder.info)
+        self.hubness = load_correction(self.index.path, self.encoder.info) if hubness_correction else None
         self._generation = -1
         self._stores: dict[str, VectorStore] = {}
 
@@ -121,7 +125,10 @@ class Engine:
                 vectors = self.encoder.embed_text([text], modality=modality)  # type: ignore[call-arg]
             else:
                 vectors = self.encoder.embed_text([text])
-        return self.search_vector(unit_rows(self.encoder, vectors, reduced)[0], k)
+        vector = unit_rows(self.encoder, vectors, reduced)[0]
+        if self.hubness is not None:
+            vector = self.hubness.apply(vector)
+        return self.search_vector(vector, k)
 
     def similar(self, path: str | Path, k: int = 10, modality: str | None = None) -> list[Hit]:
         """Segments that sound (and look) most like a media file (its windows' mean vector)."""
