@@ -139,7 +139,7 @@ LABEL_CAPTIONS: dict[str, tuple[str, ...]] = {
     "glass breaking": ("glass breaking", "a glass shattering", "glass smashing into pieces"),
     "a door": ("a door", "a door opening and closing", "a door slamming shut"),
     "a clock ticking": ("a clock ticking", "the tick of a clock", "a ticking timer"),
-    "a bell ringing": ("a bell ringing", "the ring of a bell", "a small bell dinging"),
+    "a bell ringing": ("a bell ringing", "the ring of a bell", "a small bell struck once"),
     "telephone ringing": ("telephone ringing", "a phone ringing", "a ringing telephone"),
     "coins jingling": ("coins jingling", "the jingle of coins", "money clinking"),
     "a washing machine": ("a washing machine", "a washing machine spinning", "laundry in a washer"),
