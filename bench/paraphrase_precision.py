@@ -100,10 +100,14 @@ def _precision(engine: Engine, query: str, label: str, truth: dict[str, str]) ->
 def format_report(result: dict) -> str:
     """Summary and the per-class table (markdown)."""
     lines = [
-        f"model {result['model']} ({result['model_id']}); fresh {result['sample_set']} render, seed {result['seed']}: "
-        f"{result['clips']} clips, {result['classes']} classes; chance {result['chance']:.3f}",
-        f"mean precision@{K}: paraphrase queries {result['paraphrase_precision_at_10']:.3f}, "
-        f"the captions' own words (labels) {result['own_words_precision_at_10']:.3f}",
+        (
+            f"model {result['model']} ({result['model_id']}); fresh {result['sample_set']} render, "
+            f"seed {result['seed']}: {result['clips']} clips, {result['classes']} classes; chance {result['chance']:.3f}"
+        ),
+        (
+            f"mean precision@{K}: paraphrase queries {result['paraphrase_precision_at_10']:.3f}, "
+            f"the captions' own words (labels) {result['own_words_precision_at_10']:.3f}"
+        ),
         "",
         f"| class | paraphrase P@{K} | own words P@{K} | queries (P@{K}) |",
         "|---|---|---|---|",

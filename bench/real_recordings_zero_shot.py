@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.encoders import l2_normalize, load_encoder
+from indexer.errors import AudioDecodeError
 from indexer.media.decode import decode_audio
 from indexer.starter.recordings import LABEL_CAPTIONS, evaluation_recordings
 from indexer.windows import cut_windows
@@ -42,13 +43,13 @@ STRATEGIES = ("label", "clap", "templates")
 def embed_clips(encoder, paths: list[Path], pooling: str, max_windows: int) -> tuple[np.ndarray, list[str]]:  # type: ignore[no-untyped-def]
     """(n, dim) unit clip vectors and the files that failed to decode (their rows are zero)."""
     rate = encoder.info.sample_rate
-    window = int(round(encoder.info.window_seconds * rate))
+    window = round(encoder.info.window_seconds * rate)
     vectors = np.zeros((len(paths), encoder.info.dim), dtype=np.float32)
     failed = []
     for i, path in enumerate(paths):
         try:
             samples = decode_audio(path, rate).samples
-        except Exception as e:  # one bad file never aborts the bench; it counts as a miss
+        except AudioDecodeError as e:  # one bad file never aborts the bench; it counts as a miss
             failed.append(f"{path}: {e}")
             continue
         windows = [w.samples for w in cut_windows(samples, window, window)][: 1 if pooling == "first" else max_windows]
@@ -112,8 +113,10 @@ def format_report(result: dict) -> str:
     """Summary lines, an accuracy table per strategy and the per-class table (markdown)."""
     lines = [
         f"model {result['model']} ({result['model_id']}, sha256 {result['sha256'][:12]})",
-        f"{result['clips']} held-out clips from {', '.join(result['sources'])}; {result['classes']} classes; "
-        f"{result['candidates']} candidate labels; chance {result['chance']:.3f}; pooling {result['pooling']}",
+        (
+            f"{result['clips']} held-out clips from {', '.join(result['sources'])}; {result['classes']} classes; "
+            f"{result['candidates']} candidate labels; chance {result['chance']:.3f}; pooling {result['pooling']}"
+        ),
         "",
         f"| prompts | accuracy | balanced accuracy | text-to-audio R-precision (chance {result['r_precision_chance']:.3f}) |",
         "|---|---|---|---|",

@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 
+from indexer.errors import AudioDecodeError
 from indexer.media.decode import decode_audio
 from indexer.starter.recordings import RecordedClip, evaluation_recordings, training_recordings
 
@@ -26,7 +27,7 @@ THRESHOLD = 0.8
 def _samples(clip: RecordedClip) -> np.ndarray | None:
     try:
         return decode_audio(clip.path, RATE).samples.astype(np.float64)
-    except Exception:  # an undecodable file is reported by the benches that use it
+    except AudioDecodeError:  # an undecodable file is reported by the benches that use it
         return None
 
 
