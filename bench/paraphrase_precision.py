@@ -14,7 +14,8 @@ correction the index stores applies):
 - for comparison, each class's own label ("violin", "rain"), a word the captions use.
 
 A query's precision@10 is the share of its top 10 files that are clips of its class; the table gives
-each class's mean over its queries, and the summary the mean over classes. Chance is one over the
+each class's mean over its queries, and the summary the mean over classes, for all queries and for each
+kind alone (synonyms: other names of the sound; references: works, players, brands, genres). Chance is one over the
 number of classes (each class has the same number of clips).
 """
 
@@ -33,7 +34,7 @@ import numpy as np
 
 from indexer import BuildOptions, build_index
 from indexer.starter.data import CorpusSpec, ensure_corpus
-from indexer.starter.paraphrases import paraphrase_queries
+from indexer.starter.paraphrases import QUERY_KINDS, paraphrase_queries
 from indexer.starter.train import DEFAULT_CACHE
 from search import Engine
 
@@ -61,13 +62,18 @@ def run_benchmark(model: str, sample_set: str, clips_per_class: int, seed: int, 
             for q in queries:
                 if q.label in classes:
                     paraphrase[q.label].append(
-                        {"query": q.query, "precision": _precision(engine, q.query, q.label, truth)}
+                        {"query": q.query, "kind": q.kind, "precision": _precision(engine, q.query, q.label, truth)}
                     )
             own_words = {label: _precision(engine, label, label, truth) for label in classes}
             model_id = f"{engine.provenance.model_id} (sha256 {engine.provenance.checkpoint_sha256[:12]})"
         finally:
             engine.close()
     per_class = {label: float(np.mean([r["precision"] for r in paraphrase[label]])) for label in classes}
+    by_kind = {}
+    for kind in QUERY_KINDS:
+        means = [np.mean([r["precision"] for r in paraphrase[c] if r["kind"] == kind]) for c in classes
+                 if any(r["kind"] == kind for r in paraphrase[c])]
+        by_kind[kind] = {"classes": len(means), "precision_at_10": float(np.mean(means))}
     return {
         "model": model,
         "model_id": model_id,
@@ -80,6 +86,7 @@ def run_benchmark(model: str, sample_set: str, clips_per_class: int, seed: int, 
         "build_seconds": round(build_seconds, 1),
         "paraphrase_precision_at_10": float(np.mean(list(per_class.values()))),
         "own_words_precision_at_10": float(np.mean(list(own_words.values()))),
+        "by_kind": by_kind,
         "per_class": {
             label: {"paraphrase": per_class[label], "own_words": own_words[label], "queries": paraphrase[label]}
             for label in classes
@@ -108,12 +115,17 @@ def format_report(result: dict) -> str:
             f"mean precision@{K}: paraphrase queries {result['paraphrase_precision_at_10']:.3f}, "
             f"the captions' own words (labels) {result['own_words_precision_at_10']:.3f}"
         ),
+        "by kind: " + "; ".join(
+            f"{kind} queries {r['precision_at_10']:.3f} ({r['classes']} classes)" for kind, r in result["by_kind"].items()
+        ),
         "",
-        f"| class | paraphrase P@{K} | own words P@{K} | queries (P@{K}) |",
+        f"| class | paraphrase P@{K} | own words P@{K} | queries (P@{K}; * a reference) |",
         "|---|---|---|---|",
     ]
     for label, row in result["per_class"].items():
-        detail = "; ".join(f"{q['query']} ({q['precision']:.1f})" for q in row["queries"])
+        detail = "; ".join(
+            f"{q['query']}{'*' if q['kind'] == 'reference' else ''} ({q['precision']:.1f})" for q in row["queries"]
+        )
         lines.append(f"| {label} | {row['paraphrase']:.2f} | {row['own_words']:.2f} | {detail} |")
     return "\n".join(lines)
 

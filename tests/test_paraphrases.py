@@ -15,12 +15,17 @@ from indexer.starter.paraphrases import (
 )
 
 
-def test_every_demo_class_has_at_least_two_paraphrase_queries() -> None:
+def test_every_demo_class_has_at_least_two_paraphrase_queries_and_a_synonym() -> None:
     counts = {label: 0 for label in SOUND_CLASSES}
+    synonyms = {label: 0 for label in SOUND_CLASSES}
     for query in paraphrase_queries():
         counts[query.label] += 1
+        synonyms[query.label] += query.kind == "synonym"
     assert set(counts) == set(SOUND_CLASSES)
     assert min(counts.values()) >= 2, counts
+    assert {label for label, n in synonyms.items() if n == 0} <= {
+        "xylophone", "church organ", "harmonica", "acoustic guitar", "bass guitar", "sitar", "bagpipes", "steel drums"
+    }
 
 
 def test_no_key_word_is_a_word_of_any_caption_phrase() -> None:
@@ -45,6 +50,11 @@ def test_a_key_word_in_a_training_text_fails_loudly_with_the_text() -> None:
 def test_every_meaningful_query_word_must_be_declared() -> None:
     with pytest.raises(ParaphraseLeakError, match="violin': 'violin' is neither a key word nor a stop word"):
         check_paraphrases([ParaphraseQuery("violin", "a fiddle like a violin", ("fiddle", "like"))], [])
+
+
+def test_a_query_kind_must_be_known() -> None:
+    with pytest.raises(ParaphraseLeakError, match="kind 'slang' is not one of synonym, reference"):
+        check_paraphrases([ParaphraseQuery("violin", "a fiddle", ("fiddle",), "slang")], [])
 
 
 def test_hyphenated_key_words_are_checked_part_by_part() -> None:

@@ -1,7 +1,10 @@
 """Paraphrase queries for the demo corpus's classes, and the proof that no training text uses their words.
 
 `paraphrase_queries.json` holds, for every class of indexer.demo, a few queries in other words than the
-captions ("a fiddle" for violin, "a downpour" for rain) with their key words. A query is fair when
+captions with their key words, of two kinds: a "synonym" names or describes the sound itself in other
+words ("a fiddle" for violin, "a downpour" for rain, "a sackbut" for trombone); a "reference" names
+something people associate with it (a work, performer, brand, genre or place: "Yo-Yo Ma", "a Steinway",
+"calypso"), which asks for world knowledge as well. A query is fair when
 
 - every word of it is either a key word or a function word (STOP_WORDS), so no word it shares with the
   training texts carries its meaning, and
@@ -26,6 +29,7 @@ from indexer.errors import ResoundError
 
 PARAPHRASE_QUERIES_PATH = Path(__file__).with_name("paraphrase_queries.json")
 # Words that carry no meaning of their own; the only words a query may share with the training texts.
+QUERY_KINDS = ("synonym", "reference")
 STOP_WORDS = frozenset({"a", "an", "the", "of", "on", "in", "and", "over", "with", "by", "to", "at", "from"})
 _SUFFIXES = ("ings", "ing", "ers", "er", "ed", "es", "s", "y", "e")
 _WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*")
@@ -42,6 +46,7 @@ class ParaphraseQuery:
     label: str
     query: str
     key_words: tuple[str, ...]
+    kind: str = "synonym"  # one of QUERY_KINDS
 
 
 @functools.lru_cache(maxsize=1)
@@ -49,7 +54,7 @@ def paraphrase_queries() -> tuple[ParaphraseQuery, ...]:
     """Every paraphrase query, in class then file order."""
     table = json.loads(PARAPHRASE_QUERIES_PATH.read_text(encoding="utf-8"))
     return tuple(
-        ParaphraseQuery(label, entry["query"], tuple(entry["key_words"]))
+        ParaphraseQuery(label, entry["query"], tuple(entry["key_words"]), entry["kind"])
         for label, entries in table.items()
         for entry in entries
     )
@@ -88,6 +93,8 @@ def check_paraphrases(queries: Iterable[ParaphraseQuery], texts: Iterable[str]) 
     problems = []
     key_words = set()
     for q in queries:
+        if q.kind not in QUERY_KINDS:
+            problems.append(f"{q.label}: {q.query!r}: kind {q.kind!r} is not one of {', '.join(QUERY_KINDS)}")
         declared = {k.lower() for k in q.key_words}
         key_words |= declared
         for word in words(q.query):
