@@ -51,6 +51,16 @@ class LabelledClips:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def select(self, indices: Sequence[int]) -> LabelledClips:
+        """The clips at `indices`, in that order (repeats allowed)."""
+        return LabelledClips(
+            self.features[torch.tensor(list(indices), dtype=torch.long)],
+            [self.labels[i] for i in indices],
+            [self.captions[i] for i in indices],
+            [self.sample_sets[i] for i in indices],
+            [self.scenes[i] for i in indices],
+        )
+
     @staticmethod
     def concatenate(parts: Sequence[LabelledClips]) -> LabelledClips:
         """All clips of `parts`, in order."""

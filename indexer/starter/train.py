@@ -87,12 +87,21 @@ class TrainConfig:
     use_recordings: bool = True
     recording_windows: int = 3
     recording_repeats: int = 1
+    # Labels of real recordings are very uneven (hundreds of speech files, two of a rooster): each
+    # label's windows are capped at `recording_label_cap` (evenly spread) and repeated up to
+    # `recording_label_max_repeat` times towards `recording_label_target` windows an epoch.
+    recording_label_cap: int = 120
+    recording_label_target: int = 24
+    recording_label_max_repeat: int = 6
     recording_validation_share: float = 0.1
     # Keep the projection faithful to the pretrained text space: mean squared difference between the
     # step's texts' cosines after projection and in MiniLM, so that paraphrases no caption uses stay
     # near the captions they paraphrase.
     text_geometry_weight: float = 0.5
     text_model_dir: Path | None = None  # None: minilm.find_minilm's search
+    # Start the audio tower (and the temperature) from an earlier starter checkpoint instead of random
+    # weights: any format, only its `audio.*` tensors and `logit_scale` are read, and they must fit.
+    init_audio_from: Path | None = None
     label_positive_weight: float = 0.5  # share of each target spread over same-label pairs (see scenes)
     # Weight of a second loss that is zero-shot classification itself: each clip's audio against one
     # prompt of every training label (a random style and wording per step), cross-entropy on its label.
@@ -445,6 +454,22 @@ def _recordings_split(config: TrainConfig) -> tuple[list, list]:
     return train, validation
 
 
+def balanced_selection(labels: Sequence[str], config: TrainConfig) -> list[int]:
+    """Indices of `labels` (with repeats) balanced as TrainConfig's recording_label_* fields say."""
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    chosen = []
+    for label in sorted(by_label):
+        members = by_label[label]
+        if len(members) > config.recording_label_cap:
+            spread = np.linspace(0, len(members) - 1, config.recording_label_cap).round().astype(int)
+            members = [members[j] for j in spread]
+        repeats = min(config.recording_label_max_repeat, max(1, math.ceil(config.recording_label_target / len(members))))
+        chosen.extend(members * repeats)
+    return chosen
+
+
 def _demo_specs(config: TrainConfig) -> tuple[list[CorpusSpec], CorpusSpec, tuple[str, ...]]:
     held_out = [s for s in config.train_sample_sets if s in HELD_OUT_SAMPLE_SETS or s == config.validation_sample_set]
     if held_out:
@@ -487,6 +512,8 @@ def prepare_data(config: TrainConfig, log: Callable[[str], None]) -> TrainingDat
         f"data ready: render {rendered - started:.0f} s, log-mels {featurised - rendered:.0f} s, "
         f"recordings {recorded - featurised:.0f} s"
     )
+    if recordings is not None:
+        recordings = recordings.select(balanced_selection(recordings.labels, config))
     training_parts = parts[:-1] + ([recordings] * config.recording_repeats if recordings is not None else [])
     return TrainingData(
         train=LabelledClips.concatenate(training_parts),
@@ -528,6 +555,21 @@ def training_texts(config: TrainConfig) -> list[str]:
     for scene in SCENES:
         texts.update(scene_phrases(scene))
     return sorted(texts)
+
+
+def load_audio_tower(model: StarterModel, path: Path) -> None:
+    """Copy the `audio.*` tensors and `logit_scale` of a starter checkpoint at `path` into `model`."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        tensors = {key: f.get_tensor(key) for key in f.keys() if key.startswith("audio.") or key == "logit_scale"}
+    state = model.state_dict()
+    wanted = {key for key in state if key.startswith("audio.")}
+    if not wanted <= set(tensors) or any(tensors[k].shape != state[k].shape for k in wanted):
+        raise ValueError(f"{path}: its audio tower does not fit this model's config")
+    with torch.no_grad():
+        for key, value in tensors.items():
+            state[key].copy_(value.to(state[key].dtype))
 
 
 def _optimizer(model: StarterModel, config: TrainConfig) -> torch.optim.Optimizer:
@@ -589,6 +631,9 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
         rng = np.random.default_rng(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
         model = StarterModel(model_config)
+        if config.init_audio_from is not None:
+            load_audio_tower(model, config.init_audio_from)
+            log(f"audio tower and temperature initialised from {config.init_audio_from}")
         optimizer = _optimizer(model, config)
         averaged = copy.deepcopy(model) if config.ema_decay > 0 else model
         caption_index = sentences.index
@@ -703,6 +748,7 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
                     "epochs": config.epochs,
                     "best_epoch": best_epoch,
                     "validation_sample_set": config.validation_sample_set,
+                    "init_audio_from": str(config.init_audio_from) if config.init_audio_from else None,
                 }
             },
         )
