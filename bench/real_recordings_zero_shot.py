@@ -14,7 +14,9 @@ clip's vector is the renormalised mean of its window vectors (`--pooling first`:
 Each clip is classified against the label prompts of every candidate label (`eval`: the labels present
 in the evaluation, `all`: every label the recordings vocabulary holds) with resound's prompt strategies
 (search/prompts.py): the bare label ("a dog barking"), CLAP's template ("This is a sound of a dog
-barking.") and the template ensemble. Prints chance, accuracy per strategy and a per-class table.
+barking.") and the template ensemble. Prints chance, accuracy per strategy and a per-class table, and
+text-to-audio R-precision: each label's prompt ranks every clip, and the share of its top n (n: the
+label's clip count) that are of the label is averaged over labels.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.encoders import l2_normalize, load_encoder
+from indexer.errors import AudioDecodeError
 from indexer.media.decode import decode_audio
 from indexer.starter.recordings import LABEL_CAPTIONS, evaluation_recordings
 from indexer.windows import cut_windows
@@ -40,13 +43,13 @@ STRATEGIES = ("label", "clap", "templates")
 def embed_clips(encoder, paths: list[Path], pooling: str, max_windows: int) -> tuple[np.ndarray, list[str]]:  # type: ignore[no-untyped-def]
     """(n, dim) unit clip vectors and the files that failed to decode (their rows are zero)."""
     rate = encoder.info.sample_rate
-    window = int(round(encoder.info.window_seconds * rate))
+    window = round(encoder.info.window_seconds * rate)
     vectors = np.zeros((len(paths), encoder.info.dim), dtype=np.float32)
     failed = []
     for i, path in enumerate(paths):
         try:
             samples = decode_audio(path, rate).samples
-        except Exception as e:  # one bad file never aborts the bench; it counts as a miss
+        except AudioDecodeError as e:  # one bad file never aborts the bench; it counts as a miss
             failed.append(f"{path}: {e}")
             continue
         windows = [w.samples for w in cut_windows(samples, window, window)][: 1 if pooling == "first" else max_windows]
@@ -73,10 +76,19 @@ def run_benchmark(model: str, pooling: str, candidates: str, max_windows: int) -
         per_class: dict[str, list[int]] = defaultdict(list)
         for label, hit in zip(truth, hits):
             per_class[label].append(hit)
+        # Text to audio: each present label's prompt ranks every clip; R-precision is the share of its
+        # top n clips (n: the label's clip count) that are of the label.
+        counts = Counter(truth)
+        r_precision = {}
+        for label in sorted(counts):
+            ranked = np.argsort(-(audio @ text[index[label]]), kind="stable")[: counts[label]]
+            r_precision[label] = float(np.mean([truth[i] == label for i in ranked]))
         results[strategy] = {
             "accuracy": float(np.mean(hits)),
             "balanced_accuracy": float(np.mean([np.mean(v) for v in per_class.values()])),
             "per_class": {label: float(np.mean(v)) for label, v in sorted(per_class.items())},
+            "text_to_audio_r_precision": float(np.mean(list(r_precision.values()))),
+            "per_class_r_precision": r_precision,
         }
     return {
         "model": model,
@@ -92,6 +104,7 @@ def run_benchmark(model: str, pooling: str, candidates: str, max_windows: int) -
         "max_windows": max_windows,
         "decode_failures": failed,
         "embed_seconds": round(embed_seconds, 1),
+        "r_precision_chance": float(np.mean([n / len(truth) for n in Counter(truth).values()])),
         "strategies": results,
     }
 
@@ -100,14 +113,18 @@ def format_report(result: dict) -> str:
     """Summary lines, an accuracy table per strategy and the per-class table (markdown)."""
     lines = [
         f"model {result['model']} ({result['model_id']}, sha256 {result['sha256'][:12]})",
-        f"{result['clips']} held-out clips from {', '.join(result['sources'])}; {result['classes']} classes; "
-        f"{result['candidates']} candidate labels; chance {result['chance']:.3f}; pooling {result['pooling']}",
+        (
+            f"{result['clips']} held-out clips from {', '.join(result['sources'])}; {result['classes']} classes; "
+            f"{result['candidates']} candidate labels; chance {result['chance']:.3f}; pooling {result['pooling']}"
+        ),
         "",
-        "| prompts | accuracy | balanced accuracy |",
-        "|---|---|---|",
+        f"| prompts | accuracy | balanced accuracy | text-to-audio R-precision (chance {result['r_precision_chance']:.3f}) |",
+        "|---|---|---|---|",
     ]
     for strategy, r in result["strategies"].items():
-        lines.append(f"| {strategy} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} |")
+        lines.append(
+            f"| {strategy} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} | {r['text_to_audio_r_precision']:.3f} |"
+        )
     lines += ["", "| class | n | " + " | ".join(STRATEGIES) + " |", "|---|---|" + "---|" * len(STRATEGIES)]
     for label, n in result["clips_per_class"].items():
         cells = " | ".join(f"{result['strategies'][s]['per_class'][label]:.2f}" for s in STRATEGIES)

@@ -24,9 +24,10 @@ from indexer.starter.recordings import (
 )
 
 
-def touch(path: Path) -> Path:
+def touch(path: Path, content: bytes | None = None) -> Path:
+    """A stand-in audio file; distinct content per path unless `content` is given."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"RIFF")
+    path.write_bytes(str(path).encode() if content is None else content)
     return path
 
 
@@ -84,6 +85,18 @@ def test_training_and_evaluation_take_only_their_own_sources(tmp_path: Path) -> 
         ("cow_0.ogg", "held-out-sounds"),
         ("cow_1.ogg", "held-out-sounds"),
     ]
+
+
+def test_repeated_files_are_kept_once_and_never_held_out(tmp_path: Path) -> None:
+    touch(tmp_path / "train" / "animals" / "dog_1.ogg", b"bark")
+    touch(tmp_path / "train" / "animals" / "dog_2.ogg", b"bark")  # the same sound shipped twice
+    touch(tmp_path / "train" / "animals" / "dog_3.ogg", b"woof")
+    touch(tmp_path / "eval" / "animals" / "dog_a.ogg", b"woof")  # a training file: not held out
+    touch(tmp_path / "eval" / "animals" / "dog_b.ogg", b"yap")
+    touch(tmp_path / "eval" / "animals" / "dog_c.ogg", b"arf")
+    sources = [farm_source(tmp_path / "train"), farm_source(tmp_path / "eval", "eval", "held-out-sounds")]
+    assert [c.path.name for c in training_recordings(sources)] == ["dog_1.ogg", "dog_3.ogg"]
+    assert [c.path.name for c in evaluation_recordings(sources)] == ["dog_b.ogg", "dog_c.ogg"]
 
 
 def test_evaluation_reads_audio_inside_a_zip_archive(tmp_path: Path) -> None:

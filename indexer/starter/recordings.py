@@ -139,7 +139,7 @@ LABEL_CAPTIONS: dict[str, tuple[str, ...]] = {
     "glass breaking": ("glass breaking", "a glass shattering", "glass smashing into pieces"),
     "a door": ("a door", "a door opening and closing", "a door slamming shut"),
     "a clock ticking": ("a clock ticking", "the tick of a clock", "a ticking timer"),
-    "a bell ringing": ("a bell ringing", "the ring of a bell", "a small bell dinging"),
+    "a bell ringing": ("a bell ringing", "the ring of a bell", "a small bell struck once"),
     "telephone ringing": ("telephone ringing", "a phone ringing", "a ringing telephone"),
     "coins jingling": ("coins jingling", "the jingle of coins", "money clinking"),
     "a washing machine": ("a washing machine", "a washing machine spinning", "laundry in a washer"),
@@ -180,6 +180,13 @@ LABEL_CAPTIONS: dict[str, tuple[str, ...]] = {
     # instruments heard as events
     "drums": ("drums", "a drum being played", "drumbeats"),
     "a cymbal crash": ("a cymbal crash", "a crash cymbal struck", "a cymbal clash"),
+    "a bass drum kick": ("a bass drum kick", "the thump of a kick drum", "a bass drum hit"),
+    "a snare drum": ("a snare drum", "a snare drum hit", "the crack of a snare"),
+    "a hi-hat": ("a hi-hat", "a hi-hat cymbal ticking", "closed and open hi-hat hits"),
+    "a tom-tom drum": ("a tom-tom drum", "a tom drum hit", "the boom of a tom-tom"),
+    "a hand drum": ("a hand drum", "a djembe played by hand", "a hand drum slapped"),
+    "a tambourine": ("a tambourine", "a tambourine jingling", "a shaken tambourine"),
+    "hand clapping": ("hand clapping", "people clapping their hands", "a hand clap"),
 }
 
 
@@ -409,6 +416,116 @@ RECORDING_SOURCES: tuple[RecordingSource, ...] = (
             _rule(r"^cameratakespicture", "camera shutter"),
         ),
     ),
+    RecordingSource(
+        "openarena-data",
+        "/usr/share/games/openarena/baseoa/pak0.pk3!sound/",
+        "GPL-2+",
+        "train",
+        (
+            _rule(r"^player/footsteps/(boot|step|flesh|clank)", "footsteps"),
+            _rule(r"^player/footsteps/splash|^player/watr (in|out)", "water splashing"),
+            _rule(r"^weapons/(machinegun/machgf|vulcan/vulcanf)", "a machine gun"),
+            _rule(r"^weapons/shotgun/", "gunshot"),
+            _rule(r"^weapons/(grenade/hgren|rocket/rocklx|proxmine/wstbexpl)", "explosion"),
+            _rule(r"^world/fire", "a fire roaring"),
+            _rule(r"^world/waterfall", "a waterfall"),
+            _rule(r"^world/wind", "wind"),
+            _rule(r"^world/drops", "water dripping"),
+            _rule(r"^player/sarge/(death|drown)", "screaming"),
+            _rule(r"^player/sarge/pain", "groaning in pain"),
+            _rule(r"^movers/doors/", "a door"),
+        ),
+    ),
+    RecordingSource(
+        "openarena-data",
+        "/usr/share/games/openarena/missionpack/mp-pak0.pk3!sound/",
+        "GPL-2+",
+        "train",
+        # "rott" is a recorded voice; "festivoxmale" is a speech synthesiser's and is left out.
+        (_rule(r"^voices/rott/", "speech"),),
+    ),
+    RecordingSource(
+        "warzone2100-data",
+        "/usr/share/games/warzone2100/base.wz!audio/",
+        "GPL-2+",
+        "train",
+        (
+            _rule(r"^sfx/explons/(atnkexpl|lrgexpl|smlexpl|mpodexpl)", "explosion"),
+            _rule(r"^sfx/explons/bldfall", "a building collapsing"),
+            _rule(r"^sfx/misc/scream", "screaming"),
+            _rule(r"^sfx/weapons/(mgbar|mgheavy|mgtower|asltmg)", "a machine gun"),
+            _rule(r"^sfx/weapons/splash", "water splashing"),
+            _rule(r"^sfx/building/steam", "steam hissing"),
+            _rule(r"^taunts/[^/]+/haha", "laughter"),
+        ),
+    ),
+    RecordingSource(
+        "hydrogen-drumkits",
+        "/usr/share/hydrogen/data/drumkits",
+        "GPL-2+ / CC-BY-3.0 / CC-BY-SA-3.0 / CC0 (per kit, see copyright)",
+        "train",
+        (
+            _rule(r"/[^/]*(kick|bassdrum|\bbd\b)[^/]*$", "a bass drum kick"),
+            _rule(r"/[^/]*(snare|\bsd\b)[^/]*$", "a snare drum"),
+            _rule(r"/[^/]*(hi ?hat|\bhh)[^/]*$", "a hi-hat"),
+            _rule(r"/[^/]*(crash|ride|china|splash|cymbal)[^/]*$", "a cymbal crash"),
+            _rule(r"/[^/]*tom[^/]*$", "a tom-tom drum"),
+            _rule(r"/[^/]*djembe[^/]*$", "a hand drum"),
+            _rule(r"/[^/]*tambourine[^/]*$", "a tambourine"),
+            _rule(r"/[^/]*clap[^/]*$", "hand clapping"),
+        ),
+    ),
+    RecordingSource(
+        "redeclipse-data",
+        "/usr/share/games/redeclipse/data/sounds",
+        "CC-BY-SA-3.0 / CC-BY-3.0 (see copyright)",
+        "train",
+        (
+            _rule(r"^ambience/(creek|river|water)$", "water flowing"),
+            _rule(r"^ambience/cavedrip", "water dripping"),
+            _rule(r"^ambience/nightcrickets", "crickets chirping"),
+            _rule(r"^ambience/forest", "birds chirping"),
+            _rule(r"^ambience/waterfall", "a waterfall"),
+            _rule(r"^ambience/(morph/)?(blow|hollow|storm)?wind", "wind"),
+            _rule(r"^ambience/(morph/)?(storm)?rain", "rain"),
+            _rule(r"^ambience/morph/stormbolts", "thunder"),
+            _rule(r"^ambience/distant cars", "traffic"),
+            _rule(r"^ambience/fire", "fire crackling"),
+            _rule(r"^player/footstep", "footsteps"),
+            _rule(r"^player/death", "screaming"),
+            _rule(r"^player/pain", "groaning in pain"),
+            _rule(r"^sfx/(splashin|splashout|splosh)", "water splashing"),
+            _rule(r"^voice/haha", "laughter"),
+            _rule(r"^voice/(damnit|gogogo|hangon|luckyshot|niceshot|no|noproblem|sorry|thanks|yes)", "speech"),
+            _rule(r"^weapons/(mine/)?explode", "explosion"),
+            _rule(r"^weapons/(pistol|rifle|shotgun)/primary", "gunshot"),
+        ),
+    ),
+    RecordingSource(
+        "supertuxkart-data",
+        "/usr/share/games/supertuxkart/data",
+        "GPL-3+ / CC-BY-SA (per file, see copyright)",
+        "train",
+        (
+            _rule(r"^sfx/wilhelmscream$", "screaming"),
+            _rule(r"^sfx/airplane jetengine$", "a jet plane"),
+            _rule(r"^sfx/(car accel|car revup|engine large|engine small)$", "an engine"),
+            _rule(r"^sfx/clock$", "a clock ticking"),
+            _rule(r"^sfx/exotic birds", "birds chirping"),
+            _rule(r"^sfx/explosion$", "explosion"),
+            _rule(r"^sfx/fireworks show$", "fireworks"),
+            _rule(r"^sfx/hammer$", "hammering"),
+            _rule(r"^sfx/horn$", "a car horn"),
+            _rule(r"^sfx/rain$", "rain"),
+            _rule(r"^sfx/river loop$", "water flowing"),
+            _rule(r"^sfx/splash$", "water splashing"),
+            _rule(r"^sfx/thunder$", "thunder"),
+            _rule(r"^sfx/waterfall loop", "a waterfall"),
+            _rule(r"^tracks/black forest/cow$", "a cow mooing"),
+            _rule(r"^tracks/black forest/steamlocomotive$", "a train"),
+            _rule(r"^tracks/scotland/sheep$", "a sheep bleating"),
+        ),
+    ),
     # Held out: never trained on. 0 A.D. keeps its audio inside public.zip; the labelled members are
     # extracted once into DEFAULT_EXTRACT_DIR.
     RecordingSource(
@@ -591,10 +708,26 @@ def _present(source: RecordingSource) -> bool:
     return Path(source.directory).is_dir() if parts is None else parts[0].is_file()
 
 
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _distinct(clips: Iterable[RecordedClip], seen: set[str]) -> list[RecordedClip]:
+    """`clips` without files whose bytes are in `seen` or repeat an earlier clip's (games reuse sounds)."""
+    kept = []
+    for clip in clips:
+        digest = _file_digest(clip.path)
+        if digest not in seen:
+            seen.add(digest)
+            kept.append(clip)
+    return kept
+
+
 def training_recordings(sources: Sequence[RecordingSource] | None = None) -> list[RecordedClip]:
-    """Every labelled clip of the training sources, in source then path order."""
+    """Every labelled clip of the training sources, in source then path order; a file whose bytes repeat
+    an earlier clip's is kept once."""
     chosen = [s for s in (RECORDING_SOURCES if sources is None else sources) if s.use == "train"]
-    return _collect(chosen, None)
+    return _distinct(_collect(chosen, None), set())
 
 
 def evaluation_recordings(
@@ -605,10 +738,15 @@ def evaluation_recordings(
 ) -> list[RecordedClip]:
     """Labelled clips of the held-out sources, sorted by label then path: at most `clips_per_label` per
     label (spread evenly over the label's clips in path order); labels with fewer than `min_clips` are
-    left out."""
-    chosen = [s for s in (RECORDING_SOURCES if sources is None else sources) if s.use == "eval"]
+    left out, and so are files identical to a training clip of `sources`."""
+    sources = RECORDING_SOURCES if sources is None else sources
+    chosen = [s for s in sources if s.use == "eval"]
+    # A held-out file that is byte for byte a training file (packages share sounds) is not held out.
+    training = {_file_digest(c.path) for c in training_recordings(sources)} if any(
+        s.use == "train" for s in sources
+    ) else set()
     by_label: dict[str, list[RecordedClip]] = defaultdict(list)
-    for clip in _collect(chosen, extract_dir):
+    for clip in _distinct(_collect(chosen, extract_dir), training):
         by_label[clip.label].append(clip)
     picked = []
     for label in sorted(by_label):
