@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from indexer.encoders.base import EncoderInfo, l2_normalize
-from indexer.hubness import FILE_NAME, HubnessCorrection, ensure_correction, load_correction, reference_queries
+from indexer.hubness import (
+    FILE_NAME,
+    HubnessCorrection,
+    ensure_correction,
+    load_correction,
+    reference_queries,
+)
 
 DIM = 8
 

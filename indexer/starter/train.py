@@ -537,7 +537,7 @@ def training_texts(config: TrainConfig) -> list[str]:
     Validation prompts are among them: the held-out labels' prompts are the training labels' prompts."""
     from indexer.demo import SCENES, read_demo_corpus, scene_phrases
 
-    specs, validation_spec, validation_labels = _demo_specs(config)
+    specs, _, validation_labels = _demo_specs(config)
     texts: set[str] = set()
     labels = set(validation_labels)
     for spec in specs:
