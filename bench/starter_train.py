@@ -67,7 +67,14 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         default=",".join(map(str, defaults.model.audio_channels)),
         help="widths of the CNN blocks, comma-separated",
     )
-    parser.add_argument("--text-layers", type=int, default=defaults.model.text_layers)
+    parser.add_argument("--text-hidden", type=int, default=defaults.model.text_hidden, help="projection MLP width")
+    parser.add_argument("--text-geometry-weight", type=float, default=defaults.text_geometry_weight)
+    parser.add_argument("--no-recordings", action="store_true", help="train on the rendered corpora only")
+    parser.add_argument("--init-audio-from", type=Path, default=None, help="starter checkpoint whose audio tower to start from")
+    parser.add_argument("--recording-windows", type=int, default=defaults.recording_windows)
+    parser.add_argument("--recording-repeats", type=int, default=defaults.recording_repeats)
+    parser.add_argument("--recording-label-cap", type=int, default=defaults.recording_label_cap)
+    parser.add_argument("--recording-label-target", type=int, default=defaults.recording_label_target)
     parser.add_argument("--crop-frames", type=int, default=defaults.augment.crop_frames)
     parser.add_argument(
         "--augment",
@@ -105,8 +112,15 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         model=replace(
             defaults.model,
             audio_channels=tuple(int(c) for c in args.audio_channels.split(",")),
-            text_layers=args.text_layers,
+            text_hidden=args.text_hidden,
         ),
+        text_geometry_weight=args.text_geometry_weight,
+        use_recordings=not args.no_recordings,
+        init_audio_from=args.init_audio_from,
+        recording_windows=args.recording_windows,
+        recording_repeats=args.recording_repeats,
+        recording_label_cap=args.recording_label_cap,
+        recording_label_target=args.recording_label_target,
         augment=augment_config(replace(defaults.augment, crop_frames=args.crop_frames), args.augment),
         warmup_steps=args.warmup_steps,
         threads=args.threads,

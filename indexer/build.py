@@ -295,6 +295,7 @@ def _build_locked(
     finally:
         writer.close()
     index.directory.remove_other_generations(index.generation())
+    _ensure_hubness_correction(index, encoder, report)
     report.seconds = time.monotonic() - started
     return report
 
@@ -314,6 +315,16 @@ def apply_changes(
     files = [f for f in (corpus_file(corpus, p) for p in sorted(paths)) if f is not None]
     return _build_locked(index, corpus, CorpusScan(corpus, files), options, None, started, only={catalog_text(p) for p in paths},
                          encoder=encoder)
+
+
+def _ensure_hubness_correction(index: Index, encoder: Encoder, report: BuildReport) -> None:
+    """Store the text-query hubness correction (indexer/hubness.py) beside the index, once per model."""
+    from indexer.hubness import ensure_correction
+
+    try:
+        ensure_correction(index.path, encoder)
+    except Exception as e:  # noqa: BLE001 - optional: a model whose text side cannot load offline still indexes
+        report.notes.append(f"no hubness correction: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}")
 
 
 def _plan(

@@ -380,6 +380,7 @@ def train(out_path: Path, metrics_path: Path | None, cache_dir: Path | None, see
     from dataclasses import replace
 
     from indexer.starter import TrainConfig, train_starter
+    from indexer.starter.prompts import PROMPT_STYLES
 
     overrides = {
         "metrics_path": metrics_path, "cache_dir": cache_dir, "seed": seed, "clips_per_set": clips_per_set,
@@ -389,7 +390,7 @@ def train(out_path: Path, metrics_path: Path | None, cache_dir: Path | None, see
     config = replace(TrainConfig(out_path=out_path), **{k: v for k, v in overrides.items() if v is not None})
     result = train_starter(config, log=lambda line: click.echo(line, err=True))
     click.echo(f"{result.weights_path}: epoch {result.best_epoch} saved; held-out zero-shot accuracy "
-               + ", ".join(f"{style} {m['accuracy']:.1f}%" for style, m in result.validation.items()))
+               + ", ".join(f"{style} {result.validation[style]['accuracy']:.1f}%" for style in PROMPT_STYLES))
 
 
 @main.command()

@@ -18,6 +18,7 @@ from indexer.embed import embed_file
 from indexer.encoders import Encoder, EncoderSpec
 from indexer.encoders.precision import autocast, unit_rows
 from indexer.errors import AudioDecodeError, IndexCorruptError, MediaTooLongError, QueryError
+from indexer.hubness import load_correction
 from indexer.index import Index, Provenance, check_encoder, check_model
 from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.store import VectorStore, faiss_gpu
@@ -76,10 +77,13 @@ class Engine:
 
     `device` (cpu, cuda, cuda:N or auto) places the query encoder and the FAISS search (see
     indexer/device.py); `notes` says what fell back to CPU. `precision` as in indexer.embed.embed_inputs.
+    `hubness_correction=True` centres text queries by the index's stored hubness correction
+    (indexer/hubness.py). Off by default: with the current starter weights it did not reduce hubness on a
+    noise-padded corpus and cost 0.04 precision@10 (bench/hubness.py, MODEL_CARD.md).
     """
 
     def __init__(self, index_path: str | Path, model: str | None = None, device: str = "auto", db_url: str | None = None,
-                 precision: str = "auto"):
+                 precision: str = "auto", hubness_correction: bool = False):
         self.index = Index(index_path, db_url=db_url)
         provenance = self.index.provenance()
         if provenance is None:
@@ -95,6 +99,7 @@ class Engine:
         self.precision = precision
         self.encoder: Encoder = spec.load(device=self.placement.torch_device)
         check_encoder(self.index.path, provenance, self.encoder.info)
+        self.hubness = load_correction(self.index.path, self.encoder.info) if hubness_correction else None
         self._generation = -1
         self._stores: dict[str, VectorStore] = {}
         self._matching: dict[tuple[int, SearchFilter], np.ndarray] = {}  # see matching_segment_ids
@@ -159,7 +164,10 @@ class Engine:
                 vectors = self.encoder.embed_text([text], modality=modality)  # type: ignore[call-arg]
             else:
                 vectors = self.encoder.embed_text([text])
-        return self.search_vector(unit_rows(self.encoder, vectors, reduced)[0], k, where, per_file)
+        vector = unit_rows(self.encoder, vectors, reduced)[0]
+        if self.hubness is not None:
+            vector = self.hubness.apply(vector)
+        return self.search_vector(vector, k, where, per_file)
 
     def similar(self, path: str | Path, k: int = 10, modality: str | None = None,
                 where: SearchFilter | None = None, limits: DecodeLimits = NO_LIMITS, per_file: bool = True) -> list[Hit]:

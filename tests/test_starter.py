@@ -19,8 +19,7 @@ from indexer.starter.checkpoint import load_starter, save_starter
 from indexer.starter.evaluate import retrieval_metrics, scene_metrics, zero_shot_accuracy
 from indexer.starter.features import pad_windows
 from indexer.starter.model import StarterModel
-from indexer.starter.tokenizer import UNK_ID, CaptionTokenizer, training_vocabulary
-from indexer.starter.train import contrastive_loss
+from indexer.starter.train import contrastive_loss, text_geometry_loss
 
 SAMPLE_RATE = 16000
 
@@ -35,11 +34,18 @@ def shipped() -> StarterEncoder:
     return StarterEncoder(WEIGHTS_PATH)
 
 
-def tiny_model(seed: int = 0) -> tuple[StarterModel, CaptionTokenizer]:
-    tokenizer = CaptionTokenizer(training_vocabulary(["a cello", "a piano in a hall"]), TINY_CONFIG.text_context)
+TEXT_MODEL = {"id": "sentence-transformers/all-MiniLM-L6-v2", "sha256": "0" * 64}
+
+
+def tiny_model(seed: int = 0) -> StarterModel:
     torch.manual_seed(seed)
-    model = StarterModel(replace(TINY_CONFIG, vocab_size=tokenizer.vocab_size)).eval()
-    return model, tokenizer
+    return StarterModel(TINY_CONFIG).eval()
+
+
+def sentence_vectors(n: int, seed: int = 0) -> torch.Tensor:
+    """Stand-ins for the frozen text model's unit vectors."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.normalize(torch.randn(n, TINY_CONFIG.text_input_dim, generator=generator), dim=1)
 
 
 def test_shipped_weights_embed_unit_vectors(shipped: StarterEncoder) -> None:
@@ -67,7 +73,7 @@ def test_embed_text_is_deterministic(shipped: StarterEncoder) -> None:
 
 
 def test_repeat_padding_and_window_limit() -> None:
-    config = replace(TINY_CONFIG, vocab_size=3)
+    config = TINY_CONFIG
     short = np.arange(1, 7001, dtype=np.float32)
     padded = pad_windows([short], config)[0].numpy()
     # 16000 samples: two whole repeats of the 7000-sample clip, then zeros.
@@ -79,33 +85,53 @@ def test_repeat_padding_and_window_limit() -> None:
         pad_windows([np.zeros(0, dtype=np.float32)], config)
 
 
-def test_tokenizer_maps_unknown_words_and_truncates() -> None:
-    tokenizer = CaptionTokenizer(training_vocabulary(["a cello"]), context=5)
-    tokens = tokenizer(["a cello", "a violin", "a cello a cello a cello"])
-    assert tokens[0].tolist()[3:] == [tokenizer.vocab_size - 1, 0]  # end marker (highest BPE id), pad
-    assert tokens[1, 2].item() == UNK_ID
-    assert tokens[2, -1].item() == tokens[0, 3].item()  # truncated text still ends with the end marker
-    assert tokenizer.unknown_words("a violin") == ["violin</w>"]
-
-
 def test_safetensors_round_trip(tmp_path: Path) -> None:
-    model, tokenizer = tiny_model()
+    model = tiny_model()
     windows = pad_windows([tone(440, 1.0), tone(660, 0.5)], model.config)
-    tokens = tokenizer(["a cello", "a piano in a hall"])
+    sentences = sentence_vectors(2)
     with torch.inference_mode():
-        audio, text = model.embed_waveforms(windows), model.embed_tokens(tokens)
-    save_starter(model, tokenizer, tmp_path / "f32.safetensors", dtype=torch.float32)
-    loaded, loaded_tokenizer, metadata = load_starter(tmp_path / "f32.safetensors")
-    assert loaded.config == model.config and loaded_tokenizer.kept_bpe_ids == tokenizer.kept_bpe_ids
-    assert metadata["format"] == "resound-starter/1"
+        audio, text = model.embed_waveforms(windows), model.embed_sentences(sentences)
+    save_starter(model, tmp_path / "f32.safetensors", TEXT_MODEL, dtype=torch.float32)
+    loaded, text_model, metadata = load_starter(tmp_path / "f32.safetensors")
+    assert loaded.config == model.config and text_model == TEXT_MODEL
+    assert metadata["format"] == "resound-starter/2"
     with torch.inference_mode():
         torch.testing.assert_close(loaded.embed_waveforms(windows), audio, rtol=0, atol=0)
-        torch.testing.assert_close(loaded.embed_tokens(tokens), text, rtol=0, atol=0)
-    save_starter(model, tokenizer, tmp_path / "f16.safetensors", dtype=torch.float16)
+        torch.testing.assert_close(loaded.embed_sentences(sentences), text, rtol=0, atol=0)
+    save_starter(model, tmp_path / "f16.safetensors", TEXT_MODEL, dtype=torch.float16)
     half, _, _ = load_starter(tmp_path / "f16.safetensors")
     with torch.inference_mode():
         assert (half.embed_waveforms(windows) * audio).sum(dim=1).min() > 0.999
-        assert (half.embed_tokens(tokens) * text).sum(dim=1).min() > 0.999
+        assert (half.embed_sentences(sentences) * text).sum(dim=1).min() > 0.999
+
+
+def test_a_retired_starter_checkpoint_is_refused_by_name(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    old = tmp_path / "old.safetensors"
+    save_file({"w": torch.zeros(2)}, str(old), metadata={"format": "resound-starter/1", "config": "{}"})
+    with pytest.raises(CheckpointError, match=r"old.safetensors: a resound-starter/1 starter checkpoint, which this resound no longer loads \(its text tower \(CLIP BPE"):
+        StarterEncoder(old)
+
+
+def test_a_text_model_other_than_the_trained_one_is_refused(tmp_path: Path) -> None:
+    path = save_starter(tiny_model(), tmp_path / "w.safetensors", TEXT_MODEL)
+    encoder = StarterEncoder(path)  # audio needs no text model
+    assert encoder.embed_audio([tone(440, 1.0)]).shape == (1, TINY_CONFIG.embed_dim)
+    assert encoder.info.preprocessing["text_model_sha256"] == "0" * 64
+    with pytest.raises(CheckpointError, match=r"model.safetensors: text model sha256 53aa51172d14 is not the sentence-transformers/all-MiniLM-L6-v2 \(sha256 000000000000\) that .*w.safetensors was trained with"):
+        encoder.embed_text(["a cello"])
+
+
+def test_text_geometry_loss_matches_a_loop() -> None:
+    projected = torch.nn.functional.normalize(torch.randn(5, 4, generator=torch.Generator().manual_seed(1)), dim=1)
+    sentences = sentence_vectors(5)
+    expected = np.mean([
+        (float(projected[i] @ projected[j]) - float(sentences[i] @ sentences[j])) ** 2
+        for i in range(5) for j in range(5) if i != j
+    ])
+    assert math.isclose(float(text_geometry_loss(projected, sentences)), expected, rel_tol=1e-5)
+    assert float(text_geometry_loss(sentences, sentences)) < 1e-12
 
 
 def test_missing_and_corrupt_weights_name_the_file(tmp_path: Path) -> None:
@@ -234,7 +260,7 @@ def _tiny_config(tmp_path: Path, name: str, **changes: object) -> TrainConfig:
             highpass_prob=0, noise_prob=0, mix_prob=0, time_masks=0, freq_masks=0,
         ),
         plain_caption_prob=1.0,
-        unknown_token_prob=0.0,
+        use_recordings=False,
         batch_size=8,
         epochs=6,
         warmup_steps=1,

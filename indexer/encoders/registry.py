@@ -52,8 +52,9 @@ MODELS: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in [
         ModelEntry("starter", "starter", STARTER_WEIGHTS,
-                   "resound's bundled CLAP-style model: log-mel CNN + CLIP-BPE text transformer, trained on "
-                   "rendered General MIDI instruments, events, speech and noises (see its MODEL_CARD.md)",
+                   "resound's bundled CLAP-style model: log-mel CNN + frozen all-MiniLM-L6-v2 text tower with a "
+                   "learned projection, trained on rendered instruments, events, speech and noises and on real "
+                   "recordings from Debian packages (see its MODEL_CARD.md)",
                    dim=256, licence="MIT"),
         _laion("630k-audioset-best", "LAION-CLAP HTSAT-tiny, LAION-Audio-630K + AudioSet", amodel="HTSAT-tiny", fusion=False),
         _laion("630k-best", "LAION-CLAP HTSAT-tiny, LAION-Audio-630K", amodel="HTSAT-tiny", fusion=False),

@@ -1,8 +1,9 @@
-"""Saving and loading starter weights as safetensors, with the config and vocabulary inside the file.
+"""Saving and loading starter weights as safetensors, with the config and the text model's identity inside.
 
-Layout: the model's state dict (float tensors in float16 or float32), the tokenizer's kept BPE ids as
-the int64 tensor `tokenizer.kept_bpe_ids`, and string metadata: `format`, `config` (StarterConfig JSON)
-and any extra provenance the trainer adds (seed, data, metrics). Nothing is ever unpickled.
+Layout: the model's state dict (float tensors in float16 or float32) and string metadata: `format`,
+`config` (StarterConfig JSON), `text_model` (JSON: the frozen sentence encoder's id and the sha256 of its
+weights file, which the projection was trained on) and any extra provenance the trainer adds (seed, data,
+metrics). Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -17,21 +18,23 @@ import torch
 from indexer.errors import CheckpointError, CheckpointNotFoundError
 from indexer.starter.config import StarterConfig
 from indexer.starter.model import StarterModel
-from indexer.starter.tokenizer import CaptionTokenizer
 
-FORMAT = "resound-starter/1"
-VOCAB_KEY = "tokenizer.kept_bpe_ids"
+FORMAT = "resound-starter/2"
+# Checkpoints of the first starter generation: a small transformer over CLIP BPE tokens as text tower.
+RETIRED_FORMATS = {"resound-starter/1": "its text tower (CLIP BPE tokens, a 2-layer transformer) is retired"}
+TEXT_MODEL_KEY = "text_model"
 
 
 def save_starter(
     model: StarterModel,
-    tokenizer: CaptionTokenizer,
     path: Path,
+    text_model: Mapping[str, str],
     dtype: torch.dtype = torch.float16,
     metadata: Mapping[str, object] | None = None,
 ) -> Path:
-    """Write `model` and `tokenizer` to `path` atomically; float tensors are stored as `dtype`.
+    """Write `model` to `path` atomically; float tensors are stored as `dtype`.
 
+    `text_model` is {"id": ..., "sha256": ...} of the frozen sentence encoder the projection expects.
     `metadata` values that are not strings are stored as JSON.
     """
     from safetensors.torch import save_file
@@ -40,8 +43,11 @@ def save_starter(
         name: (value.detach().to(dtype) if value.is_floating_point() else value.detach()).contiguous()
         for name, value in model.state_dict().items()
     }
-    tensors[VOCAB_KEY] = torch.tensor(tokenizer.kept_bpe_ids, dtype=torch.int64)
-    header = {"format": FORMAT, "config": model.config.to_json()}
+    header = {
+        "format": FORMAT,
+        "config": model.config.to_json(),
+        TEXT_MODEL_KEY: json.dumps({"id": text_model["id"], "sha256": text_model["sha256"]}, sort_keys=True),
+    }
     for key, value in (metadata or {}).items():
         header[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     path = Path(path)
@@ -52,11 +58,11 @@ def save_starter(
     return path
 
 
-def load_starter(path: Path, device: str = "cpu") -> tuple[StarterModel, CaptionTokenizer, dict[str, str]]:
-    """(model in eval mode with float32 weights, tokenizer, metadata) from a starter safetensors file.
+def load_starter(path: Path, device: str = "cpu") -> tuple[StarterModel, dict[str, str], dict[str, str]]:
+    """(model in eval mode with float32 weights, text model {"id", "sha256"}, metadata) from a starter file.
 
-    Raises CheckpointNotFoundError for a missing file and CheckpointError for anything unreadable or
-    inconsistent, each naming the file.
+    Raises CheckpointNotFoundError for a missing file and CheckpointError for anything unreadable,
+    inconsistent or of a retired format, each naming the file.
     """
     from safetensors import safe_open
 
@@ -69,25 +75,27 @@ def load_starter(path: Path, device: str = "cpu") -> tuple[StarterModel, Caption
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except Exception as e:  # safetensors raises its own SafetensorError, or OSError/ValueError
         raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(e)})") from e
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a starter checkpoint (format {metadata.get('format')!r})")
+    found = metadata.get("format")
+    if found in RETIRED_FORMATS:
+        raise CheckpointError(
+            f"{path}: a {found} starter checkpoint, which this resound no longer loads ({RETIRED_FORMATS[found]}); "
+            "use the bundled starter weights or retrain with `indexer train`"
+        )
+    if found != FORMAT:
+        raise CheckpointError(f"{path}: not a starter checkpoint (format {found!r})")
     try:
         config = StarterConfig.from_json(metadata["config"])
-        kept = tensors.pop(VOCAB_KEY)
-    except (KeyError, CheckpointError) as e:
-        raise CheckpointError(f"{path}: starter checkpoint lacks a valid config or vocabulary ({e})") from e
-    tokenizer = CaptionTokenizer(kept.tolist(), config.text_context)
-    if tokenizer.vocab_size != config.vocab_size:
-        raise CheckpointError(
-            f"{path}: vocabulary of {tokenizer.vocab_size} tokens does not match config.vocab_size {config.vocab_size}"
-        )
+        text_model = json.loads(metadata[TEXT_MODEL_KEY])
+        text_model = {"id": str(text_model["id"]), "sha256": str(text_model["sha256"])}
+    except (KeyError, TypeError, ValueError, CheckpointError) as e:
+        raise CheckpointError(f"{path}: starter checkpoint lacks a valid config or text model ({e})") from e
     model = StarterModel(config)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit their config ({_first_line(e)})") from e
-    return model.to(device).eval(), tokenizer, metadata
+    return model.to(device).eval(), text_model, metadata
 
 
 def _first_line(e: BaseException) -> str:

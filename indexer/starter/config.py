@@ -15,7 +15,7 @@ from indexer.errors import CheckpointError
 
 @dataclass(frozen=True)
 class StarterConfig:
-    """Sizes of the audio CNN, the text transformer and the joint space, and the log-mel front end."""
+    """Sizes of the audio CNN, the text projection and the joint space, and the log-mel front end."""
 
     # Front end: log-mel spectrogram of a fixed window, shorter windows repeat-padded.
     sample_rate: int = 16000
@@ -33,13 +33,12 @@ class StarterConfig:
     # CNN's cost on two CPU cores; instrument timbre and onsets survive 20 ms resolution.
     time_pool: int = 2
     audio_dropout: float = 0.0
-    # Text encoder: a pre-norm transformer over CLIP BPE tokens, mean-pooled over real tokens.
-    text_width: int = 256
-    text_layers: int = 2
-    text_heads: int = 4
-    text_context: int = 48  # tokens, start and end markers included; longer texts are truncated
+    # Text side: a frozen pretrained sentence encoder (all-MiniLM-L6-v2, 384-d unit vectors, see
+    # minilm.py), then a learned projection into the joint space: an MLP beside a linear path.
+    text_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    text_input_dim: int = 384
+    text_hidden: int = 1024
     text_dropout: float = 0.1
-    vocab_size: int = 0  # tokens kept from the CLIP BPE vocabulary (set by the trainer), plus pad/unk
     # Joint space.
     embed_dim: int = 256
     init_logit_scale: float = 2.6593  # log(1 / 0.07), CLIP's initial temperature
@@ -71,10 +70,7 @@ class StarterConfig:
 # A config small enough for tests to train in seconds.
 TINY_CONFIG = StarterConfig(
     audio_channels=(8, 16),
-    text_width=32,
-    text_layers=1,
-    text_heads=2,
-    text_context=32,
+    text_hidden=32,
     embed_dim=32,
     window_seconds=1.0,
 )

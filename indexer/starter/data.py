@@ -51,6 +51,16 @@ class LabelledClips:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def select(self, indices: Sequence[int]) -> LabelledClips:
+        """The clips at `indices`, in that order (repeats allowed)."""
+        return LabelledClips(
+            self.features[torch.tensor(list(indices), dtype=torch.long)],
+            [self.labels[i] for i in indices],
+            [self.captions[i] for i in indices],
+            [self.sample_sets[i] for i in indices],
+            [self.scenes[i] for i in indices],
+        )
+
     @staticmethod
     def concatenate(parts: Sequence[LabelledClips]) -> LabelledClips:
         """All clips of `parts`, in order."""
@@ -154,4 +164,83 @@ def load_corpus(directory: Path, config: StarterConfig) -> LabelledClips:
         captions=[(clip.caption, *clip.captions) for clip in clips],
         sample_sets=[clip.sample_set for clip in clips],
         scenes=[clip.scene for clip in clips],
+    )
+
+
+# Real recordings: the scene name their clips carry. They name no demo scene, so the scene terms skip them
+# and their captions (which name no place) count same-label clips as positives.
+RECORDED_SCENE = "recorded"
+
+
+def recording_windows(samples: np.ndarray, config: StarterConfig, max_windows: int, min_rms: float = 1e-3) -> list[np.ndarray]:
+    """Up to `max_windows` windows of the model's length spread evenly over `samples` (a short recording is
+    one window, repeat-padded later); windows quieter than `min_rms` (silence between events) are dropped."""
+    size = config.window_samples
+    if len(samples) <= size:
+        starts = [0]
+    else:
+        count = min(max_windows, int(np.ceil(len(samples) / size)))
+        starts = np.linspace(0, len(samples) - size, count).round().astype(int).tolist()
+    windows = [samples[s : s + size] for s in starts]
+    return [w for w in windows if len(w) and float(np.sqrt(np.mean(np.square(w)))) >= min_rms]
+
+
+def load_recordings(
+    recordings: Sequence,  # indexer.starter.recordings.RecordedClip
+    captions_of: Callable[[str], Sequence[str]],
+    config: StarterConfig,
+    cache_dir: Path,
+    max_windows: int = 3,
+    log: Callable[[str], None] = print,
+) -> LabelledClips:
+    """Real recordings as log-mel windows (decoded and resampled to the model's rate as an index build does),
+    each with its label, the label as plain caption and the label's caption texts; cached in `cache_dir`
+    under a key of the recordings' paths, sizes and the front end. A file that cannot be decoded is
+    skipped with a one-line message."""
+    from indexer.errors import AudioDecodeError
+    from indexer.media import decode_audio
+
+    digest = hashlib.sha256(_front_end_key(config).encode())
+    digest.update(str(max_windows).encode())
+    for clip in recordings:
+        path = Path(clip.path)
+        size = path.stat().st_size if path.is_file() else -1
+        digest.update(f"{path}\t{size}\t{clip.label}\n".encode())
+    cache = Path(cache_dir) / f"recordings-{digest.hexdigest()[:16]}"
+    features_path, index_path = cache / "features.npy", cache / "clips.json"
+    if features_path.is_file() and index_path.is_file():
+        features = torch.from_numpy(np.load(features_path))
+        owners = json.loads(index_path.read_text())
+    else:
+        started = time.perf_counter()
+        front_end = LogMelFrontEnd(config)
+        windows, owners = [], []
+        for i, clip in enumerate(recordings):
+            try:
+                samples = decode_audio(clip.path, config.sample_rate).samples
+            except (AudioDecodeError, OSError) as e:
+                log(f"{clip.path}: skipped ({str(e).splitlines()[0][:200]})")
+                continue
+            for window in recording_windows(samples, config, max_windows):
+                windows.append(window)
+                owners.append(i)
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(windows), FEATURE_BATCH):
+                chunks.append(front_end(pad_windows(windows[start : start + FEATURE_BATCH], config)).to(torch.float16))
+        features = torch.cat(chunks) if chunks else torch.zeros((0, front_end.num_frames(), config.n_mels), dtype=torch.float16)
+        cache.mkdir(parents=True, exist_ok=True)
+        temporary = features_path.with_name(f"features.{os.getpid()}.tmp.npy")
+        np.save(temporary, features.numpy())
+        temporary.replace(features_path)
+        index_path.write_text(json.dumps(owners))
+        log(f"{len(windows)} windows of {len(recordings)} recordings in {time.perf_counter() - started:.0f} s -> {cache}")
+    labels = [recordings[i].label for i in owners]
+    table = {label: (label, *captions_of(label)) for label in set(labels)}
+    return LabelledClips(
+        features=features,
+        labels=labels,
+        captions=[table[label] for label in labels],
+        sample_sets=[f"recordings:{recordings[i].source}" for i in owners],
+        scenes=[RECORDED_SCENE] * len(labels),
     )

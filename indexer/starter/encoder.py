@@ -1,7 +1,9 @@
 """The bundled starter model as a resound encoder (family "starter").
 
 Audio: mono 16 kHz windows of at most 4 s, repeat-padded to 4 s as LAION-CLAP pads, log-mel front end
-(indexer.starter.features), CNN. Text: CLIP BPE tokens, small transformer. Both give 256-d unit vectors.
+(indexer.starter.features), CNN. Text: the frozen all-MiniLM-L6-v2 sentence encoder (minilm.py), then the
+learned projection. Both give 256-d unit vectors. The sentence encoder is loaded on the first text, so an
+audio-only build never reads it; its weights must hash to what the checkpoint was trained with.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 
 from indexer.encoders.base import EncoderInfo
 from indexer.encoders.checkpoints import file_sha256
+from indexer.errors import CheckpointError
 from indexer.starter.checkpoint import load_starter
 from indexer.starter.features import pad_windows
 
@@ -26,9 +29,18 @@ TEXT_BATCH = 256
 class StarterEncoder:
     """The starter CLAP-style model loaded from a safetensors checkpoint."""
 
-    def __init__(self, checkpoint: Path = WEIGHTS_PATH, model_id: str = "starter", device: str = "cpu"):
+    def __init__(
+        self,
+        checkpoint: Path = WEIGHTS_PATH,
+        model_id: str = "starter",
+        device: str = "cpu",
+        text_model_dir: Path | None = None,
+    ):
         checkpoint = Path(checkpoint)
-        self.model, self.tokenizer, self.metadata = load_starter(checkpoint, device)
+        self.checkpoint = checkpoint
+        self.model, self.text_model, self.metadata = load_starter(checkpoint, device)
+        self.text_model_dir = text_model_dir  # None: found as minilm.find_minilm finds it
+        self._sentence_encoder = None
         # Channels-last convolutions (oneDNN's native layout): 1.36x fp32 and 1.28x bf16 on CPU, same top 10,
         # cosine 1.000000 to the default layout (bench/model_speedups.py; torch.compile, faster still, costs
         # ~30 s of compiling per process and is not used).
@@ -57,8 +69,10 @@ class StarterEncoder:
                 },
                 "mel": {"n_mels": config.n_mels, "f_min": config.f_min, "f_max": config.f_max, "scale": "htk"},
                 "log": "10*log10(max(power, 1e-10))",
-                "text_tokenizer": "clip-bpe",
-                "text_context": config.text_context,
+                # The frozen text model the projection was trained on: an index built with one refuses
+                # another (check_encoder compares preprocessing).
+                "text_model": self.text_model["id"],
+                "text_model_sha256": self.text_model["sha256"],
             },
         )
 
@@ -72,13 +86,28 @@ class StarterEncoder:
                 out[start : start + len(batch)] = self.model.embed_waveforms(batch).float().cpu().numpy()
         return out
 
+    def sentence_encoder(self):  # -> MiniLMTextEncoder
+        """The frozen sentence encoder, loaded once; CheckpointError if its weights are not the trained-with ones."""
+        if self._sentence_encoder is None:
+            from indexer.starter.minilm import MiniLMTextEncoder
+
+            encoder = MiniLMTextEncoder(self.text_model_dir, device=str(self.device))
+            if encoder.sha256 != self.text_model["sha256"]:
+                raise CheckpointError(
+                    f"{encoder.directory / 'model.safetensors'}: text model sha256 {encoder.sha256[:12]} is not the "
+                    f"{self.text_model['id']} (sha256 {self.text_model['sha256'][:12]}) that {self.checkpoint} was trained with"
+                )
+            self._sentence_encoder = encoder
+        return self._sentence_encoder
+
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, dim) unit vectors for texts (lower-cased CLIP BPE, truncated to the model's context)."""
+        """(n, dim) unit vectors for texts (MiniLM's lower-cased WordPiece, at most 256 tokens)."""
+        sentences = self.sentence_encoder().embed(list(texts), batch_size=TEXT_BATCH)
         out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(texts), TEXT_BATCH):
-                tokens = self.tokenizer(list(texts[start : start + TEXT_BATCH])).to(self.device)
-                out[start : start + len(tokens)] = self.model.embed_tokens(tokens).float().cpu().numpy()
+                batch = sentences[start : start + TEXT_BATCH].to(self.device)
+                out[start : start + len(batch)] = self.model.embed_sentences(batch).float().cpu().numpy()
         return out
 
     def logit_scale(self) -> float:

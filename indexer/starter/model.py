@@ -1,5 +1,5 @@
-"""The starter CLAP-style model: a compact CNN over log-mels, a small transformer over tokens, a
-shared embedding space and a learnable temperature."""
+"""The starter CLAP-style model: a compact CNN over log-mels, a learned projection of a frozen sentence
+encoder's vectors (minilm.py), a shared embedding space and a learnable temperature."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from torch import nn
 
 from indexer.starter.config import StarterConfig
 from indexer.starter.features import LogMelFrontEnd
-from indexer.starter.tokenizer import PAD_ID
 
 
 class ConvBlock(nn.Module):
@@ -67,71 +66,38 @@ class AudioEncoder(nn.Module):
         return self.projection(self.dropout(x))
 
 
-class TransformerBlock(nn.Module):
-    """Pre-norm self-attention + MLP block with a key-padding mask."""
+class TextProjection(nn.Module):
+    """A frozen sentence encoder's unit vectors (batch, text_input_dim) -> (batch, embed_dim), not normalised.
 
-    def __init__(self, width: int, heads: int, dropout: float):
-        super().__init__()
-        self.heads = heads
-        self.norm1 = nn.LayerNorm(width)
-        self.qkv = nn.Linear(width, 3 * width)
-        self.out = nn.Linear(width, width)
-        self.norm2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        batch, length, width = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        mask = keep[:, None, None, :]  # attend only to real tokens
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        x = x + self.dropout(self.out(attended.transpose(1, 2).reshape(batch, length, width)))
-        return x + self.dropout(self.mlp(self.norm2(x)))
-
-
-class TextEncoder(nn.Module):
-    """Token ids (batch, context) -> (batch, embed_dim), not normalised: mean of the real tokens' states."""
+    A linear path keeps the pretrained geometry (paraphrases near each other stay near), and a one-hidden-
+    layer MLP beside it bends the space where sounds demand it.
+    """
 
     def __init__(self, config: StarterConfig):
         super().__init__()
-        self.token_embedding = nn.Embedding(config.vocab_size, config.text_width)
-        self.position_embedding = nn.Parameter(torch.zeros(config.text_context, config.text_width))
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
-        nn.init.normal_(self.position_embedding, std=0.01)
-        self.blocks = nn.ModuleList(
-            TransformerBlock(config.text_width, config.text_heads, config.text_dropout)
-            for _ in range(config.text_layers)
+        self.dropout = nn.Dropout(config.text_dropout)
+        self.linear = nn.Linear(config.text_input_dim, config.embed_dim, bias=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.text_input_dim, config.text_hidden),
+            nn.GELU(),
+            nn.Linear(config.text_hidden, config.embed_dim),
         )
-        self.norm = nn.LayerNorm(config.text_width)
-        self.projection = nn.Linear(config.text_width, config.embed_dim)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        keep = tokens != PAD_ID
-        # Texts fill a prefix of their row, so columns past the longest one are padding in every row:
-        # masked out of attention and pooling, they change nothing but the cost (captions use about
-        # 20 of the 48 positions, and the trainer embeds a hundred texts a step).
-        longest = max(1, int(keep.sum(dim=1).max())) if len(tokens) else tokens.shape[1]
-        tokens, keep = tokens[:, :longest], keep[:, :longest]
-        x = self.token_embedding(tokens) + self.position_embedding[: tokens.shape[1]]
-        for block in self.blocks:
-            x = block(x, keep)
-        x = self.norm(x)
-        weights = keep.unsqueeze(-1).to(x.dtype)
-        pooled = (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        return self.projection(pooled)
+    def forward(self, sentence: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(sentence)
+        return self.linear(x) + self.mlp(x)
 
 
 class StarterModel(nn.Module):
-    """Both towers, the front end and the learnable logit scale (log of the inverse temperature)."""
+    """The audio tower, the text projection, the front end and the learnable logit scale (log of the
+    inverse temperature). The frozen sentence encoder is not part of it: texts arrive as its vectors."""
 
     def __init__(self, config: StarterConfig):
         super().__init__()
-        if config.vocab_size < 3:
-            raise ValueError("config.vocab_size must count the kept tokens (set it from the tokenizer)")
         self.config = config
         self.front_end = LogMelFrontEnd(config)
         self.audio = AudioEncoder(config)
-        self.text = TextEncoder(config)
+        self.text = TextProjection(config)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
 
     def embed_mel(self, mel: torch.Tensor) -> torch.Tensor:
@@ -142,9 +108,9 @@ class StarterModel(nn.Module):
         """Unit vectors for padded windows (batch, window_samples)."""
         return self.embed_mel(self.front_end(waveforms))
 
-    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Unit vectors for token ids (batch, context)."""
-        return F.normalize(self.text(tokens), dim=-1)
+    def embed_sentences(self, sentences: torch.Tensor) -> torch.Tensor:
+        """Unit vectors for the frozen sentence encoder's vectors (batch, text_input_dim)."""
+        return F.normalize(self.text(sentences), dim=-1)
 
     def temperature_scale(self) -> torch.Tensor:
         """exp(logit_scale), clamped as CLIP does so that logits stay finite."""

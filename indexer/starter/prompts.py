@@ -4,7 +4,9 @@
 - "template": CLIP's sentence template ("This is a sound of cello.");
 - "descriptive": ReCLAP-style descriptions of the sound placed in every scene ("the rich, bowed tones
   of a cello echoing through a vast stone cathedral"), from the demo corpus's phrase tables. Their
-  embeddings are averaged (each normalised) and the mean renormalised.
+  embeddings are averaged (each normalised) and the mean renormalised. A label of real recordings that
+  the demo corpus does not render ("dog barking") uses its recordings' caption texts instead
+  (indexer/starter/recordings.py).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ def label_prompts(label: str, style: str) -> list[str]:
     if style == "template":
         return [TEMPLATE.format(label=label)]
     if style == "descriptive":
-        from indexer.demo import SCENES, describe_label, scene_phrases
+        from indexer.demo import SCENES, SOUND_CLASSES, describe_label, scene_phrases
 
+        if label not in SOUND_CLASSES:
+            return recorded_label_captions(label)
         return [
             f"{description} {phrase}"
             for description in describe_label(label)
@@ -35,6 +39,20 @@ def label_prompts(label: str, style: str) -> list[str]:
             for phrase in scene_phrases(scene)
         ]
     raise ValueError(f"unknown prompt style {style!r}; use one of {', '.join(PROMPT_STYLES)}")
+
+
+def recorded_label_captions(label: str) -> list[str]:
+    """Caption texts of a label of real recordings (recordings.recording_captions); ValueError if none."""
+    import importlib.util
+
+    captions: list[str] = []
+    if importlib.util.find_spec("indexer.starter.recordings") is not None:
+        from indexer.starter.recordings import recording_captions
+
+        captions = list(recording_captions(label))
+    if not captions:
+        raise ValueError(f"no descriptive prompts for {label!r}: neither a demo class nor a label of real recordings")
+    return captions
 
 
 def label_in_scene_prompts(label: str, scene: str) -> list[str]:

@@ -1,8 +1,13 @@
 """Train the starter model: contrastive audio-text learning on demo corpora rendered from several sample
-sets, with ReCLAP caption augmentation, measured on a held-out sample set.
+sets and on real recordings, with ReCLAP caption augmentation, measured on a held-out sample set.
 
-One run: render (or reuse) the training corpora and a held-out validation corpus, compute their
-log-mels once, and train with three terms: symmetric InfoNCE with a learnable temperature (captions
+The text side is a frozen pretrained sentence encoder (all-MiniLM-L6-v2, minilm.py) and a learned
+projection: every distinct text the trainer can use (`training_texts`) is embedded by MiniLM once and
+cached on disk, so a step costs the projection only. Words no caption uses then still land near their
+meaning, which is what the projection inherits.
+
+One run: render (or reuse) the training corpora and a held-out validation corpus, cut windows of the real
+recordings, compute their log-mels once, and train with three terms: symmetric InfoNCE with a learnable temperature (captions
 name the sound and its scene; same-label pairs count as positives only within a scene), zero-shot
 classification of each clip against every label, and scene terms (each clip against every scene, and
 against its own label placed in every scene). Zero-shot metrics on the validation corpus are logged
@@ -31,11 +36,18 @@ import torch.nn.functional as F
 from indexer.starter.augment import AugmentConfig, augment_batch, crop_only
 from indexer.starter.checkpoint import load_starter, save_starter
 from indexer.starter.config import StarterConfig
-from indexer.starter.data import HELD_OUT_SAMPLE_SETS, CorpusSpec, LabelledClips, ensure_corpus, load_corpus
-from indexer.starter.evaluate import evaluate_labelled_clips, scene_metrics
+from indexer.starter.data import (
+    HELD_OUT_SAMPLE_SETS,
+    RECORDED_SCENE,
+    CorpusSpec,
+    LabelledClips,
+    ensure_corpus,
+    load_corpus,
+    load_recordings,
+)
+from indexer.starter.evaluate import evaluate_labelled_clips, scene_metrics, zero_shot_accuracy
 from indexer.starter.model import StarterModel, parameter_count
-from indexer.starter.prompts import PROMPT_STYLES, label_prompts
-from indexer.starter.tokenizer import FIRST_TOKEN_ID, PAD_ID, UNK_ID, CaptionTokenizer, training_vocabulary
+from indexer.starter.prompts import PROMPT_STYLES, label_embeddings, label_prompts
 
 DEFAULT_CACHE = Path(os.environ.get("RESOUND_CACHE", Path.home() / ".cache" / "resound")) / "starter-data"
 # The metric that picks the saved epoch: zero-shot accuracy with descriptive prompts on held-out audio.
@@ -69,7 +81,27 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 50
     plain_caption_prob: float = 0.4  # else one of the clip's descriptive (ReCLAP) captions
-    unknown_token_prob: float = 0.05  # words replaced by the unknown token, so unseen words stay neutral
+    # Real recordings (indexer/starter/recordings.py: training_recordings): up to this many 4 s windows
+    # of each file, each window shown `recording_repeats` times an epoch. `recording_validation_share` of
+    # the files (by a hash of their path) are kept out of training to measure real-sound accuracy.
+    use_recordings: bool = True
+    recording_windows: int = 3
+    recording_repeats: int = 1
+    # Labels of real recordings are very uneven (hundreds of speech files, two of a rooster): each
+    # label's windows are capped at `recording_label_cap` (evenly spread) and repeated up to
+    # `recording_label_max_repeat` times towards `recording_label_target` windows an epoch.
+    recording_label_cap: int = 120
+    recording_label_target: int = 24
+    recording_label_max_repeat: int = 6
+    recording_validation_share: float = 0.1
+    # Keep the projection faithful to the pretrained text space: mean squared difference between the
+    # step's texts' cosines after projection and in MiniLM, so that paraphrases no caption uses stay
+    # near the captions they paraphrase.
+    text_geometry_weight: float = 0.5
+    text_model_dir: Path | None = None  # None: minilm.find_minilm's search
+    # Start the audio tower (and the temperature) from an earlier starter checkpoint instead of random
+    # weights: any format, only its `audio.*` tensors and `logit_scale` are read, and they must fit.
+    init_audio_from: Path | None = None
     label_positive_weight: float = 0.5  # share of each target spread over same-label pairs (see scenes)
     # Weight of a second loss that is zero-shot classification itself: each clip's audio against one
     # prompt of every training label (a random style and wording per step), cross-entropy on its label.
@@ -213,45 +245,95 @@ def label_in_scene_captions(labels: Sequence[str], scenes: Sequence[str], rng: n
     return texts
 
 
+class SentenceTable:
+    """The frozen text model's vectors of a fixed set of texts, looked up by text (float32, unit norm).
+
+    Built once per run from `training_texts`; cached on disk per text model hash, so a second run embeds
+    only texts it has not seen. A lookup of a text outside the table raises KeyError: every text the
+    trainer feeds the model is one `training_texts` lists.
+    """
+
+    def __init__(self, texts: Sequence[str], vectors: torch.Tensor):
+        self.index = {text: i for i, text in enumerate(texts)}
+        self.vectors = vectors
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.vectors[torch.tensor([self.index[t] for t in texts], dtype=torch.long)]
+
+    @classmethod
+    def build(cls, texts: Sequence[str], encoder, cache_dir: Path, log: Callable[[str], None]) -> SentenceTable:
+        """Embed `texts` with `encoder` (a MiniLMTextEncoder), reusing vectors cached in `cache_dir`."""
+        cache = Path(cache_dir) / f"sentences-{encoder.sha256[:12]}.npz"
+        known: dict[str, np.ndarray] = {}
+        if cache.is_file():
+            with np.load(cache, allow_pickle=False) as stored:
+                known = dict(zip(stored["texts"].tolist(), stored["vectors"]))
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            started = time.perf_counter()
+            known.update(zip(missing, encoder.embed(missing).numpy()))
+            log(f"embedded {len(missing)} new texts with {encoder.model_id} in {time.perf_counter() - started:.0f} s")
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            temporary = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")
+            ordered = sorted(known)
+            np.savez(temporary, texts=np.array(ordered), vectors=np.stack([known[t] for t in ordered]))
+            temporary.replace(cache)
+        ordered = list(dict.fromkeys(texts))
+        return cls(ordered, torch.from_numpy(np.stack([known[t] for t in ordered]).astype(np.float32)))
+
+
 @dataclass
 class TrainingBatch:
-    """One step's clips: augmented log-mels, chosen captions' tokens, and ids of caption, label, scene."""
+    """One step's clips: augmented log-mels, chosen captions, and ids of caption, label, scene."""
 
     mel: torch.Tensor
-    tokens: torch.Tensor
+    captions: list[str]
     caption_ids: torch.Tensor
     label_ids: torch.Tensor  # index into the run's sorted labels
-    scene_ids: torch.Tensor  # index into the run's sorted scenes
-    plain_captions: torch.Tensor  # bool: the caption is the bare label (names no scene)
+    scene_ids: torch.Tensor  # index into the run's sorted scenes; -1: a real recording (no demo scene)
+    plain_captions: torch.Tensor  # bool: the caption names no scene (a bare label, or a recording's caption)
     labels: list[str]
+
+
+def text_geometry_loss(projected: torch.Tensor, sentences: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of pairwise cosines (off the diagonal) between the projected unit vectors
+    and the frozen encoder's."""
+    projected, sentences = projected.float(), sentences.float()
+    difference = projected @ projected.T - sentences @ sentences.T
+    n = len(projected)
+    return (difference.square().sum() - difference.diagonal().square().sum()) / max(1, n * (n - 1))
 
 
 def training_loss(
     model: StarterModel,
-    tokenizer: CaptionTokenizer,
+    sentences: SentenceTable,
     batch: TrainingBatch,
     all_labels: Sequence[str],
     all_scenes: Sequence[str],
     config: TrainConfig,
     rng: np.random.Generator,
 ) -> torch.Tensor:
-    """The step's loss: InfoNCE + class loss + scene loss + label-in-scene loss, weighted by `config`.
+    """The step's loss: InfoNCE + class loss + scene loss + label-in-scene loss + text geometry, weighted
+    by `config`. Real recordings (scene -1) take no part in the scene terms.
 
     Forward passes run under bf16 autocast (when `config.bf16`); the losses are computed in float32.
     The prompts of the class and scene terms are drawn from `rng` in that order.
     """
-    pairs = min(config.scene_pair_clips, len(batch.labels)) if config.scene_pair_loss_weight > 0 else 0
+    scened = torch.nonzero(batch.scene_ids >= 0).flatten()
+    pairs = min(config.scene_pair_clips, len(scened)) if config.scene_pair_loss_weight > 0 else 0
+    texts = list(batch.captions)
+    if config.class_loss_weight > 0:
+        texts += class_prompts(all_labels, rng)
+    if config.scene_loss_weight > 0 and len(scened):
+        texts += scene_prompts(all_scenes, rng)
+    if pairs > 0:
+        texts += label_in_scene_captions([batch.labels[i] for i in scened[:pairs].tolist()], all_scenes, rng)
+    text_inputs = sentences(texts)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
         audio = model.embed_mel(batch.mel)
-        text = model.embed_tokens(batch.tokens)
-        if config.class_loss_weight > 0:
-            label_text = model.embed_tokens(tokenizer(class_prompts(all_labels, rng)))
-        if config.scene_loss_weight > 0:
-            scene_text = model.embed_tokens(tokenizer(scene_prompts(all_scenes, rng)))
-        if pairs > 0:
-            pair_text = model.embed_tokens(
-                tokenizer(label_in_scene_captions(batch.labels[:pairs], all_scenes, rng))
-            ).reshape(pairs, len(all_scenes), -1)
+        text_all = model.embed_sentences(text_inputs)
+    n_captions = len(batch.captions)
+    text, rest = text_all[:n_captions], text_all[n_captions:]
     scale = model.temperature_scale()
     scene_aware = config.scene_aware_positives
     loss = contrastive_loss(
@@ -265,14 +347,20 @@ def training_loss(
         batch.plain_captions if scene_aware else None,
     )
     if config.class_loss_weight > 0:
+        label_text, rest = rest[: len(all_labels)], rest[len(all_labels) :]
         class_logits = scale * audio.float() @ label_text.float().T
         loss = loss + config.class_loss_weight * F.cross_entropy(class_logits, batch.label_ids)
-    if config.scene_loss_weight > 0:
-        scene_logits = scale * audio.float() @ scene_text.float().T
-        loss = loss + config.scene_loss_weight * F.cross_entropy(scene_logits, batch.scene_ids)
+    if config.scene_loss_weight > 0 and len(scened):
+        scene_text, rest = rest[: len(all_scenes)], rest[len(all_scenes) :]
+        scene_logits = scale * audio[scened].float() @ scene_text.float().T
+        loss = loss + config.scene_loss_weight * F.cross_entropy(scene_logits, batch.scene_ids[scened])
     if pairs > 0:
-        pair_logits = scale * torch.einsum("pd,psd->ps", audio[:pairs].float(), pair_text.float())
-        loss = loss + config.scene_pair_loss_weight * F.cross_entropy(pair_logits, batch.scene_ids[:pairs])
+        pair_text = rest[: pairs * len(all_scenes)].reshape(pairs, len(all_scenes), -1)
+        chosen = scened[:pairs]
+        pair_logits = scale * torch.einsum("pd,psd->ps", audio[chosen].float(), pair_text.float())
+        loss = loss + config.scene_pair_loss_weight * F.cross_entropy(pair_logits, batch.scene_ids[chosen])
+    if config.text_geometry_weight > 0:
+        loss = loss + config.text_geometry_weight * text_geometry_loss(text_all, text_inputs)
     return loss
 
 
@@ -305,17 +393,6 @@ def choose_captions(clips: LabelledClips, indices: np.ndarray, rng: np.random.Ge
     return chosen
 
 
-def mask_unknown(tokens: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
-    """Replace each word token (not the start/end markers, not padding) by UNK_ID with `probability`."""
-    if probability <= 0:
-        return tokens
-    lengths = (tokens != PAD_ID).sum(dim=1, keepdim=True)
-    positions = torch.arange(tokens.shape[1]).unsqueeze(0)
-    words = (positions >= 1) & (positions < lengths - 1) & (tokens >= FIRST_TOKEN_ID)
-    drop = words & (torch.rand(tokens.shape, generator=generator) < probability)
-    return torch.where(drop, torch.full_like(tokens, UNK_ID), tokens)
-
-
 def embed_clips(model: StarterModel, features: torch.Tensor, batch_size: int = 64) -> np.ndarray:
     """Unit audio vectors of full-window log-mels, in eval mode and float32 (as the encoder runs)."""
     model.eval()
@@ -326,45 +403,74 @@ def embed_clips(model: StarterModel, features: torch.Tensor, batch_size: int = 6
     return np.concatenate(out) if out else np.zeros((0, model.config.embed_dim), dtype=np.float32)
 
 
-def text_embedder(model: StarterModel, tokenizer: CaptionTokenizer) -> Callable[[Sequence[str]], np.ndarray]:
-    """A function texts -> unit vectors with `model` in eval mode."""
+def text_embedder(model: StarterModel, sentences: Callable[[Sequence[str]], torch.Tensor]) -> Callable[[Sequence[str]], np.ndarray]:
+    """A function texts -> unit vectors with `model` in eval mode; `sentences` gives the frozen encoder's vectors."""
 
     def embed(texts: Sequence[str]) -> np.ndarray:
         model.eval()
         with torch.inference_mode():
-            return np.concatenate(
-                [model.embed_tokens(tokenizer(list(texts[s : s + 256]))).numpy() for s in range(0, len(texts), 256)]
-            )
+            return model.embed_sentences(sentences(list(texts))).numpy()
 
     return embed
 
 
-def memoized(embed: Callable[[Sequence[str]], np.ndarray]) -> Callable[[Sequence[str]], np.ndarray]:
-    """`embed` that embeds each distinct text once and reuses its vector."""
-    vectors: dict[str, np.ndarray] = {}
-
-    def embed_once(texts: Sequence[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in vectors]
-        if missing:
-            vectors.update(zip(missing, embed(missing)))
-        return np.stack([vectors[t] for t in texts])
-
-    return embed_once
-
-
 def evaluate_model(
-    model: StarterModel, tokenizer: CaptionTokenizer, clips: LabelledClips, labels: Sequence[str]
+    model: StarterModel, sentences: Callable[[Sequence[str]], torch.Tensor], clips: LabelledClips, labels: Sequence[str]
 ) -> dict[str, dict[str, float]]:
-    """Zero-shot metrics of `model` on `clips` for every prompt style."""
+    """Zero-shot metrics of `model` on `clips` for every prompt style (and scenes, for demo clips)."""
     audio = embed_clips(model, clips.features)
-    embed_text = memoized(text_embedder(model, tokenizer))  # the label+scene prompts are the descriptive ones
+    embed_text = text_embedder(model, sentences)
     metrics = evaluate_labelled_clips(audio, clips.labels, labels, embed_text)
-    metrics["scenes"] = scene_metrics(audio, clips.labels, clips.scenes, embed_text)
+    if RECORDED_SCENE not in clips.scenes:
+        metrics["scenes"] = scene_metrics(audio, clips.labels, clips.scenes, embed_text)
     return metrics
 
 
-def prepare_data(config: TrainConfig, log: Callable[[str], None]) -> tuple[LabelledClips, LabelledClips, tuple[str, ...], float, float]:
-    """(training clips, validation clips, validation labels, render seconds, feature seconds)."""
+@dataclass
+class TrainingData:
+    """Everything a run reads: clips, the held-out validation, the recordings kept aside, and timings."""
+
+    train: LabelledClips
+    validation: LabelledClips
+    validation_labels: tuple[str, ...]
+    recordings_validation: LabelledClips | None
+    recording_labels: tuple[str, ...]
+    seconds: dict[str, float]
+
+
+def _recordings_split(config: TrainConfig) -> tuple[list, list]:
+    """(training, validation) recordings from recordings.training_recordings, split by a hash of the path."""
+    import hashlib
+    import importlib.util
+
+    if not config.use_recordings or importlib.util.find_spec("indexer.starter.recordings") is None:
+        return [], []
+    from indexer.starter.recordings import training_recordings
+
+    train, validation = [], []
+    for clip in training_recordings():
+        bucket = int(hashlib.sha256(str(clip.path).encode()).hexdigest()[:8], 16) / 2**32
+        (validation if bucket < config.recording_validation_share else train).append(clip)
+    return train, validation
+
+
+def balanced_selection(labels: Sequence[str], config: TrainConfig) -> list[int]:
+    """Indices of `labels` (with repeats) balanced as TrainConfig's recording_label_* fields say."""
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    chosen = []
+    for label in sorted(by_label):
+        members = by_label[label]
+        if len(members) > config.recording_label_cap:
+            spread = np.linspace(0, len(members) - 1, config.recording_label_cap).round().astype(int)
+            members = [members[j] for j in spread]
+        repeats = min(config.recording_label_max_repeat, max(1, math.ceil(config.recording_label_target / len(members))))
+        chosen.extend(members * repeats)
+    return chosen
+
+
+def _demo_specs(config: TrainConfig) -> tuple[list[CorpusSpec], CorpusSpec, tuple[str, ...]]:
     held_out = [s for s in config.train_sample_sets if s in HELD_OUT_SAMPLE_SETS or s == config.validation_sample_set]
     if held_out:
         raise ValueError(f"sample set(s) {held_out} are held out for evaluation and must not be trained on")
@@ -379,19 +485,91 @@ def prepare_data(config: TrainConfig, log: Callable[[str], None]) -> tuple[Label
         config.validation_seed,
         tuple(validation_labels),
     )
+    return specs, validation_spec, tuple(validation_labels)
+
+
+def prepare_data(config: TrainConfig, log: Callable[[str], None]) -> TrainingData:
+    """Render (or reuse) the corpora, cut the recordings, and compute every clip's log-mels."""
+    specs, validation_spec, validation_labels = _demo_specs(config)
     started = time.perf_counter()
     directories = [ensure_corpus(config.cache_dir, spec, log) for spec in [*specs, validation_spec]]
     rendered = time.perf_counter()
     parts = [load_corpus(directory, config.model) for directory in directories]
     featurised = time.perf_counter()
-    log(f"data ready: render {rendered - started:.0f} s, log-mels {featurised - rendered:.0f} s")
-    return (
-        LabelledClips.concatenate(parts[:-1]),
-        parts[-1],
-        tuple(validation_labels),
-        rendered - started,
-        featurised - rendered,
+    train_recordings, validation_recordings = _recordings_split(config)
+    recordings = recordings_validation = None
+    if train_recordings:
+        from indexer.starter.recordings import recording_captions
+
+        recordings = load_recordings(
+            train_recordings, recording_captions, config.model, config.cache_dir, config.recording_windows, log
+        )
+        recordings_validation = load_recordings(
+            validation_recordings, recording_captions, config.model, config.cache_dir, config.recording_windows, log
+        )
+    recorded = time.perf_counter()
+    log(
+        f"data ready: render {rendered - started:.0f} s, log-mels {featurised - rendered:.0f} s, "
+        f"recordings {recorded - featurised:.0f} s"
     )
+    if recordings is not None:
+        recordings = recordings.select(balanced_selection(recordings.labels, config))
+    training_parts = parts[:-1] + ([recordings] * config.recording_repeats if recordings is not None else [])
+    return TrainingData(
+        train=LabelledClips.concatenate(training_parts),
+        validation=parts[-1],
+        validation_labels=validation_labels,
+        recordings_validation=recordings_validation,
+        recording_labels=tuple(sorted(set(recordings.labels))) if recordings is not None else (),
+        seconds={"render": rendered - started, "features": featurised - rendered, "recordings": recorded - featurised},
+    )
+
+
+def _label_texts(labels: Sequence[str]) -> list[str]:
+    return [p for label in labels for style in PROMPT_STYLES for p in label_prompts(label, style)]
+
+
+def training_texts(config: TrainConfig) -> list[str]:
+    """Every text the trainer can give the text tower with `config`, sorted: the training clips' captions
+    (from indexer.demo's phrase tables; the corpora are rendered if the cache lacks them), every prompt of
+    every label (prompts.py: bare, templated, descriptive), every scene phrase and label-in-scene caption
+    (a subset of the descriptive prompts), and the captions of the real recordings' labels (recordings.py).
+    Validation prompts are among them: the held-out labels' prompts are the training labels' prompts."""
+    from indexer.demo import SCENES, read_demo_corpus, scene_phrases
+
+    specs, _, validation_labels = _demo_specs(config)
+    texts: set[str] = set()
+    labels = set(validation_labels)
+    for spec in specs:
+        for clip in read_demo_corpus(ensure_corpus(config.cache_dir, spec, lambda line: None)):
+            texts.update((clip.caption, *clip.captions))
+            labels.add(clip.label)
+    train_recordings, validation_recordings = _recordings_split(config)
+    if train_recordings:
+        from indexer.starter.recordings import recording_captions
+
+        for label in {c.label for c in [*train_recordings, *validation_recordings]}:
+            labels.add(label)
+            texts.update((label, *recording_captions(label)))
+    texts.update(_label_texts(sorted(labels)))
+    for scene in SCENES:
+        texts.update(scene_phrases(scene))
+    return sorted(texts)
+
+
+def load_audio_tower(model: StarterModel, path: Path) -> None:
+    """Copy the `audio.*` tensors and `logit_scale` of a starter checkpoint at `path` into `model`."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        tensors = {key: f.get_tensor(key) for key in f.keys() if key.startswith("audio.") or key == "logit_scale"}
+    state = model.state_dict()
+    wanted = {key for key in state if key.startswith("audio.")}
+    if not wanted <= set(tensors) or any(tensors[k].shape != state[k].shape for k in wanted):
+        raise ValueError(f"{path}: its audio tower does not fit this model's config")
+    with torch.no_grad():
+        for key, value in tensors.items():
+            state[key].copy_(value.to(state[key].dtype))
 
 
 def _optimizer(model: StarterModel, config: TrainConfig) -> torch.optim.Optimizer:
@@ -406,40 +584,71 @@ def _optimizer(model: StarterModel, config: TrainConfig) -> torch.optim.Optimize
     )
 
 
-def _storage_min_cosine(model: StarterModel, saved: StarterModel, clips: LabelledClips, texts: Sequence[str], tokenizer: CaptionTokenizer) -> float:
+def _storage_min_cosine(model: StarterModel, saved: StarterModel, clips: LabelledClips, texts: Sequence[str], sentences: SentenceTable) -> float:
     """Smallest cosine between the float32 model's and the saved weights' embeddings of the same inputs."""
     a = embed_clips(model, clips.features)
     b = embed_clips(saved, clips.features)
-    ta = text_embedder(model, tokenizer)(texts)
-    tb = text_embedder(saved, tokenizer)(texts)
+    ta = text_embedder(model, sentences)(texts)
+    tb = text_embedder(saved, sentences)(texts)
     return float(min((a * b).sum(axis=1).min(), (ta * tb).sum(axis=1).min()))
+
+
+def recordings_accuracy(
+    model: StarterModel, sentences: Callable[[Sequence[str]], torch.Tensor], clips: LabelledClips, labels: Sequence[str]
+) -> float:
+    """Zero-shot accuracy (percent) of the kept-aside recordings' windows over `labels`, descriptive prompts."""
+    audio = embed_clips(model, clips.features)
+    vectors = label_embeddings(labels, "descriptive", text_embedder(model, sentences))
+    return zero_shot_accuracy(audio, clips.labels, vectors, labels)
+
+
+def _log_metrics(metrics: dict[str, Any]) -> str:
+    line = ", ".join(f"{s} {metrics[s]['accuracy']:.1f}%" for s in PROMPT_STYLES)
+    if "scenes" in metrics:
+        line += f"; scene {metrics['scenes']['scene accuracy']:.1f}%, label+scene R@1 {metrics['scenes']['label+scene R@1']:.1f}%"
+    if "recordings accuracy" in metrics:
+        line += f"; kept-aside recordings {metrics['recordings accuracy']:.1f}%"
+    return line
 
 
 def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     """Train, save the last (or the held-out-best) epoch's weights and metrics; see the module docstring."""
+    from indexer.starter.minilm import MiniLMTextEncoder
+
     total_started = time.perf_counter()
     with deterministic_torch(config.threads):
-        train, validation, validation_labels, render_s, feature_s = prepare_data(config, log)
+        data = prepare_data(config, log)
+        train, validation, validation_labels = data.train, data.validation, data.validation_labels
         all_labels = sorted(set(train.labels) | set(validation_labels))
-        # The vocabulary: every word of the training captions and of the label prompts.
-        vocabulary_texts = {c for captions in train.captions for c in captions}
-        for label in all_labels:
-            for style in PROMPT_STYLES:
-                vocabulary_texts.update(label_prompts(label, style))
-        kept = training_vocabulary(sorted(vocabulary_texts))
-        model_config = replace(config.model, vocab_size=FIRST_TOKEN_ID + len(kept))
-        tokenizer = CaptionTokenizer(kept, model_config.text_context)
+        text_started = time.perf_counter()
+        text_encoder = MiniLMTextEncoder(config.text_model_dir)
+        sentences = SentenceTable.build(training_texts(config), text_encoder, config.cache_dir, log)
+        text_s = time.perf_counter() - text_started
+        text_model = {"id": text_encoder.model_id, "sha256": text_encoder.sha256}
+        model_config = replace(config.model, text_model=text_encoder.model_id, text_input_dim=text_encoder.dim)
 
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
         model = StarterModel(model_config)
+        if config.init_audio_from is not None:
+            load_audio_tower(model, config.init_audio_from)
+            log(f"audio tower and temperature initialised from {config.init_audio_from}")
         optimizer = _optimizer(model, config)
         averaged = copy.deepcopy(model) if config.ema_decay > 0 else model
-        caption_index = {c: i for i, c in enumerate(sorted(vocabulary_texts))}
+        caption_index = sentences.index
         label_index = {label: i for i, label in enumerate(all_labels)}
-        all_scenes = sorted(set(train.scenes))
+        all_scenes = sorted(set(train.scenes) - {RECORDED_SCENE})
         scene_index = {scene: i for i, scene in enumerate(all_scenes)}
+        scene_index[RECORDED_SCENE] = -1
+
+        def validate(net: StarterModel) -> dict[str, Any]:
+            metrics = evaluate_model(net, sentences, validation, validation_labels)
+            if data.recordings_validation is not None and len(data.recordings_validation):
+                metrics["recordings accuracy"] = recordings_accuracy(
+                    net, sentences, data.recordings_validation, data.recording_labels
+                )
+            return metrics
 
         steps_per_epoch = len(train) // config.batch_size
         if steps_per_epoch == 0:
@@ -447,10 +656,12 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
         total_steps = steps_per_epoch * config.epochs
         if config.max_steps is not None:
             total_steps = min(total_steps, config.max_steps)
+        n_recorded = sum(scene == RECORDED_SCENE for scene in train.scenes)
         log(
-            f"training on {len(train)} clips ({', '.join(config.train_sample_sets)}), "
-            f"{len(validation)} held-out {config.validation_sample_set} clips of {len(validation_labels)} classes; "
-            f"{parameter_count(model):,} parameters, vocabulary {len(kept)} tokens, {total_steps} steps"
+            f"training on {len(train)} clips ({', '.join(config.train_sample_sets)}; {n_recorded} windows of real "
+            f"recordings, {len(data.recording_labels)} labels), {len(validation)} held-out "
+            f"{config.validation_sample_set} clips of {len(validation_labels)} classes; {len(all_labels)} labels, "
+            f"{parameter_count(model):,} parameters, {len(sentences.index)} texts, {total_steps} steps"
         )
         history: list[dict[str, Any]] = []
         losses: list[float] = []
@@ -469,20 +680,21 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
                     break
                 indices = order[batch_start : batch_start + config.batch_size]
                 captions = choose_captions(train, indices, rng, config.plain_caption_prob)
-                tokens = mask_unknown(tokenizer(captions), config.unknown_token_prob, generator)
                 mel = augment_batch(train.features[torch.from_numpy(indices)], config.augment, generator)
                 batch = TrainingBatch(
                     mel=mel,
-                    tokens=tokens,
+                    captions=captions,
                     caption_ids=torch.tensor([caption_index[c] for c in captions]),
                     label_ids=torch.tensor([label_index[train.labels[i]] for i in indices]),
                     scene_ids=torch.tensor([scene_index[train.scenes[i]] for i in indices]),
-                    plain_captions=torch.tensor([c == train.captions[i][0] for c, i in zip(captions, indices)]),
+                    plain_captions=torch.tensor(
+                        [c == train.captions[i][0] or train.scenes[i] == RECORDED_SCENE for c, i in zip(captions, indices)]
+                    ),
                     labels=[train.labels[i] for i in indices],
                 )
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate_at(step, total_steps, config)
-                loss = training_loss(model, tokenizer, batch, all_labels, all_scenes, config, rng)
+                loss = training_loss(model, sentences, batch, all_labels, all_scenes, config, rng)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -497,7 +709,7 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
                                 "seconds": round(time.perf_counter() - epoch_started, 1)})
                 log(f"epoch {epoch + 1}/{config.epochs}: loss {history[-1]['loss']:.3f} ({history[-1]['seconds']:.0f} s)")
                 continue
-            metrics = evaluate_model(averaged, tokenizer, validation, validation_labels)
+            metrics = validate(averaged)
             score = metrics[SELECTION_STYLE]["accuracy"]
             history.append(
                 {
@@ -510,11 +722,8 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
                 }
             )
             log(
-                f"epoch {epoch + 1}/{config.epochs}: loss {history[-1]['loss']:.3f}, "
-                + ", ".join(f"{s} {metrics[s]['accuracy']:.1f}%" for s in PROMPT_STYLES)
-                + f"; scene {metrics['scenes']['scene accuracy']:.1f}%"
-                + f", label+scene R@1 {metrics['scenes']['label+scene R@1']:.1f}%"
-                + f" ({history[-1]['seconds']:.0f} s)"
+                f"epoch {epoch + 1}/{config.epochs}: loss {history[-1]['loss']:.3f}, {_log_metrics(metrics)}"
+                f" ({history[-1]['seconds']:.0f} s)"
             )
             if config.select_epoch == "last" or score > best_score:
                 best_epoch, best_score, best_state = epoch + 1, score, copy.deepcopy(averaged.state_dict())
@@ -526,34 +735,39 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
         dtype = getattr(torch, config.weights_dtype)
         save_starter(
             model,
-            tokenizer,
             config.out_path,
+            text_model=text_model,
             dtype=dtype,
             metadata={
                 "training": {
                     "seed": config.seed,
                     "train_sample_sets": list(config.train_sample_sets),
                     "clips_per_set": config.clips_per_set,
+                    "recording_windows": n_recorded,
+                    "recording_labels": len(data.recording_labels),
                     "epochs": config.epochs,
                     "best_epoch": best_epoch,
                     "validation_sample_set": config.validation_sample_set,
+                    "init_audio_from": str(config.init_audio_from) if config.init_audio_from else None,
                 }
             },
         )
         saved, _, _ = load_starter(config.out_path)
-        validation_metrics = evaluate_model(saved, tokenizer, validation, validation_labels)
+        validation_metrics = validate(saved)
         probe_texts = [p for label in validation_labels for p in label_prompts(label, "descriptive")[:3]]
-        min_cosine = _storage_min_cosine(model, saved, validation, probe_texts, tokenizer)
+        min_cosine = _storage_min_cosine(model, saved, validation, probe_texts, sentences)
 
     seconds = {
-        "render": round(render_s, 1),
-        "features": round(feature_s, 1),
+        "render": round(data.seconds["render"], 1),
+        "features": round(data.seconds["features"], 1),
+        "recordings": round(data.seconds["recordings"], 1),
+        "text_embeddings": round(text_s, 1),
         "train": round(train_s, 1),
         "total": round(time.perf_counter() - total_started, 1),
     }
     parameters = {
         "audio": parameter_count(model.audio),
-        "text": parameter_count(model.text),
+        "text_projection": parameter_count(model.text),
         "total": parameter_count(model),
     }
     result = TrainResult(
@@ -568,20 +782,22 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
         storage_min_cosine=min_cosine,
     )
     if config.metrics_path is not None:
-        _write_metrics(config, result, len(train), len(validation), validation_labels)
-    log(
-        f"best epoch {best_epoch}: held-out accuracy "
-        + ", ".join(f"{s} {validation_metrics[s]['accuracy']:.1f}%" for s in PROMPT_STYLES)
-        + f"; {seconds['total']:.0f} s in all; weights -> {config.out_path}"
-    )
+        _write_metrics(config, result, len(train), len(validation), validation_labels, text_model)
+    log(f"best epoch {best_epoch}: held-out {_log_metrics(validation_metrics)}; {seconds['total']:.0f} s in all; weights -> {config.out_path}")
     return result
 
 
 def _write_metrics(
-    config: TrainConfig, result: TrainResult, n_train: int, n_validation: int, validation_labels: Sequence[str]
+    config: TrainConfig,
+    result: TrainResult,
+    n_train: int,
+    n_validation: int,
+    validation_labels: Sequence[str],
+    text_model: dict[str, str],
 ) -> None:
     report = {
         "config": json.loads(json.dumps(asdict(config), default=str)),
+        "text_model": text_model,
         "data": {
             "train_clips": n_train,
             "validation_clips": n_validation,
