@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -73,6 +74,42 @@ class SearchFilter:
     def is_empty(self) -> bool:
         """True when the filter has no condition (every segment matches)."""
         return all(getattr(self, f.name) in (None, ()) for f in fields(self))
+
+    def admits_file(self, path: Path, root: Path, holding: str, duration: Callable[[], float],
+                    tags: Callable[[], Mapping[str, str]]) -> bool:
+        """Whether a file on disk meets the conditions, with the catalog's semantics measured on the file
+        itself: for commands that label given files rather than search the index (`search classify`).
+
+        `root` plays the corpus root (relative globs), `holding` what the file holds ("audio", "visual" or
+        "audio+visual"); `duration` and `tags` are asked only when a condition needs them.
+        """
+        absolute = Path(path).resolve()
+        if self.under is not None and not (str(absolute) == self.under
+                                           or str(absolute).startswith(self.under.rstrip("/") + "/")):
+            return False
+        if self.glob is not None:
+            relative = absolute.relative_to(root.resolve()).as_posix() if absolute.is_relative_to(root.resolve()) else absolute.name
+            if not re.search(glob_regex(self.glob), str(absolute) if self.glob.startswith("/") else relative):
+                return False
+        if self.extensions and absolute.suffix.lower().lstrip(".") not in self.extensions:
+            return False
+        if self.modified_after is not None or self.modified_before is not None:
+            mtime = absolute.stat().st_mtime
+            if (self.modified_after is not None and mtime < self.modified_after) or (
+                    self.modified_before is not None and mtime >= self.modified_before):
+                return False
+        if self.modality is not None and holding not in _HOLDING[self.modality]:
+            return False
+        if self.min_duration is not None or self.max_duration is not None:
+            seconds = duration()
+            if (self.min_duration is not None and seconds < self.min_duration) or (
+                    self.max_duration is not None and seconds > self.max_duration):
+                return False
+        if self.tags:
+            found = {key: value.casefold() for key, value in tags().items()}
+            if any(found.get(key) != value.casefold() for key, value in self.tags):
+                return False
+        return True
 
     @classmethod
     def parse(cls, *, under: str | Path | None = None, glob: str | None = None, extensions: list[str] | tuple[str, ...] = (),

@@ -305,6 +305,24 @@ def _chosen_model(model: str) -> str:
     return choice.model
 
 
+def _admitted(where: SearchFilter, path: Path, root: Path) -> bool:
+    """Whether `where` admits the media file `path` (found under `root`), judged from the file itself."""
+    from indexer.errors import ResoundError
+    from indexer.media.decode import VIDEO_EXTENSIONS, probe_audio
+    from indexer.media.tags import read_tags
+
+    def duration() -> float:
+        probe = probe_audio(path)
+        # A container that does not say its length: NaN fails no duration bound, so the file is classified.
+        return probe.frames / probe.source_rate if probe.frames is not None else float("nan")
+
+    holding = "audio+visual" if path.suffix.lower() in VIDEO_EXTENSIONS else "audio"
+    try:
+        return where.admits_file(path, root, holding, duration, lambda: read_tags(path))
+    except (OSError, ResoundError):
+        return True  # a file that cannot be probed is classified, and its error reported there
+
+
 def _label_set(labels_file: Path | None, label_set: str | None, family: str | None = None):
     """The labels to use: --labels, --label-set, or else the model family's own label set (if `family`)."""
     from search.prompts import builtin_label_sets, load_label_set, own_label_set
@@ -333,12 +351,14 @@ def _label_set(labels_file: Path | None, label_set: str | None, family: str | No
 @click.option("--index", "index_path", type=click.Path(file_okay=False, path_type=Path), default=default_index,
               show_default="$RESOUND_INDEX or ./resound_index",
               help="A `search serve` running on this index answers when it has the same model (no index is needed).")
+@_filter_options
 @_verbose_option
 @_max_seconds_option
 def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str | None, strategy: str | None,
              bank: Path | None, n_prompts: int, seed: int, model: str, vision_model: str | None, modality: str, k: int,
-             as_json: bool, index_path: Path, verbose: bool, max_seconds: float) -> None:
-    """Label audio files zero-shot; a folder gives a CSV (or JSON) table."""
+             as_json: bool, index_path: Path, where: SearchFilter, verbose: bool, max_seconds: float) -> None:
+    """Label audio files zero-shot; a folder gives a CSV (or JSON) table (the filter options choose which
+    of its files)."""
     from indexer.corpus import scan_corpus
     from indexer.encoders import resolve_model
     from search.prompts import PromptBank, choose_strategy
@@ -355,7 +375,10 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
         click.echo(f"note: {note}", err=True)
     files: list[Path] = []
     for path in paths:
-        files.extend(f.absolute for f in scan_corpus(path)) if path.is_dir() else files.append(path)
+        found = [f.absolute for f in scan_corpus(path)] if path.is_dir() else [path]
+        if not where.is_empty:  # the files themselves are looked at: classify searches no index
+            found = [f for f in found if _admitted(where, f, path if path.is_dir() else f.parent)]
+        files.extend(found)
     results = None
     if vision_model is None and bank is None and n_prompts == DEFAULT_PROMPTS_PER_LABEL and seed == 0:
         from search.served import classify_results

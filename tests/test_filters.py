@@ -384,3 +384,29 @@ def test_http_api_filters(library, tmp_path: Path) -> None:  # type: ignore[no-u
         assert response.status_code == 422
         page = client.get("/").text
         assert 'id="filters"' in page and 'id="f-under"' in page
+
+
+def test_classify_labels_only_the_files_a_filter_admits(tmp_path: Path, tone_model: Path) -> None:
+    """classify searches no index: its filters are judged on the files themselves (path, extension,
+    duration), with the same meaning as a search's."""
+    from search.cli import main as search_cli
+
+    folder = tmp_path / "clips"
+    helpers.write_audio(folder / "short" / "a.wav", helpers.tone(440, 1.0, rate=RATE), RATE)
+    helpers.write_audio(folder / "long" / "b.wav", helpers.tone(440, 6.0, rate=RATE), RATE)
+    helpers.write_audio(folder / "long" / "c.flac", helpers.tone(880, 6.0, rate=RATE), RATE)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a 440 beep\nan 880 whistle\n")
+    runner = CliRunner()
+
+    def classified(*options: str) -> list[str]:
+        result = runner.invoke(search_cli, ["classify", str(folder), "--labels", str(labels), "--model",
+                                            str(tone_model), "--prompts", "label", "--json", *options])
+        assert result.exit_code == 0, result.output
+        return sorted(Path(entry["path"]).relative_to(folder).as_posix() for entry in json.loads(result.stdout))
+
+    assert classified() == ["long/b.wav", "long/c.flac", "short/a.wav"]
+    assert classified("--ext", "wav") == ["long/b.wav", "short/a.wav"]
+    assert classified("--glob", "long/*") == ["long/b.wav", "long/c.flac"]
+    assert classified("--min-duration", "3", "--ext", "wav") == ["long/b.wav"]
+    assert classified("--under", str(folder / "short")) == ["short/a.wav"]
