@@ -22,11 +22,12 @@ import hashlib
 import re
 import zipfile
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.errors import ResoundError
+from indexer.starter.qt_resources import read_rcc
 
 AUDIO_SUFFIXES = (".ogg", ".oga", ".wav", ".flac", ".mp3")
 # Packages kept aside for independent evaluation of resound's models: no source may use them.
@@ -605,6 +606,72 @@ RECORDING_SOURCES: tuple[RecordingSource, ...] = (
             _rule(r"^misc/step$", "footsteps"),
         ),
     ),
+    # GCompris keeps each activity's files in a Qt resource archive (.rcc); the sounds are read from it.
+    RecordingSource(
+        "gcompris-qt-data",
+        "/usr/share/gcompris-qt/rcc/explore_farm_animals.rcc!gcompris/src/activities/explore_farm_animals/resource/animals/",
+        "GPL-3",
+        "train",
+        (
+            _rule(r"^cat$", "a cat meowing"),
+            _rule(r"^chickens$", "a chicken clucking"),
+            _rule(r"^cow$", "a cow mooing"),
+            _rule(r"^dog$", "a dog barking"),
+            _rule(r"^duck$", "a duck quacking"),
+            _rule(r"^horse$", "a horse neighing"),
+            _rule(r"^owl$", "an owl hooting"),
+            _rule(r"^pig$", "a pig grunting"),
+            _rule(r"^sheep$", "a sheep bleating"),
+        ),
+    ),
+    RecordingSource(
+        "gcompris-qt-data",
+        "/usr/share/gcompris-qt/rcc/memory-sound.rcc!gcompris/src/activities/memory-sound/resource/",
+        "GPL-3+",
+        "train",
+        (
+            _rule(r"^lrstartandstopcarengine", "an engine"),
+            _rule(r"^lrbark ", "a dog barking"),
+            _rule(r"^lrapplauses ", "hand clapping"),
+            _rule(r"^lrrain in garden ", "rain"),
+            _rule(r"^lrtrain slowing down ", "a train"),
+            _rule(r"^lrdoor open ", "a door"),
+        ),
+    ),
+    RecordingSource(
+        "gcompris-qt-data",
+        "/usr/share/gcompris-qt/rcc/instruments.rcc!gcompris/src/activities/instruments/resource/",
+        "GPL-3+",
+        "train",
+        (
+            _rule(r"^snare drum$", "a snare drum"),
+            _rule(r"^tambourine$", "a tambourine"),
+            _rule(r"^cymbal$", "a cymbal crash"),
+            _rule(r"^drum kit$", "drums"),
+            _rule(r"^bongo$", "a hand drum"),
+        ),
+    ),
+    RecordingSource(
+        "gcompris-qt-data",
+        "/usr/share/gcompris-qt/rcc/guessnumber.rcc!gcompris/src/activities/guessnumber/resource/",
+        "GPL-3+",
+        "train",
+        (_rule(r"^helicopter$", "a helicopter"),),
+    ),
+    RecordingSource(
+        "gcompris-qt-data",
+        "/usr/share/gcompris-qt/rcc/railroad.rcc!gcompris/src/activities/railroad/resource/sounds/",
+        "GPL-3+",
+        "train",
+        (_rule(r"^train$", "a train"),),
+    ),
+    RecordingSource(
+        "gcompris-qt-data",
+        "/usr/share/gcompris-qt/rcc/mining.rcc!gcompris/src/activities/mining/resource/",
+        "GPL-3+",
+        "train",
+        (_rule(r"^pickaxe$", "a pickaxe on rock"),),
+    ),
     # Held out: never trained on. 0 A.D. keeps its audio inside public.zip; the labelled members are
     # extracted once into DEFAULT_EXTRACT_DIR.
     RecordingSource(
@@ -747,28 +814,46 @@ def source_clips(source: RecordingSource, extract_dir: Path | None = None) -> li
 
 
 def _archive_clips(source: RecordingSource, archive: Path, folder: str, extract_dir: Path) -> list[RecordedClip]:
-    """Labelled audio members of `archive` under `folder`, extracted once into `extract_dir`."""
+    """Labelled audio members of `archive` (zip or Qt resource) under `folder`, extracted once into
+    `extract_dir`."""
     stat = archive.stat()
     key = hashlib.sha256(f"{archive}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     target = Path(extract_dir) / f"{source.package}-{key}"
-    clips = []
+    if archive.suffix.lower() == ".rcc":
+        members = _rcc_audio(archive, folder)
+        return _extracted(source, target, sorted(members), members.__getitem__)
     with zipfile.ZipFile(archive) as bundle:
-        members = sorted(
-            name for name in bundle.namelist()
+        relatives = sorted(
+            name[len(folder):] for name in bundle.namelist()
             if name.startswith(folder) and name.lower().endswith(AUDIO_SUFFIXES)
         )
-        for name in members:
-            relative = name[len(folder):]
-            label = label_for(source, relative)
-            if label is None:
-                continue
-            path = target / relative
-            if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                temporary = path.with_name(path.name + ".part")
-                temporary.write_bytes(bundle.read(name))
-                temporary.replace(path)  # an interrupted extraction never leaves a truncated clip
-            clips.append(RecordedClip(path, label, source.package, source.licence))
+        return _extracted(source, target, relatives, lambda relative: bundle.read(folder + relative))
+
+
+def _rcc_audio(archive: Path, folder: str) -> dict[str, bytes]:
+    """Audio files of the Qt resource archive `archive` under `folder`, by path relative to `folder`."""
+    return {
+        name[len(folder):]: body for name, body in read_rcc(archive).items()
+        if name.startswith(folder) and name.lower().endswith(AUDIO_SUFFIXES)
+    }
+
+
+def _extracted(
+    source: RecordingSource, target: Path, relatives: Iterable[str], read: Callable[[str], bytes]
+) -> list[RecordedClip]:
+    """Clips of the labelled `relatives` (in their order), each written under `target` on first use."""
+    clips = []
+    for relative in relatives:
+        label = label_for(source, relative)
+        if label is None:
+            continue
+        path = target / relative
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(path.name + ".part")
+            temporary.write_bytes(read(relative))
+            temporary.replace(path)  # an interrupted extraction never leaves a truncated clip
+        clips.append(RecordedClip(path, label, source.package, source.licence))
     return clips
 
 
