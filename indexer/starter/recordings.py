@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.errors import ResoundError
+from indexer.starter.c4group import read_c4group
 from indexer.starter.qt_resources import read_rcc
 
 AUDIO_SUFFIXES = (".ogg", ".oga", ".wav", ".flac", ".mp3")
@@ -60,7 +61,7 @@ class RecordingSource:
     """A directory (or a zip archive's folder) of one Debian package, with its labelling rules."""
 
     package: str
-    directory: str  # absolute; "archive.zip!folder/" for audio inside a zip archive
+    directory: str  # absolute; "archive!folder/" for audio inside a zip, .rcc or OpenClonk archive
     licence: str
     use: str  # "train" or "eval"
     rules: tuple[tuple[str, str], ...]  # (regex searched in the normalised relative path, label)
@@ -672,6 +673,32 @@ RECORDING_SOURCES: tuple[RecordingSource, ...] = (
         "train",
         (_rule(r"^pickaxe$", "a pickaxe on rock"),),
     ),
+    # OpenClonk keeps its sounds in a group file (gzip-packed folders); folder names end in ".ocg".
+    # Its animals are the game's own creatures (Wipf, Mooq, Chippie) and its people's voices belong to the
+    # game's cartoon Clonks: neither matches a rule.
+    RecordingSource(
+        "openclonk-data",
+        "/usr/share/games/openclonk/Sound.ocg!",
+        "ISC / CC-BY-3.0 / CC0-1.0 (per file, see copyright)",
+        "train",
+        (
+            _rule(r"^clonk\.ocg/movement\.ocg/step(hard|soft)\d$", "footsteps"),
+            _rule(r"^environment\.ocg/birdsloop$", "birds chirping"),
+            _rule(r"^environment\.ocg/lightning\.ocg/thunder\d$", "thunder"),
+            _rule(r"^environment\.ocg/tree\.ocg/chop\d$", "chopping wood"),
+            _rule(r"^environment\.ocg/waterfall$", "a waterfall"),
+            _rule(r"^environment\.ocg/windloop$", "wind"),
+            _rule(r"^hits\.ocg/materials\.ocg/glass\.ocg/glass(break|shatter)$", "glass breaking"),
+            _rule(r"^liquids\.ocg/splash\d$", "water splashing"),
+            _rule(r"^liquids\.ocg/stereorain$", "rain"),
+            _rule(r"^liquids\.ocg/waterdrop\d$", "water dripping"),
+            _rule(r"^liquids\.ocg/bubble\d$", "liquid bubbling"),
+            _rule(r"^objects\.ocg/weapons\.ocg/bow\.ocg/shoot\d$", "a bow shooting an arrow"),
+            _rule(r"^objects\.ocg/weapons\.ocg/blunderbuss\.ocg/gunshoot\d$", "gunshot"),
+            _rule(r"^objects\.ocg/plane\.ocg/propellerloop$", "a propeller plane"),
+            _rule(r"^structures\.ocg/door(open|close)\d$", "a door"),
+        ),
+    ),
     # Held out: never trained on. 0 A.D. keeps its audio inside public.zip; the labelled members are
     # extracted once into DEFAULT_EXTRACT_DIR.
     RecordingSource(
@@ -813,14 +840,26 @@ def source_clips(source: RecordingSource, extract_dir: Path | None = None) -> li
     return _archive_clips(source, archive, folder, extract_dir or DEFAULT_EXTRACT_DIR)
 
 
+# Archives read whole (small, and their formats have no cheap index of names); any other is a zip archive.
+_WHOLE_ARCHIVE_READERS: dict[str, Callable[[Path], dict[str, bytes]]] = {
+    ".rcc": read_rcc,
+    ".ocg": read_c4group,
+    ".ocd": read_c4group,
+}
+
+
 def _archive_clips(source: RecordingSource, archive: Path, folder: str, extract_dir: Path) -> list[RecordedClip]:
-    """Labelled audio members of `archive` (zip or Qt resource) under `folder`, extracted once into
-    `extract_dir`."""
+    """Labelled audio members of `archive` (zip, Qt resource or OpenClonk group) under `folder`, extracted
+    once into `extract_dir`."""
     stat = archive.stat()
     key = hashlib.sha256(f"{archive}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     target = Path(extract_dir) / f"{source.package}-{key}"
-    if archive.suffix.lower() == ".rcc":
-        members = _rcc_audio(archive, folder)
+    reader = _WHOLE_ARCHIVE_READERS.get(archive.suffix.lower())
+    if reader is not None:
+        members = {
+            name[len(folder):]: body for name, body in reader(archive).items()
+            if name.startswith(folder) and name.lower().endswith(AUDIO_SUFFIXES)
+        }
         return _extracted(source, target, sorted(members), members.__getitem__)
     with zipfile.ZipFile(archive) as bundle:
         relatives = sorted(
@@ -828,14 +867,6 @@ def _archive_clips(source: RecordingSource, archive: Path, folder: str, extract_
             if name.startswith(folder) and name.lower().endswith(AUDIO_SUFFIXES)
         )
         return _extracted(source, target, relatives, lambda relative: bundle.read(folder + relative))
-
-
-def _rcc_audio(archive: Path, folder: str) -> dict[str, bytes]:
-    """Audio files of the Qt resource archive `archive` under `folder`, by path relative to `folder`."""
-    return {
-        name[len(folder):]: body for name, body in read_rcc(archive).items()
-        if name.startswith(folder) and name.lower().endswith(AUDIO_SUFFIXES)
-    }
 
 
 def _extracted(
