@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
 
+from indexer.starter.c4group import C4GroupError, read_c4group
+from indexer.starter.qt_resources import QtResourceError, read_rcc
 from indexer.starter.recordings import (
     EVALUATION_PACKAGES,
     LABEL_CAPTIONS,
@@ -141,3 +146,116 @@ def test_shipped_rules_only_give_labels_with_captions() -> None:
         assert len(set(captions)) == len(captions) >= 3
     with pytest.raises(RecordingsError, match="unknown recordings label 'a unicorn'"):
         recording_captions("a unicorn")
+
+
+def shipped_source(package: str, directory_part: str = "") -> RecordingSource:
+    return next(s for s in RECORDING_SOURCES if s.package == package and directory_part in s.directory)
+
+
+def test_shipped_training_sources_label_only_names_that_say_the_sound() -> None:
+    ufoai = shipped_source("ufoai-sound")
+    assert label_for(ufoai, "footsteps/gravel3.ogg") == "footsteps"
+    assert label_for(ufoai, "footsteps/splash2.ogg") == "water splashing"
+    assert label_for(ufoai, "ambience/arcticwind.ogg") == "wind"
+    assert label_for(ufoai, "weapons/bullet-pistol.ogg") == "gunshot"
+    assert label_for(ufoai, "weapons/bullet-smg-15x.ogg") == "a machine gun"
+    assert label_for(ufoai, "soldiers/femaledeath03.ogg") == "screaming"
+    # Alien creatures, interface sounds and names that say nothing get no label.
+    assert label_for(ufoai, "aliens/ortnok/die1.ogg") is None
+    assert label_for(ufoai, "footsteps/crouch.ogg") is None
+    assert label_for(ufoai, "ambience/water.ogg") is None
+    minetest = shipped_source("minetest-data")
+    assert label_for(minetest, "default/sounds/default_snow_footstep.4.ogg") == "footsteps"
+    assert label_for(minetest, "default/sounds/default_water_footstep.1.ogg") is None
+    assert label_for(minetest, "doors/sounds/doors_steel_door_open.ogg") == "a door"
+    farm = shipped_source("gcompris-qt-data", "explore_farm_animals")
+    assert label_for(farm, "horse.ogg") == "a horse neighing"
+    clonk = shipped_source("openclonk-data")
+    assert label_for(clonk, "Clonk.ocg/Movement.ocg/StepSoft3.ogg") == "footsteps"
+    assert label_for(clonk, "Environment.ocg/WindLoop.ogg") == "wind"
+    assert label_for(clonk, "Clonk.ocg/Skin.ocg/Farmer.ocg/Hurt1.ogg") is None
+
+
+def qt_resource_archive(files: dict[str, bytes], compressed: tuple[str, ...] = ()) -> bytes:
+    """A version-2 Qt resource archive (what `rcc` writes) holding `files` by "/"-separated path."""
+    tree: dict = {}
+    for path, body in files.items():
+        *folders, name = path.split("/")
+        node = tree
+        for folder in folders:
+            node = node.setdefault(folder, {})
+        node[name] = (path, body)
+    names, data, nodes = bytearray(), bytearray(), [b""]
+
+    def name_offset(name: str) -> int:
+        offset = len(names)
+        names.extend(struct.pack(">HI", len(name), 0) + name.encode("utf-16-be"))
+        return offset
+
+    order = [(0, "", tree)]  # breadth first: each folder's children are consecutive nodes
+    for index, name, node in order:
+        if isinstance(node, dict):
+            first = len(nodes)
+            for child_name, child in node.items():
+                nodes.append(b"")
+                order.append((len(nodes) - 1, child_name, child))
+            nodes[index] = struct.pack(">IHII", name_offset(name) if index else 0, 2, len(node), first) + bytes(8)
+        else:
+            path, body = node
+            stored = struct.pack(">I", len(body)) + zlib.compress(body) if path in compressed else body
+            nodes[index] = struct.pack(">IHHHI", name_offset(name), int(path in compressed), 0, 0, len(data))
+            nodes[index] += bytes(8)
+            data.extend(struct.pack(">I", len(stored)) + stored)
+    tree_bytes = b"".join(nodes)
+    header_size = 20
+    return (
+        b"qres" + struct.pack(">IIII", 2, header_size, header_size + len(tree_bytes),
+                              header_size + len(tree_bytes) + len(data))
+        + tree_bytes + bytes(data) + bytes(names)
+    )
+
+
+def test_qt_resource_archives_are_read_by_path(tmp_path: Path) -> None:
+    archive = tmp_path / "farm.rcc"
+    archive.write_bytes(qt_resource_archive(
+        {"sounds/animals/cow.ogg": b"moo", "sounds/animals/dog.ogg": b"woof" * 50, "sounds/intro.txt": b"hi"},
+        compressed=("sounds/animals/dog.ogg",),
+    ))
+    assert read_rcc(archive) == {
+        "sounds/animals/cow.ogg": b"moo", "sounds/animals/dog.ogg": b"woof" * 50, "sounds/intro.txt": b"hi",
+    }
+    source = farm_source(tmp_path)
+    source = RecordingSource(source.package, f"{archive}!sounds/", source.licence, "train", source.rules)
+    clips = source_clips(source, tmp_path / "extracted")
+    assert [(c.label, c.path.read_bytes()) for c in clips] == [("a cow mooing", b"moo"), ("a dog barking", b"woof" * 50)]
+    (tmp_path / "fake.rcc").write_bytes(b"RIFF....")
+    with pytest.raises(QtResourceError, match=r"fake\.rcc: not a Qt resource archive"):
+        read_rcc(tmp_path / "fake.rcc")
+
+
+def c4group(entries: dict, top: bool = True) -> bytes:
+    """An OpenClonk group holding `entries` (name -> bytes, or name -> dict for a child group)."""
+    table, bodies, offset = bytearray(), bytearray(), 0
+    for name, content in entries.items():
+        body = c4group(content, top=False) if isinstance(content, dict) else content
+        table += name.encode().ljust(260, b"\0") + struct.pack("<5i", 0, isinstance(content, dict), len(body), 0, offset)
+        table += bytes(316 - 280)
+        bodies += body
+        offset += len(body)
+    header = bytearray(b"RedWolf Design GrpFolder".ljust(28, b"\0") + struct.pack("<3i", 1, 2, len(entries)))
+    header += bytes(204 - len(header))
+    for i in range(0, len(header) - 2, 3):  # scrambled as OpenClonk writes it: bytes swapped, then XOR 237
+        header[i], header[i + 2] = header[i + 2], header[i]
+    group = bytes(b ^ 237 for b in header) + bytes(table) + bytes(bodies)
+    return b"\x1e\x8c" + gzip.compress(group)[2:] if top else group
+
+
+def test_openclonk_groups_are_read_by_path_through_child_groups(tmp_path: Path) -> None:
+    archive = tmp_path / "Sound.ocg"
+    archive.write_bytes(c4group({"Animals.ocg": {"Cow.ogg": b"moo", "Dog.ocg": {"Bark1.wav": b"woof"}}, "Info.txt": b"x"}))
+    assert read_c4group(archive) == {
+        "Animals.ocg/Cow.ogg": b"moo", "Animals.ocg/Dog.ocg/Bark1.wav": b"woof", "Info.txt": b"x",
+    }
+    (tmp_path / "fake.ocg").write_bytes(b"\x1f\x8bnot a group")
+    with pytest.raises(C4GroupError, match=r"fake\.ocg: not an OpenClonk group"):
+        read_c4group(tmp_path / "fake.ocg")
