@@ -170,6 +170,11 @@ def test_shipped_training_sources_label_only_names_that_say_the_sound() -> None:
     assert label_for(minetest, "doors/sounds/doors_steel_door_open.ogg") == "a door"
     farm = shipped_source("gcompris-qt-data", "explore_farm_animals")
     assert label_for(farm, "horse.ogg") == "a horse neighing"
+    scratch = shipped_source("scratch")
+    assert label_for(scratch, "Animal/Horse.wav") == "a horse neighing"
+    assert label_for(scratch, "Animal/HorseGallop.wav") == "a horse galloping"
+    assert label_for(scratch, "Human/Cough-female.wav") == "coughing"
+    assert label_for(scratch, "Effects/Typing.mp3") is None  # a typewriter or a keyboard: the name does not say
     clonk = shipped_source("openclonk-data")
     assert label_for(clonk, "Clonk.ocg/Movement.ocg/StepSoft3.ogg") == "footsteps"
     assert label_for(clonk, "Environment.ocg/WindLoop.ogg") == "wind"
@@ -259,3 +264,12 @@ def test_openclonk_groups_are_read_by_path_through_child_groups(tmp_path: Path) 
     (tmp_path / "fake.ocg").write_bytes(b"\x1f\x8bnot a group")
     with pytest.raises(C4GroupError, match=r"fake\.ocg: not an OpenClonk group"):
         read_c4group(tmp_path / "fake.ocg")
+
+
+def test_model_card_lists_every_recordings_package_with_its_licence_and_install_line() -> None:
+    card = (Path(__file__).parents[1] / "indexer" / "starter" / "weights" / "MODEL_CARD.md").read_text()
+    table = card.split("## Training recordings", 1)[1].split("\n## ", 1)[0]
+    install = " ".join(table.split("apt-get install -y", 1)[1].split("```", 1)[0].replace("\\", " ").split())
+    assert install.split() == list(TRAINING_PACKAGES + EVALUATION_PACKAGES)
+    for package in TRAINING_PACKAGES + EVALUATION_PACKAGES:
+        assert f"\n| {package} | " in table, package
