@@ -1,7 +1,8 @@
 """Real recorded sound events from Debian packages, labelled from their folder and file names.
 
 The starter model learns everyday sounds from recordings that Debian's game data packages, sound themes
-and sample packs ship under free licences. Each source is a package directory with explicit labelling
+and sample packs ship under free licences. Each source is a package directory (or a folder inside an
+archive the package ships: zip, Qt resource `.rcc` or OpenClonk group `.ocg`) with explicit labelling
 rules as data: an ordered list of (regular expression, label) pairs searched in the file's path relative
 to the directory, lower-cased, with its extension dropped and "_" and "-" read as spaces (so
 "animals/bird1_00.ogg" is matched as "animals/bird1 00"). The first rule that matches names the label;
