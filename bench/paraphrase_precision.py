@@ -17,6 +17,13 @@ A query's precision@10 is the share of its top 10 files that are clips of its cl
 each class's mean over its queries, and the summary the mean over classes, for all queries and for each
 kind alone (synonyms: other names of the sound; references: works, players, brands, genres). Chance is one over the
 number of classes (each class has the same number of clips).
+
+The text-tower ceiling: no audio side can rank a query's class first where the text side already puts
+the query nearer another class's description. For each query, the classes are ranked by the cosine of
+the query to each class's descriptive prompts (averaged, prompts.py), once in the frozen sentence
+encoder's own space (MiniLM alone: what the pretrained text tower knows) and once in the model's joint
+space (after the learned projection); the share of queries whose own class comes first is reported. A
+model whose every clip sat exactly on its class's description would reach about that precision@10.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ def run_benchmark(model: str, sample_set: str, clips_per_class: int, seed: int, 
                         {"query": q.query, "kind": q.kind, "precision": _precision(engine, q.query, q.label, truth)}
                     )
             own_words = {label: _precision(engine, label, label, truth) for label in classes}
+            ceiling = text_tower_ceiling(engine.encoder, [q for q in queries if q.label in classes], classes)
             model_id = f"{engine.provenance.model_id} (sha256 {engine.provenance.checkpoint_sha256[:12]})"
         finally:
             engine.close()
@@ -87,11 +95,36 @@ def run_benchmark(model: str, sample_set: str, clips_per_class: int, seed: int, 
         "paraphrase_precision_at_10": float(np.mean(list(per_class.values()))),
         "own_words_precision_at_10": float(np.mean(list(own_words.values()))),
         "by_kind": by_kind,
+        "text_tower_ceiling": ceiling,
         "per_class": {
             label: {"paraphrase": per_class[label], "own_words": own_words[label], "queries": paraphrase[label]}
             for label in classes
         },
     }
+
+
+def text_tower_ceiling(encoder, queries: list, classes: list[str]) -> dict[str, float]:
+    """Share of `queries` whose own class's descriptive prompts are the nearest of all `classes`' (see the
+    module docstring), in the sentence encoder's space ("sentence_encoder", starter models only) and in
+    the model's joint space ("joint"), overall and per query kind."""
+    from indexer.starter.prompts import label_prompts, mean_prompt_embeddings
+
+    prompts = [label_prompts(label, "descriptive") for label in classes]
+    truth = np.array([classes.index(q.label) for q in queries])
+    kinds = np.array([q.kind for q in queries])
+    spaces = {"joint": encoder.embed_text}
+    if hasattr(encoder, "sentence_encoder"):
+        spaces["sentence_encoder"] = lambda texts: encoder.sentence_encoder().embed(list(texts)).numpy()
+    result = {}
+    for space, embed in spaces.items():
+        centroids = mean_prompt_embeddings(prompts, embed)
+        vectors = embed([q.query for q in queries])
+        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        first = np.argmax(vectors @ centroids.T, axis=1) == truth
+        result[space] = float(first.mean())
+        for kind in sorted(set(kinds)):
+            result[f"{space}_{kind}"] = float(first[kinds == kind].mean())
+    return result
 
 
 def _precision(engine: Engine, query: str, label: str, truth: dict[str, str]) -> float:
@@ -117,6 +150,9 @@ def format_report(result: dict) -> str:
         ),
         "by kind: " + "; ".join(
             f"{kind} queries {r['precision_at_10']:.3f} ({r['classes']} classes)" for kind, r in result["by_kind"].items()
+        ),
+        "text-tower ceiling (share of queries whose nearest class description is their own): " + "; ".join(
+            f"{space} {share:.3f}" for space, share in result["text_tower_ceiling"].items()
         ),
         "",
         f"| class | paraphrase P@{K} | own words P@{K} | queries (P@{K}; * a reference) |",

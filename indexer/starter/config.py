@@ -39,6 +39,14 @@ class StarterConfig:
     text_input_dim: int = 384
     text_hidden: int = 1024
     text_dropout: float = 0.1
+    # Text anchors (query time only, see model.TextAnchors): the sentence vectors of this many training
+    # texts, kept with the weights; a query's projection is blended with its nearest anchors' projections,
+    # so words no caption used land among the captions they are near in the sentence encoder's space
+    # instead of where the learned projection extrapolates them. 0: no anchors (plain projection).
+    text_anchors: int = 0
+    anchor_weight: float = 0.5  # share of the query's own projection in the blend
+    anchor_temperature: float = 0.05  # softmax temperature over the neighbours' cosines
+    anchor_neighbours: int = 50
     # Joint space.
     embed_dim: int = 256
     init_logit_scale: float = 2.6593  # log(1 / 0.07), CLIP's initial temperature
@@ -62,6 +70,8 @@ class StarterConfig:
         unknown = sorted(set(raw) - known)
         if not isinstance(raw, dict) or unknown:
             raise CheckpointError(f"starter config has unknown fields {unknown}")
+        # Checkpoints written before text anchors existed have none.
+        raw.setdefault("text_anchors", 0)
         if "audio_channels" in raw:
             raw["audio_channels"] = tuple(raw["audio_channels"])
         return cls(**raw)

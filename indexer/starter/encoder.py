@@ -41,6 +41,7 @@ class StarterEncoder:
         self.model, self.text_model, self.metadata = load_starter(checkpoint, device)
         self.text_model_dir = text_model_dir  # None: found as minilm.find_minilm finds it
         self._sentence_encoder = None
+        self._anchor_projected: torch.Tensor | None = None  # the text anchors' projections, on first query
         # Channels-last convolutions (oneDNN's native layout): 1.36x fp32 and 1.28x bf16 on CPU, same top 10,
         # cosine 1.000000 to the default layout (bench/model_speedups.py; torch.compile, faster still, costs
         # ~30 s of compiling per process and is not used).
@@ -75,6 +76,15 @@ class StarterEncoder:
                 "text_model_sha256": self.text_model["sha256"],
             },
         )
+        if config.text_anchors:
+            # How queries are placed is part of what an index answers with (checkpoints without anchors
+            # keep the key out, so their indexes' provenance is unchanged).
+            self.info.preprocessing["text_anchors"] = {
+                "count": config.text_anchors,
+                "weight": config.anchor_weight,
+                "temperature": config.anchor_temperature,
+                "neighbours": config.anchor_neighbours,
+            }
 
     def embed_audio(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """(n, dim) unit vectors for mono 16 kHz windows of at most `info.window_seconds`."""
@@ -101,13 +111,17 @@ class StarterEncoder:
         return self._sentence_encoder
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, dim) unit vectors for texts (MiniLM's lower-cased WordPiece, at most 256 tokens)."""
+        """(n, dim) unit vectors for texts (MiniLM's lower-cased WordPiece, at most 256 tokens), blended
+        with the checkpoint's text anchors where it has them (model.TextAnchors)."""
         sentences = self.sentence_encoder().embed(list(texts), batch_size=TEXT_BATCH)
         out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
         with torch.inference_mode():
+            if self.model.anchors is not None and self._anchor_projected is None:
+                self._anchor_projected = self.model.project_anchors()
             for start in range(0, len(texts), TEXT_BATCH):
                 batch = sentences[start : start + TEXT_BATCH].to(self.device)
-                out[start : start + len(batch)] = self.model.embed_sentences(batch).float().cpu().numpy()
+                vectors = self.model.embed_queries(batch, self._anchor_projected)
+                out[start : start + len(batch)] = vectors.float().cpu().numpy()
         return out
 
     def logit_scale(self) -> float:

@@ -4,6 +4,7 @@ encoder's vectors (minilm.py), a shared embedding space and a learnable temperat
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -88,6 +89,38 @@ class TextProjection(nn.Module):
         return self.linear(x) + self.mlp(x)
 
 
+class TextAnchors(nn.Module):
+    """Sentence-encoder vectors of training texts, and the blend that pulls a query towards them.
+
+    A learned projection is exact on the texts it was trained on and extrapolates elsewhere: a word no
+    caption uses ("a fiddle") can land far from the captions it means. The blend replaces part of the
+    query's projection by a softmax-weighted mean of the projections of its nearest anchors, found by
+    cosine in the frozen sentence encoder's space, where the pretrained model already puts "a fiddle"
+    near "violin". On texts the model trained on, the nearest anchors are those texts' neighbours, so
+    known queries barely move.
+    """
+
+    def __init__(self, config: StarterConfig):
+        super().__init__()
+        self.weight = config.anchor_weight
+        self.temperature = config.anchor_temperature
+        self.neighbours = config.anchor_neighbours
+        self.register_buffer("sentences", torch.zeros(config.text_anchors, config.text_input_dim))
+
+    def blend(self, sentences: torch.Tensor, projected: torch.Tensor, anchor_projected: torch.Tensor) -> torch.Tensor:
+        """Unit vectors: weight * projected + (1 - weight) * the neighbours' mean, each unit before mixing.
+
+        `sentences` are the queries' sentence vectors (batch, text_input_dim), `projected` their unit
+        projections, `anchor_projected` the anchors' unit projections (anchors, embed_dim).
+        """
+        similarity = sentences.float() @ self.sentences.float().T
+        k = min(self.neighbours, len(self.sentences))
+        top, index = similarity.topk(k, dim=1)
+        weights = torch.softmax(top / self.temperature, dim=1)
+        neighbours = F.normalize((weights.unsqueeze(-1) * anchor_projected[index]).sum(dim=1), dim=-1)
+        return F.normalize(self.weight * projected.float() + (1 - self.weight) * neighbours, dim=-1)
+
+
 class StarterModel(nn.Module):
     """The audio tower, the text projection, the front end and the learnable logit scale (log of the
     inverse temperature). The frozen sentence encoder is not part of it: texts arrive as its vectors."""
@@ -99,6 +132,7 @@ class StarterModel(nn.Module):
         self.audio = AudioEncoder(config)
         self.text = TextProjection(config)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
+        self.anchors = TextAnchors(config) if config.text_anchors > 0 else None
 
     def embed_mel(self, mel: torch.Tensor) -> torch.Tensor:
         """Unit vectors for log-mel features (batch, frames, n_mels)."""
@@ -111,6 +145,27 @@ class StarterModel(nn.Module):
     def embed_sentences(self, sentences: torch.Tensor) -> torch.Tensor:
         """Unit vectors for the frozen sentence encoder's vectors (batch, text_input_dim)."""
         return F.normalize(self.text(sentences), dim=-1)
+
+    def embed_queries(self, sentences: torch.Tensor, anchor_projected: torch.Tensor | None = None) -> torch.Tensor:
+        """Unit vectors for search: the projection blended with the text anchors where the model has them
+        (`anchor_projected`: `project_anchors()`, passed in so callers can compute it once)."""
+        projected = self.embed_sentences(sentences)
+        if self.anchors is None:
+            return projected
+        if anchor_projected is None:
+            anchor_projected = self.project_anchors()
+        return self.anchors.blend(sentences, projected, anchor_projected)
+
+    def project_anchors(self) -> torch.Tensor | None:
+        """The anchors' unit projections (anchors, embed_dim), or None without anchors."""
+        return None if self.anchors is None else self.embed_sentences(self.anchors.sentences).float()
+
+    def set_text_anchors(self, sentences: torch.Tensor) -> None:
+        """Make `sentences` (anchors, text_input_dim; sentence-encoder unit vectors) the model's text
+        anchors, with the config's blend settings; the config records their number."""
+        self.config = replace(self.config, text_anchors=len(sentences))
+        self.anchors = TextAnchors(self.config).to(sentences.device)
+        self.anchors.sentences.copy_(sentences)
 
     def temperature_scale(self) -> torch.Tensor:
         """exp(logit_scale), clamped as CLIP does so that logits stay finite."""

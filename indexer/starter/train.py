@@ -99,6 +99,10 @@ class TrainConfig:
     # near the captions they paraphrase.
     text_geometry_weight: float = 0.5
     text_model_dir: Path | None = None  # None: minilm.find_minilm's search
+    # Text anchors kept with the weights (model.TextAnchors): this many training texts, drawn at random
+    # (seeded) from `training_texts`, their sentence vectors stored; 0: none. A random draw spreads the
+    # anchors as the texts spread (labels, captions, prompts in scenes); k-means centroids measured no better.
+    text_anchors: int = 4096
     # Start the audio tower (and the temperature) from an earlier starter checkpoint instead of random
     # weights: any format, only its `audio.*` tensors and `logit_scale` are read, and they must fit.
     init_audio_from: Path | None = None
@@ -557,6 +561,14 @@ def training_texts(config: TrainConfig) -> list[str]:
     return sorted(texts)
 
 
+def choose_text_anchors(sentences: SentenceTable, count: int, seed: int) -> torch.Tensor:
+    """Sentence vectors of `count` texts of `sentences` drawn without replacement (all when fewer), in
+    table order; the same table and seed give the same anchors."""
+    n = len(sentences.vectors)
+    chosen = np.sort(np.random.default_rng(seed).choice(n, size=min(count, n), replace=False))
+    return sentences.vectors[torch.from_numpy(chosen)].clone()
+
+
 def load_audio_tower(model: StarterModel, path: Path) -> None:
     """Copy the `audio.*` tensors and `logit_scale` of a starter checkpoint at `path` into `model`."""
     from safetensors import safe_open
@@ -732,6 +744,8 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()
+        if config.text_anchors > 0:
+            model.set_text_anchors(choose_text_anchors(sentences, config.text_anchors, config.seed))
         dtype = getattr(torch, config.weights_dtype)
         save_starter(
             model,
