@@ -8,6 +8,7 @@ audio-only build never reads it; its weights must hash to what the checkpoint wa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,6 +42,16 @@ class StarterEncoder:
         self.model, self.text_model, self.metadata = load_starter(checkpoint, device)
         self.text_model_dir = text_model_dir  # None: found as minilm.find_minilm finds it
         self._sentence_encoder = None
+        # Query words outside the checkpoint's caption vocabulary get WordNet glosses (lexicon.py) where
+        # the checkpoint records that vocabulary and WordNet is installed; otherwise texts pass unchanged.
+        self.glosser = None
+        vocabulary = self.metadata.get("caption_vocabulary")
+        if vocabulary:
+            from indexer.starter.lexicon import QueryGlosser, WordNetNouns, find_wordnet
+
+            wordnet = find_wordnet()
+            if wordnet is not None:
+                self.glosser = QueryGlosser(json.loads(vocabulary), WordNetNouns(wordnet))
         self._anchor_projected: torch.Tensor | None = None  # the text anchors' projections, on first query
         # Channels-last convolutions (oneDNN's native layout): 1.36x fp32 and 1.28x bf16 on CPU, same top 10,
         # cosine 1.000000 to the default layout (bench/model_speedups.py; torch.compile, faster still, costs
@@ -113,6 +124,8 @@ class StarterEncoder:
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) unit vectors for texts (MiniLM's lower-cased WordPiece, at most 256 tokens), blended
         with the checkpoint's text anchors where it has them (model.TextAnchors)."""
+        if self.glosser is not None:
+            texts = [self.glosser.expand(text) for text in texts]
         sentences = self.sentence_encoder().embed(list(texts), batch_size=TEXT_BATCH)
         out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
         with torch.inference_mode():

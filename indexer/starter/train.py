@@ -45,6 +45,7 @@ from indexer.starter.data import (
     load_corpus,
     load_recordings,
 )
+from indexer.starter.lexicon import caption_vocabulary
 from indexer.starter.evaluate import evaluate_labelled_clips, scene_metrics, zero_shot_accuracy
 from indexer.starter.model import StarterModel, parameter_count
 from indexer.starter.prompts import PROMPT_STYLES, label_embeddings, label_prompts
@@ -753,6 +754,8 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
             text_model=text_model,
             dtype=dtype,
             metadata={
+                # The words the model met: the encoder glosses query words outside it (lexicon.py).
+                "caption_vocabulary": caption_vocabulary(sentences.index),
                 "training": {
                     "seed": config.seed,
                     "train_sample_sets": list(config.train_sample_sets),
