@@ -130,7 +130,10 @@ class StarterEncoder:
         out = np.zeros((len(texts), self.info.dim), dtype=np.float32)
         with torch.inference_mode():
             if self.model.anchors is not None and self._anchor_projected is None:
-                self._anchor_projected = self.model.project_anchors()
+                # In float32 whatever precision the first caller runs under: the cache outlives the call,
+                # and a server and a CLI process must place the same query alike.
+                with torch.autocast(self.device.type, enabled=False):
+                    self._anchor_projected = self.model.project_anchors()
             for start in range(0, len(texts), TEXT_BATCH):
                 batch = sentences[start : start + TEXT_BATCH].to(self.device)
                 vectors = self.model.embed_queries(batch, self._anchor_projected)
