@@ -18,7 +18,7 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,10 @@ from indexer.errors import AudioDecodeError, MediaTooLongError, UnreadableFileEr
 FILES_IN_FLIGHT_PER_WORKER = 2
 # Files a decoding thread holds decoded ahead of the model: enough to cover one long file's decode.
 THREAD_FILES_AHEAD = 4
+# The decoding thread runs `step` on a file only while at least this many decoded files wait for the model:
+# the decoder is then ahead, and the model's thread, the busier one, is spared the step. Behind, the
+# decoder skips it and the model's thread does it, so that the two threads settle where both are busy.
+STEP_WHEN_AHEAD = 2
 STREAM_READ_AHEAD_PARTS = 2
 
 T = TypeVar("T")
@@ -69,12 +73,28 @@ def _load(path: str, plan: WindowPlan) -> SegmentInputs | StreamedInputs | tuple
         return (type(e).__name__ if type(e).__name__ in _ERRORS else "AudioDecodeError", e.path, e.reasons)
 
 
+# A step run on each decoded part where it was decoded (the encoder's front end, embed.FrontEnd).
+Step = Callable[[SegmentInputs], SegmentInputs]
+
+
+def _stepped(part: SegmentInputs, step: Step | None) -> SegmentInputs:
+    """`step(part)`, or `part` as it was when the step fails: the model's thread then computes what the
+    step would have (and meets the same error, if it is one, where the build handles it)."""
+    if step is None:
+        return part
+    try:
+        return step(part)
+    except Exception:  # noqa: BLE001 - see docstring
+        return part
+
+
 @dataclass(frozen=True)
 class ReadAheadInputs:
     """A streamed file whose parts a background thread decodes while the caller embeds the previous ones."""
 
     inputs: StreamedInputs
     depth: int = STREAM_READ_AHEAD_PARTS
+    step: Step | None = None  # run on each part in the background thread
 
     @property
     def path(self) -> Path:
@@ -86,7 +106,8 @@ class ReadAheadInputs:
 
     def parts(self) -> Iterator[SegmentInputs]:
         """The parts of `inputs`, decoded at most `depth` ahead; decoding errors are raised here."""
-        return read_ahead(self.inputs.parts(), self.depth)
+        parts = self.inputs.parts()
+        return read_ahead(parts if self.step is None else (_stepped(p, self.step) for p in parts), self.depth)
 
 
 def read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
@@ -136,20 +157,23 @@ def read_ahead(items: Iterator[T], depth: int) -> Iterator[T]:
         thread.join()
 
 
-def _result(value: SegmentInputs | StreamedInputs | tuple[str, str, list[str]], read_ahead_parts: int
-            ) -> SegmentInputs | StreamedInputs | ReadAheadInputs | AudioDecodeError:
+def _result(value: SegmentInputs | StreamedInputs | tuple[str, str, list[str]], read_ahead_parts: int,
+            step: Step | None = None) -> SegmentInputs | StreamedInputs | ReadAheadInputs | AudioDecodeError:
     if isinstance(value, tuple):
         kind, path, reasons = value
         return _ERRORS[kind](path, reasons if kind != "MediaTooLongError" else reasons[0])  # type: ignore[arg-type]
     if isinstance(value, StreamedInputs) and read_ahead_parts > 0:
-        return ReadAheadInputs(value, read_ahead_parts)
-    return value
+        return ReadAheadInputs(value, read_ahead_parts, step)
+    return _stepped(value, step) if isinstance(value, SegmentInputs) else value
 
 
-def prefetch_inputs(paths: Sequence[Path], plan: WindowPlan, workers: int | None = None, thread: bool | None = None
+def prefetch_inputs(paths: Sequence[Path], plan: WindowPlan, workers: int | None = None, thread: bool | None = None,
+                    step: Step | None = None
                     ) -> Iterator[SegmentInputs | StreamedInputs | ReadAheadInputs | AudioDecodeError]:
     """Each path's inputs (or its AudioDecodeError), in order, decoded `workers` processes ahead, or by one
     thread (`thread`; None: `decode_thread(workers)`), or inline (`workers=0`, no thread).
+    `step` runs on decoded parts in the decoding thread when it is ahead of the caller (STEP_WHEN_AHEAD;
+    threads only: processes and inline decoding leave it to the caller, who must run it on parts without).
 
     Every result but an error has `parts()`: a file decoded whole is one part; a long file is streamed
     part by part (inline without processes or thread, else by a read-ahead thread), and may raise
@@ -158,8 +182,17 @@ def prefetch_inputs(paths: Sequence[Path], plan: WindowPlan, workers: int | None
     threaded = decode_thread(workers) if thread is None else thread
     workers = default_workers() if workers is None else workers
     if threaded and workers <= 0 and len(paths) > 1:
-        yield from read_ahead((_result(_load(str(path), plan), STREAM_READ_AHEAD_PARTS) for path in paths),
-                              THREAD_FILES_AHEAD)
+        taken = [0]  # files the caller has taken: read across threads, an int read is atomic
+
+        def decoded() -> Iterator[SegmentInputs | StreamedInputs | ReadAheadInputs | AudioDecodeError]:
+            for i, path in enumerate(paths):
+                value = _load(str(path), plan)
+                ahead = i - taken[0] >= STEP_WHEN_AHEAD
+                yield _result(value, STREAM_READ_AHEAD_PARTS, step if ahead else None)
+
+        for inputs in read_ahead(decoded(), THREAD_FILES_AHEAD):
+            taken[0] += 1
+            yield inputs
         return
     if workers <= 0 or len(paths) <= 1:
         for path in paths:
