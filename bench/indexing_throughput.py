@@ -167,7 +167,8 @@ def throughput_table(model: str, files: int, seconds: float, reps: int) -> None:
         paths = [f.absolute for f in scan_corpus(corpus)]
         windows = [w for f in paths for w in segment_inputs(encoder, f).samples]
         default_index, fp32_index = Path(tmp) / "default", Path(tmp) / "fp32"
-        thread_note = f"decode thread, model {max(1, cpus - 1)} thread(s)" if cpus == 2 else "decoding processes"
+        thread_note = (f"decode thread, model {max(1, cpus - 1)} thread(s), {cpus} while the decoder idles" if cpus == 2
+                       else "decoding processes")
         variants: dict[str, Variant] = {
             "naive per-file loop, fp32": naive_loop(encoder, paths),
             "naive per-file loop, fp32, model 1 thread": threaded(naive_loop(encoder, paths), 1),

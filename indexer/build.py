@@ -454,14 +454,18 @@ def _embedded_jobs(
 ) -> Iterator[_FileJob | None]:
     """Decode and window each job's file and embed windows in batches across files (see _embed_files),
     decoding in a thread ahead of the model on 2 CPUs (see indexer/prefetch.py) with the model's torch
-    threads on the other core (`model_threads`)."""
+    threads on the other core (`model_threads`; None: that core, and every core while the decoder is
+    idle, see _ModelThreads)."""
     threaded = prefetch.decode_thread(decode_workers) if decode_thread is None else decode_thread
+    threads = None
     if model_threads is None and threaded and decode_workers in (None, 0):
-        model_threads = max(1, (os.cpu_count() or 1) - 1)  # the decoding thread has a core of its own
+        cpus = os.cpu_count() or 1
+        model_threads = max(1, cpus - 1)  # the decoding thread has a core of its own
+        threads = _ModelThreads(model_threads, cpus) if cpus > model_threads else None
     front_end = FrontEnd.of(encoder, precision) if threaded and front_end_on_decode in (None, True) else None
     with _torch_threads(model_threads):
         yield from _embed_files(jobs, encoder, hop_seconds, batch_size, writer, corpus_id, report, decode_workers,
-                                precision, limits, threaded, front_end)
+                                precision, limits, threaded, front_end, threads)
 
 
 def _embed_files(
@@ -477,6 +481,7 @@ def _embed_files(
     limits: DecodeLimits = NO_LIMITS,
     decode_thread: bool | None = None,
     front_end: FrontEnd | None = None,
+    threads: _ModelThreads | None = None,
 ) -> Iterator[_FileJob | None]:
     """Decode and window each job's file and embed windows in batches across files.
 
@@ -485,6 +490,7 @@ def _embed_files(
     decoded, and a file that breaks off midway fails whole, its vectors so far dropped. Each file is read
     once (embed.snapshot_inputs): the job takes the content hash of the bytes its windows come from.
     `front_end`: run in the decoding thread (a decoding thread only), its features embedded here.
+    `threads`: the model's torch threads batch by batch (a decoding thread only).
     """
     pending: list[tuple[_FileJob, int, np.ndarray | None, list[np.ndarray] | None, object]] = []
     open_jobs: list[_FileJob] = []
@@ -494,10 +500,15 @@ def _embed_files(
             yield open_jobs.pop(0)
 
     def flush() -> Iterator[_FileJob]:
-        if front_end is not None and all(p[2] is not None for p in pending):
-            vectors = front_end.embed([p[2] for p in pending], [p[4] for p in pending])
-        else:
-            vectors = embed_inputs(encoder, [p[2] for p in pending], [p[3] for p in pending], precision)
+        n = threads.choose(backlog) if threads is not None else None
+        started = time.perf_counter()
+        with _torch_threads(n):
+            if front_end is not None and all(p[2] is not None for p in pending):
+                vectors = front_end.embed([p[2] for p in pending], [p[4] for p in pending])
+            else:
+                vectors = embed_inputs(encoder, [p[2] for p in pending], [p[3] for p in pending], precision)
+        if threads is not None:
+            threads.record(n, (time.perf_counter() - started) / len(pending))
         for (job, slot, _, _, _), vector in zip(pending, vectors):
             job.vectors[slot] = vector
         pending.clear()
@@ -505,7 +516,8 @@ def _embed_files(
 
     plan = WindowPlan.of(encoder, hop_seconds, limits)
     paths = [job.file.absolute for job in jobs]
-    for job, inputs in zip(jobs, prefetch_inputs(paths, plan, decode_workers, decode_thread, front_end)):
+    backlog = prefetch.Backlog()
+    for job, inputs in zip(jobs, prefetch_inputs(paths, plan, decode_workers, decode_thread, front_end, backlog)):
         if isinstance(inputs, AudioDecodeError):
             record_decode_failure(writer, corpus_id, job, inputs.reasons, report, _failure_key(job, inputs, limits))
             yield None
@@ -552,6 +564,52 @@ def _failure_key(job: _FileJob, error: AudioDecodeError, limits: DecodeLimits) -
     if isinstance(error, MediaTooLongError):
         return too_long_key(digest, limits)
     return digest
+
+
+# Batches between tries of the wide thread count after it measured slower; doubled after each failed try.
+WIDE_RETRY_BATCHES = 64
+
+
+@dataclass
+class _ModelThreads:
+    """The model's torch threads batch by batch on a machine with a decoding thread: `narrow` (the cores the
+    decoder leaves) while it decodes, `wide` (every core) while it waits on a full queue, idle.
+
+    A model much slower than decoding (HTSAT: ~99% of a build's time) leaves the decoder idle nearly always
+    and so runs on every core; the starter, whose decoding costs as much as its model, stays on one. Wide
+    is given up while it measures slower per window than narrow: two torch threads wait for each other at
+    every operator, and when another process holds a core that costs 20-50x (measured on this shared
+    machine); it is tried again after WIDE_RETRY_BATCHES batches, then twice as many, and so on.
+    """
+
+    narrow: int
+    wide: int
+    seconds: dict[int, float] = field(default_factory=dict)  # per window, moving average per thread count
+    batches: int = 0
+    retry_at: int | None = None  # the batch at which wide is tried again, while given up
+    retry_every: int = WIDE_RETRY_BATCHES
+
+    def choose(self, backlog: prefetch.Backlog) -> int:
+        """Threads for the next batch."""
+        self.batches += 1
+        if backlog.ahead() < prefetch.THREAD_FILES_AHEAD:
+            return self.narrow
+        if self.retry_at is not None:
+            if self.batches < self.retry_at:
+                return self.narrow
+            self.retry_at = None  # measured afresh from this batch on: the load may have changed
+            self.seconds.pop(self.wide, None)
+        wide, narrow = self.seconds.get(self.wide), self.seconds.get(self.narrow)
+        if wide is not None and narrow is not None and wide > narrow:
+            self.retry_at = self.batches + self.retry_every
+            self.retry_every *= 2
+            return self.narrow
+        return self.wide
+
+    def record(self, threads: int, seconds_per_window: float) -> None:
+        """What the batch just embedded on `threads` cost."""
+        before = self.seconds.get(threads)
+        self.seconds[threads] = seconds_per_window if before is None else 0.5 * (before + seconds_per_window)
 
 
 @contextlib.contextmanager

@@ -167,13 +167,26 @@ def _result(value: SegmentInputs | StreamedInputs | tuple[str, str, list[str]], 
     return _stepped(value, step) if isinstance(value, SegmentInputs) else value
 
 
+@dataclass
+class Backlog:
+    """Files a decoding thread has decoded and files its caller has taken (ints, written by one thread each)."""
+
+    decoded: int = 0
+    taken: int = 0
+
+    def ahead(self) -> int:
+        """Decoded files waiting for the caller: THREAD_FILES_AHEAD when the decoder waits on a full queue."""
+        return self.decoded - self.taken
+
+
 def prefetch_inputs(paths: Sequence[Path], plan: WindowPlan, workers: int | None = None, thread: bool | None = None,
-                    step: Step | None = None
+                    step: Step | None = None, backlog: Backlog | None = None
                     ) -> Iterator[SegmentInputs | StreamedInputs | ReadAheadInputs | AudioDecodeError]:
     """Each path's inputs (or its AudioDecodeError), in order, decoded `workers` processes ahead, or by one
     thread (`thread`; None: `decode_thread(workers)`), or inline (`workers=0`, no thread).
     `step` runs on decoded parts in the decoding thread when it is ahead of the caller (STEP_WHEN_AHEAD;
     threads only: processes and inline decoding leave it to the caller, who must run it on parts without).
+    `backlog` counts the decoding thread's files decoded and taken (left at 0 without a thread).
 
     Every result but an error has `parts()`: a file decoded whole is one part; a long file is streamed
     part by part (inline without processes or thread, else by a read-ahead thread), and may raise
@@ -182,16 +195,17 @@ def prefetch_inputs(paths: Sequence[Path], plan: WindowPlan, workers: int | None
     threaded = decode_thread(workers) if thread is None else thread
     workers = default_workers() if workers is None else workers
     if threaded and workers <= 0 and len(paths) > 1:
-        taken = [0]  # files the caller has taken: read across threads, an int read is atomic
+        counts = backlog if backlog is not None else Backlog()  # read across threads: int reads are atomic
 
         def decoded() -> Iterator[SegmentInputs | StreamedInputs | ReadAheadInputs | AudioDecodeError]:
-            for i, path in enumerate(paths):
+            for path in paths:
                 value = _load(str(path), plan)
-                ahead = i - taken[0] >= STEP_WHEN_AHEAD
+                ahead = counts.ahead() >= STEP_WHEN_AHEAD
+                counts.decoded += 1
                 yield _result(value, STREAM_READ_AHEAD_PARTS, step if ahead else None)
 
         for inputs in read_ahead(decoded(), THREAD_FILES_AHEAD):
-            taken[0] += 1
+            counts.taken += 1
             yield inputs
         return
     if workers <= 0 or len(paths) <= 1:
