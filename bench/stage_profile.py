@@ -95,10 +95,13 @@ def instrument(encoder) -> None:  # type: ignore[no-untyped-def]
     if model is not None and hasattr(model, "front_end"):
         model.front_end.forward = account("front end (log-mel)", model.front_end.forward)
         model.audio.forward = account("CNN", model.audio.forward)
+    elif model is not None and hasattr(model, "audio_branch"):
+        model.audio_branch.forward = account("HTSAT (front end + transformer)", model.audio_branch.forward)
     embed_mod.embed_inputs = account("embed: other", embed_mod.embed_inputs)
     build_mod.embed_inputs = embed_mod.embed_inputs
     build_mod._StoreBatch.write = account("catalog+faiss write", build_mod._StoreBatch.write)
     build_mod.read_tags = account("read tags", build_mod.read_tags)
+    prefetch_mod.read_tags = account("read tags", prefetch_mod.read_tags)
     build_mod._ensure_hubness_correction = account("hubness correction", build_mod._ensure_hubness_correction)
     build_mod._plan = account("plan (scan hashes)", build_mod._plan)
     build_mod.prefetch_inputs = account_generator_next("wait for decoded file", build_mod.prefetch_inputs)

@@ -156,6 +156,7 @@ class _FileJob:
     spans: list[tuple[float, float]] = field(default_factory=list)
     vectors: list[np.ndarray | None] = field(default_factory=list)
     decoded: bool = True  # False while a streamed file's windows are still arriving
+    tags: dict[str, str] | None = None  # container tags, when read where the file was decoded
 
     def complete(self) -> bool:
         return self.decoded and all(v is not None for v in self.vectors)
@@ -523,6 +524,7 @@ def _embed_files(
             yield None
             continue
         job.digest = inputs.content_hash or job.digest  # what was decoded, if it changed since planned
+        job.tags = getattr(inputs, "tags", None)
         job.spans, job.vectors, job.decoded = [], [], False
         open_jobs.append(job)
         audio = visual = False
@@ -685,7 +687,7 @@ class _StoreBatch:
         ids = writer.add_files([
             NewFile(self.corpus_id, job.file.catalog_path, job.content_hash, job.file.size, job.file.mtime, job.duration, job.source_rate, job.channels,
                     job.spans, job.modalities, job.file.path_bytes,
-                    tags=read_tags(job.file.absolute))  # title/artist/album/genre, for search filters and exports
+                    tags=job.tags if job.tags is not None else read_tags(job.file.absolute))  # for filters and exports
             for job in self.jobs
         ])
         vectors = [np.stack(job.vectors).astype(np.float32) for job in self.jobs]

@@ -56,6 +56,7 @@ class SegmentInputs:
     content_hash: str | None = None  # SHA-256 of the bytes decoded, when read as a snapshot
     # The encoder's front-end features of each window (`FrontEnd`), when computed where the file was decoded.
     prepared: list | None = None
+    tags: dict[str, str] | None = None  # the file's container tags (media/tags.py), when read where it was decoded
 
     @property
     def modalities(self) -> str:
