@@ -295,8 +295,10 @@ class FrontEnd:
     """An encoder's front end (`prepare_audio`: windows -> features, e.g. log-mels) run as a step of decoding,
     at the precision the model runs at, so that the model's thread runs only the network (`embed_prepared`).
 
-    On 2 CPUs the decoding thread has spare time and the model's thread none (bench/stage_profile.py):
-    the starter's log-mel is ~20% of its model time. The vectors equal embed_inputs' up to float rounding.
+    The decoding thread runs it while it is ahead of the model (prefetch.STEP_WHEN_AHEAD), the model's thread
+    otherwise (`embed` computes what is missing): the starter's log-mel is ~16% of its model time, decoding a
+    44.1 kHz FLAC about as much as the model (bench/stage_profile.py), so which thread has time to spare
+    depends on the corpus. The vectors equal embed_inputs' (the front end treats each window on its own).
     """
 
     encoder: Encoder
