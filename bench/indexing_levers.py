@@ -152,7 +152,10 @@ def main() -> None:
             "undone: GC not frozen": (defaults, gc_not_frozen()),
             "undone: front end on the model's thread only": (BuildOptions(model=model, front_end_on_decode=False), nothing),
             "other: front end always on the decoding thread": (defaults, step_when_ahead(0)),
-            "undone: decoding inline (no thread)": (BuildOptions(model=model, decode_workers=0), nothing),
+            "undone: decoding inline (no thread), model on torch's threads": (BuildOptions(model=model, decode_workers=0),
+                                                                              nothing),
+            "undone: decoding inline (no thread), model 1 thread": (
+                BuildOptions(model=model, decode_workers=0, model_threads=1), nothing),
             "other: decode thread, model 2 threads": (BuildOptions(model=model, model_threads=2), nothing),
             "undone: model on 1 thread always (none while the decoder idles)": (BuildOptions(model=model, model_threads=1),
                                                                                 nothing),
