@@ -179,13 +179,14 @@ def throughput_table(model: str, files: int, seconds: float, reps: int) -> None:
             f"build {precision}, batch {batch}, decode thread, model {cpus} threads": build(
                 corpus, Path(tmp) / "c", BuildOptions(model=model, decode_thread=True, decode_workers=0,
                                                       model_threads=cpus)),
-            "build defaults but the front end on the model's thread only": build(
-                corpus, Path(tmp) / "d", BuildOptions(model=model, front_end_on_decode=False)),
             f"`indexer build` defaults ({precision}, batch {batch}, {thread_note})": build(
                 corpus, default_index, BuildOptions(model=model)),
             f"model only, {precision}, batch {batch}, {cpus} threads": model_only(encoder, windows, batch, precision, cpus),
             f"model only, {precision}, batch {batch}, 1 thread": model_only(encoder, windows, batch, precision, 1),
         }
+        if hasattr(encoder, "prepare_audio"):  # a front end the decoding thread can run (embed.FrontEnd)
+            variants["build defaults but the front end on the model's thread only"] = build(
+                corpus, Path(tmp) / "d", BuildOptions(model=model, front_end_on_decode=False))
         if precision != "fp32":
             variants[f"model only, fp32, batch {batch}, 1 thread (not the ceiling: another precision)"] = model_only(
                 encoder, windows, batch, "fp32", 1)
