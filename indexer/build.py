@@ -575,7 +575,7 @@ WIDE_RETRY_BATCHES = 64
 @dataclass
 class _ModelThreads:
     """The model's torch threads batch by batch on a machine with a decoding thread: `narrow` (the cores the
-    decoder leaves) while it decodes, `wide` (every core) while it waits on a full queue, idle.
+    decoder leaves) while it decodes, `wide` (every core) while it waits on a full queue or is done.
 
     A model much slower than decoding (HTSAT: ~99% of a build's time) leaves the decoder idle nearly always
     and so runs on every core; the starter, whose decoding costs as much as its model, stays on one. Wide
@@ -594,7 +594,7 @@ class _ModelThreads:
     def choose(self, backlog: prefetch.Backlog) -> int:
         """Threads for the next batch."""
         self.batches += 1
-        if backlog.ahead() < prefetch.THREAD_FILES_AHEAD:
+        if not backlog.idle():
             return self.narrow
         if self.retry_at is not None:
             if self.batches < self.retry_at:

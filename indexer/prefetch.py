@@ -177,10 +177,15 @@ class Backlog:
 
     decoded: int = 0
     taken: int = 0
+    finished: bool = False  # every file decoded: the decoder has nothing left to do (but a long file's parts)
 
     def ahead(self) -> int:
         """Decoded files waiting for the caller: THREAD_FILES_AHEAD when the decoder waits on a full queue."""
         return self.decoded - self.taken
+
+    def idle(self) -> bool:
+        """Whether the decoder waits: on a full queue, or for good."""
+        return self.finished or self.ahead() >= THREAD_FILES_AHEAD
 
 
 def prefetch_inputs(paths: Sequence[Path], plan: WindowPlan, workers: int | None = None, thread: bool | None = None,
@@ -207,6 +212,7 @@ def prefetch_inputs(paths: Sequence[Path], plan: WindowPlan, workers: int | None
                 ahead = counts.ahead() >= STEP_WHEN_AHEAD
                 counts.decoded += 1
                 yield _result(value, STREAM_READ_AHEAD_PARTS, step if ahead else None)
+            counts.finished = True
 
         for inputs in read_ahead(decoded(), THREAD_FILES_AHEAD):
             counts.taken += 1

@@ -273,3 +273,4 @@ def test_the_model_widens_to_every_core_only_while_the_decoder_idles_and_only_wh
     assert choices == [1] * 2 * WIDE_RETRY_BATCHES and threads.choose(idle) == 2  # twice as long after a second miss
     threads.record(2, 0.005)
     assert threads.choose(idle) == 2 and threads.choose(busy) == 1
+    assert threads.choose(Backlog(decoded=9, taken=9, finished=True)) == 2  # every file decoded: the decoder is done
