@@ -295,10 +295,11 @@ class FrontEnd:
     """An encoder's front end (`prepare_audio`: windows -> features, e.g. log-mels) run as a step of decoding,
     at the precision the model runs at, so that the model's thread runs only the network (`embed_prepared`).
 
-    The decoding thread runs it while it is ahead of the model (prefetch.STEP_WHEN_AHEAD), the model's thread
-    otherwise (`embed` computes what is missing): the starter's log-mel is ~16% of its model time, decoding a
-    44.1 kHz FLAC about as much as the model (bench/stage_profile.py), so which thread has time to spare
-    depends on the corpus. The vectors equal embed_inputs' (the front end treats each window on its own).
+    The decoding thread runs it when it would otherwise wait on a full queue (prefetch.STEP_WHEN_AHEAD), the
+    model's thread otherwise (`embed` computes what is missing): the starter's log-mel is ~16% of its model
+    time, and decoding 44.1 kHz FLAC costs about as much as the model (bench/stage_profile.py) where a 16 kHz
+    WAV costs next to nothing, so which thread has time to spare depends on the corpus. The vectors equal
+    embed_inputs' (the front end treats each window on its own).
     """
 
     encoder: Encoder
