@@ -8,8 +8,8 @@ A lever that is part of the default is undone by patching this process only (nev
   directory each build, so the build embeds the reference texts as it did before the cache;
 - "plan hashes every file": the plan hashes each new file before decoding, as it did before;
 - "GC not frozen": build_index's gc.freeze()/unfreeze() made no-ops;
-- "front end on the model's thread only" / "front end always on the decoding thread": the adaptive
-  front end (prefetch.STEP_WHEN_AHEAD) replaced by either fixed placement;
+- "front end on the model's thread only" / "always on the decoding thread" / "from 2 files ahead": the
+  front end's placement (prefetch.STEP_WHEN_AHEAD: on the decoding thread when its queue is full) changed;
 - "decoding inline" / "decode thread, model 2 threads": the thread layout.
 - "model on 1 thread always": the model's batches never widened to every core while the decoder idles
   (build._ModelThreads).
@@ -152,6 +152,7 @@ def main() -> None:
             "undone: GC not frozen": (defaults, gc_not_frozen()),
             "undone: front end on the model's thread only": (BuildOptions(model=model, front_end_on_decode=False), nothing),
             "other: front end always on the decoding thread": (defaults, step_when_ahead(0)),
+            "other: front end on the decoding thread from 2 files ahead": (defaults, step_when_ahead(2)),
             "undone: decoding inline (no thread), model on torch's threads": (BuildOptions(model=model, decode_workers=0),
                                                                               nothing),
             "undone: decoding inline (no thread), model 1 thread": (
