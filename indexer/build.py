@@ -568,8 +568,8 @@ def _failure_key(job: _FileJob, error: AudioDecodeError, limits: DecodeLimits) -
     return digest
 
 
-# Batches between tries of the wide thread count after it measured slower; doubled after each failed try.
-WIDE_RETRY_BATCHES = 64
+# Seconds before the wide thread count is tried again after it measured slower; doubled after each miss.
+WIDE_RETRY_SECONDS = 2.0
 
 
 @dataclass
@@ -578,38 +578,42 @@ class _ModelThreads:
     decoder leaves) while it decodes, `wide` (every core) while it waits on a full queue or is done.
 
     A model much slower than decoding (HTSAT: ~99% of a build's time) leaves the decoder idle nearly always
-    and so runs on every core; the starter, whose decoding costs as much as its model, stays on one. Wide
-    is given up while it measures slower per window than narrow: two torch threads wait for each other at
-    every operator, and when another process holds a core that costs 20-50x (measured on this shared
-    machine); it is tried again after WIDE_RETRY_BATCHES batches, then twice as many, and so on.
+    and so runs on every core; the starter, whose decoding costs as much as its model, mostly stays on one.
+    Wide is given up while it measures slower per window than narrow: two torch threads wait for each other
+    at every operator, and when another process holds a core that costs 20-50x (measured on this shared
+    machine); it is tried again after WIDE_RETRY_SECONDS, then twice as long, and so on. The first batch on
+    a thread count is not counted: it pays one-off costs (the thread pool, oneDNN's kernels for that count).
     """
 
     narrow: int
     wide: int
+    clock: Callable[[], float] = time.monotonic
     seconds: dict[int, float] = field(default_factory=dict)  # per window, moving average per thread count
-    batches: int = 0
-    retry_at: int | None = None  # the batch at which wide is tried again, while given up
-    retry_every: int = WIDE_RETRY_BATCHES
+    warm: set[int] = field(default_factory=set)  # thread counts that have run a batch
+    retry_at: float | None = None  # when wide is tried again, while given up
+    retry_after: float = WIDE_RETRY_SECONDS
 
     def choose(self, backlog: prefetch.Backlog) -> int:
         """Threads for the next batch."""
-        self.batches += 1
         if not backlog.idle():
             return self.narrow
         if self.retry_at is not None:
-            if self.batches < self.retry_at:
+            if self.clock() < self.retry_at:
                 return self.narrow
             self.retry_at = None  # measured afresh from this batch on: the load may have changed
             self.seconds.pop(self.wide, None)
         wide, narrow = self.seconds.get(self.wide), self.seconds.get(self.narrow)
         if wide is not None and narrow is not None and wide > narrow:
-            self.retry_at = self.batches + self.retry_every
-            self.retry_every *= 2
+            self.retry_at = self.clock() + self.retry_after
+            self.retry_after *= 2
             return self.narrow
         return self.wide
 
     def record(self, threads: int, seconds_per_window: float) -> None:
         """What the batch just embedded on `threads` cost."""
+        if threads not in self.warm:
+            self.warm.add(threads)
+            return
         before = self.seconds.get(threads)
         self.seconds[threads] = seconds_per_window if before is None else 0.5 * (before + seconds_per_window)
 
