@@ -582,7 +582,8 @@ class _ModelThreads:
     Wide is given up while it measures slower per window than narrow: two torch threads wait for each other
     at every operator, and when another process holds a core that costs 20-50x (measured on this shared
     machine); it is tried again after WIDE_RETRY_SECONDS, then twice as long, and so on. The first batch on
-    a thread count is not counted: it pays one-off costs (the thread pool, oneDNN's kernels for that count).
+    a thread count is not counted, it pays one-off costs (the thread pool, oneDNN's kernels for that count),
+    unless it took more than twice narrow's time per window: that is a core held by another process.
     """
 
     narrow: int
@@ -611,9 +612,12 @@ class _ModelThreads:
 
     def record(self, threads: int, seconds_per_window: float) -> None:
         """What the batch just embedded on `threads` cost."""
+        narrow = self.seconds.get(self.narrow)
         if threads not in self.warm:
             self.warm.add(threads)
-            return
+            # One-off costs add tens of percent; a core held by another process, 20-50x: counted at once.
+            if not (threads == self.wide and narrow is not None and seconds_per_window > 2 * narrow):
+                return
         before = self.seconds.get(threads)
         self.seconds[threads] = seconds_per_window if before is None else 0.5 * (before + seconds_per_window)
 

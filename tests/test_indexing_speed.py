@@ -283,3 +283,10 @@ def test_the_model_widens_to_every_core_only_while_the_decoder_idles_and_only_wh
     threads.record(2, 0.005)
     assert threads.choose(idle) == 2 and threads.choose(busy) == 1
     assert threads.choose(Backlog(decoded=9, taken=9, finished=True)) == 2  # every file decoded: the decoder is done
+    # A first wide batch far slower than narrow is a busy core, not a warm-up: given up at once.
+    threads = _ModelThreads(narrow=1, wide=2, clock=lambda: now[0])
+    threads.record(1, 0.050)
+    threads.record(1, 0.010)
+    assert threads.choose(idle) == 2
+    threads.record(2, 0.300)
+    assert threads.choose(idle) == 1
