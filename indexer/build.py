@@ -570,20 +570,21 @@ def _failure_key(job: _FileJob, error: AudioDecodeError, limits: DecodeLimits) -
 
 # Seconds before the wide thread count is tried again after it measured slower; doubled after each miss.
 WIDE_RETRY_SECONDS = 2.0
+# The decoder counts as idle when it waited on a full queue this share of the time since the last batch.
+DECODER_IDLE_SHARE = 0.5
 
 
 @dataclass
 class _ModelThreads:
     """The model's torch threads batch by batch on a machine with a decoding thread: `narrow` (the cores the
-    decoder leaves) while it decodes, `wide` (every core) while it waits on a full queue or is done.
+    decoder leaves) while it decodes, `wide` (every core) while it mostly waits on a full queue, or is done.
 
     A model much slower than decoding (HTSAT: ~99% of a build's time) leaves the decoder idle nearly always
     and so runs on every core; the starter, whose decoding costs as much as its model, mostly stays on one.
     Wide is given up while it measures slower per window than narrow: two torch threads wait for each other
     at every operator, and when another process holds a core that costs 20-50x (measured on this shared
     machine); it is tried again after WIDE_RETRY_SECONDS, then twice as long, and so on. The first batch on
-    a thread count is not counted, it pays one-off costs (the thread pool, oneDNN's kernels for that count),
-    unless it took more than twice narrow's time per window: that is a core held by another process.
+    a thread count is not counted: it pays one-off costs (the thread pool, oneDNN's kernels for that count).
     """
 
     narrow: int
@@ -593,10 +594,16 @@ class _ModelThreads:
     warm: set[int] = field(default_factory=set)  # thread counts that have run a batch
     retry_at: float | None = None  # when wide is tried again, while given up
     retry_after: float = WIDE_RETRY_SECONDS
+    last: tuple[float, float] = (0.0, 0.0)  # (clock, decoder's seconds waited) at the last choice
 
     def choose(self, backlog: prefetch.Backlog) -> int:
-        """Threads for the next batch."""
-        if not backlog.idle():
+        """Threads for the next batch: wide once every file is decoded, or when the decoder spent at least
+        DECODER_IDLE_SHARE of the time since the last batch waiting on a full queue."""
+        now, waited = self.clock(), backlog.waited
+        since, before = self.last
+        self.last = (now, waited)
+        idle = backlog.finished or (now > since and (waited - before) / (now - since) >= DECODER_IDLE_SHARE)
+        if not idle:
             return self.narrow
         if self.retry_at is not None:
             if self.clock() < self.retry_at:
@@ -612,12 +619,9 @@ class _ModelThreads:
 
     def record(self, threads: int, seconds_per_window: float) -> None:
         """What the batch just embedded on `threads` cost."""
-        narrow = self.seconds.get(self.narrow)
-        if threads not in self.warm:
+        if threads not in self.warm:  # one-off costs: HTSAT's first batch on 2 threads took 4.6x a later one
             self.warm.add(threads)
-            # One-off costs add tens of percent; a core held by another process, 20-50x: counted at once.
-            if not (threads == self.wide and narrow is not None and seconds_per_window > 2 * narrow):
-                return
+            return
         before = self.seconds.get(threads)
         self.seconds[threads] = seconds_per_window if before is None else 0.5 * (before + seconds_per_window)
 

@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -180,14 +181,11 @@ class Backlog:
     decoded: int = 0
     taken: int = 0
     finished: bool = False  # every file decoded: the decoder has nothing left to do (but a long file's parts)
+    waited: float = 0.0  # seconds the decoding thread has waited on a full queue
 
     def ahead(self) -> int:
         """Decoded files waiting for the caller: THREAD_FILES_AHEAD when the decoder waits on a full queue."""
         return self.decoded - self.taken
-
-    def idle(self) -> bool:
-        """Whether the decoder waits: on a full queue, or for good."""
-        return self.finished or self.ahead() >= THREAD_FILES_AHEAD
 
 
 def prefetch_inputs(paths: Sequence[Path], plan: WindowPlan, workers: int | None = None, thread: bool | None = None,
@@ -213,7 +211,9 @@ def prefetch_inputs(paths: Sequence[Path], plan: WindowPlan, workers: int | None
                 value = _load(str(path), plan)
                 ahead = counts.ahead() >= STEP_WHEN_AHEAD
                 counts.decoded += 1
+                handed = time.perf_counter()
                 yield _result(value, STREAM_READ_AHEAD_PARTS, step if ahead else None)
+                counts.waited += time.perf_counter() - handed  # resumed once the queue took it
             counts.finished = True
 
         for inputs in read_ahead(decoded(), THREAD_FILES_AHEAD):

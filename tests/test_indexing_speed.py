@@ -254,39 +254,43 @@ def test_a_build_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, cac
 
 def test_the_model_widens_to_every_core_only_while_the_decoder_idles_and_only_while_that_is_faster() -> None:
     from indexer.build import WIDE_RETRY_SECONDS, _ModelThreads
-    from indexer.prefetch import THREAD_FILES_AHEAD, Backlog
+    from indexer.prefetch import Backlog
 
     now = [0.0]
+    backlog = Backlog()
+
+    def after(seconds: float, decoder_waited: float) -> Backlog:
+        """The backlog once `seconds` passed, of which the decoder waited `decoder_waited` on a full queue."""
+        now[0] += seconds
+        backlog.waited += decoder_waited
+        return backlog
+
+    def busy() -> Backlog:
+        return after(0.1, 0.0)
+
+    def idle() -> Backlog:
+        return after(0.1, 0.09)
+
     threads = _ModelThreads(narrow=1, wide=2, clock=lambda: now[0])
-    busy, idle = Backlog(decoded=1, taken=0), Backlog(decoded=THREAD_FILES_AHEAD + 1, taken=1)
-    assert threads.choose(busy) == 1  # the decoder needs its core
-    assert threads.choose(idle) == 2  # it waits on a full queue: the model takes both cores
+    assert threads.choose(busy()) == 1  # the decoder needs its core
+    assert threads.choose(idle()) == 2  # it waited on a full queue: the model takes both cores
+    assert threads.choose(after(0.1, 0.04)) == 1  # waiting less than half the time is not idle
     threads.record(1, 0.050)  # the first batch on a thread count pays one-off costs: not counted
     threads.record(2, 0.090)
-    assert threads.choose(idle) == 2
+    assert threads.choose(idle()) == 2
     threads.record(1, 0.010)
     threads.record(2, 0.006)
-    assert threads.choose(idle) == 2  # measured faster: kept
+    assert threads.choose(idle()) == 2  # measured faster: kept
     threads.record(2, 0.030)  # the other core got busy: two threads now wait for each other
     threads.record(2, 0.030)
-    assert threads.choose(idle) == 1  # given up ...
-    now[0] += WIDE_RETRY_SECONDS - 0.1
-    assert threads.choose(idle) == 1
-    now[0] += 0.1
-    assert threads.choose(idle) == 2  # ... then tried again, measured afresh
+    assert threads.choose(idle()) == 1  # given up ...
+    assert threads.choose(after(WIDE_RETRY_SECONDS - 0.2, 0.9 * (WIDE_RETRY_SECONDS - 0.2))) == 1
+    assert threads.choose(after(0.3, 0.27)) == 2  # ... then tried again, measured afresh
     threads.record(2, 0.020)
-    assert threads.choose(idle) == 1
-    now[0] += 2 * WIDE_RETRY_SECONDS - 0.1
-    assert threads.choose(idle) == 1  # twice as long after a second miss
-    now[0] += 0.1
-    assert threads.choose(idle) == 2
+    assert threads.choose(idle()) == 1
+    assert threads.choose(after(2 * WIDE_RETRY_SECONDS - 0.2, 0.9 * (2 * WIDE_RETRY_SECONDS - 0.2))) == 1
+    assert threads.choose(after(0.3, 0.27)) == 2  # twice as long after a second miss
     threads.record(2, 0.005)
-    assert threads.choose(idle) == 2 and threads.choose(busy) == 1
-    assert threads.choose(Backlog(decoded=9, taken=9, finished=True)) == 2  # every file decoded: the decoder is done
-    # A first wide batch far slower than narrow is a busy core, not a warm-up: given up at once.
-    threads = _ModelThreads(narrow=1, wide=2, clock=lambda: now[0])
-    threads.record(1, 0.050)
-    threads.record(1, 0.010)
-    assert threads.choose(idle) == 2
-    threads.record(2, 0.300)
-    assert threads.choose(idle) == 1
+    assert threads.choose(idle()) == 2 and threads.choose(busy()) == 1
+    backlog.finished = True
+    assert threads.choose(busy()) == 2  # every file decoded: the decoder is done
