@@ -38,13 +38,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import indexer.build as build_module  # noqa: E402
-import indexer.hubness as hubness  # noqa: E402
-from bench.indexing_throughput import clap_checkpoint, make_corpus, segment_vectors  # noqa: E402
-from indexer import BuildOptions, build_index, prefetch  # noqa: E402
-from indexer.corpus import content_hash  # noqa: E402
-from indexer.encoders import load_encoder  # noqa: E402
-from indexer.encoders import registry  # noqa: E402
+import indexer.build as build_module
+from bench.indexing_throughput import clap_checkpoint, make_corpus, segment_vectors
+from indexer import (
+    BuildOptions,
+    build_index,
+    hubness,
+    prefetch,
+)
+from indexer.corpus import content_hash
+from indexer.encoders import (
+    load_encoder,
+    registry,
+)
 
 Patch = Callable[[], contextlib.AbstractContextManager[None]]
 

@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import indexer.build as build_mod  # noqa: E402
-import indexer.embed as embed_mod  # noqa: E402
-import indexer.media.decode as decode_mod  # noqa: E402
-import indexer.prefetch as prefetch_mod  # noqa: E402
-from bench.indexing_throughput import clap_checkpoint, make_corpus  # noqa: E402
-from indexer import BuildOptions, build_index  # noqa: E402
-from indexer.encoders import load_encoder  # noqa: E402
+import indexer.build as build_mod
+import indexer.embed as embed_mod
+import indexer.media.decode as decode_mod
+import indexer.prefetch as prefetch_mod
+from bench.indexing_throughput import clap_checkpoint, make_corpus
+from indexer import BuildOptions, build_index
+from indexer.encoders import load_encoder
 
 CPU: dict[tuple[str, str], float] = defaultdict(float)
 WALL: dict[tuple[str, str], float] = defaultdict(float)

@@ -306,7 +306,7 @@ class FrontEnd:
     precision: str = "auto"
 
     @classmethod
-    def of(cls, encoder: Encoder, precision: str = "auto") -> "FrontEnd | None":
+    def of(cls, encoder: Encoder, precision: str = "auto") -> FrontEnd | None:
         """The encoder's front end, or None for an encoder without one apart (or with frames)."""
         if not hasattr(encoder, "prepare_audio") or hasattr(encoder, "embed_segments"):
             return None

@@ -15,9 +15,9 @@ from sqlalchemy import select, text
 from db import Base, Catalog, FailureRow, FileRow, SegmentRow, sqlite_url
 from db.catalog import NewFile
 from indexer import BuildOptions, build_index
+from indexer.embed import SegmentInputs
 from indexer.encoders import precision as precision_module
 from indexer.encoders.precision import agreement_windows, bf16_agreement, resolve_precision
-from indexer.embed import SegmentInputs
 from indexer.errors import AudioDecodeError
 from indexer.index import Index
 from indexer.media.decode import decode_audio, downmix
@@ -197,7 +197,7 @@ def test_the_front_end_gives_the_same_index_on_either_thread(tmp_path: Path, cac
     from indexer import prefetch
 
     corpus = _small_corpus(tmp_path / "corpus")
-    common = dict(model="starter", precision="bf16", decode_workers=0, decode_thread=True, model_threads=1)
+    common = {"model": "starter", "precision": "bf16", "decode_workers": 0, "decode_thread": True, "model_threads": 1}
     reference = build_index(corpus, tmp_path / "model", BuildOptions(**common, front_end_on_decode=False))
     # STEP_WHEN_AHEAD 0: the decoding thread runs the front end on every file; 10**6: on none (the model's
     # thread computes the missing features in its batches, the path a decoder that falls behind takes).
