@@ -73,6 +73,7 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 Variant = Callable[[], tuple[int, float]]  # -> (windows, seconds)
+CPU_SECONDS: dict[str, list[float]] = {}  # process CPU seconds per window of each variant, per repetition
 
 
 def naive_loop(encoder, files: list[Path]) -> Variant:  # type: ignore[no-untyped-def]
@@ -124,7 +125,9 @@ def measure(variants: dict[str, Variant], reps: int) -> dict[str, float]:
     rates: dict[str, list[float]] = {name: [] for name in variants}
     for rep in range(reps):
         for name, run in variants.items():
+            cpu = time.process_time()
             windows, seconds = run()
+            CPU_SECONDS.setdefault(name, []).append((time.process_time() - cpu) / windows)
             rates[name].append(windows / seconds)
             print(f"  rep {rep + 1}/{reps} {name:<58}{windows / seconds:8.1f} windows/s", file=sys.stderr, flush=True)
     return {name: statistics.median(r) for name, r in rates.items()}
@@ -164,7 +167,8 @@ def throughput_table(model: str, files: int, seconds: float, reps: int) -> None:
         paths = [f.absolute for f in scan_corpus(corpus)]
         windows = [w for f in paths for w in segment_inputs(encoder, f).samples]
         default_index, fp32_index = Path(tmp) / "default", Path(tmp) / "fp32"
-        thread_note = f"decode thread, model {max(1, cpus - 1)} thread(s)" if cpus == 2 else "decoding processes"
+        thread_note = (f"decode thread, model {max(1, cpus - 1)} thread(s), {cpus} while the decoder idles" if cpus == 2
+                       else "decoding processes")
         variants: dict[str, Variant] = {
             "naive per-file loop, fp32": naive_loop(encoder, paths),
             "naive per-file loop, fp32, model 1 thread": threaded(naive_loop(encoder, paths), 1),
@@ -180,6 +184,9 @@ def throughput_table(model: str, files: int, seconds: float, reps: int) -> None:
             f"model only, {precision}, batch {batch}, {cpus} threads": model_only(encoder, windows, batch, precision, cpus),
             f"model only, {precision}, batch {batch}, 1 thread": model_only(encoder, windows, batch, precision, 1),
         }
+        if hasattr(encoder, "prepare_audio"):  # a front end the decoding thread can run (embed.FrontEnd)
+            variants["build defaults but the front end on the model's thread only"] = build(
+                corpus, Path(tmp) / "d", BuildOptions(model=model, front_end_on_decode=False))
         if precision != "fp32":
             variants[f"model only, fp32, batch {batch}, 1 thread (not the ceiling: another precision)"] = model_only(
                 encoder, windows, batch, "fp32", 1)
@@ -202,6 +209,30 @@ def throughput_table(model: str, files: int, seconds: float, reps: int) -> None:
           f"ceiling (best thread count) = {100 * default / ceiling:.0f}% (target >= 80%)")
     print(f"default build vs fp32 build: min cosine {cosine:.6f} (target >= 0.999), top-10 overlap of "
           f"{len(QUERIES)} text queries {100 * overlap:.1f}% (target >= 95%)")
+    print_bound(medians, precision, batch, cpus)
+
+
+def print_bound(medians: dict[str, float], precision: str, batch: int, cpus: int) -> None:
+    """The most a build can reach on `cpus` cores from its measured costs, against the model-only ceiling.
+
+    m: model CPU per window (the model alone on 1 thread, at the build's precision, front end included);
+    d: everything else a default build spends per window (its process CPU per window minus m: decoding,
+    resampling, hashing, catalog, FAISS, Python). On `cpus` cores a build can reach at most
+    1000 * cpus / (m + d) windows/s, and the model alone at most 1000 * cpus / m, so the build's share of
+    the ceiling is at most m / (m + d) whatever the overlap.
+    """
+    one = f"model only, {precision}, batch {batch}, 1 thread"
+    default = next(name for name in medians if name.startswith("`indexer build` defaults"))
+    m = 1000.0 * statistics.median(CPU_SECONDS[one])  # CPU, not wall: the same on a quiet machine, steadier on a busy one
+    used = 1000.0 * statistics.median(CPU_SECONDS[default])
+    d = max(0.0, used - m)
+    two = medians.get(f"model only, {precision}, batch {batch}, {cpus} threads", float("nan"))
+    print(f"costs: model m = {m:.2f} core-ms/window, the rest d = {d:.2f} core-ms/window (default build: "
+          f"{used:.2f} core-ms/window of process CPU, {used * medians[default] / 1000:.2f} cores busy)")
+    print(f"bound on {cpus} cores: build <= {1000 * cpus / (m + d):.1f} windows/s (measured {medians[default]:.1f}); "
+          f"model-only <= {1000 * cpus / m:.1f} (measured {two:.1f} on {cpus} threads); build / ceiling <= "
+          f"m / (m + d) = {100 * m / (m + d):.0f}% against a perfectly scaling model, "
+          f"{100 * (1000 * cpus / (m + d)) / max(two, medians[one]):.0f}% against the measured ceiling")
 
 
 def batch_sizes(model: str, reps: int, batches: tuple[int, ...] = (4, 8, 16, 32),

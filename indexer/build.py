@@ -15,6 +15,7 @@ removes only files that are truly gone.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import os
 import sys
@@ -29,7 +30,7 @@ import numpy as np
 from db.catalog import CatalogWriter, FileRecord, NewFile
 from indexer.corpus import CorpusFile, CorpusScan, catalog_text, content_hash, corpus_file, walk_corpus
 from indexer.device import resolve_device
-from indexer.embed import WindowPlan, embed_inputs, modalities_of
+from indexer.embed import FrontEnd, WindowPlan, embed_inputs, modalities_of
 from indexer import prefetch
 from indexer.prefetch import prefetch_inputs
 from indexer.encoders import AUTO_MODEL, DEFAULT_MODEL, Encoder, EncoderSpec, l2_normalize, resolve_model
@@ -50,6 +51,7 @@ from indexer.media.reasons import plain_reason
 from indexer.index import Index, Provenance, check_encoder, check_model
 from indexer.media import MEDIA_EXTENSIONS
 from indexer.media.decode import NO_LIMITS, DecodeLimits
+from indexer.media.source import open_regular
 from indexer.media.tags import read_tags
 from indexer.store import DEFAULT_FACTORY, VectorStore, choose_factory, faiss_gpu
 
@@ -69,6 +71,8 @@ class BuildOptions:
     # 1 (see indexer/prefetch.py); 0: inline, unless decode_thread; N: N processes.
     decode_workers: int | None = None
     decode_thread: bool | None = None  # decode in one thread ahead of the model; None: on 2 CPUs by default
+    # The model's front end (the starter's log-mel) run in the decoding thread; None: whenever one decodes.
+    front_end_on_decode: bool | None = None
     # torch threads for the model during the build; None: the CPUs the decoding thread leaves, else torch's own.
     model_threads: int | None = None
     hop_seconds: float | None = None  # None: the model's window length (no overlap)
@@ -143,7 +147,7 @@ class _FileJob:
     """A file being embedded: its windows' vectors arrive batch by batch."""
 
     file: CorpusFile
-    content_hash: str
+    digest: str | None  # None until needed: see content_hash
     previous: FileRecord | None
     duration: float = 0.0
     source_rate: int = 0
@@ -152,9 +156,21 @@ class _FileJob:
     spans: list[tuple[float, float]] = field(default_factory=list)
     vectors: list[np.ndarray | None] = field(default_factory=list)
     decoded: bool = True  # False while a streamed file's windows are still arriving
+    tags: dict[str, str] | None = None  # container tags, when read where the file was decoded
 
     def complete(self) -> bool:
         return self.decoded and all(v is not None for v in self.vectors)
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of the file: of the bytes decoded once decoded, else read now (OSError if unreadable)."""
+        if self.digest is None:
+            self.digest = content_hash(self.file.absolute)
+        return self.digest
+
+    @content_hash.setter
+    def content_hash(self, value: str) -> None:
+        self.digest = value
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -242,6 +258,10 @@ def _build_locked(
     precision = resolve_precision(encoder, options.precision)
     batch_size = options.batch_size or default_batch_size(encoder)
     report = BuildReport(index=index.path, notes=list(placement.notes))
+    # The objects that exist now (torch, the model, every module imported) live through the build: frozen,
+    # the garbage collector's full passes skip them. Each such pass walks ~280k objects otherwise, 0.15 s
+    # of the model's thread in one build of 100 files in three (bench/stage_profile.py).
+    gc.freeze()
     writer = index.catalog.writer()
     try:
         checkpoint = str(resolve_model(options.model).checkpoint)
@@ -265,7 +285,8 @@ def _build_locked(
         done = 0
         stage = embed_stage or partial(_embedded_jobs, decode_workers=options.decode_workers, precision=precision,
                                        limits=limits, decode_thread=options.decode_thread,
-                                       model_threads=options.model_threads)
+                                       model_threads=options.model_threads,
+                                       front_end_on_decode=options.front_end_on_decode)
         batch = _StoreBatch(corpus_id)
         for job in stage(jobs, encoder, hop_seconds, batch_size, writer, corpus_id, report):
             if job is not None:
@@ -294,6 +315,7 @@ def _build_locked(
         raise
     finally:
         writer.close()
+        gc.unfreeze()
     index.directory.remove_other_generations(index.generation())
     _ensure_hubness_correction(index, encoder, report)
     report.seconds = time.monotonic() - started
@@ -338,6 +360,13 @@ def _plan(
     jobs = []
     for f in files:
         try:
+            if f.catalog_path not in existing and f.catalog_path not in failures:
+                # A new file: nothing to compare its hash with. Its decoding hashes the bytes it reads (one
+                # read instead of two, on the decoding thread); opened here so that an unreadable file
+                # fails as it always has. _FileJob.content_hash hashes it on demand (moves, failures).
+                with open_regular(f.absolute):
+                    jobs.append(_FileJob(f, None, None))
+                continue
             digest = content_hash(f.absolute)
         except OSError as e:
             reason = "permission denied" if isinstance(e, PermissionError) else f"cannot read file ({e.strerror or e})"
@@ -399,7 +428,7 @@ def _moved(writer: CatalogWriter, jobs: list[_FileJob], deleted: list[FileRecord
         gone.setdefault(record.content_hash, []).append(record)
     left = []
     for job in jobs:
-        candidates = gone.get(job.content_hash) if job.previous is None else None
+        candidates = gone.get(job.content_hash) if job.previous is None and gone else None
         if candidates:
             record = candidates.pop()
             writer.move_file(record.id, job.file.catalog_path, job.file.size, job.file.mtime, job.file.path_bytes)
@@ -422,16 +451,22 @@ def _embedded_jobs(
     limits: DecodeLimits = NO_LIMITS,
     decode_thread: bool | None = None,
     model_threads: int | None = None,
+    front_end_on_decode: bool | None = None,
 ) -> Iterator[_FileJob | None]:
     """Decode and window each job's file and embed windows in batches across files (see _embed_files),
     decoding in a thread ahead of the model on 2 CPUs (see indexer/prefetch.py) with the model's torch
-    threads on the other core (`model_threads`)."""
+    threads on the other core (`model_threads`; None: that core, and every core while the decoder is
+    idle, see _ModelThreads)."""
     threaded = prefetch.decode_thread(decode_workers) if decode_thread is None else decode_thread
+    threads = None
     if model_threads is None and threaded and decode_workers in (None, 0):
-        model_threads = max(1, (os.cpu_count() or 1) - 1)  # the decoding thread has a core of its own
+        cpus = os.cpu_count() or 1
+        model_threads = max(1, cpus - 1)  # the decoding thread has a core of its own
+        threads = _ModelThreads(model_threads, cpus) if cpus > model_threads else None
+    front_end = FrontEnd.of(encoder, precision) if threaded and front_end_on_decode in (None, True) else None
     with _torch_threads(model_threads):
         yield from _embed_files(jobs, encoder, hop_seconds, batch_size, writer, corpus_id, report, decode_workers,
-                                precision, limits, threaded)
+                                precision, limits, threaded, front_end, threads)
 
 
 def _embed_files(
@@ -446,6 +481,8 @@ def _embed_files(
     precision: str = "auto",
     limits: DecodeLimits = NO_LIMITS,
     decode_thread: bool | None = None,
+    front_end: FrontEnd | None = None,
+    threads: _ModelThreads | None = None,
 ) -> Iterator[_FileJob | None]:
     """Decode and window each job's file and embed windows in batches across files.
 
@@ -453,8 +490,10 @@ def _embed_files(
     A long file arrives part by part (embed.StreamedInputs): its windows join the batches as they are
     decoded, and a file that breaks off midway fails whole, its vectors so far dropped. Each file is read
     once (embed.snapshot_inputs): the job takes the content hash of the bytes its windows come from.
+    `front_end`: run in the decoding thread (a decoding thread only), its features embedded here.
+    `threads`: the model's torch threads batch by batch (a decoding thread only).
     """
-    pending: list[tuple[_FileJob, int, np.ndarray | None, list[np.ndarray] | None]] = []
+    pending: list[tuple[_FileJob, int, np.ndarray | None, list[np.ndarray] | None, object]] = []
     open_jobs: list[_FileJob] = []
 
     def finished() -> Iterator[_FileJob]:
@@ -462,20 +501,30 @@ def _embed_files(
             yield open_jobs.pop(0)
 
     def flush() -> Iterator[_FileJob]:
-        vectors = embed_inputs(encoder, [p[2] for p in pending], [p[3] for p in pending], precision)
-        for (job, slot, _, _), vector in zip(pending, vectors):
+        n = threads.choose(backlog) if threads is not None else None
+        started = time.perf_counter()
+        with _torch_threads(n):
+            if front_end is not None and all(p[2] is not None for p in pending):
+                vectors = front_end.embed([p[2] for p in pending], [p[4] for p in pending])
+            else:
+                vectors = embed_inputs(encoder, [p[2] for p in pending], [p[3] for p in pending], precision)
+        if threads is not None:
+            threads.record(n, (time.perf_counter() - started) / len(pending))
+        for (job, slot, _, _, _), vector in zip(pending, vectors):
             job.vectors[slot] = vector
         pending.clear()
         yield from finished()
 
     plan = WindowPlan.of(encoder, hop_seconds, limits)
     paths = [job.file.absolute for job in jobs]
-    for job, inputs in zip(jobs, prefetch_inputs(paths, plan, decode_workers, decode_thread)):
+    backlog = prefetch.Backlog()
+    for job, inputs in zip(jobs, prefetch_inputs(paths, plan, decode_workers, decode_thread, front_end, backlog)):
         if isinstance(inputs, AudioDecodeError):
             record_decode_failure(writer, corpus_id, job, inputs.reasons, report, _failure_key(job, inputs, limits))
             yield None
             continue
-        job.content_hash = inputs.content_hash or job.content_hash  # what was decoded, if it changed since planned
+        job.digest = inputs.content_hash or job.digest  # what was decoded, if it changed since planned
+        job.tags = getattr(inputs, "tags", None)
         job.spans, job.vectors, job.decoded = [], [], False
         open_jobs.append(job)
         audio = visual = False
@@ -485,8 +534,9 @@ def _embed_files(
                 audio = audio or any(s is not None for s in part.samples)
                 visual = visual or any(f is not None for f in part.frames)
                 job.spans.extend(part.spans)
-                for samples, frames in zip(part.samples, part.frames):
-                    pending.append((job, len(job.vectors), samples, frames))
+                prepared = part.prepared or [None] * len(part.samples)
+                for samples, frames, features in zip(part.samples, part.frames, prepared):
+                    pending.append((job, len(job.vectors), samples, frames, features))
                     job.vectors.append(None)
                     if len(pending) >= batch_size:
                         yield from flush()
@@ -509,9 +559,71 @@ def _failure_key(job: _FileJob, error: AudioDecodeError, limits: DecodeLimits) -
     build (no hash), one too long again when the limit changes (too_long_key)."""
     if isinstance(error, UnreadableFileError):
         return ""
+    try:
+        digest = job.content_hash
+    except OSError:  # gone since it was decoded: retried next build, as a file that could not be read
+        return ""
     if isinstance(error, MediaTooLongError):
-        return too_long_key(job.content_hash, limits)
-    return job.content_hash
+        return too_long_key(digest, limits)
+    return digest
+
+
+# Seconds before the wide thread count is tried again after it measured slower; doubled after each miss.
+WIDE_RETRY_SECONDS = 2.0
+# The decoder counts as idle when it waited on a full queue this share of the time since the last batch.
+DECODER_IDLE_SHARE = 0.5
+
+
+@dataclass
+class _ModelThreads:
+    """The model's torch threads batch by batch on a machine with a decoding thread: `narrow` (the cores the
+    decoder leaves) while it decodes, `wide` (every core) while it mostly waits on a full queue, or is done.
+
+    A model much slower than decoding (HTSAT: ~99% of a build's time) leaves the decoder idle nearly always
+    and so runs on every core; the starter, whose decoding costs as much as its model, mostly stays on one.
+    Wide is given up while it measures slower per window than narrow: two torch threads wait for each other
+    at every operator, and when another process holds a core that costs 20-50x (measured on this shared
+    machine); it is tried again after WIDE_RETRY_SECONDS, then twice as long, and so on. The first batch on
+    a thread count is not counted: it pays one-off costs (the thread pool, oneDNN's kernels for that count).
+    """
+
+    narrow: int
+    wide: int
+    clock: Callable[[], float] = time.monotonic
+    seconds: dict[int, float] = field(default_factory=dict)  # per window, moving average per thread count
+    warm: set[int] = field(default_factory=set)  # thread counts that have run a batch
+    retry_at: float | None = None  # when wide is tried again, while given up
+    retry_after: float = WIDE_RETRY_SECONDS
+    last: tuple[float, float] = (0.0, 0.0)  # (clock, decoder's seconds waited) at the last choice
+
+    def choose(self, backlog: prefetch.Backlog) -> int:
+        """Threads for the next batch: wide once every file is decoded, or when the decoder spent at least
+        DECODER_IDLE_SHARE of the time since the last batch waiting on a full queue."""
+        now, waited = self.clock(), backlog.waited
+        since, before = self.last
+        self.last = (now, waited)
+        idle = backlog.finished or (now > since and (waited - before) / (now - since) >= DECODER_IDLE_SHARE)
+        if not idle:
+            return self.narrow
+        if self.retry_at is not None:
+            if self.clock() < self.retry_at:
+                return self.narrow
+            self.retry_at = None  # measured afresh from this batch on: the load may have changed
+            self.seconds.pop(self.wide, None)
+        wide, narrow = self.seconds.get(self.wide), self.seconds.get(self.narrow)
+        if wide is not None and narrow is not None and wide > narrow:
+            self.retry_at = self.clock() + self.retry_after
+            self.retry_after *= 2
+            return self.narrow
+        return self.wide
+
+    def record(self, threads: int, seconds_per_window: float) -> None:
+        """What the batch just embedded on `threads` cost."""
+        if threads not in self.warm:  # one-off costs: HTSAT's first batch on 2 threads took 4.6x a later one
+            self.warm.add(threads)
+            return
+        before = self.seconds.get(threads)
+        self.seconds[threads] = seconds_per_window if before is None else 0.5 * (before + seconds_per_window)
 
 
 @contextlib.contextmanager
@@ -587,7 +699,7 @@ class _StoreBatch:
         ids = writer.add_files([
             NewFile(self.corpus_id, job.file.catalog_path, job.content_hash, job.file.size, job.file.mtime, job.duration, job.source_rate, job.channels,
                     job.spans, job.modalities, job.file.path_bytes,
-                    tags=read_tags(job.file.absolute))  # title/artist/album/genre, for search filters and exports
+                    tags=job.tags if job.tags is not None else read_tags(job.file.absolute))  # for filters and exports
             for job in self.jobs
         ])
         vectors = [np.stack(job.vectors).astype(np.float32) for job in self.jobs]

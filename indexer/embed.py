@@ -54,6 +54,9 @@ class SegmentInputs:
     source_rate: int
     channels: int
     content_hash: str | None = None  # SHA-256 of the bytes decoded, when read as a snapshot
+    # The encoder's front-end features of each window (`FrontEnd`), when computed where the file was decoded.
+    prepared: list | None = None
+    tags: dict[str, str] | None = None  # the file's container tags (media/tags.py), when read where it was decoded
 
     @property
     def modalities(self) -> str:
@@ -285,6 +288,49 @@ def embed_inputs(encoder: Encoder, samples: list, frames: list, precision: str =
         else:
             vectors = encoder.embed_audio(samples)
     return unit_rows(encoder, vectors, reduced)
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """An encoder's front end (`prepare_audio`: windows -> features, e.g. log-mels) run as a step of decoding,
+    at the precision the model runs at, so that the model's thread runs only the network (`embed_prepared`).
+
+    The decoding thread runs it when it would otherwise wait on a full queue (prefetch.STEP_WHEN_AHEAD), the
+    model's thread otherwise (`embed` computes what is missing): the starter's log-mel is ~16% of its model
+    time, and decoding 44.1 kHz FLAC costs about as much as the model (bench/stage_profile.py) where a 16 kHz
+    WAV costs next to nothing, so which thread has time to spare depends on the corpus. The vectors equal
+    embed_inputs' (the front end treats each window on its own).
+    """
+
+    encoder: Encoder
+    precision: str = "auto"
+
+    @classmethod
+    def of(cls, encoder: Encoder, precision: str = "auto") -> FrontEnd | None:
+        """The encoder's front end, or None for an encoder without one apart (or with frames)."""
+        if not hasattr(encoder, "prepare_audio") or hasattr(encoder, "embed_segments"):
+            return None
+        return cls(encoder, precision)
+
+    def __call__(self, part: SegmentInputs) -> SegmentInputs:
+        """`part` with `prepared` set (left unset for a part with a window without sound)."""
+        if part.prepared is None and part.samples and all(s is not None for s in part.samples):
+            with autocast(self.encoder, self.precision):
+                part.prepared = self.encoder.prepare_audio(part.samples)  # type: ignore[attr-defined]
+        return part
+
+    def embed(self, samples: list, features: list) -> np.ndarray:
+        """Unit vectors of windows from their prepared features, computing those missing (None) from
+        `samples`: the same vectors whichever thread ran the front end (it treats each window on its own)."""
+        missing = [i for i, f in enumerate(features) if f is None]
+        with autocast(self.encoder, self.precision) as reduced:
+            if missing:
+                features = list(features)
+                computed = self.encoder.prepare_audio([samples[i] for i in missing])  # type: ignore[attr-defined]
+                for i, f in zip(missing, computed):
+                    features[i] = f
+            vectors = self.encoder.embed_prepared(features)  # type: ignore[attr-defined]
+        return unit_rows(self.encoder, vectors, reduced)
 
 
 @dataclass(frozen=True)

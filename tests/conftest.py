@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ from tests import helpers
 
 # Tests never reach the hub; anything that tries must fail at once, not after retries.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Caches a build keeps between runs (bf16 agreement, hubness corrections) start empty in every session: fake
+# encoders share model ids and checkpoint hashes, so one test's cached result must not reach another run.
+os.environ.setdefault("RESOUND_CACHE_DIR", tempfile.mkdtemp(prefix="resound-test-cache-"))
 
 
 @pytest.fixture(scope="session")

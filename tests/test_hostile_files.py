@@ -162,7 +162,7 @@ def _build_in_thread(corpus: Path, index_path: Path, options: BuildOptions, limi
     return outcome["report"]
 
 
-@pytest.mark.parametrize("when", ["after the scan", "after the hash"])
+@pytest.mark.parametrize("when", ["after the scan", "after the plan"])
 def test_a_file_swapped_for_a_fifo_fails_and_the_build_finishes(tmp_path: Path, tone_model: Path,
                                                                monkeypatch: pytest.MonkeyPatch, when: str) -> None:
     import indexer.build as build_module
@@ -184,16 +184,16 @@ def test_a_file_swapped_for_a_fifo_fails_and_the_build_finishes(tmp_path: Path, 
             return scan
 
         monkeypatch.setattr(build_module, "walk_corpus", walk_then_swap)
-    else:
-        real_hash = build_module.content_hash
+    else:  # the plan opens a new file (to fail an unreadable one early) and leaves its hash to the decoding
+        real_open = build_module.open_regular
 
-        def hash_then_swap(path):  # type: ignore[no-untyped-def]
-            digest = real_hash(path)
+        def open_then_swap(path):  # type: ignore[no-untyped-def]
+            opened = real_open(path)
             if Path(path).name == "b.wav":
                 swap()
-            return digest
+            return opened
 
-        monkeypatch.setattr(build_module, "content_hash", hash_then_swap)
+        monkeypatch.setattr(build_module, "open_regular", open_then_swap)
     report = _build_in_thread(corpus, tmp_path / "index", BuildOptions(model=str(tone_model), decode_workers=0))
     assert report.added == 1
     assert [(Path(f.path).name, f.reason) for f in report.failed] == [

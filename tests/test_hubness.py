@@ -62,3 +62,25 @@ def test_the_stored_correction_is_used_only_by_its_model(tmp_path) -> None:
     assert load_correction(tmp_path / "elsewhere", info()) is None  # an index without one: none
     (tmp_path / FILE_NAME).write_text("{not json")
     assert load_correction(tmp_path, info()) is None
+
+
+def test_a_second_index_reuses_the_cached_correction_without_embedding_again(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("RESOUND_CACHE_DIR", str(tmp_path / "cache"))
+    first = ensure_correction(tmp_path / "a", _mkdir_encoder(tmp_path / "a"))
+    encoder = SharedDirectionEncoder()
+    encoder.embed_text = None  # type: ignore[assignment,method-assign]  # would fail if called
+    (tmp_path / "b").mkdir()
+    second = ensure_correction(tmp_path / "b", encoder)
+    assert first is not None and second is not None and (tmp_path / "b" / FILE_NAME).is_file()
+    np.testing.assert_array_equal(second.text_mean, first.text_mean)
+    # Another checkpoint is another model: computed afresh, never taken from the cache.
+    other = SharedDirectionEncoder()
+    other.info = info("c" * 64)
+    (tmp_path / "c").mkdir()
+    third = ensure_correction(tmp_path / "c", other)
+    assert third is not None and third.checkpoint_sha256 == "c" * 64
+
+
+def _mkdir_encoder(directory):  # type: ignore[no-untyped-def]
+    directory.mkdir()
+    return SharedDirectionEncoder()

@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 from db import Base, Catalog, FailureRow, FileRow, SegmentRow, sqlite_url
 from db.catalog import NewFile
 from indexer import BuildOptions, build_index
+from indexer.embed import SegmentInputs
 from indexer.encoders import precision as precision_module
 from indexer.encoders.precision import agreement_windows, bf16_agreement, resolve_precision
 from indexer.errors import AudioDecodeError
@@ -188,3 +189,108 @@ def test_the_downmix_is_the_channel_mean_and_bad_samples_are_still_refused(tmp_p
         soundfile.write(path, damaged, 16000, subtype="FLOAT")
         with pytest.raises(AudioDecodeError, match="bad.wav.*samples contain NaN or infinity"):
             decode_audio(path, 16000)
+
+
+@pytest.mark.parametrize("ahead", [0, 10**6], ids=["front end on the decoding thread", "on the model's thread"])
+def test_the_front_end_gives_the_same_index_on_either_thread(tmp_path: Path, cache_dir: Path, ahead: int,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from indexer import prefetch
+
+    corpus = _small_corpus(tmp_path / "corpus")
+    common = {"model": "starter", "precision": "bf16", "decode_workers": 0, "decode_thread": True, "model_threads": 1}
+    reference = build_index(corpus, tmp_path / "model", BuildOptions(**common, front_end_on_decode=False))
+    # STEP_WHEN_AHEAD 0: the decoding thread runs the front end on every file; 10**6: on none (the model's
+    # thread computes the missing features in its batches, the path a decoder that falls behind takes).
+    monkeypatch.setattr(prefetch, "STEP_WHEN_AHEAD", ahead)
+    moved = build_index(corpus, tmp_path / "moved", BuildOptions(**common))
+    assert (moved.added, moved.segments_added) == (reference.added, reference.segments_added) == (3, 6)
+    assert [Path(f.path).name for f in moved.failed] == ["broken.wav"]
+    assert _catalog_rows(tmp_path / "moved") == _catalog_rows(tmp_path / "model")
+    np.testing.assert_allclose(_vectors(tmp_path / "moved"), _vectors(tmp_path / "model"), rtol=0, atol=1e-6)
+
+
+def test_prepared_features_embed_as_the_windows_do(starter: StarterEncoder) -> None:
+    from indexer.embed import FrontEnd, embed_inputs
+
+    rng = np.random.default_rng(3)
+    windows = [rng.uniform(-0.5, 0.5, n).astype(np.float32) for n in (64000, 64000, 20000, 64000, 7000)]
+    expected = embed_inputs(starter, windows, [None] * len(windows), "bf16")
+    front_end = FrontEnd.of(starter, "bf16")
+    assert front_end is not None
+    prepared = front_end(SegmentInputs([(0.0, 4.0)] * 2, windows[:2], [None, None], 8.0, 16000, 1)).prepared
+    # Some windows prepared (in another batch), the rest computed in the model's batch: the same vectors.
+    features = [*prepared, None, None, None]
+    np.testing.assert_allclose(front_end.embed(windows, features), expected, rtol=0, atol=1e-6)
+
+
+def test_a_new_file_is_hashed_once_by_its_decoding_and_moves_are_still_found(tmp_path: Path, cache_dir: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    import indexer.build as build_module
+
+    corpus = _small_corpus(tmp_path / "corpus")
+    hashed: list[str] = []
+    real_hash = build_module.content_hash
+    monkeypatch.setattr(build_module, "content_hash", lambda path: hashed.append(Path(path).name) or real_hash(path))
+    options = BuildOptions(model="starter", precision="fp32")
+    build_index(corpus, tmp_path / "index", options)
+    assert hashed == ["broken.wav"]  # only a file that failed, for its failure row; the others by their decoding
+    files, _ = _catalog_rows(tmp_path / "index")
+    assert {f[1]: f[2] for f in files} == {
+        name: hashlib.sha256((corpus / name).read_bytes()).hexdigest() for name in ("a440.wav", "noise.ogg", "sweep.flac")}
+    (corpus / "a440.wav").rename(corpus / "renamed.wav")
+    report = build_index(corpus, tmp_path / "index", options)
+    assert (report.moved, report.added, report.segments_added) == (1, 0, 0)
+
+
+def test_a_build_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path, cache_dir: Path) -> None:
+    import gc
+
+    corpus = _small_corpus(tmp_path / "corpus")
+    build_index(corpus, tmp_path / "index", BuildOptions(model="starter", precision="fp32"))
+    assert gc.get_freeze_count() == 0
+
+
+def test_the_model_widens_to_every_core_only_while_the_decoder_idles_and_only_while_that_is_faster() -> None:
+    from indexer.build import WIDE_RETRY_SECONDS, _ModelThreads
+    from indexer.prefetch import Backlog
+
+    now = [0.0]
+    backlog = Backlog()
+
+    def after(seconds: float, decoder_waited: float) -> Backlog:
+        """The backlog once `seconds` passed, of which the decoder waited `decoder_waited` on a full queue."""
+        now[0] += seconds
+        backlog.waited += decoder_waited
+        return backlog
+
+    def busy() -> Backlog:
+        return after(0.1, 0.0)
+
+    def idle() -> Backlog:
+        return after(0.1, 0.09)
+
+    threads = _ModelThreads(narrow=1, wide=2, clock=lambda: now[0])
+    assert threads.choose(busy()) == 1  # the decoder needs its core
+    assert threads.choose(idle()) == 2  # it waited on a full queue: the model takes both cores
+    assert threads.choose(after(0.1, 0.04)) == 1  # waiting less than half the time is not idle
+    threads.record(1, 0.050)  # the first batch on a thread count pays one-off costs: not counted
+    threads.record(2, 0.090)
+    assert threads.choose(idle()) == 2
+    threads.record(1, 0.010)
+    threads.record(2, 0.006)
+    assert threads.choose(idle()) == 2  # measured faster: kept
+    threads.record(2, 0.030)  # the other core got busy: two threads now wait for each other
+    threads.record(2, 0.030)
+    assert threads.choose(idle()) == 1  # given up ...
+    assert threads.choose(after(WIDE_RETRY_SECONDS - 0.2, 0.9 * (WIDE_RETRY_SECONDS - 0.2))) == 1
+    assert threads.choose(after(0.3, 0.27)) == 2  # ... then tried again, measured afresh
+    threads.record(2, 0.020)
+    assert threads.choose(idle()) == 1
+    assert threads.choose(after(2 * WIDE_RETRY_SECONDS - 0.2, 0.9 * (2 * WIDE_RETRY_SECONDS - 0.2))) == 1
+    assert threads.choose(after(0.3, 0.27)) == 2  # twice as long after a second miss
+    threads.record(2, 0.005)
+    assert threads.choose(idle()) == 2 and threads.choose(busy()) == 1
+    backlog.finished = True
+    assert threads.choose(busy()) == 2  # every file decoded: the decoder is done

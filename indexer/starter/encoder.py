@@ -107,6 +107,28 @@ class StarterEncoder:
                 out[start : start + len(batch)] = self.model.embed_waveforms(batch).float().cpu().numpy()
         return out
 
+    # embed_audio in two steps, so that a build can run the front end where the windows are decoded (the
+    # decoding thread, see indexer/prefetch.py) and only the CNN where the model runs: equal to embed_audio
+    # up to float rounding (the front end treats each window on its own).
+    def prepare_audio(self, windows: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """The front end's log-mel features (frames, n_mels) of each window (on CPU), in the order given."""
+        padded = pad_windows(windows, self.model.config)
+        features: list[torch.Tensor] = []
+        with torch.inference_mode():
+            for start in range(0, len(padded), AUDIO_BATCH):
+                batch = padded[start : start + AUDIO_BATCH].to(self.device)
+                features.extend(self.model.front_end(batch).cpu().unbind(0))
+        return features
+
+    def embed_prepared(self, features: Sequence[torch.Tensor]) -> np.ndarray:
+        """(n, dim) unit vectors of windows from their `prepare_audio` features."""
+        out = np.zeros((len(features), self.info.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(features), AUDIO_BATCH):
+                batch = torch.stack(list(features[start : start + AUDIO_BATCH])).to(self.device)
+                out[start : start + len(batch)] = self.model.embed_mel(batch).float().cpu().numpy()
+        return out
+
     def sentence_encoder(self):  # -> MiniLMTextEncoder
         """The frozen sentence encoder, loaded once; CheckpointError if its weights are not the trained-with ones."""
         if self._sentence_encoder is None:
