@@ -19,12 +19,28 @@ from indexer.encoders.base import EncoderInfo
 from indexer.encoders.checkpoints import file_sha256
 from indexer.errors import CheckpointError
 from indexer.starter.checkpoint import load_starter
+from indexer.starter.config import StarterConfig
 from indexer.starter.features import pad_windows
 
 WEIGHTS_PATH = Path(__file__).with_name("weights") / "starter.safetensors"
 # Windows embedded per forward pass: bounds memory for long files without slowing small batches.
 AUDIO_BATCH = 32
 TEXT_BATCH = 256
+
+
+def _anchoring(config: StarterConfig) -> dict[str, dict[str, float]]:
+    """The text anchors' settings as provenance: how queries are placed is part of what an index answers
+    with. Empty without anchors, so the provenance of indexes built with such checkpoints is unchanged."""
+    if not config.text_anchors:
+        return {}
+    return {
+        "text_anchors": {
+            "count": config.text_anchors,
+            "weight": config.anchor_weight,
+            "temperature": config.anchor_temperature,
+            "neighbours": config.anchor_neighbours,
+        }
+    }
 
 
 class StarterEncoder:
@@ -85,17 +101,9 @@ class StarterEncoder:
                 # another (check_encoder compares preprocessing).
                 "text_model": self.text_model["id"],
                 "text_model_sha256": self.text_model["sha256"],
+                **_anchoring(config),
             },
         )
-        if config.text_anchors:
-            # How queries are placed is part of what an index answers with (checkpoints without anchors
-            # keep the key out, so their indexes' provenance is unchanged).
-            self.info.preprocessing["text_anchors"] = {
-                "count": config.text_anchors,
-                "weight": config.anchor_weight,
-                "temperature": config.anchor_temperature,
-                "neighbours": config.anchor_neighbours,
-            }
 
     def embed_audio(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """(n, dim) unit vectors for mono 16 kHz windows of at most `info.window_seconds`."""

@@ -45,8 +45,8 @@ from indexer.starter.data import (
     load_corpus,
     load_recordings,
 )
-from indexer.starter.lexicon import caption_vocabulary
 from indexer.starter.evaluate import evaluate_labelled_clips, scene_metrics, zero_shot_accuracy
+from indexer.starter.lexicon import caption_vocabulary
 from indexer.starter.model import StarterModel, parameter_count
 from indexer.starter.prompts import PROMPT_STYLES, label_embeddings, label_prompts
 
