@@ -41,7 +41,12 @@ import numpy as np
 
 from indexer import BuildOptions, build_index
 from indexer.starter.data import CorpusSpec, ensure_corpus
-from indexer.starter.paraphrases import QUERY_KINDS, paraphrase_queries
+from indexer.starter.paraphrases import (
+    CONFIRMATION_QUERIES_PATH,
+    PARAPHRASE_QUERIES_PATH,
+    QUERY_KINDS,
+    paraphrase_queries,
+)
 from indexer.starter.train import DEFAULT_CACHE
 from search import Engine
 
@@ -49,11 +54,12 @@ K = 10
 FRESH_SEED = 4242
 
 
-def run_benchmark(model: str, sample_set: str, clips_per_class: int, seed: int, cache_dir: Path) -> dict:
+def run_benchmark(model: str, sample_set: str, clips_per_class: int, seed: int, cache_dir: Path,
+                  queries_path: Path = PARAPHRASE_QUERIES_PATH) -> dict:
     """Precision@10 of paraphrase and label queries per class (see module docstring)."""
     from indexer.demo import classes_available
 
-    queries = paraphrase_queries()
+    queries = paraphrase_queries(queries_path)
     classes = sorted({q.label for q in queries} & set(classes_available(sample_set)))
     spec = CorpusSpec(sample_set, clips_per_class * len(classes), seed, tuple(classes))
     corpus = ensure_corpus(cache_dir, spec)
@@ -85,6 +91,7 @@ def run_benchmark(model: str, sample_set: str, clips_per_class: int, seed: int, 
     return {
         "model": model,
         "model_id": model_id,
+        "queries": Path(queries_path).name,
         "corpus": str(corpus),
         "sample_set": sample_set,
         "seed": seed,
@@ -173,9 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips-per-class", type=int, default=12)
     parser.add_argument("--seed", type=int, default=FRESH_SEED)
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--queries", type=Path, default=PARAPHRASE_QUERIES_PATH,
+                        help=f"query file (default the development set; {CONFIRMATION_QUERIES_PATH.name}: the "
+                             "confirmation set)")
+    parser.add_argument("--confirm", action="store_const", dest="queries", const=CONFIRMATION_QUERIES_PATH,
+                        help="the confirmation set")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    result = run_benchmark(args.model, args.sample_set, args.clips_per_class, args.seed, args.cache_dir)
+    result = run_benchmark(args.model, args.sample_set, args.clips_per_class, args.seed, args.cache_dir, args.queries)
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0
 

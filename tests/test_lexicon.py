@@ -9,62 +9,106 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.starter.lexicon import QueryGlosser, WordNetNouns, caption_vocabulary, find_wordnet
+from indexer.starter.lexicon import QueryGlosser, Sense, WordNet, caption_vocabulary, find_wordnet
 
-# (lemmas of the synset, gloss) per synset; data.noun lines are found by their byte offset.
+# (part of speech, lemmas, gloss, index of its hypernym or None) per synset; data lines are found by
+# their byte offset, and a hypernym pointer names its target's offset.
 SYNSETS = [
-    (["violin", "fiddle"], "bowed stringed instrument that is the highest member of the violin family; this instrument has four strings"),
-    (["fiddle"], "a dishonest scheme"),
-    (["sackbut"], "a medieval musical instrument resembling a trombone"),
-    (["bossa_nova"], "a Brazilian dance music"),
-    (["ivory", "tusk"], "a hard smooth ivory colored dentine"),
+    ("noun", ["violin", "fiddle"], "bowed stringed instrument that is the highest member of the violin family; this instrument has four strings", 5),
+    ("noun", ["fiddle"], "a dishonest scheme", None),
+    ("noun", ["sackbut"], "a medieval musical instrument resembling a trombone", None),
+    ("noun", ["bossa_nova"], "a Brazilian dance music", None),
+    ("noun", ["ivory", "tusk"], "a hard smooth ivory colored dentine", None),
+    ("noun", ["bowed_stringed_instrument", "string"], "a stringed instrument that is played with a bow", None),
+    ("noun", ["concertina"], "coiled barbed wire used as an obstacle", None),
+    ("noun", ["concertina"], "free-reed instrument played like an accordion", None),
+    ("verb", ["strum", "thrum"], "sound the strings of (a string instrument)", None),
+    ("adj", ["angelic(a)", "seraphic"], "having a sweet nature befitting an angel or cherub", None),
 ]
+LICENCE = "  1 This software and database is being provided to you, the LICENSEE, by Princeton University\n"
 
 
 def write_wordnet(directory: Path) -> Path:
     directory.mkdir()
-    header = "  1 This software and database is being provided to you, the LICENSEE, by Princeton University\n"
-    data, offsets = header, []
-    for i, (lemmas, gloss) in enumerate(SYNSETS):
-        offsets.append(len(data.encode("latin-1")))
-        names = " ".join(f"{lemma} 0" for lemma in lemmas)
-        data += f"{offsets[-1]:08d} 06 n {len(lemmas):02x} {names} 000 | {gloss}\n"
-    # The offsets written into each line must be the lines' own: rewrite with fixed-width offsets.
-    (directory / "data.noun").write_text(data, encoding="latin-1")
-    senses: dict[str, list[int]] = {}
-    for (lemmas, _), offset in zip(SYNSETS, offsets):
-        for lemma in lemmas:
-            senses.setdefault(lemma, []).append(offset)
-    lines = [f"{lemma} n {len(o)} 0 {len(o)} 0 " + " ".join(f"{x:08d}" for x in o) + "  \n" for lemma, o in sorted(senses.items())]
-    (directory / "index.noun").write_text(header + "".join(lines), encoding="latin-1")
+    for pos in ("noun", "verb", "adj"):
+        synsets = [(i, s) for i, s in enumerate(SYNSETS) if s[0] == pos]
+        # Offsets are written with a fixed width, so every line's length is known before its offset.
+        lines, offsets, position = {}, {}, len(LICENCE)
+        for i, (_, lemmas, gloss, hypernym) in synsets:
+            pointers = "001 @ 00000000 n 0000" if hypernym is not None else "000"
+            line = f"00000000 06 {pos[0]} {len(lemmas):02x} " + " ".join(f"{lemma} 0" for lemma in lemmas) + f" {pointers} | {gloss}\n"
+            offsets[i], lines[i] = position, line
+            position += len(line.encode("latin-1"))
+        data = LICENCE
+        for i, (_, lemmas, gloss, hypernym) in synsets:
+            line = f"{offsets[i]:08d}" + lines[i][8:]
+            if hypernym is not None:
+                line = line.replace("@ 00000000", f"@ {offsets[hypernym]:08d}")
+            data += line
+        (directory / f"data.{pos}").write_text(data, encoding="latin-1")
+        senses: dict[str, list[int]] = {}
+        for i, (_, lemmas, _, _) in synsets:
+            for lemma in lemmas:
+                senses.setdefault(lemma.split("(")[0], []).append(offsets[i])
+        index = [f"{lemma} {pos[0]} {len(o)} 0 {len(o)} 0 " + " ".join(f"{x:08d}" for x in o) + "  \n"
+                 for lemma, o in sorted(senses.items())]
+        (directory / f"index.{pos}").write_text(LICENCE + "".join(index), encoding="latin-1")
+    (directory / "verb.exc").write_text("strummed strum\n", encoding="latin-1")
     return directory
 
 
 @pytest.fixture()
-def glosser(tmp_path: Path) -> QueryGlosser:
+def wordnet(tmp_path: Path) -> WordNet:
+    return WordNet(write_wordnet(tmp_path / "wordnet"))
+
+
+@pytest.fixture()
+def glosser(wordnet: WordNet) -> QueryGlosser:
     vocabulary = caption_vocabulary(["a cello playing in a cathedral", "rain falling", "a trombone"])
-    return QueryGlosser(vocabulary, WordNetNouns(write_wordnet(tmp_path / "wordnet")))
+    return QueryGlosser(vocabulary, wordnet)
 
 
-def test_every_lemma_is_found_with_its_senses_in_frequency_order(tmp_path: Path) -> None:
-    nouns = WordNetNouns(write_wordnet(tmp_path / "wordnet"))
-    assert nouns.senses("fiddle", limit=2) == [
-        (["violin", "fiddle"], "bowed stringed instrument that is the highest member of the violin family"),
-        (["fiddle"], "a dishonest scheme"),
-    ]
-    assert nouns.senses("bossa nova") == [(["bossa nova"], "a Brazilian dance music")]
-    assert [nouns.senses(lemma)[0][0][0] for lemma in ("ivory", "sackbut", "tusk", "violin")] == ["ivory", "sackbut", "ivory", "violin"]
-    assert nouns.senses("aardvark") == [] and nouns.senses("zither") == [] and nouns.senses("  1") == []
+def test_every_lemma_is_found_with_its_senses_in_frequency_order(wordnet: WordNet) -> None:
+    violin = "bowed stringed instrument that is the highest member of the violin family"
+    assert wordnet.senses("fiddle", limit=2) == ("fiddle", [
+        Sense("noun", ("violin", "fiddle"), violin, "bowed stringed instrument"),
+        Sense("noun", ("fiddle",), "a dishonest scheme"),
+    ])
+    assert wordnet.senses("bossa nova")[1] == [Sense("noun", ("bossa nova",), "a Brazilian dance music")]
+    assert [wordnet.senses(lemma)[1][0].names[0] for lemma in ("ivory", "sackbut", "tusk", "violin")] == ["ivory", "sackbut", "ivory", "violin"]
+    assert wordnet.senses("aardvark") == ("", []) and wordnet.senses("zither") == ("", []) and wordnet.senses("  1") == ("", [])
 
 
-def test_unknown_nouns_get_the_first_sense_with_its_other_names(glosser: QueryGlosser) -> None:
+def test_inflections_find_their_base_forms_in_every_part_of_speech(wordnet: WordNet) -> None:
+    # Nouns by WordNet's detachment rules, verbs by its exception list, adjectives without their marker.
+    assert wordnet.senses("ivories")[0] == "ivory"
+    assert wordnet.senses("strummed") == ("strum", [Sense("verb", ("strum", "thrum"), "sound the strings of (a string instrument)")])
+    assert wordnet.senses("angelic")[1] == [Sense("adj", ("angelic", "seraphic"), "having a sweet nature befitting an angel or cherub")]
+
+
+def test_unknown_words_get_the_first_sense_with_its_other_names_and_hypernym(glosser: QueryGlosser) -> None:
     assert glosser.expand("a fiddle") == (
-        "a fiddle (violin: bowed stringed instrument that is the highest member of the violin family)"
+        "a fiddle (violin, bowed stringed instrument: bowed stringed instrument that is the highest member of the violin family)"
     )
     assert glosser.expand("a sackbut") == "a sackbut (a medieval musical instrument resembling a trombone)"
-    # Plurals are looked up by their base form; a phrase before its words.
+    # Plurals and verb forms are looked up by their base form; a phrase before its words.
     assert glosser.expand("ivories") == "ivories (tusk: a hard smooth ivory colored dentine)"
-    assert glosser.expand("strummed bossa nova") == "strummed bossa nova (a Brazilian dance music)"
+    assert glosser.expand("strummed bossa nova") == (
+        "strummed bossa nova (a Brazilian dance music; thrum: sound the strings of (a string instrument))"
+    )
+
+
+def test_the_sense_that_uses_the_models_words_is_chosen(wordnet: WordNet) -> None:
+    # The fixture's vocabulary holds "playing": the instrument's gloss ("played like an accordion") uses it,
+    # the barbed wire's uses none of its words.
+    glossers = {
+        "sound words": QueryGlosser(caption_vocabulary(["a cello playing in a cathedral"]), wordnet),
+        "other words": QueryGlosser(caption_vocabulary(["a cello in a cathedral"]), wordnet),
+    }
+    assert glossers["sound words"].expand("a concertina") == "a concertina (free-reed instrument played like an accordion)"
+    # Among equals, WordNet's more frequent sense.
+    assert glossers["other words"].expand("a concertina") == "a concertina (coiled barbed wire used as an obstacle)"
+    assert glossers["sound words"].known_words("an accordion played in a cathedral") == 2
 
 
 def test_texts_with_a_word_the_captions_use_are_left_alone(glosser: QueryGlosser) -> None:
@@ -95,7 +139,11 @@ def test_the_shipped_weights_gloss_words_they_never_met() -> None:
     assert encoder.glosser is not None
     vocabulary = json.loads(encoder.metadata["caption_vocabulary"])
     assert len(vocabulary) == 598 and "violin" in vocabulary
-    assert encoder.glosser.expand("a sackbut") == "a sackbut (a medieval musical instrument resembling a trombone)"
+    assert encoder.glosser.expand("a sackbut") == "a sackbut (trombone: a medieval musical instrument resembling a trombone)"
+    # WordNet's first sense of "concertina" is barbed wire; the instrument's gloss uses the captions' words.
+    instrument = ("free-reed instrument: free-reed instrument played like an accordion by pushing its ends together "
+                  "to force air through the reeds")
+    assert encoder.glosser.glosses("a concertina") == [instrument]
     # The paraphrase queries' key words are unknown by construction (tests/test_paraphrases.py), so every
     # query that WordNet covers is glossed; the captions' own words never are.
     glossed = [q.query for q in paraphrase_queries() if encoder.glosser.glosses(q.query)]

@@ -63,11 +63,11 @@ class StarterEncoder:
         self.glosser = None
         vocabulary = self.metadata.get("caption_vocabulary")
         if vocabulary:
-            from indexer.starter.lexicon import QueryGlosser, WordNetNouns, find_wordnet
+            from indexer.starter.lexicon import QueryGlosser, WordNet, find_wordnet
 
             wordnet = find_wordnet()
             if wordnet is not None:
-                self.glosser = QueryGlosser(json.loads(vocabulary), WordNetNouns(wordnet))
+                self.glosser = QueryGlosser(json.loads(vocabulary), WordNet(wordnet))
         self._anchor_projected: torch.Tensor | None = None  # the text anchors' projections, on first query
         # Channels-last convolutions (oneDNN's native layout): 1.36x fp32 and 1.28x bf16 on CPU, same top 10,
         # cosine 1.000000 to the default layout (bench/model_speedups.py; torch.compile, faster still, costs

@@ -1,21 +1,29 @@
 """Dictionary glosses for query words the starter model never met, from WordNet.
 
 A 22M-parameter sentence encoder knows "fiddle" is near "violin", but not that a sackbut is an early
-trombone or a syrinx a pan flute; a dictionary does. Before a text reaches the text tower, every noun of it
-whose stem no training text uses (the checkpoint's caption vocabulary) is looked up in WordNet's noun index,
-and the first sense's other names and the first clause of its gloss are appended in brackets:
+trombone or a syrinx a pan flute; a dictionary does. Before a text reaches the text tower, every word of it
+whose stem no training text uses (the checkpoint's caption vocabulary) is looked up in WordNet (nouns,
+verbs and adjectives, by their base forms: "ivories" -> ivory, "strummed" -> strum), and one sense's other
+names, its hypernym's name and the first clause of its gloss are appended in brackets:
 
-    "a sackbut" -> "a sackbut (a medieval brass instrument)"   [illustrative]
+    "a sackbut" -> "a sackbut (brass: a medieval musical instrument resembling a trombone)"
+
+Which sense: a word has several ("a concertina" is first coiled barbed wire in WordNet, then a free-reed
+instrument). A sound search engine is asked for sounds, so the glosser takes the sense whose description
+uses the most words of the model's own vocabulary (the captions speak of instruments, reeds and air, not of
+wire); ties go to WordNet's more frequent sense, nouns before verbs before adjectives. Scoring each sense
+with the sentence encoder instead (its nearness to the training texts) chose no better on the paraphrase
+queries and cost 30-80 ms a glossed query.
 
 A text with any content word the captions use is left alone: the model reads it already, and a gloss of
 its other words ("rain on a tin roof": roof, "a protective covering ...") would pull the query towards the
 dictionary's wording rather than the sound. So queries in the captions' own words, and queries that mix
-them with new ones, embed exactly as before. Three- and two-word phrases are looked up before single words ("tenor sax", "bossa nova"), when one of
-their words is unknown.
+them with new ones, embed exactly as before. Three- and two-word phrases are looked up before single words
+("tenor sax", "bossa nova"), when one of their words is unknown.
 
 WordNet 3.0 (Princeton University, the WordNet licence: free use with the copyright notice kept) comes
 from Debian's `wordnet-base` (/usr/share/wordnet) or a directory named by RESOUND_WORDNET_DIR. Without
-it texts pass unchanged. Lookups binary-search the sorted index file through mmap, as WordNet's own tools
+it texts pass unchanged. Lookups binary-search the sorted index files through mmap, as WordNet's own tools
 do, so a query pays a few page reads, not the parsing of a 4.8 MB index.
 """
 
@@ -24,15 +32,25 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.starter.paraphrases import STOP_WORDS, stem, words
 
 DEFAULT_WORDNET_DIRS = (Path("/usr/share/wordnet"),)
 ENV_VAR = "RESOUND_WORDNET_DIR"
-# Senses of a phrase used: the first (WordNet orders senses by frequency in its tagged corpus).
-SENSES = 1
+# Parts of speech looked up, in the order their senses are preferred among equals.
+PARTS_OF_SPEECH = ("noun", "verb", "adj")
+# Senses of each part of speech a word's candidates are drawn from (WordNet orders senses by frequency in
+# its tagged corpus; rarer ones are seldom what a person means).
+SENSES = 4
 SYNONYMS = 3
+# WordNet's "morphy" detachment rules: inflected ending -> base ending, tried after the exception lists.
+DETACHMENTS = {
+    "noun": (("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"), ("ies", "y")),
+    "verb": (("s", ""), ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", "")),
+    "adj": (("er", ""), ("est", ""), ("er", "e"), ("est", "e")),
+}
 
 
 def find_wordnet(directory: str | Path | None = None) -> Path | None:
@@ -47,27 +65,50 @@ def find_wordnet(directory: str | Path | None = None) -> Path | None:
     return None
 
 
-class WordNetNouns:
-    """Noun lookups in a WordNet 3.0 dictionary directory (index.noun, data.noun), read through mmap."""
+@dataclass(frozen=True)
+class Sense:
+    """One WordNet synset as a gloss needs it."""
 
-    def __init__(self, directory: Path):
-        self.directory = Path(directory)
-        with open(self.directory / "index.noun", "rb") as f:
-            self._index = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        with open(self.directory / "data.noun", "rb") as f:
-            self._data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    pos: str
+    names: tuple[str, ...]  # the synset's lemmas, with spaces
+    gloss: str  # the first clause of its definition
+    hypernym: str = ""  # the first name of its first (instance) hypernym, "" for adjectives and roots
 
-    def _index_line(self, lemma: bytes) -> bytes | None:
-        # Binary search over byte offsets: each probe reads the first whole line after the offset.
-        # The licence header's lines start with two spaces and sort before every lemma.
-        low, high = 0, len(self._index)
-        key = lemma + b" "
+    def describe(self, form: str) -> str:
+        """"other names, hypernym: gloss" for the word `form` this sense was found by."""
+        others = [name for name in self.names if name.lower() != form][:SYNONYMS]
+        if self.hypernym and self.hypernym.lower() != form and self.hypernym not in others:
+            others.append(self.hypernym)
+        return ", ".join(others) + ": " + self.gloss if others else self.gloss
+
+
+def _mmap(path: Path) -> mmap.mmap:
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+class WordNetPart:
+    """Lookups in one part of speech of a WordNet 3.0 directory (index.POS, data.POS, POS.exc), through mmap."""
+
+    def __init__(self, directory: Path, pos: str):
+        self.pos = pos
+        self._index = _mmap(directory / f"index.{pos}")
+        self._data = _mmap(directory / f"data.{pos}")
+        exceptions = directory / f"{pos}.exc"
+        self._exceptions = _mmap(exceptions) if exceptions.is_file() and exceptions.stat().st_size else None
+
+    @staticmethod
+    def _find(table: mmap.mmap, key: bytes) -> bytes | None:
+        # Binary search over byte offsets of a file sorted by its first field: each probe reads the first
+        # whole line after the offset. The licence header's lines start with two spaces and sort first.
+        key += b" "
+        low, high = 0, len(table)
         while low < high:
             middle = (low + high) // 2
-            start = self._index.rfind(b"\n", 0, middle) + 1
-            end = self._index.find(b"\n", start)
-            end = len(self._index) if end < 0 else end
-            line = self._index[start:end]
+            start = table.rfind(b"\n", 0, middle) + 1
+            end = table.find(b"\n", start)
+            end = len(table) if end < 0 else end
+            line = table[start:end]
             if line.startswith(key):
                 return line
             if line.startswith(b"  ") or line < key:
@@ -76,72 +117,128 @@ class WordNetNouns:
                 high = start
         return None
 
-    def senses(self, lemma: str, limit: int = SENSES) -> list[tuple[list[str], str]]:
-        """Up to `limit` senses of the noun `lemma` (spaces or underscores), most frequent first: each as
-        (its synset's lemma names with spaces, the first clause of its gloss)."""
-        line = self._index_line(lemma.lower().replace(" ", "_").encode("latin-1", "ignore"))
+    @staticmethod
+    def _key(lemma: str) -> bytes:
+        return lemma.lower().replace(" ", "_").encode("latin-1", "ignore")
+
+    def base_forms(self, word: str) -> list[str]:
+        """The lemmas of this part of speech that `word` may be an inflection of, itself first (WordNet's
+        morphy: the word, its exception-list bases, then the detachment rules)."""
+        forms = [word]
+        if self._exceptions is not None:
+            line = self._find(self._exceptions, self._key(word))
+            if line:
+                forms += [base.replace("_", " ") for base in line.decode("latin-1").split()[1:]]
+        for ending, base in DETACHMENTS.get(self.pos, ()):
+            if word.endswith(ending) and len(word) > len(ending) + 1:
+                forms.append(word[: len(word) - len(ending)] + base)
+        seen: list[str] = []
+        for form in forms:
+            if form not in seen and self._find(self._index, self._key(form)) is not None:
+                seen.append(form)
+        return seen
+
+    def _synset(self, offset: int) -> tuple[list[str], list[tuple[str, int, str]], str]:
+        # data line: offset lex_filenum ss_type w_cnt (word lex_id)* p_cnt (symbol offset pos source/target)*
+        # [frames] | gloss
+        record = self._data[offset : self._data.find(b"\n", offset)].decode("latin-1")
+        head, _, gloss = record.partition(" | ")
+        parts = head.split()
+        count = int(parts[3], 16)
+        names = [parts[4 + 2 * i].split("(")[0].replace("_", " ") for i in range(count)]
+        p = 4 + 2 * count
+        pointers = [(parts[p + 1 + 4 * i], int(parts[p + 2 + 4 * i]), parts[p + 3 + 4 * i]) for i in range(int(parts[p]))]
+        return names, pointers, gloss.split(";")[0].strip()
+
+    def senses(self, lemma: str, limit: int = SENSES) -> list[Sense]:
+        """Up to `limit` senses of `lemma` (spaces or underscores) in this part of speech, most frequent
+        first."""
+        line = self._find(self._index, self._key(lemma))
         if line is None:
             return []
         fields = line.decode("latin-1").split()
         count = int(fields[2])
         found = []
         for offset in fields[len(fields) - count :][:limit]:
-            record = self._data[int(offset) : self._data.find(b"\n", int(offset))].decode("latin-1")
-            head, _, gloss = record.partition(" | ")
-            parts = head.split()
-            names = [parts[4 + 2 * i].replace("_", " ") for i in range(int(parts[3], 16))]
-            found.append((names, gloss.split(";")[0].strip()))
+            names, pointers, gloss = self._synset(int(offset))
+            hypernym = ""
+            for symbol, target, pos in pointers:
+                if symbol in ("@", "@i") and pos == self.pos[0]:
+                    hypernym = self._synset(target)[0][0]
+                    break
+            found.append(Sense(self.pos, tuple(names), gloss, hypernym))
         return found
 
 
-def _noun_forms(word: str) -> list[str]:
-    # The plural forms a query is likely to hold; WordNet's index holds base forms ("ivories" -> "ivory").
-    forms = [word]
-    if word.endswith("ies") and len(word) > 4:
-        forms.append(word[:-3] + "y")
-    if word.endswith("es") and len(word) > 3:
-        forms.append(word[:-2])
-    if word.endswith("s") and len(word) > 3:
-        forms.append(word[:-1])
-    return forms
+class WordNet:
+    """The parts of speech of a WordNet 3.0 directory that it holds (nouns at least)."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.parts = [
+            WordNetPart(self.directory, pos)
+            for pos in PARTS_OF_SPEECH
+            if (self.directory / f"index.{pos}").is_file() and (self.directory / f"data.{pos}").is_file()
+        ]
+
+    def senses(self, phrase: str, limit: int = SENSES) -> tuple[str, list[Sense]]:
+        """(the base form found, its senses) for a word or phrase: per part of speech, the first base form
+        the dictionary holds and up to `limit` of its senses, nouns first; ("", []) when none."""
+        found: list[Sense] = []
+        form_found = ""
+        for part in self.parts:
+            forms = part.base_forms(phrase)
+            if forms:
+                form_found = form_found or forms[0]
+                found += part.senses(forms[0], limit)
+        return form_found, found
 
 
 class QueryGlosser:
-    """Appends WordNet glosses of the nouns a text holds that `vocabulary` (word stems, paraphrases.stem)
+    """Appends WordNet glosses of the words a text holds that `vocabulary` (word stems, paraphrases.stem)
     does not; see the module docstring."""
 
-    def __init__(self, vocabulary: Iterable[str], nouns: WordNetNouns):
+    def __init__(self, vocabulary: Iterable[str], wordnet: WordNet):
         self.vocabulary = frozenset(vocabulary)
-        self.nouns = nouns
+        self.wordnet = wordnet
 
     def unknown(self, word: str) -> bool:
         """Whether `word` is a content word whose stem the vocabulary lacks."""
         return word not in STOP_WORDS and stem(word) not in self.vocabulary
 
-    def glosses(self, text: str) -> list[str]:
-        """"synonyms: gloss" for each unknown noun or phrase of `text`, in the order they are found; none
-        when a content word of `text` is known."""
-        tokens = words(text)
-        content = [token for token in tokens if token not in STOP_WORDS]
-        if not content or not all(self.unknown(token) for token in content):
-            return []
+    def known_words(self, text: str) -> int:
+        """How many content words of `text` the vocabulary holds: a sense's nearness to the model's domain."""
+        return sum(not self.unknown(word) for word in words(text) if word not in STOP_WORDS)
+
+    def _lookups(self, tokens: list[str]) -> list[tuple[str, list[Sense]]]:
+        # Longest phrases first; a span is looked up when one of its words is unknown and none of it is
+        # covered by a longer phrase already found.
         covered: set[int] = set()
         found = []
         for n in (3, 2, 1):
             for i in range(len(tokens) - n + 1):
-                span = range(i, i + n)
-                if covered & set(span) or not any(self.unknown(tokens[j]) for j in span):
+                span = set(range(i, i + n))
+                if covered & span or not any(self.unknown(tokens[j]) for j in span):
                     continue
-                phrase = " ".join(tokens[i : i + n])
-                for form in (_noun_forms(phrase) if n == 1 else [phrase]):
-                    senses = self.nouns.senses(form)
-                    if senses:
-                        covered |= set(span)
-                        for names, gloss in senses:
-                            others = [name for name in names if name.lower() != form][:SYNONYMS]
-                            found.append(", ".join(others) + ": " + gloss if others else gloss)
-                        break
+                form, senses = self.wordnet.senses(" ".join(tokens[i : i + n]))
+                if senses:
+                    covered |= span
+                    found.append((form, senses))
         return found
+
+    def glosses(self, text: str) -> list[str]:
+        """A description of the chosen sense of each unknown word or phrase of `text`, in the order they are
+        found; none when a content word of `text` is known."""
+        tokens = words(text)
+        content = [token for token in tokens if token not in STOP_WORDS]
+        if not content or not all(self.unknown(token) for token in content):
+            return []
+        chosen = []
+        for form, senses in self._lookups(tokens):
+            options = [sense.describe(form) for sense in senses]
+            # max keeps the first of equals: the more frequent sense.
+            chosen.append(max(options, key=self.known_words))
+        return chosen
 
     def expand(self, text: str) -> str:
         """`text`, followed by its unknown words' glosses in brackets when it has any."""

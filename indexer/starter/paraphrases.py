@@ -28,6 +28,9 @@ from pathlib import Path
 from indexer.errors import ResoundError
 
 PARAPHRASE_QUERIES_PATH = Path(__file__).with_name("paraphrase_queries.json")
+# A second set in the same form, written after the glosser and the text anchors were developed on the first
+# by someone who never ran a model on it: a check of the query-time text processing on words nobody tuned on.
+CONFIRMATION_QUERIES_PATH = Path(__file__).with_name("paraphrase_queries_confirm.json")
 # Words that carry no meaning of their own; the only words a query may share with the training texts.
 QUERY_KINDS = ("synonym", "reference")
 STOP_WORDS = frozenset({"a", "an", "the", "of", "on", "in", "and", "over", "with", "by", "to", "at", "from"})
@@ -49,10 +52,11 @@ class ParaphraseQuery:
     kind: str = "synonym"  # one of QUERY_KINDS
 
 
-@functools.lru_cache(maxsize=1)
-def paraphrase_queries() -> tuple[ParaphraseQuery, ...]:
-    """Every paraphrase query, in class then file order."""
-    table = json.loads(PARAPHRASE_QUERIES_PATH.read_text(encoding="utf-8"))
+@functools.lru_cache(maxsize=4)
+def paraphrase_queries(path: Path = PARAPHRASE_QUERIES_PATH) -> tuple[ParaphraseQuery, ...]:
+    """Every paraphrase query of a query file (class label -> [{query, key_words, kind}]), in class then
+    file order."""
+    table = json.loads(Path(path).read_text(encoding="utf-8"))
     return tuple(
         ParaphraseQuery(label, entry["query"], tuple(entry["key_words"]), entry["kind"])
         for label, entries in table.items()
