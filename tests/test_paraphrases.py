@@ -6,6 +6,7 @@ import pytest
 
 from indexer.demo import SOUND_CLASSES
 from indexer.starter.paraphrases import (
+    CONFIRMATION_QUERIES_PATH,
     ParaphraseLeakError,
     ParaphraseQuery,
     caption_vocabulary_texts,
@@ -33,6 +34,16 @@ def test_no_key_word_is_a_word_of_any_caption_phrase() -> None:
     # the assembled texts themselves, which needs the rendered training corpora).
     counts = check_paraphrases(paraphrase_queries(), caption_vocabulary_texts())
     assert counts["queries"] == len(paraphrase_queries()) >= 2 * len(SOUND_CLASSES)
+
+
+def test_the_confirmation_set_is_fair_and_shares_no_key_word_with_the_development_set() -> None:
+    confirmation = paraphrase_queries(CONFIRMATION_QUERIES_PATH)
+    counts = check_paraphrases(confirmation, caption_vocabulary_texts())
+    assert counts["queries"] == len(confirmation) >= 2 * len(SOUND_CLASSES)
+    assert {q.label for q in confirmation} == set(SOUND_CLASSES)
+    development = {stem(part) for q in paraphrase_queries() for key in q.key_words for part in key.split("-")}
+    shared = {key for q in confirmation for key in q.key_words if stem(key) in development}
+    assert not shared, shared
 
 
 def test_a_key_word_in_a_training_text_fails_loudly_with_the_text() -> None:
