@@ -81,43 +81,39 @@ Variant = Callable[[], tuple[int, float]]  # -> (windows, seconds)
 CPU_SECONDS: dict[str, list[float]] = {}  # process CPU seconds per window of each variant, per repetition
 
 
+def per_file_loop(encoder, files: list[Path], windows_of: Callable[[Path], list[np.ndarray]]) -> Variant:  # type: ignore[no-untyped-def]
+    """A naive loop: for each file, its windows (`windows_of`), embedded at once in fp32 and added."""
+    def run() -> tuple[int, float]:
+        store = VectorStore.create(encoder.info.dim)
+        t = time.perf_counter()
+        next_id = 0
+        for f in files:
+            vectors = encoder.embed_audio(windows_of(f))
+            store.add(range(next_id, next_id + len(vectors)), vectors)
+            next_id += len(vectors)
+        return next_id, time.perf_counter() - t
+    return run
+
+
 def user_loop(encoder, files: list[Path]) -> Variant:  # type: ignore[no-untyped-def]
     """The per-file loop a user writes with soundfile and soxr, the issue's naive loop: read the file,
     average its channels (`mean(axis=1)`), resample with soxr HQ, cut the encoder's windows, embed them in
     fp32, add them. The same windows and vectors as a build, up to float rounding of the downmix."""
     plan = WindowPlan.of(encoder)
 
-    def run() -> tuple[int, float]:
-        store = VectorStore.create(encoder.info.dim)
-        t = time.perf_counter()
-        next_id = 0
-        for f in files:
-            data, rate = soundfile.read(f, dtype="float32", always_2d=True)
-            mono = data.mean(axis=1)
-            if rate != plan.sample_rate:
-                mono = soxr.resample(mono, rate, plan.sample_rate, quality="HQ")
-            windows = [w.samples for w in cut_windows(mono, plan.window_samples, plan.hop_samples)]
-            vectors = encoder.embed_audio(windows)
-            store.add(range(next_id, next_id + len(vectors)), vectors)
-            next_id += len(vectors)
-        return next_id, time.perf_counter() - t
-    return run
+    def windows_of(f: Path) -> list[np.ndarray]:
+        data, rate = soundfile.read(f, dtype="float32", always_2d=True)
+        mono = data.mean(axis=1)
+        if rate != plan.sample_rate:
+            mono = soxr.resample(mono, rate, plan.sample_rate, quality="HQ")
+        return [w.samples for w in cut_windows(mono, plan.window_samples, plan.hop_samples)]
+    return per_file_loop(encoder, files, windows_of)
 
 
 def naive_loop(encoder, files: list[Path]) -> Variant:  # type: ignore[no-untyped-def]
     """The same loop on resound's own decoding (embed.segment_inputs: a cheaper downmix, one pass over the
     samples): a stricter baseline than the user's loop, which shares the build's decoding costs."""
-    def run() -> tuple[int, float]:
-        store = VectorStore.create(encoder.info.dim)
-        t = time.perf_counter()
-        next_id = 0
-        for f in files:
-            samples = segment_inputs(encoder, f).samples
-            vectors = encoder.embed_audio(samples)
-            store.add(range(next_id, next_id + len(vectors)), vectors)
-            next_id += len(vectors)
-        return next_id, time.perf_counter() - t
-    return run
+    return per_file_loop(encoder, files, lambda f: segment_inputs(encoder, f).samples)
 
 
 def threaded(run: Variant, threads: int) -> Variant:

@@ -5,8 +5,9 @@
 Collects every text of `indexer.starter.train.training_texts` for the default training config (the
 rendered corpora's captions, every prompt of every label, scene phrases, the real recordings' captions;
 the corpora are rendered into the cache if missing) and checks `indexer/starter/paraphrase_queries.json`
-and the confirmation set `paraphrase_queries_confirm.json` against them (indexer.starter.paraphrases.check_paraphrases: no key word shares a stem with a training
-word, and every other word of a query is a function word). Exits 1 listing every clash otherwise.
+and the confirmation set `paraphrase_queries_confirm.json` against them
+(indexer.starter.paraphrases.check_paraphrases: no key word shares a stem with a training word, and every
+other word of a query is a function word). Exits 1 listing every clash otherwise.
 """
 
 from __future__ import annotations

@@ -121,9 +121,8 @@ class WordNetPart:
     def _key(lemma: str) -> bytes:
         return lemma.lower().replace(" ", "_").encode("latin-1", "ignore")
 
-    def base_forms(self, word: str) -> list[str]:
-        """The lemmas of this part of speech that `word` may be an inflection of, itself first (WordNet's
-        morphy: the word, its exception-list bases, then the detachment rules)."""
+    def _candidate_forms(self, word: str) -> list[str]:
+        # WordNet's morphy order: the word, its exception-list bases, then the detachment rules.
         forms = [word]
         if self._exceptions is not None:
             line = self._find(self._exceptions, self._key(word))
@@ -132,11 +131,7 @@ class WordNetPart:
         for ending, base in DETACHMENTS.get(self.pos, ()):
             if word.endswith(ending) and len(word) > len(ending) + 1:
                 forms.append(word[: len(word) - len(ending)] + base)
-        seen: list[str] = []
-        for form in forms:
-            if form not in seen and self._find(self._index, self._key(form)) is not None:
-                seen.append(form)
-        return seen
+        return forms
 
     def _synset(self, offset: int) -> tuple[list[str], list[tuple[str, int, str]], str]:
         # data line: offset lex_filenum ss_type w_cnt (word lex_id)* p_cnt (symbol offset pos source/target)*
@@ -150,12 +145,17 @@ class WordNetPart:
         pointers = [(parts[p + 1 + 4 * i], int(parts[p + 2 + 4 * i]), parts[p + 3 + 4 * i]) for i in range(int(parts[p]))]
         return names, pointers, gloss.split(";")[0].strip()
 
-    def senses(self, lemma: str, limit: int = SENSES) -> list[Sense]:
-        """Up to `limit` senses of `lemma` (spaces or underscores) in this part of speech, most frequent
-        first."""
-        line = self._find(self._index, self._key(lemma))
-        if line is None:
-            return []
+    def lookup(self, word: str, limit: int = SENSES) -> tuple[str, list[Sense]]:
+        """(the first base form of `word` this part of speech holds, up to `limit` of its senses, most
+        frequent first); ("", []) when it holds none. `word` may be a phrase (spaces or underscores)."""
+        for form in self._candidate_forms(word):
+            line = self._find(self._index, self._key(form))
+            if line is not None:
+                return form, self._senses(line, limit)
+        return "", []
+
+    def _senses(self, line: bytes, limit: int) -> list[Sense]:
+        # index line: lemma pos synset_cnt p_cnt [ptr_symbol]* sense_cnt tagsense_cnt synset_offset*
         fields = line.decode("latin-1").split()
         count = int(fields[2])
         found = []
@@ -187,10 +187,9 @@ class WordNet:
         found: list[Sense] = []
         form_found = ""
         for part in self.parts:
-            forms = part.base_forms(phrase)
-            if forms:
-                form_found = form_found or forms[0]
-                found += part.senses(forms[0], limit)
+            form, senses = part.lookup(phrase, limit)
+            form_found = form_found or form
+            found += senses
         return form_found, found
 
 
