@@ -161,3 +161,27 @@ def test_a_gloss_brings_a_rare_name_to_its_instrument() -> None:
     for query, instrument in [("a sackbut", "trombone"), ("a sousaphone", "tuba"), ("a violoncello", "cello")]:
         scores = vectors @ encoder.embed_text([query])[0]
         assert classes[int(np.argmax(scores))] == instrument, query
+
+
+def test_binary_search_finds_every_lemma_and_exception_a_linear_parse_finds() -> None:
+    # Debian's whole dictionary: each index and exception file's every first field, found by the mmap
+    # binary search with the very lines a linear read gives (exception files list a few inflections twice:
+    # "aurar eyir", "aurar eyrir"), and nothing found that the file lacks.
+    from indexer.starter.lexicon import WordNetPart
+
+    directory = find_wordnet()
+    assert directory is not None, "install Debian's wordnet-base (the README's test command does)"
+    lemmas = 0
+    for pos in ("noun", "verb", "adj"):
+        part = WordNetPart(directory, pos)
+        for table, name in ((part._index, f"index.{pos}"), (part._exceptions, f"{pos}.exc")):
+            assert table is not None
+            lines = [line for line in (directory / name).read_bytes().split(b"\n") if line and not line.startswith(b"  ")]
+            by_key: dict[bytes, list[bytes]] = {}
+            for line in lines:
+                by_key.setdefault(line.split(b" ", 1)[0], []).append(line)
+            for key, expected in by_key.items():
+                assert WordNetPart._find_all(table, key) == expected, key
+            lemmas += len(lines) if name.startswith("index") else 0
+            assert WordNetPart._find_all(table, b"zzzz-not-a-word") == [] and WordNetPart._find(table, b"a-") is None
+    assert lemmas > 140_000

@@ -98,9 +98,11 @@ class WordNetPart:
         self._exceptions = _mmap(exceptions) if exceptions.is_file() and exceptions.stat().st_size else None
 
     @staticmethod
-    def _find(table: mmap.mmap, key: bytes) -> bytes | None:
+    def _find_all(table: mmap.mmap, key: bytes) -> list[bytes]:
         # Binary search over byte offsets of a file sorted by its first field: each probe reads the first
         # whole line after the offset. The licence header's lines start with two spaces and sort first.
+        # Index files hold each lemma once; exception files may list an inflection twice ("aurar"), so
+        # the neighbours of the line found are read too.
         key += b" "
         low, high = 0, len(table)
         while low < high:
@@ -110,12 +112,33 @@ class WordNetPart:
             end = len(table) if end < 0 else end
             line = table[start:end]
             if line.startswith(key):
-                return line
+                found = [line]
+                before = start - 1
+                while before > 0:
+                    previous = table.rfind(b"\n", 0, before) + 1
+                    if not table[previous:before].startswith(key):
+                        break
+                    found.insert(0, table[previous:before])
+                    before = previous - 1
+                while end < len(table):
+                    following = table.find(b"\n", end + 1)
+                    following = len(table) if following < 0 else following
+                    if not table[end + 1 : following].startswith(key):
+                        break
+                    found.append(table[end + 1 : following])
+                    end = following
+                return found
             if line.startswith(b"  ") or line < key:
                 low = end + 1
             else:
                 high = start
-        return None
+        return []
+
+    @classmethod
+    def _find(cls, table: mmap.mmap, key: bytes) -> bytes | None:
+        """The line of `table` whose first field is `key` (the first, where several are)."""
+        found = cls._find_all(table, key)
+        return found[0] if found else None
 
     @staticmethod
     def _key(lemma: str) -> bytes:
@@ -125,8 +148,7 @@ class WordNetPart:
         # WordNet's morphy order: the word, its exception-list bases, then the detachment rules.
         forms = [word]
         if self._exceptions is not None:
-            line = self._find(self._exceptions, self._key(word))
-            if line:
+            for line in self._find_all(self._exceptions, self._key(word)):
                 forms += [base.replace("_", " ") for base in line.decode("latin-1").split()[1:]]
         for ending, base in DETACHMENTS.get(self.pos, ()):
             if word.endswith(ending) and len(word) > len(ending) + 1:
