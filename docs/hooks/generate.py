@@ -58,9 +58,10 @@ def anchor(prog: str, path: tuple[str, ...]) -> str:
 def cli_page(root: click.Group, prog: str, intro: str) -> str:
     """One markdown page: a table of the commands, then each command's --help under its own heading."""
     commands = list(walk_commands(root))
-    lines = [f"# `{prog}` command reference", "", intro, "",
-             "Generated at every build of this site from the commands' own `--help` (click's text, "
-             f"{HELP_WIDTH} columns): what you read here is what `{prog} ... --help` prints.", "",
+    # The help is 100 columns of preformatted text: the page gives it the width of the table of contents.
+    lines = ["---", "hide:", "  - toc", "---", "", f"# `{prog}` command reference", "", intro, "",
+             (f"Generated at every build of this site from the commands' own `--help` (click's text, "
+              f"{HELP_WIDTH} columns): what you read here is what `{prog} ... --help` prints."), "",
              "| command | what it does |", "|---|---|"]
     for path, command in commands:
         summary = command.get_short_help_str(limit=200).replace("|", "\\|")
@@ -85,7 +86,7 @@ def openapi_document() -> dict[str, Any]:
     from search.service import ServiceConfig, create_app
 
     class SchemaOnlyEngine(Engine):
-        def __init__(self) -> None:  # noqa: D107 - deliberately opens nothing
+        def __init__(self) -> None:  # deliberately opens nothing
             self.index = SimpleNamespace(catalog=None, path=Path("index"))
             self.encoder = SimpleNamespace(restrict=None)  # an audio-visual encoder's mark: all modalities
 
@@ -137,20 +138,26 @@ def _properties_table(schema: dict[str, Any], components: dict[str, Any]) -> lis
     return lines
 
 
+def _first_sentence(operation: dict[str, Any]) -> str:
+    """The first sentence of an operation's description (its docstring), else FastAPI's summary."""
+    description = " ".join((operation.get("description") or "").split())
+    return description.split(". ", 1)[0].rstrip(".") if description else operation.get("summary", "")
+
+
 def api_page(doc: dict[str, Any]) -> str:
     """The API reference: each operation's parameters, body and answers, then the schemas."""
     components = doc.get("components", {}).get("schemas", {})
     info = doc["info"]
     lines = ["# HTTP API reference", "",
              f"{_cell(info.get('summary'))} (OpenAPI {doc['openapi']}, API version {info['version']}.)", "",
-             "Generated at every build of this site from the OpenAPI document that `search serve` serves at "
-             "`/api/openapi.json`, for an audio-visual index (an audio-only index admits only `\"audio\"` "
-             "where a modality is asked for). The document itself: [openapi.json](openapi.json). "
-             "What the service does with these answers, and its limits, is on [the search service](../service.md).",
+             ("Generated at every build of this site from the OpenAPI document that `search serve` serves at "
+              "`/api/openapi.json`, for an audio-visual index (an audio-only index admits only `\"audio\"` "
+              "where a modality is asked for). The document itself: [openapi.json](openapi.json). What the "
+              "service does with these answers, and its limits, is on [the search service](../service.md)."),
              "", "| method | path | what it does |", "|---|---|---|"]
     operations = [(path, method, op) for path, item in doc["paths"].items() for method, op in item.items()]
     for path, method, op in operations:
-        lines.append(f"| `{method.upper()}` | [`{path}`](#{op['operationId'].lower()}) | {_cell(op.get('summary'))} |")
+        lines.append(f"| `{method.upper()}` | [`{path}`](#{op['operationId'].lower()}) | {_cell(_first_sentence(op))} |")
     for path, method, op in operations:
         lines += ["", f"## `{method.upper()} {path}` {{#{op['operationId'].lower()}}}", ""]
         if op.get("description"):
