@@ -6,7 +6,7 @@ Run: python bench/model_speedups.py [--clap] [--reps 3] [--batch 8]
 
 Prints windows/s (medians of interleaved repetitions, compile time excluded), the minimum cosine of each
 variant's vectors to eager fp32, and whether the top 10 of 20 text queries over the windows are the same
-(identical results are the condition for adopting a variant; see the README's throughput section).
+(identical results are the condition for adopting a variant; see docs/benchmarks/indexing-throughput.md).
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def _common(f):  # type: ignore[no-untyped-def]
                      help="cpu, cuda, cuda:N or auto (a GPU if there is one): where the query is embedded and searched."),
         db_option,
         click.option("--json", "as_json", is_flag=True,
-                     help="Print a JSON array of hits (absolute paths, every matching window; see README)."),
+                     help="Print a JSON array of hits (absolute paths, every matching window; see docs/usage.md)."),
         click.option("--windows", "show_windows", is_flag=True,
                      help="Also list each file's other matching windows under it."),
         click.option("--per-window", is_flag=True,

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# bench/duplicates.py (starter model, hop = window = 4 s), see the README's tables: the window similarity
-# that keeps 99% of the true pairs as candidates, and the spectral match where precision and recall of
-# the checked pairs are both highest.
+# bench/duplicates.py (starter model, hop = window = 4 s), see docs/benchmarks/duplicates.md: the window
+# similarity that keeps 99% of the true pairs as candidates, and the spectral match where precision and
+# recall of the checked pairs are both highest.
 DEFAULT_THRESHOLD = 0.8
 DEFAULT_MIN_MATCH = 0.7
 # Nearest windows looked at per window: enough that a copy's windows are found although the window's
@@ -283,7 +283,7 @@ def find_duplicates(
     """Groups of files that hold the same recording, largest first (see the module docstring).
 
     `prints`: each file's spectral print, to check candidates with (None: the window vectors decide alone,
-    which groups distinct recordings of one kind too; see the README's table)."""
+    which groups distinct recordings of one kind too; see docs/benchmarks/duplicates.md)."""
     pairs = duplicate_pairs(files, hop_seconds, threshold, search, neighbours, min_coverage)
     if prints is not None:
         pairs = check_pairs(files, pairs, prints, min_match, min_coverage)

@@ -66,7 +66,7 @@ class Hit:
         return self.path[len(prefix):] if self.root and self.path.startswith(prefix) else self.path
 
     def to_json(self) -> dict[str, object]:
-        """The public JSON form of a hit (README: Usage)."""
+        """The public JSON form of a hit (docs/usage.md)."""
         d = asdict(self)
         return {key: d[key] for key in ("rank", "path", "start", "end", "score")} | {
             "windows": [w.to_json() for w in self.windows]}

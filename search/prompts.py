@@ -167,7 +167,7 @@ def default_bank_for(label_set: LabelSet) -> PromptBank | None:
     return PromptBank.load(path) if path.is_file() else None
 
 
-# The strategy that needs no prompt bank and scores best on held-out audio (README: zero-shot table).
+# The strategy that needs no prompt bank and scores best on held-out audio (docs/benchmarks/zero-shot.md).
 BANK_FREE_STRATEGY = "templates"
 
 # Label sets a model family was trained on: what `search classify` labels with when given no labels.
