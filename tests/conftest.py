@@ -1,4 +1,5 @@
-"""Shared fixtures: a tokenizer, random-weight CLAP checkpoints and a small corpus of real files."""
+"""Shared fixtures: a tokenizer, random-weight CLAP checkpoints, a small corpus of real files and the
+session's PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -97,7 +98,8 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     _POSTGRES_USE["databases"] = int(_POSTGRES_USE.get("databases", 0)) + 1
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    # A server of the suite's own trusts the suite; the password is there to prove it is never written out.
+    # The URL always carries a password (the named server's own, or one that a trusting server ignores): the
+    # tests prove it is never written out or printed.
     yield postgres_server.url(name, driver="postgresql+psycopg", password=postgres_server.password or "s3cret-pw")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
