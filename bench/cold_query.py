@@ -39,7 +39,7 @@ import torch, faiss, numpy
 import search.cli, search.engine, search.output, indexer.starter.encoder
 marks["imports"] = time.time()
 from indexer import index as index_module
-from indexer.encoders import registry
+from indexer.encoders import resolver
 from search import engine as engine_module
 
 spent = {"catalog": 0.0, "model": 0.0, "index": 0.0}
@@ -54,7 +54,7 @@ def timed(owner, name, stage):
     setattr(owner, name, wrapper)
 timed(index_module.Index, "__init__", "catalog")
 timed(index_module.Index, "provenance", "catalog")
-timed(registry.EncoderSpec, "load", "model")
+timed(resolver.EncoderSpec, "load", "model")
 timed(index_module.Index, "load_stores", "index")
 def report():
     marks["end"] = time.time()

@@ -66,7 +66,7 @@ class HashTextEncoder:
 def register() -> None:
     """Make `*.benchtext` checkpoints load HashTextEncoder (the server process imports this module through
     $RESOUND_PLUGINS)."""
-    from indexer.encoders.registry import register_family
+    from indexer.encoders.resolver import register_family
 
     register_family("bench_hash", lambda checkpoint, model_id, *_: HashTextEncoder(checkpoint, model_id),
                     (".benchtext",))
@@ -103,7 +103,7 @@ def write_index(directory: Path, encoder_name: str, segments: int, files: int, i
     with index.writer_lock():
         writer = index.catalog.writer()
         try:
-            from indexer.encoders.registry import resolve_model
+            from indexer.encoders.resolver import resolve_model
 
             writer.ensure_info(**vars(Provenance.of(info, str(resolve_model(str(checkpoint)).checkpoint), hop)))
             corpus_id = writer.corpus_id(str(directory / "corpus"))

@@ -49,7 +49,7 @@ from indexer import (
 from indexer.corpus import content_hash
 from indexer.encoders import (
     load_encoder,
-    registry,
+    resolver,
 )
 
 Patch = Callable[[], contextlib.AbstractContextManager[None]]
@@ -120,17 +120,17 @@ def bn_folded(model: str) -> Patch:
         block.conv1, block.bn1 = fuse_conv_bn_eval(block.conv1, block.bn1), torch.nn.Identity()
         block.conv2, block.bn2 = fuse_conv_bn_eval(block.conv2, block.bn2), torch.nn.Identity()
     folded.model.audio.to(memory_format=torch.channels_last)
-    keys = [k for k, v in registry._LOADED.items() if v is encoder]
+    keys = [k for k, v in resolver._LOADED.items() if v is encoder]
 
     @contextlib.contextmanager
     def swap() -> Iterator[None]:
         for k in keys:
-            registry._LOADED[k] = folded
+            resolver._LOADED[k] = folded
         try:
             yield
         finally:
             for k in keys:
-                registry._LOADED[k] = encoder
+                resolver._LOADED[k] = encoder
 
     return swap
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
+
+from db.errors import FilterError
 
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement
@@ -28,13 +30,6 @@ TAG_KEYS = ("title", "artist", "album", "genre")
 # What a segment holds, by the value its row records (indexer.embed.modalities_of).
 _HOLDING = {"audio": ("audio", "audio+visual"), "visual": ("visual", "audio+visual"), "av": ("audio+visual",)}
 MODALITIES = tuple(_HOLDING)
-
-
-def _error(message: str) -> Exception:
-    # indexer imports db: the exception class is looked up when raised, not when this module loads.
-    from indexer.errors import FilterError
-
-    return FilterError(message)
 
 
 @dataclass(frozen=True)
@@ -58,17 +53,17 @@ class SearchFilter:
 
     def __post_init__(self) -> None:
         if self.modality is not None and self.modality not in _HOLDING:
-            raise _error(f"unknown modality {self.modality!r}: use one of {', '.join(MODALITIES)}")
+            raise FilterError(f"unknown modality {self.modality!r}: use one of {', '.join(MODALITIES)}")
         for key, _ in self.tags:
             if key not in TAG_KEYS:
-                raise _error(f"unknown tag {key!r}: filters know {', '.join(TAG_KEYS)}")
+                raise FilterError(f"unknown tag {key!r}: filters know {', '.join(TAG_KEYS)}")
         for low, high, what in ((self.min_duration, self.max_duration, "duration"),
                                 (self.modified_after, self.modified_before, "modified time")):
             for value in (low, high):
                 if value is not None and not math.isfinite(value):
-                    raise _error(f"{what} bound {value} is not a finite number")
+                    raise FilterError(f"{what} bound {value} is not a finite number")
             if low is not None and high is not None and low > high:
-                raise _error(f"empty {what} range: {low} > {high}")
+                raise FilterError(f"empty {what} range: {low} > {high}")
 
     @property
     def is_empty(self) -> bool:
@@ -123,7 +118,7 @@ class SearchFilter:
         for tag in tags:
             key, sep, value = tag.partition("=")
             if not sep or not key.strip() or not value.strip():
-                raise _error(f"tag filter {tag!r} is not key=value (keys: {', '.join(TAG_KEYS)})")
+                raise FilterError(f"tag filter {tag!r} is not key=value (keys: {', '.join(TAG_KEYS)})")
             parsed_tags.append((key.strip().lower(), value.strip()))
         exts = tuple(dict.fromkeys(e.strip().lower().lstrip(".") for e in extensions if e.strip().lstrip(".")))
         return cls(
@@ -150,7 +145,7 @@ def parse_time(text: str) -> float:
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError as e:
-        raise _error(f"time {text!r} is not an ISO date (2024-05-01), datetime (2024-05-01T12:00) "
+        raise FilterError(f"time {text!r} is not an ISO date (2024-05-01), datetime (2024-05-01T12:00) "
                           f"or epoch seconds") from e
 
 

@@ -6,9 +6,9 @@ one line that names the file or thing at fault and the reason.
 
 from __future__ import annotations
 
-
-class ResoundError(Exception):
-    """Base class of every error resound raises on purpose."""
+# The hierarchy's root and the query errors sit in the bottom layer (db raises FilterError); every caller
+# keeps importing them from here.
+from db.errors import FilterError, QueryError, ResoundError  # noqa: F401 (re-exported)
 
 
 class UnknownModelError(ResoundError):
@@ -75,14 +75,6 @@ class IndexLockedError(ResoundError):
 
 class DeviceError(ResoundError):
     """A device that was asked for and is not there (no CUDA GPU), or a device name resound does not know."""
-
-
-class QueryError(ResoundError):
-    """A query that cannot be answered as given (empty text, unreadable clip, ...)."""
-
-
-class FilterError(QueryError):
-    """A search filter condition that cannot be understood (a bad date, tag, modality or range)."""
 
 
 class MediaTooLongError(AudioDecodeError):

@@ -1,15 +1,19 @@
-"""Shared fixtures: a tokenizer, random-weight CLAP checkpoints and a small corpus of real files."""
+"""Shared fixtures: a tokenizer, random-weight CLAP checkpoints, a small corpus of real files and the
+session's PostgreSQL server."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import helpers
+from tests import postgres_server as postgres_server_module
+from tests.postgres_server import PostgresServer
 
 # Tests never reach the hub; anything that tries must fail at once, not after retries.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,23 +66,63 @@ def corpus(tmp_path: Path, corpus_template: Path) -> Path:
     return Path(shutil.copytree(corpus_template, tmp_path / "corpus"))
 
 
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+# Which server the postgres tests used and how many databases they made, for the closing summary.
+_POSTGRES_USE: dict[str, object] = {}
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (tests/postgres_server.py): RESOUND_TEST_POSTGRES's, the local one on
+    127.0.0.1:5432, or a private one started for the session and stopped after it."""
+    try:
+        server, private = postgres_server_module.acquire()
+    except postgres_server_module.PostgresUnavailableError as e:
+        pytest.exit(f"PostgreSQL for the postgres tests: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
+    _POSTGRES_USE["server"] = server
+    try:
+        yield server
+    finally:
+        if private is not None:
+            private.stop()
 
 
 @pytest.fixture
-def postgres_url() -> str:
-    """A fresh database on the local PostgreSQL server, dropped afterwards."""
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh database on the session's PostgreSQL server, dropped afterwards."""
     import uuid
 
     import psycopg
 
     name = f"resound_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+    admin = postgres_server.url()
+    _POSTGRES_USE["databases"] = int(_POSTGRES_USE.get("databases", 0)) + 1
+    with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    # The server trusts local connections; the password is there to prove it is never written out.
-    yield f"postgresql+psycopg://postgres:s3cret-pw@127.0.0.1:5432/{name}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+    # The URL always carries a password (the named server's own, or one that a trusting server ignores): the
+    # tests prove it is never written out or printed.
+    yield postgres_server.url(name, driver="postgresql+psycopg", password=postgres_server.password or "s3cret-pw")
+    with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    server = _POSTGRES_USE.get("server")
+    if isinstance(server, PostgresServer):
+        where = {"private": "a private server started by the suite", "named": "the server RESOUND_TEST_POSTGRES names",
+                 "local": "the local server"}[server.origin]
+        terminalreporter.write_line(f"postgres: {_POSTGRES_USE.get('databases', 0)} test database(s) on {where} "
+                                    f"({server.host}:{server.port})")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every test that reaches PostgreSQL carries the marker, so that `-m postgres` / `-m "not postgres"` select
+    # them: those asking for postgres_url, and the postgres half of those parametrised by catalog_url.
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        uses_catalog = callspec is not None and callspec.params.get("catalog_url") == "postgres"
+        if "postgres_url" in getattr(item, "fixturenames", ()) or uses_catalog:
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -17,7 +17,7 @@ import signal
 import time
 from pathlib import Path
 
-from indexer.encoders.registry import register_family
+from indexer.encoders.resolver import register_family
 from tests.helpers import ToneEncoder
 
 

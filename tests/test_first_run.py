@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from indexer.build import BuildOptions, build_index
 from indexer.cli import main as indexer_cli
 from indexer.encoders.base import EncoderInfo
-from indexer.encoders.registry import register_family
+from indexer.encoders.resolver import register_family
 from indexer.errors import AudioDecodeError
 from indexer.media.decode import decode_audio
 from indexer.media.reasons import plain_reason

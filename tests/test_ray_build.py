@@ -248,7 +248,6 @@ def two_nodes() -> Iterator[str]:
             _stop(node)
 
 
-@pytest.mark.postgres
 class TestTwoNodes:
     def test_equals_local_build_with_a_postgres_catalog(self, tmp_path: Path, corpus: Path, model: Path,
                                                         two_nodes: str, postgres_url: str) -> None:

@@ -3,7 +3,7 @@
 Subprocess tests name this module in $RESOUND_PLUGINS so that real `indexer` processes start in seconds.
 """
 
-from indexer.encoders.registry import register_family
+from indexer.encoders.resolver import register_family
 from tests.helpers import ToneEncoder
 
 register_family("test_tones", lambda checkpoint, model_id, *_: ToneEncoder(model_id, checkpoint), (".tones",))

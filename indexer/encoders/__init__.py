@@ -1,15 +1,14 @@
-"""Embedding models behind one interface (see base.Encoder) and a registry that resolves their names."""
+"""Embedding models behind one interface (see base.Encoder): the registered models as data (registry),
+and the resolver that turns a name into a loaded encoder (resolver)."""
 
 from indexer.encoders.base import Encoder, EncoderInfo, l2_normalize
-from indexer.encoders.registry import (
-    AUTO_MODEL,
-    DEFAULT_MODEL,
-    MODELS,
+from indexer.encoders.registry import AUTO_MODEL, DEFAULT_MODEL, MODELS, ModelEntry
+from indexer.encoders.resolver import (
     EncoderSpec,
-    ModelEntry,
     ModelRef,
     load_encoder,
     load_vision_encoder,
+    register_family,
     resolve_model,
 )
 
@@ -25,5 +24,6 @@ __all__ = [
     "l2_normalize",
     "load_encoder",
     "load_vision_encoder",
+    "register_family",
     "resolve_model",
 ]

@@ -122,13 +122,18 @@ def file_sha256(path: str | Path) -> str:
     cache = _read_hash_cache()
     if key in cache:
         return cache[key]
+    cache[key] = sha256_now(path)
+    _write_hash_cache(cache)
+    return cache[key]
+
+
+def sha256_now(path: Path) -> str:
+    """SHA-256 of a file's bytes, read now (no cache: verification must see what is on disk)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    cache[key] = digest.hexdigest()
-    _write_hash_cache(cache)
-    return cache[key]
+    return digest.hexdigest()
 
 
 def _read_hash_cache() -> dict[str, str]:

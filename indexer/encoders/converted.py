@@ -1,9 +1,11 @@
-"""A safetensors copy of a pickled checkpoint, kept beside it for memory-mapped loading.
+"""A LAION-CLAP checkpoint's weights on disk: the torch pickle, and a safetensors copy kept beside it for
+memory-mapped loading.
 
 LAION-CLAP checkpoints are torch pickles (zip archives): loading one reads and unpickles every tensor.
-The copy `<checkpoint>.safetensors` holds the cleaned state dict (what `load_clap_state_dict` returns) and,
-in its metadata, the sha256 of the checkpoint it was made from; it is used only while that still matches,
-so a replaced checkpoint is never shadowed by a stale copy.
+The copy `<checkpoint>.safetensors` holds the cleaned state dict (`read_pickled_state`) and, in its
+metadata, the sha256 of the checkpoint it was made from; it is used only while that still matches, so a
+replaced checkpoint is never shadowed by a stale copy. The encoder (laion_clap.py) and the model store
+(model_store.py) both build on this module; it imports neither.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from indexer.encoders.checkpoints import file_sha256
+from indexer.encoders.checkpoints import file_sha256, sha256_now
+from indexer.errors import CheckpointError
 
 SUFFIX = ".safetensors"
 SOURCE_KEY = "resound_source_sha256"
@@ -37,6 +40,26 @@ def _source_sha256(copy: Path) -> str | None:
             return (f.metadata() or {}).get(SOURCE_KEY)
     except _unreadable():  # a truncated or foreign file is simply not a usable copy
         return None
+
+
+def read_pickled_state(path: Path) -> dict[str, Any]:
+    """The cleaned state dict of a pickled LAION-CLAP checkpoint, unpickled with torch's weights-only loader
+    (no arbitrary objects). Raises CheckpointError when it is not such a checkpoint."""
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for unsafe globals, RuntimeError/EOFError for corrupt zips
+        raise CheckpointError(f"{path}: not a loadable LAION-CLAP checkpoint ({_first_line(e)})") from e
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"{path}: holds no state_dict")
+    # Same clean-up as clap_module.factory.load_state_dict: DDP prefixes, and the position_ids buffer
+    # that transformers >= 4.31 no longer keeps in the state dict.
+    if next(iter(state)).startswith("module."):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    state.pop("text_branch.embeddings.position_ids", None)
+    return state
 
 
 def load_converted(checkpoint: Path) -> dict[str, Any] | None:
@@ -81,9 +104,7 @@ def ensure_converted(checkpoint: Path) -> Path | None:
     copy = converted_path(checkpoint)
     if copy.is_file() and _source_sha256(copy) == file_sha256(checkpoint):
         return copy
-    from indexer.encoders.laion_clap import load_clap_state_dict
-
-    return write_converted(checkpoint, load_clap_state_dict(checkpoint, use_converted=False))
+    return write_converted(checkpoint, read_pickled_state(checkpoint))
 
 
 def converted_problem(checkpoint: Path) -> str | None:
@@ -94,8 +115,11 @@ def converted_problem(checkpoint: Path) -> str | None:
     source = _source_sha256(copy)
     if source is None:
         return f"{copy}: unreadable safetensors copy (delete it; it is made again on the next load)"
-    from indexer.encoders.model_store import sha256_now
-
     if source != sha256_now(checkpoint):
         return f"{copy}: made from other bytes than {checkpoint.name} (delete it; it is made again on the next load)"
     return None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__

@@ -11,18 +11,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from indexer.encoders.base import EncoderInfo
-from indexer.encoders.checkpoints import HubFile, file_sha256, resolve_hub_file
+from indexer.encoders.checkpoints import file_sha256, resolve_hub_file
+from indexer.encoders.converted import load_converted, read_pickled_state, write_converted
 from indexer.encoders.imports import import_clap_module
+from indexer.encoders.registry import ROBERTA_FILES
 from indexer.errors import CheckpointError, CheckpointNotFoundError
 
-ROBERTA_TOKENIZER = HubFile("roberta-base", "vocab.json")
-ROBERTA_MERGES = HubFile("roberta-base", "merges.txt")
+ROBERTA_TOKENIZER, ROBERTA_MERGES = ROBERTA_FILES
 _ROBERTA_CONFIG = Path(__file__).with_name("configs") / "roberta-base.json"
 # The tiny/base/large HTS-AT variants differ in their patch-embedding width (clap_module/htsat.py).
 _HTSAT_BY_PATCH_WIDTH = {96: "HTSAT-tiny", 128: "HTSAT-base", 256: "HTSAT-large"}
@@ -100,34 +102,18 @@ def load_clap_state_dict(path: str | Path, use_converted: bool = True, convert: 
     With `use_converted`, a matching safetensors copy beside the checkpoint (indexer/encoders/converted.py)
     is memory-mapped instead of reading the pickle; with `convert`, one is written when missing.
     """
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointNotFoundError(f"{path}: checkpoint file not found")
     if use_converted:
-        from indexer.encoders.converted import load_converted, write_converted
-
         state = load_converted(path)
         if state is not None:
             return state
         if convert:
-            state = load_clap_state_dict(path, use_converted=False)
+            state = read_pickled_state(path)
             write_converted(path, state)
             return state
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError for unsafe globals, RuntimeError/EOFError for corrupt zips
-        raise CheckpointError(f"{path}: not a loadable LAION-CLAP checkpoint ({_first_line(e)})") from e
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict) or not state:
-        raise CheckpointError(f"{path}: holds no state_dict")
-    # Same clean-up as clap_module.factory.load_state_dict: DDP prefixes, and the position_ids buffer
-    # that transformers >= 4.31 no longer keeps in the state dict.
-    if next(iter(state)).startswith("module."):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    state.pop("text_branch.embeddings.position_ids", None)
-    return state
+    return read_pickled_state(path)
 
 
 def infer_architecture(state: dict[str, Any]) -> tuple[str, bool]:

@@ -26,6 +26,7 @@ from indexer.encoders.checkpoints import (
     hub_offline,
     model_dir,
     model_dir_path,
+    sha256_now,
 )
 from indexer.encoders.registry import MODELS, ModelEntry
 from indexer.errors import CheckpointError, CheckpointNotFoundError, UnknownModelError
@@ -125,15 +126,6 @@ def read_record(checkpoint: Path) -> dict[str, Any] | None:
         return json.loads(record_path(checkpoint).read_text())
     except (OSError, ValueError):
         return None
-
-
-def sha256_now(path: Path) -> str:
-    """SHA-256 of a file's bytes, read now (no cache: verification must see what is on disk)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def git_blob_sha1(path: Path) -> str:
