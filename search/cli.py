@@ -163,15 +163,20 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
 @_filter_options
 @_verbose_option
 @_max_seconds_option
+@click.option("--exclude-self", is_flag=True,
+              help="Leave FILE out when it is in the index (same content or path); by default it ranks first.")
 def similar(file: Path, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
           show_windows: bool, per_window: bool, modality: str | None, where: SearchFilter, verbose: bool,
-            max_seconds: float) -> None:
-    """Find the files that sound (and look) most like FILE (the filter options narrow where to look)."""
+            max_seconds: float, exclude_self: bool) -> None:
+    """Find the files that sound (and look) most like FILE (the filter options narrow where to look).
+
+    Files are ranked by the cosine of their file vectors (the mean of their windows) with FILE's; FILE
+    itself, when it is in the index, comes first (or is left out with --exclude-self)."""
     from search.served import similar_hits
 
     # A running server answers unfiltered searches; filtered ones are answered in-process.
     served = (similar_hits(index_path, file, k, modality, db_url, model, device, verbose, per_file=not per_window)
-              if where.is_empty else None)
+              if where.is_empty and not exclude_self else None)
     if served is not None:
         _print_hits(served, as_json, show_windows)
         return
@@ -181,7 +186,7 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
         _print_hits(engine.similar(file, k, modality, where, limits=DecodeLimits.for_seconds(max_seconds),
-                                   per_file=not per_window), as_json, show_windows)
+                                   per_file=not per_window, exclude_self=exclude_self), as_json, show_windows)
         _print_notes(engine)
     finally:
         engine.close()

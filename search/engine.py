@@ -103,11 +103,13 @@ class Engine:
         self._generation = -1
         self._stores: dict[str, VectorStore] = {}
         self._matching: dict[tuple[int, SearchFilter], np.ndarray] = {}  # see matching_segment_ids
+        self.answer_notes: list[str] = []  # what the last search's caller should be told about its answer
 
     @property
     def notes(self) -> list[str]:
-        """One line each on what runs on CPU although a GPU was asked for (or found by auto)."""
-        notes = list(self.placement.notes)
+        """One line each on what runs on CPU although a GPU was asked for (or found by auto), and on the
+        last query's answer (`answer_notes`: an empty answer explained, the query file left out)."""
+        notes = list(self.placement.notes) + self.answer_notes
         segments = self._stores.get("segments")
         if segments is not None and segments.gpu_note:
             notes.append(segments.gpu_note)
@@ -159,6 +161,7 @@ class Engine:
             raise QueryError(f"query text of {len(text)} characters exceeds {MAX_QUERY_CHARS}")
         modality = modality or self.modalities[-1]
         self._check_modality(modality)
+        self.answer_notes = []
         with autocast(self.encoder, self.precision) as reduced:
             if hasattr(self.encoder, "restrict"):
                 vectors = self.encoder.embed_text([text], modality=modality)  # type: ignore[call-arg]
@@ -170,18 +173,97 @@ class Engine:
         return self.search_vector(vector, k, where, per_file)
 
     def similar(self, path: str | Path, k: int = 10, modality: str | None = None,
-                where: SearchFilter | None = None, limits: DecodeLimits = NO_LIMITS, per_file: bool = True) -> list[Hit]:
-        """Files (their best segments) that sound (and look) most like a media file (its windows' mean
-        vector), among the segments `where` admits; `per_file` as in query().
+                where: SearchFilter | None = None, limits: DecodeLimits = NO_LIMITS, per_file: bool = True,
+                exclude_self: bool = False) -> list[Hit]:
+        """Files that sound (and look) most like a media file, among the segments `where` admits.
+
+        Files are ranked by their file vectors against the query file's (search/more_like_this.py): a hit's
+        `score` is that cosine, its windows the file's windows that best match the query vector. A query
+        file that is in the index (same content hash or path) comes first with its exact score, or with
+        `exclude_self` is left out (a note says so). `per_file=False` ranks windows against the query
+        file's vector, as query() does.
 
         Decoding stops at `limits` (MediaTooLongError), whatever the file's header claims.
         """
+        from search.more_like_this import indexed_copies
+
         modality = modality or self.modalities[-1]
         self._check_modality(modality)
-        vector = self.embed_file(path, limits)
+        self.answer_notes = []
+        if not Path(path).exists():
+            raise QueryError(f"{path}: file not found")
+        copies = indexed_copies(self.index.catalog, path)
+        itself = copies[0] if copies else None
+        stores = self.stores()
+        vector = None
+        if itself is not None:
+            try:
+                vector = stores["files"].reconstruct([itself.file_id])[0]
+            except RuntimeError:  # cataloged but not in the loaded generation: embed it as any file
+                itself = None
+        if vector is None:
+            vector = self.embed_file(path, limits)
         if hasattr(self.encoder, "restrict"):
             vector = self.encoder.restrict(vector, modality)  # type: ignore[attr-defined]
-        return self.search_vector(vector, k, where, per_file)
+        if not per_file:
+            if exclude_self and itself is not None:
+                from search.more_like_this import segments_of_files
+
+                # At most every window of the copies ranks above the k-th other window.
+                own = sum(len(ids) for ids in segments_of_files(self.index.catalog, [c.file_id for c in copies]).values())
+                left = [h for h in self.search_vector(vector, k + own, where, per_file=False)
+                        if h.file_id not in {c.file_id for c in copies}][:k]
+                hits = [dataclasses.replace(h, rank=rank) for rank, h in enumerate(left, 1)]
+            else:
+                hits = self.search_vector(vector, k, where, per_file=False)
+        else:
+            leave_out = frozenset(c.file_id for c in copies) if exclude_self else frozenset()
+            hits = self._similar_files(vector, k, where, None if itself is None else itself.file_id, leave_out)
+        if exclude_self and itself is not None:
+            self.answer_notes.append(f"left out {path} itself (indexed as {itself.path})"
+                                     + (f" and {len(copies) - 1} identical cop{'ies' if len(copies) > 2 else 'y'}"
+                                        if len(copies) > 1 else ""))
+        return hits
+
+    def _similar_files(self, vector: np.ndarray, k: int, where: SearchFilter | None, first: int | None,
+                       leave_out: frozenset[int]) -> list[Hit]:
+        """Files ranked by file vector (search/more_like_this.py), each with its best-matching windows."""
+        from search.more_like_this import file_ids_of_segments, rank_files, segments_of_files
+
+        admitted = self.matching_segment_ids(where)
+        if admitted is not None and not len(admitted):
+            self.answer_notes.append(self.empty_answer_note(where))  # type: ignore[arg-type]
+            return []
+        catalog = self.index.catalog
+        among = None if admitted is None else file_ids_of_segments(catalog, admitted)
+        stores = self.stores()
+        ranked = rank_files(stores["files"], vector, k, among, first, leave_out)
+        if not ranked:
+            return []
+        windows_of = segments_of_files(catalog, [file_id for file_id, _ in ranked])
+        floor = ranked[-1][1]
+        chosen: list[tuple[int, float, list[tuple[int, float]]]] = []
+        for file_id, score in ranked:
+            ids = windows_of.get(file_id, [])
+            if admitted is not None:
+                ids = [i for i in ids if _holds(admitted, i)]
+            if not ids:
+                continue  # no vector-holding window left (a build removing it right now)
+            try:
+                scores = stores["segments"].reconstruct(ids) @ vector
+            except RuntimeError:
+                continue
+            order = np.argsort(-scores, kind="stable")
+            best = [(ids[o], float(scores[o])) for o in order]
+            # The best window, then the others that score at least as high as the last file does.
+            chosen.append((file_id, score, best[:1] + [w for w in best[1:] if w[1] >= floor]))
+        records = self.index.segments([i for _, _, windows in chosen for i, _ in windows])
+        hits = []
+        for file_id, score, windows in chosen:
+            found = [(records[i], s) for i, s in windows if i in records]
+            if found:
+                hits.append(_hit(len(hits) + 1, found[0][0], score, tuple(found)))
+        return hits
 
     def embed_file(self, path: str | Path, limits: DecodeLimits = NO_LIMITS) -> np.ndarray:
         """The file-level vector of an audio file: the normalised mean of its window vectors. Raises
@@ -210,6 +292,7 @@ class Engine:
             raise QueryError("k must be at least 1")
         among = self.matching_segment_ids(where)
         if among is not None and not len(among):
+            self.answer_notes.append(self.empty_answer_note(where))  # type: ignore[arg-type]
             return []
         store = self.stores()["segments"]
         available = store.ntotal if among is None else min(store.ntotal, len(among))
@@ -228,6 +311,30 @@ class Engine:
         return [_hit(rank, *ranked[group.best], tuple(ranked[p] for p in group.positions))
                 for rank, group in enumerate(groups, 1)]
 
+    def empty_answer_note(self, where: SearchFilter) -> str:
+        """Why a filtered search has no answer: which conditions admit no indexed file, and how many files
+        each condition admits on its own (whatever the query)."""
+        from sqlalchemy import select
+
+        from db.filters import count_files
+        from db.schema import CorpusRow
+
+        with self.index.catalog.engine.connect() as connection:
+            corpora = {corpus_id: root for corpus_id, root in connection.execute(select(CorpusRow.id, CorpusRow.root))}
+            total = count_files(connection, SearchFilter(), corpora)
+            counts = [(label, count_files(connection, alone, corpora)) for label, alone in where.conditions()]
+        roots = ", ".join(sorted(corpora.values()))
+        empty = [label for label, n in counts if n == 0]
+        told = [f"{label} admits {n}" if n else f"{label} admits none" for label, n in counts]
+        if where.under_relative is not None and any(label.startswith("under") for label in empty):
+            told = [t + f" (no such folder here, nor in the corpus root{'s' if len(corpora) > 1 else ''} {roots})"
+                    if t.startswith("under") else t for t in told]
+        if not empty:
+            return f"no results: each filter admits files, but no indexed file passes them all ({'; '.join(told)}; " \
+                   f"{total} files indexed)"
+        return f"no results: {', '.join(empty)} admit{'s' if len(empty) == 1 else ''} no indexed file " \
+               f"({'; '.join(told)}; {total} files indexed)"
+
     def matching_segment_ids(self, where: SearchFilter | None) -> np.ndarray | None:
         """The segment ids `where` admits (None: no filter), kept for the generation they were read in, so
         that repeated queries with one filter (a user paging, the page's searches) read them once."""
@@ -241,7 +348,7 @@ class Engine:
                 self._matching.pop(next(iter(self._matching)))
             self._matching[key] = ids
         return ids
-    def file_windows(self) -> list["FileWindows"]:  # noqa: F821
+    def file_windows(self) -> list[FileWindows]:  # noqa: F821
         """Every indexed file's window vectors in time order, ids as in the segment store."""
         from search.duplicates import FileWindows
 
@@ -266,7 +373,7 @@ class Engine:
         return result.scores, result.ids
 
     def duplicates(self, threshold: float | None = None, min_match: float | None = None,
-                   check: bool = True) -> list["DuplicateGroup"]:  # noqa: F821
+                   check: bool = True) -> list[DuplicateGroup]:  # noqa: F821
         """Groups of indexed files that are the same recording (see search/duplicates.py), largest first.
 
         `threshold`: the aligned window similarity a candidate pair needs; `min_match`: the correlation
@@ -296,6 +403,11 @@ class Engine:
 
     def close(self) -> None:
         self.index.close()
+
+
+def _holds(sorted_ids: np.ndarray, i: int) -> bool:
+    at = int(np.searchsorted(sorted_ids, i))
+    return at < len(sorted_ids) and int(sorted_ids[at]) == i
 
 
 def _hit(rank: int, segment: SegmentRecord, score: float, windows: tuple[tuple[SegmentRecord, float], ...]) -> Hit:

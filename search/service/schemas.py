@@ -40,6 +40,8 @@ class SearchResponse(BaseModel):
     modality: str
     took_ms: float
     hits: list[HitOut]
+    notes: list[str] = Field(default_factory=list, description="what to know about the answer: why it is empty "
+                             "(which filter admitted no file), or that the query file itself was left out")
 
 
 class LabelOut(BaseModel):

@@ -125,7 +125,8 @@ function renderHits(data, title) {
     list.append(li);
   }
   $("#results-section").hidden = false;
-  setStatus(data.hits.length ? `${data.hits.length} files in ${Math.round(data.took_ms)} ms` : "no results");
+  const notes = (data.notes || []).join(" ");
+  setStatus((data.hits.length ? `${data.hits.length} files in ${Math.round(data.took_ms)} ms` : "no results") + (notes ? ` (${notes})` : ""));
 }
 
 async function search(text) {
