@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 # SQLAlchemy is imported by the functions that build SQL, not here: a cold `search query` parses its
 # filter options without paying for SQLAlchemy (the catalog reads a current SQLite schema with sqlite3).
 
-# Tags read from containers at build time (indexer/media/tags.py) and accepted by `tag` conditions.
-TAG_KEYS = ("title", "artist", "album", "genre")
+# Tags read from containers at build time (indexer/media/tags.py) and accepted by `tag` conditions: the
+# names, then the words sound libraries embed (BWF bext description and originator, iXML notes, ID3/Vorbis/
+# MP4 comments and descriptions).
+TAG_KEYS = ("title", "artist", "album", "genre", "description", "comment", "originator", "notes")
 # What a segment holds, by the value its row records (indexer.embed.modalities_of).
 _HOLDING = {"audio": ("audio", "audio+visual"), "visual": ("visual", "audio+visual"), "av": ("audio+visual",)}
 MODALITIES = tuple(_HOLDING)

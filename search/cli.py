@@ -47,13 +47,13 @@ def run() -> None:
     sys.exit(code)
 
 
-def _print_hits(hits: list[Hit], as_json: bool, windows: bool) -> None:
+def _print_hits(hits: list[Hit], as_json: bool, windows: bool, show: bool = False) -> None:
     from search.output import hits_table
 
     if as_json:
         click.echo(json.dumps([h.to_json() for h in hits], indent=2))
         return
-    click.echo("\n".join(hits_table(hits, windows)))
+    click.echo("\n".join(hits_table(hits, windows, show=show)))
 
 
 def _print_notes(engine: Engine) -> None:
@@ -83,6 +83,8 @@ def _common(f):  # type: ignore[no-untyped-def]
                      help="Print a JSON array of hits (absolute paths, every matching window; see README)."),
         click.option("--windows", "show_windows", is_flag=True,
                      help="Also list each file's other matching windows under it."),
+        click.option("--show", "show_tags", is_flag=True,
+                     help="Also print each file's tags under it (title ... description, comment, notes)."),
         click.option("--per-window", is_flag=True,
                      help="Rank windows, not files: a file may appear several times."),
         click.option("--modality", type=click.Choice(["audio", "visual", "av"]), default=None,
@@ -136,7 +138,8 @@ def _verbose_option(f):  # type: ignore[no-untyped-def]
 @_filter_options
 @_verbose_option
 def query(text: str, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
-          show_windows: bool, per_window: bool, modality: str | None, where: SearchFilter, verbose: bool) -> None:
+          show_windows: bool, show_tags: bool, per_window: bool, modality: str | None, where: SearchFilter,
+          verbose: bool) -> None:
     """Find the files that best match a text description (the filter options narrow where to look)."""
     from search.served import query_hits
 
@@ -144,13 +147,13 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
     served = (query_hits(index_path, text, k, modality, db_url, model, device, verbose, per_file=not per_window)
               if where.is_empty else None)
     if served is not None:
-        _print_hits(served, as_json, show_windows)
+        _print_hits(served, as_json, show_windows, show_tags)
         return
     from search.engine import Engine
 
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
-        _print_hits(engine.query(text, k, modality, where, per_file=not per_window), as_json, show_windows)
+        _print_hits(engine.query(text, k, modality, where, per_file=not per_window), as_json, show_windows, show_tags)
         _print_notes(engine)
     finally:
         engine.close()
@@ -166,8 +169,8 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
 @click.option("--exclude-self", is_flag=True,
               help="Leave FILE out when it is in the index (same content or path); by default it ranks first.")
 def similar(file: Path, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
-          show_windows: bool, per_window: bool, modality: str | None, where: SearchFilter, verbose: bool,
-            max_seconds: float, exclude_self: bool) -> None:
+          show_windows: bool, show_tags: bool, per_window: bool, modality: str | None, where: SearchFilter,
+            verbose: bool, max_seconds: float, exclude_self: bool) -> None:
     """Find the files that sound (and look) most like FILE (the filter options narrow where to look).
 
     Files are ranked by the cosine of their file vectors (the mean of their windows) with FILE's; FILE
@@ -178,7 +181,7 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
     served = (similar_hits(index_path, file, k, modality, db_url, model, device, verbose, per_file=not per_window)
               if where.is_empty and not exclude_self else None)
     if served is not None:
-        _print_hits(served, as_json, show_windows)
+        _print_hits(served, as_json, show_windows, show_tags)
         return
     from indexer.media.decode import DecodeLimits
     from search.engine import Engine
@@ -186,7 +189,7 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
         _print_hits(engine.similar(file, k, modality, where, limits=DecodeLimits.for_seconds(max_seconds),
-                                   per_file=not per_window, exclude_self=exclude_self), as_json, show_windows)
+                                   per_file=not per_window, exclude_self=exclude_self), as_json, show_windows, show_tags)
         _print_notes(engine)
     finally:
         engine.close()

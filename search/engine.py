@@ -6,7 +6,7 @@ The CLI, the HTTP service and Python users all go through `Engine`.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,8 @@ class Hit:
 
     `windows` are the file's windows that score at least as high as the last hit, best first (the first
     is the hit's own; search/grouping.py); with per-file grouping off, only the hit's own window. `root`
-    is the corpus root the file was indexed under.
+    is the corpus root the file was indexed under; `tags` the file's tags (title ... description, notes:
+    indexer/media/tags.py).
     """
 
     rank: int
@@ -58,6 +59,7 @@ class Hit:
     file_id: int
     windows: tuple[Window, ...] = ()
     root: str = ""
+    tags: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def relative_path(self) -> str:
@@ -69,7 +71,7 @@ class Hit:
         """The public JSON form of a hit (README: Usage)."""
         d = asdict(self)
         return {key: d[key] for key in ("rank", "path", "start", "end", "score")} | {
-            "windows": [w.to_json() for w in self.windows]}
+            "windows": [w.to_json() for w in self.windows], "tags": dict(self.tags)}
 
 
 class Engine:
@@ -263,7 +265,7 @@ class Engine:
             found = [(records[i], s) for i, s in windows if i in records]
             if found:
                 hits.append(_hit(len(hits) + 1, found[0][0], score, tuple(found)))
-        return hits
+        return self.tagged(hits)
 
     def embed_file(self, path: str | Path, limits: DecodeLimits = NO_LIMITS) -> np.ndarray:
         """The file-level vector of an audio file: the normalised mean of its window vectors. Raises
@@ -303,13 +305,18 @@ class Engine:
             segments = self.index.segments([i for i, _ in valid])
             ranked = [(segments[i], score) for i, score in valid if i in segments]  # catalog rows only
             if not per_file:
-                return [_hit(rank, segment, score, ((segment, score),)) for rank, (segment, score)
-                        in enumerate(ranked[:k], 1)]
+                return self.tagged([_hit(rank, segment, score, ((segment, score),)) for rank, (segment, score)
+                                    in enumerate(ranked[:k], 1)])
             groups = group_by_file([segment.file_id for segment, _ in ranked], k)
             # Fewer windows than asked for means FAISS has no more to give (an IVF's probed lists included).
             fetch = None if len(valid) < fetch else next_fetch(k, fetch, len(groups), available)
-        return [_hit(rank, *ranked[group.best], tuple(ranked[p] for p in group.positions))
-                for rank, group in enumerate(groups, 1)]
+        return self.tagged([_hit(rank, *ranked[group.best], tuple(ranked[p] for p in group.positions))
+                            for rank, group in enumerate(groups, 1)])
+
+    def tagged(self, hits: list[Hit]) -> list[Hit]:
+        """`hits` with their files' tags (one catalog read for all)."""
+        tags = self.index.file_tags(sorted({h.file_id for h in hits})) if hits else {}
+        return [dataclasses.replace(h, tags=tags.get(h.file_id, {})) for h in hits]
 
     def empty_answer_note(self, where: SearchFilter) -> str:
         """Why a filtered search has no answer: which conditions admit no indexed file, and how many files

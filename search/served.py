@@ -39,8 +39,8 @@ def _hits(hits: list[dict[str, Any]]) -> list:  # list[Hit]
 
     from search.engine import Hit, Window
 
-    names = [f.name for f in dataclasses.fields(Hit) if f.name not in ("windows", "root")]
-    return [Hit(**{name: h[name] for name in names}, root=h.get("root", ""),
+    names = [f.name for f in dataclasses.fields(Hit) if f.name not in ("windows", "root", "tags")]
+    return [Hit(**{name: h[name] for name in names}, root=h.get("root", ""), tags=h.get("tags") or {},
                 windows=tuple(Window(w["start"], w["end"], w["score"], w["segment_id"]) for w in h.get("windows", ())))
             for h in hits]
 

@@ -216,7 +216,7 @@ def test_cli_query_and_similar_print_ranked_json(corpus: Path, tmp_path: Path, c
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout)
     assert [h["rank"] for h in hits] == [1, 2, 3, 4]
-    assert all(set(h) == {"rank", "path", "start", "end", "score", "windows"} for h in hits)
+    assert all(set(h) == {"rank", "path", "start", "end", "score", "windows", "tags"} for h in hits)
     assert len({h["path"] for h in hits}) == 4  # one hit per file: k counts files
     assert all(h["windows"][0] == {"start": h["start"], "end": h["end"], "score": h["score"]} for h in hits)
     scores = [h["score"] for h in hits]

@@ -148,7 +148,7 @@ class SearchService:
                        segment_id=h.segment_id, file_id=h.file_id, audio_url=f"/api/files/{h.file_id}/audio",
                        waveform_url=f"/api/segments/{h.segment_id}/waveform.png",
                        windows=[WindowOut(start=w.start, end=w.end, score=w.score, segment_id=w.segment_id)
-                                for w in h.windows]) for h in hits]
+                                for w in h.windows], tags=h.tags) for h in hits]
 
     def modality(self, modality: str | None) -> str:
         return modality or self.engine.modalities[-1]

@@ -30,6 +30,8 @@ class HitOut(BaseModel):
     waveform_url: str = Field(description="PNG waveform of the segment")
     windows: list[WindowOut] = Field(description="the file's matching windows among those searched, best first "
                                                  "(the first is this hit's own)")
+    tags: dict[str, str] = Field(default_factory=dict, description="the file's tags: title, artist, album, genre, "
+                                 "description, comment, originator, notes (those it carries)")
 
 
 class SearchResponse(BaseModel):

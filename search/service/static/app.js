@@ -122,6 +122,11 @@ function renderHits(data, title) {
       button.addEventListener("click", () => play({ ...hit, start: w.start, end: w.end }, li, w.start));
       windows.append(" ", button);
     }
+    // What the file says of itself: its description, comment, notes, names.
+    const tags = Object.entries(hit.tags || {});
+    const tagLine = $(".hit-tags", li);
+    tagLine.hidden = tags.length === 0;
+    tagLine.textContent = tags.map(([key, value]) => `${key}: ${value}`).join(" · ");
     list.append(li);
   }
   $("#results-section").hidden = false;
