@@ -137,15 +137,21 @@ def _verbose_option(f):  # type: ignore[no-untyped-def]
 @_common
 @_filter_options
 @_verbose_option
+@click.option("--mode", type=click.Choice(["hybrid", "vector", "keyword"]), default="hybrid", show_default=True,
+              help="hybrid: the words of file names, folders and tags (title ... description, notes) fused with "
+                   "the sound ranking; vector: the sound alone; keyword: the words alone.")
 def query(text: str, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
           show_windows: bool, show_tags: bool, per_window: bool, modality: str | None, where: SearchFilter,
-          verbose: bool) -> None:
-    """Find the files that best match a text description (the filter options narrow where to look)."""
+          verbose: bool, mode: str) -> None:
+    """Find the files that best match a text description (the filter options narrow where to look).
+
+    By default a file ranks by its words (name, folders, embedded descriptions) and by its sound together:
+    a file named "ZOOM0042.WAV" still ranks by its sound, and --show prints the words that matched."""
     from search.served import query_hits
 
     # A running server answers unfiltered searches; filtered ones are answered in-process.
-    served = (query_hits(index_path, text, k, modality, db_url, model, device, verbose, per_file=not per_window)
-              if where.is_empty else None)
+    served = (query_hits(index_path, text, k, modality, db_url, model, device, verbose, per_file=not per_window,
+                         mode=mode) if where.is_empty else None)
     if served is not None:
         _print_hits(served, as_json, show_windows, show_tags)
         return
@@ -153,7 +159,8 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
 
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
-        _print_hits(engine.query(text, k, modality, where, per_file=not per_window), as_json, show_windows, show_tags)
+        _print_hits(engine.query(text, k, modality, where, per_file=not per_window, mode=mode), as_json, show_windows,
+                    show_tags)
         _print_notes(engine)
     finally:
         engine.close()

@@ -60,6 +60,9 @@ class Hit:
     windows: tuple[Window, ...] = ()
     root: str = ""
     tags: dict[str, str] = field(default_factory=dict, compare=False)
+    matched: tuple[str, ...] = ()  # query words (as the tokenizer made them) the file's name, folders or tags hold
+    keyword_score: float | None = None  # BM25 of those words (keyword and hybrid searches)
+    fused_score: float | None = None  # reciprocal rank fusion score (hybrid searches)
 
     @property
     def relative_path(self) -> str:
@@ -71,7 +74,8 @@ class Hit:
         """The public JSON form of a hit (README: Usage)."""
         d = asdict(self)
         return {key: d[key] for key in ("rank", "path", "start", "end", "score")} | {
-            "windows": [w.to_json() for w in self.windows], "tags": dict(self.tags)}
+            "windows": [w.to_json() for w in self.windows], "tags": dict(self.tags),
+            "matched_words": list(self.matched), "keyword_score": self.keyword_score, "fused_score": self.fused_score}
 
 
 class Engine:
@@ -152,10 +156,20 @@ class Engine:
 
     # -- queries ----------------------------------------------------------------------------------
     def query(self, text: str, k: int = 10, modality: str | None = None, where: SearchFilter | None = None,
-              per_file: bool = True) -> list[Hit]:
+              per_file: bool = True, mode: str = "vector") -> list[Hit]:
         """Files (their best segments) that best match a text description (`modality`: audio, visual or
         av; default all), among the segments `where` admits. `per_file=False` ranks segments instead,
-        several of a file possibly."""
+        several of a file possibly.
+
+        `mode`: "vector" ranks by the sound alone; "keyword" by the words of file names, folders and tags
+        (BM25, db/fulltext.py); "hybrid" fuses both rankings (search/hybrid.py). Hits of the last two say
+        which words matched; `score` is the best window's cosine in every mode. Windows are ranked by
+        vector in every mode (words describe files, not windows).
+        """
+        from search.hybrid import MODES
+
+        if mode not in MODES:
+            raise QueryError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
         text = (text or "").strip()
         if not text:
             raise QueryError("empty query text")
@@ -172,7 +186,56 @@ class Engine:
         vector = unit_rows(self.encoder, vectors, reduced)[0]
         if self.hubness is not None:
             vector = self.hubness.apply(vector)
-        return self.search_vector(vector, k, where, per_file)
+        if mode == "vector":
+            return self.search_vector(vector, k, where, per_file)
+        return self._worded(text, vector, k, where, per_file, mode)
+
+    def _worded(self, text: str, vector: np.ndarray, k: int, where: SearchFilter | None, per_file: bool,
+                mode: str) -> list[Hit]:
+        """Keyword or hybrid hits (see query())."""
+        from db.fulltext import fuse, query_terms, rank_keywords
+        from search.hybrid import FUSION_DEPTH, RRF_K, keyword_rows
+
+        admitted = self.matching_segment_ids(where)
+        if admitted is not None and not len(admitted):
+            self.answer_notes.append(self.empty_answer_note(where))  # type: ignore[arg-type]
+            return []
+        among = None
+        if admitted is not None:
+            from search.more_like_this import file_ids_of_segments
+
+            among = set(file_ids_of_segments(self.index.catalog, admitted).tolist())
+        words = rank_keywords(keyword_rows(self.index), query_terms(text), among)
+        by_file = {w.file_id: w for w in words}
+        if not per_file:  # windows by vector; the words of their files beside them
+            return [dataclasses.replace(h, matched=by_file[h.file_id].matched if h.file_id in by_file else (),
+                                        keyword_score=by_file[h.file_id].score if h.file_id in by_file else None)
+                    for h in self.search_vector(vector, k, where, per_file=False)]
+        if mode == "keyword":
+            chosen = [(w.file_id, None) for w in words[:k]]
+            sounded: dict[int, Hit] = {}
+        else:
+            depth = max(FUSION_DEPTH, k)
+            sounded = {h.file_id: h for h in self.search_vector(vector, depth, where, per_file=True)}
+            chosen = [(file_id, fused) for file_id, fused in
+                      fuse([list(sounded), [w.file_id for w in words[:depth]]], RRF_K)[:k]]
+        missing = [file_id for file_id, _ in chosen if file_id not in sounded]
+        found = {h.file_id: h for h in self._window_hits(vector, [(f, 0.0) for f in missing], admitted,
+                                                         window_score=True)}
+        hits = []
+        for file_id, fused in chosen:
+            hit = sounded.get(file_id) or found.get(file_id)
+            if hit is None:
+                continue  # a file being removed right now: no windows left
+            word = by_file.get(file_id)
+            hits.append(dataclasses.replace(hit, rank=len(hits) + 1, matched=word.matched if word else (),
+                                            keyword_score=word.score if word else None, fused_score=fused))
+        # A hit lists its other windows that score at least as high as the weakest hit, as vector searches do
+        # (the fusion's deeper vector list may have fetched more).
+        floor = min((h.score for h in hits), default=0.0)
+        hits = [dataclasses.replace(h, windows=h.windows[:1] + tuple(w for w in h.windows[1:] if w.score >= floor))
+                for h in hits]
+        return self.tagged(hits)
 
     def similar(self, path: str | Path, k: int = 10, modality: str | None = None,
                 where: SearchFilter | None = None, limits: DecodeLimits = NO_LIMITS, per_file: bool = True,
@@ -230,19 +293,27 @@ class Engine:
     def _similar_files(self, vector: np.ndarray, k: int, where: SearchFilter | None, first: int | None,
                        leave_out: frozenset[int]) -> list[Hit]:
         """Files ranked by file vector (search/more_like_this.py), each with its best-matching windows."""
-        from search.more_like_this import file_ids_of_segments, rank_files, segments_of_files
+        from search.more_like_this import file_ids_of_segments, rank_files
 
         admitted = self.matching_segment_ids(where)
         if admitted is not None and not len(admitted):
             self.answer_notes.append(self.empty_answer_note(where))  # type: ignore[arg-type]
             return []
-        catalog = self.index.catalog
-        among = None if admitted is None else file_ids_of_segments(catalog, admitted)
-        stores = self.stores()
-        ranked = rank_files(stores["files"], vector, k, among, first, leave_out)
+        among = None if admitted is None else file_ids_of_segments(self.index.catalog, admitted)
+        ranked = rank_files(self.stores()["files"], vector, k, among, first, leave_out)
+        return self.tagged(self._window_hits(vector, ranked, admitted))
+
+    def _window_hits(self, vector: np.ndarray, ranked: list[tuple[int, float]], admitted: np.ndarray | None,
+                     window_score: bool = False) -> list[Hit]:
+        """Hits for files already ranked, (file id, score) best first, each with its windows (among the
+        `admitted` segments) that best match `vector`: the best, and the others at least as high as the
+        last file's score. `window_score`: the hit's score is its best window's cosine, not the file's."""
+        from search.more_like_this import segments_of_files
+
         if not ranked:
             return []
-        windows_of = segments_of_files(catalog, [file_id for file_id, _ in ranked])
+        stores = self.stores()
+        windows_of = segments_of_files(self.index.catalog, [file_id for file_id, _ in ranked])
         floor = ranked[-1][1]
         chosen: list[tuple[int, float, list[tuple[int, float]]]] = []
         for file_id, score in ranked:
@@ -257,6 +328,9 @@ class Engine:
                 continue
             order = np.argsort(-scores, kind="stable")
             best = [(ids[o], float(scores[o])) for o in order]
+            if window_score:
+                chosen.append((file_id, best[0][1], best[:1]))
+                continue
             # The best window, then the others that score at least as high as the last file does.
             chosen.append((file_id, score, best[:1] + [w for w in best[1:] if w[1] >= floor]))
         records = self.index.segments([i for _, _, windows in chosen for i, _ in windows])
@@ -265,7 +339,7 @@ class Engine:
             found = [(records[i], s) for i, s in windows if i in records]
             if found:
                 hits.append(_hit(len(hits) + 1, found[0][0], score, tuple(found)))
-        return self.tagged(hits)
+        return hits
 
     def embed_file(self, path: str | Path, limits: DecodeLimits = NO_LIMITS) -> np.ndarray:
         """The file-level vector of an audio file: the normalised mean of its window vectors. Raises

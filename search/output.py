@@ -57,6 +57,8 @@ def hits_table(hits: list[Hit], windows: bool = False, width: int = WIDTH, show:
         lines.append(f"{h.rank:>4}  {h.score:6.3f}  {when:<{time_width}}  {path}{suffix}")
         if windows:
             lines.extend(f"{'':>4}  {w.score:6.3f}  {span(w.start, w.end)}" for w in h.windows[1:])
+        if show and h.matched:
+            lines.append(_fit(f"{'':>6}words: {', '.join(h.matched)}", width))
         if show:
             lines.extend(_fit(f"{'':>6}{key}: {_printable(value)}", width) for key, value in h.tags.items())
     return lines

@@ -61,6 +61,8 @@ from search.service.uploads import (
 
 STATIC_DIR = Path(__file__).with_name("static")
 PER_WINDOW = "rank windows rather than files: a file may appear several times"
+MODE = ("hybrid: the words of file names, folders and tags (BM25) fused with the sound ranking (reciprocal rank "
+        "fusion); vector: sound alone; keyword: words alone")
 EXCLUDE_SELF = "leave out an indexed file with the clip's bytes (by default it ranks first)"
 
 # The page loads nothing from elsewhere (the machine may be offline, and a CDN would see every query).
@@ -148,16 +150,17 @@ class SearchService:
                        segment_id=h.segment_id, file_id=h.file_id, audio_url=f"/api/files/{h.file_id}/audio",
                        waveform_url=f"/api/segments/{h.segment_id}/waveform.png",
                        windows=[WindowOut(start=w.start, end=w.end, score=w.score, segment_id=w.segment_id)
-                                for w in h.windows], tags=h.tags) for h in hits]
+                                for w in h.windows], tags=h.tags, matched_words=list(h.matched),
+                       keyword_score=h.keyword_score, fused_score=h.fused_score) for h in hits]
 
     def modality(self, modality: str | None) -> str:
         return modality or self.engine.modalities[-1]
 
     def query(self, text: str, k: int, modality: str | None, where: SearchFilter | None = None,
-              per_file: bool = True) -> tuple[list[Hit], list[str]]:
+              per_file: bool = True, mode: str = "hybrid") -> tuple[list[Hit], list[str]]:
         """Hits, and notes on the answer (Engine.answer_notes)."""
         with self.lock:
-            hits = self.engine.query(text, k, modality, where, per_file=per_file)
+            hits = self.engine.query(text, k, modality, where, per_file=per_file, mode=mode)
             return hits, list(self.engine.answer_notes)
 
     @property
@@ -341,11 +344,13 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
     def query(q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"\S",
                                       description="what to find, in words")],
               where: Annotated[SearchFilter, Depends(query_filter)], k: K = 10,
-              modality: Modality | None = None, per_window: PerWindow = False) -> SearchResponse:
+              modality: Modality | None = None, per_window: PerWindow = False,
+              mode: Annotated[Literal["hybrid", "vector", "keyword"], Query(description=MODE)] = "hybrid",
+              ) -> SearchResponse:
         """Files that best match a text description (the best segment of each), best first, among the
-        segments the filters admit."""
+        segments the filters admit: by their words and their sound (hybrid), by sound or by words alone."""
         started = time.perf_counter()
-        hits, notes = service.query(q, k, modality, where, per_file=not per_window)
+        hits, notes = service.query(q, k, modality, where, per_file=not per_window, mode=mode)
         return SearchResponse(kind="query", query=q, modality=service.modality(modality),
                               took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits), notes=notes)
 

@@ -32,6 +32,10 @@ class HitOut(BaseModel):
                                                  "(the first is this hit's own)")
     tags: dict[str, str] = Field(default_factory=dict, description="the file's tags: title, artist, album, genre, "
                                  "description, comment, originator, notes (those it carries)")
+    matched_words: list[str] = Field(default_factory=list, description="query words (as resound's tokenizer "
+                                     "makes them) that the file's name, folders or tags hold (keyword, hybrid)")
+    keyword_score: float | None = Field(None, description="BM25 score of those words (keyword, hybrid)")
+    fused_score: float | None = Field(None, description="reciprocal rank fusion score (hybrid)")
 
 
 class SearchResponse(BaseModel):

@@ -125,8 +125,9 @@ function renderHits(data, title) {
     // What the file says of itself: its description, comment, notes, names.
     const tags = Object.entries(hit.tags || {});
     const tagLine = $(".hit-tags", li);
-    tagLine.hidden = tags.length === 0;
-    tagLine.textContent = tags.map(([key, value]) => `${key}: ${value}`).join(" · ");
+    const matched = (hit.matched_words || []).length ? [`words: ${hit.matched_words.join(", ")}`] : [];
+    tagLine.hidden = tags.length + matched.length === 0;
+    tagLine.textContent = matched.concat(tags.map(([key, value]) => `${key}: ${value}`)).join(" · ");
     list.append(li);
   }
   $("#results-section").hidden = false;
@@ -139,6 +140,7 @@ async function search(text) {
   if (!q) return;
   const params = withFilters(new URLSearchParams({ q, k: $("#k").value }));
   if (modalityParam()) params.set("modality", modalityParam());
+  params.set("mode", $("#mode").value);
   setStatus(`searching for “${q}”…`);
   const data = await api(`/api/query?${params}`);
   history.replaceState(null, "", `?${new URLSearchParams({ q })}`);
