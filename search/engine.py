@@ -457,30 +457,33 @@ class Engine:
                    check: bool = True) -> list[DuplicateGroup]:  # noqa: F821
         """Groups of indexed files that are the same recording (see search/duplicates.py), largest first.
 
-        `threshold`: the aligned window similarity a candidate pair needs; `min_match`: the correlation
-        of the pair's spectral prints that confirms it (defaults: duplicates.DEFAULT_THRESHOLD and
-        DEFAULT_MIN_MATCH). `check=False` trusts the window vectors alone (no file is read).
+        `threshold`: the aligned window similarity that makes a pair a candidate (candidates also come from
+        shared landmark hashes); `min_match`: the share of landmarks lined up at one offset that confirms
+        a member against its group's reference (search/landmarks.py; defaults: duplicates.DEFAULT_THRESHOLD
+        and landmarks.MIN_SHARE). `check=False` trusts the window vectors alone (no file is read).
         """
-        from search.duplicates import DEFAULT_MIN_MATCH, DEFAULT_THRESHOLD, find_duplicates
-        from search.fingerprint import spectral_print
+        from search.duplicates import DEFAULT_THRESHOLD, duplicate_pairs, find_duplicates, landmark_candidates, \
+            verified_groups
+        from search.landmarks import MIN_SHARE, landmarks
 
         threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-        min_match = DEFAULT_MIN_MATCH if min_match is None else min_match
+        min_match = MIN_SHARE if min_match is None else min_match
         for name, value in (("threshold", threshold), ("min_match", min_match)):
             if not -1.0 <= value <= 1.0:
                 raise QueryError(f"{name} {value} is not a similarity between -1 and 1")
-        cache: dict[int, object] = {}
-
-        def prints(f):  # type: ignore[no-untyped-def]
-            if f.file_id not in cache:
-                try:
-                    cache[f.file_id] = spectral_print(f.path)
-                except (AudioDecodeError, OSError):
-                    cache[f.file_id] = None  # changed or gone since it was indexed: no evidence either way
-            return cache[f.file_id]
-
-        return find_duplicates(self.file_windows(), self.provenance.hop_seconds, threshold, search=self.window_search,
-                               prints=prints if check else None, min_match=min_match)
+        files = self.file_windows()
+        hop = self.provenance.hop_seconds
+        if not check:
+            return find_duplicates(files, hop, threshold, search=self.window_search)
+        prints = {}
+        for f in files:
+            try:
+                prints[f.file_id] = landmarks(f.path)
+            except (AudioDecodeError, OSError):
+                prints[f.file_id] = None  # changed or gone since it was indexed: no evidence either way
+        candidates = {(p.a, p.b) for p in duplicate_pairs(files, hop, threshold, search=self.window_search)}
+        candidates |= landmark_candidates({i: p for i, p in prints.items() if p is not None})
+        return verified_groups(files, candidates, prints, hop, min_share=min_match)
 
     def close(self) -> None:
         self.index.close()
