@@ -462,8 +462,13 @@ class Engine:
         a member against its group's reference (search/landmarks.py; defaults: duplicates.DEFAULT_THRESHOLD
         and landmarks.MIN_SHARE). `check=False` trusts the window vectors alone (no file is read).
         """
-        from search.duplicates import DEFAULT_THRESHOLD, duplicate_pairs, find_duplicates, landmark_candidates, \
-            verified_groups
+        from search.duplicates import (
+            DEFAULT_THRESHOLD,
+            duplicate_pairs,
+            find_duplicates,
+            landmark_candidates,
+            verified_groups,
+        )
         from search.landmarks import MIN_SHARE, landmarks
 
         threshold = DEFAULT_THRESHOLD if threshold is None else threshold
