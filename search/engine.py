@@ -272,10 +272,12 @@ class Engine:
             vector = self.encoder.restrict(vector, modality)  # type: ignore[attr-defined]
         if not per_file:
             if exclude_self and itself is not None:
+                # At most every window of the copies ranks above the k-th other window.
+                from search.hybrid import keyword_rows
                 from search.more_like_this import segments_of_files
 
-                # At most every window of the copies ranks above the k-th other window.
-                own = sum(len(ids) for ids in segments_of_files(self.index.catalog, [c.file_id for c in copies]).values())
+                own = sum(len(ids) for ids in segments_of_files(keyword_rows(self.index),
+                                                                [c.file_id for c in copies]).values())
                 left = [h for h in self.search_vector(vector, k + own, where, per_file=False)
                         if h.file_id not in {c.file_id for c in copies}][:k]
                 hits = [dataclasses.replace(h, rank=rank) for rank, h in enumerate(left, 1)]
@@ -308,12 +310,13 @@ class Engine:
         """Hits for files already ranked, (file id, score) best first, each with its windows (among the
         `admitted` segments) that best match `vector`: the best, and the others at least as high as the
         last file's score. `window_score`: the hit's score is its best window's cosine, not the file's."""
-        from search.more_like_this import segments_of_files
-
         if not ranked:
             return []
+        from search.hybrid import keyword_rows
+        from search.more_like_this import segments_of_files
+
         stores = self.stores()
-        windows_of = segments_of_files(self.index.catalog, [file_id for file_id, _ in ranked])
+        windows_of = segments_of_files(keyword_rows(self.index), [file_id for file_id, _ in ranked])
         floor = ranked[-1][1]
         chosen: list[tuple[int, float, list[tuple[int, float]]]] = []
         for file_id, score in ranked:

@@ -13,12 +13,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from db.catalog import Catalog
 from indexer.corpus import content_hash
-from indexer.store import VectorStore
+
+if TYPE_CHECKING:
+    from db.catalog import Catalog
+    from db.fulltext import Rows
+    from indexer.store import VectorStore
 
 
 @dataclass(frozen=True)
@@ -69,18 +73,15 @@ def file_ids_of_segments(catalog: Catalog, segment_ids: np.ndarray) -> np.ndarra
     return np.array(sorted(found), dtype=np.int64)
 
 
-def segments_of_files(catalog: Catalog, file_ids: list[int]) -> dict[int, list[int]]:
-    """Each file's segment ids, in time order."""
-    from sqlalchemy import select
-
-    from db.schema import SegmentRow
-
+def segments_of_files(rows: Rows, file_ids: list[int]) -> dict[int, list[int]]:
+    """Each file's segment ids, in time order (`rows`: search.hybrid.keyword_rows, which reads a SQLite
+    catalog without SQLAlchemy)."""
     out: dict[int, list[int]] = {}
-    with catalog.session() as s:
-        for segment_id, file_id in s.execute(select(SegmentRow.id, SegmentRow.file_id)
-                                             .where(SegmentRow.file_id.in_(file_ids))
-                                             .order_by(SegmentRow.file_id, SegmentRow.start)):
-            out.setdefault(file_id, []).append(segment_id)
+    for start in range(0, len(file_ids), 500):
+        chunk = [int(i) for i in file_ids[start:start + 500]]
+        for segment_id, file_id in rows(f"SELECT id, file_id FROM segments WHERE file_id IN ({','.join('?' * len(chunk))}) "
+                                        "ORDER BY file_id, start", chunk):
+            out.setdefault(int(file_id), []).append(int(segment_id))
     return out
 
 
