@@ -210,8 +210,8 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
 @click.option("--threshold", type=click.FloatRange(-1, 1), default=None,
               help="Aligned window similarity a candidate pair needs (default: chosen by bench/duplicates.py).")
 @click.option("--min-match", type=click.FloatRange(-1, 1), default=None,
-              help="Share of landmark fingerprints lined up at one offset that confirms a member against its "
-                   "group's first file (default: chosen by bench/duplicates.py).")
+              help="Spectral envelope match that confirms a member whose landmark fingerprints agree but are "
+                   "too few to confirm it alone (default: chosen by bench/duplicates.py).")
 @click.option("--no-check", "no_check", is_flag=True,
               help="Trust the window vectors alone; reads no file, but groups recordings of one kind too.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto: where FAISS searches.")

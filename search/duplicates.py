@@ -326,16 +326,20 @@ def landmark_candidates(prints: dict[int, Landmarks], min_shared: int = 8,
 
 def verified_groups(files: Sequence[FileWindows], candidates: set[tuple[int, int]],
                     prints: dict[int, Landmarks | None], hop_seconds: float,
-                    min_share: float | None = None) -> list[DuplicateGroup]:
+                    spectral: Callable[[FileWindows], SpectralPrint | None] | None = None,  # noqa: F821
+                    min_match: float = DEFAULT_MIN_MATCH) -> list[DuplicateGroup]:
     """Groups of files whose every member is confirmed against the group's first file (its reference, the
-    longest), by their landmark fingerprints (search/landmarks.py); no chaining through other members.
+    longest); no chaining through other members.
 
-    References are taken longest first; each is checked against every not yet grouped file that the
-    candidate pairs connect it to (at any distance), and those confirmed join its group. A file no
-    reference confirms stays out of every group."""
-    from search.landmarks import MIN_MOMENTS, MIN_SHARE, match
+    A member is confirmed by its landmark fingerprints (search/landmarks.py: LandmarkMatch.confirmed), or,
+    where heavy lossy coding left fewer peaks in place, by the spectral envelope's match of at least
+    `min_match` (`spectral`: a file's print, search/fingerprint.py) with landmarks that agree
+    (LandmarkMatch.consistent): the envelope alone takes other notes of one instrument for a copy. The
+    member's `match` is the share of landmarks that line up. References are taken longest first; each is
+    checked against every not yet grouped file that the candidate pairs connect it to (at any distance)."""
+    from search.fingerprint import aligned_match
+    from search.landmarks import match
 
-    min_share = MIN_SHARE if min_share is None else min_share
     by_id = {f.file_id: f for f in files}
     links: dict[int, set[int]] = defaultdict(set)
     for a, b in candidates:
@@ -356,19 +360,26 @@ def verified_groups(files: Sequence[FileWindows], candidates: set[tuple[int, int
                     reach.add(other)
                     frontier.append(other)
         members = []
+        ref = by_id[reference]
         for other in sorted(reach):
             if prints.get(other) is None:
                 continue
             found = match(prints[reference], prints[other])  # type: ignore[arg-type]
-            if found.moments >= MIN_MOMENTS and found.share >= min_share:
-                # found.offset: content at t in the reference is at t + offset in the member.
-                similarity, _ = aligned_similarity(by_id[reference], by_id[other], found.offset, hop_seconds)
+            # found.offset: content at t in the reference is at t + offset in the member.
+            offset = found.offset if found.confirmed else None
+            if offset is None and found.consistent and spectral is not None:
+                a, b = spectral(ref), spectral(by_id[other])
+                if a is not None and b is not None:
+                    longer = max(ref.duration, by_id[other].duration)
+                    envelope, lag = aligned_match(a, b, 0.0, longer, min_overlap_seconds=DEFAULT_MIN_COVERAGE * longer)
+                    offset = lag if envelope >= min_match else None
+            if offset is not None:
+                similarity, _ = aligned_similarity(ref, by_id[other], offset, hop_seconds)
                 members.append(DuplicateMember(other, by_id[other].path, by_id[other].duration, similarity,
-                                               -found.offset, found.share))
+                                               -offset, found.share))
         if members:
             grouped.add(reference)
             grouped.update(m.file_id for m in members)
-            ref = by_id[reference]
             members.sort(key=lambda m: (-(m.match or 0.0), m.path))
             groups.append(DuplicateGroup([DuplicateMember(reference, ref.path, ref.duration, 1.0, 0.0, 1.0),
                                           *members]))

@@ -461,21 +461,24 @@ class Engine:
         """Groups of indexed files that are the same recording (see search/duplicates.py), largest first.
 
         `threshold`: the aligned window similarity that makes a pair a candidate (candidates also come from
-        shared landmark hashes); `min_match`: the share of landmarks lined up at one offset that confirms
-        a member against its group's reference (search/landmarks.py; defaults: duplicates.DEFAULT_THRESHOLD
-        and landmarks.MIN_SHARE). `check=False` trusts the window vectors alone (no file is read).
+        shared landmark hashes); members are confirmed against their group's reference by landmark
+        fingerprints, or by the spectral envelope's match of at least `min_match` where the landmarks agree
+        (duplicates.verified_groups; defaults: duplicates.DEFAULT_THRESHOLD and DEFAULT_MIN_MATCH).
+        `check=False` trusts the window vectors alone (no file is read).
         """
         from search.duplicates import (
+            DEFAULT_MIN_MATCH,
             DEFAULT_THRESHOLD,
             duplicate_pairs,
             find_duplicates,
             landmark_candidates,
             verified_groups,
         )
-        from search.landmarks import MIN_SHARE, landmarks
+        from search.fingerprint import spectral_print
+        from search.landmarks import landmarks
 
         threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-        min_match = MIN_SHARE if min_match is None else min_match
+        min_match = DEFAULT_MIN_MATCH if min_match is None else min_match
         for name, value in (("threshold", threshold), ("min_match", min_match)):
             if not -1.0 <= value <= 1.0:
                 raise QueryError(f"{name} {value} is not a similarity between -1 and 1")
@@ -489,9 +492,19 @@ class Engine:
                 prints[f.file_id] = landmarks(f.path)
             except (AudioDecodeError, OSError):
                 prints[f.file_id] = None  # changed or gone since it was indexed: no evidence either way
+        cache: dict[int, object] = {}
+
+        def envelope(f):  # type: ignore[no-untyped-def]
+            if f.file_id not in cache:
+                try:
+                    cache[f.file_id] = spectral_print(f.path)
+                except (AudioDecodeError, OSError):
+                    cache[f.file_id] = None
+            return cache[f.file_id]
+
         candidates = {(p.a, p.b) for p in duplicate_pairs(files, hop, threshold, search=self.window_search)}
         candidates |= landmark_candidates({i: p for i, p in prints.items() if p is not None})
-        return verified_groups(files, candidates, prints, hop, min_share=min_match)
+        return verified_groups(files, candidates, prints, hop, spectral=envelope, min_match=min_match)
 
     def close(self) -> None:
         self.index.close()

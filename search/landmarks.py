@@ -34,11 +34,16 @@ PEAK_FREQ = 9  # bins (about 140 Hz)
 FAN_OUT = 8
 MAX_DT = 96  # frames (1.5 s)
 MAX_DF = 96  # bins (1.5 kHz either way)
-# What confirms a pair (tests/test_landmarks.py, bench/duplicates.py): landmarks at one offset, as a
-# count and as a share of the landmarks that fall in the overlap of the two files.
+# What confirms a pair (bench/duplicates.py): landmarks at one offset, as distinct moments and as a share
+# of the landmarks that fall in the overlap of the two files.
 MIN_MOMENTS = 3
-MIN_SHARE = 0.3
+MIN_SHARE = 0.2
+MIN_RATE = 1.0  # lined-up moments per second of overlap: two loops of one drum kit share a few hits only
 MIN_OVERLAP = 0.5  # of the longer file: a cut copy keeps at least half of the clip
+# Weaker evidence that confirms a pair only with the spectral envelope's (search/fingerprint.py): heavy
+# lossy codecs keep few peaks where they were, and the envelope alone takes one instrument's other notes.
+WEAK_SHARE = 0.05
+WEAK_MOMENTS = 2
 
 
 @dataclass(frozen=True)
@@ -62,10 +67,18 @@ class LandmarkMatch:
     share: float  # aligned / landmarks of the file with fewer of them within the overlap
     offset: float
     moments: int = 0  # distinct times (48 ms apart) of `a` whose landmarks line up
+    overlap: float = 0.0  # seconds the two files share at `offset`
 
     @property
     def confirmed(self) -> bool:
-        return self.moments >= MIN_MOMENTS and self.share >= MIN_SHARE
+        """Landmarks alone confirm the pair."""
+        return (self.moments >= MIN_MOMENTS and self.share >= MIN_SHARE
+                and self.moments >= MIN_RATE * self.overlap)
+
+    @property
+    def consistent(self) -> bool:
+        """Landmarks agree with a pair that other evidence (the spectral envelope) confirms."""
+        return self.moments >= WEAK_MOMENTS and self.share >= WEAK_SHARE
 
 
 def landmarks_of_samples(samples: np.ndarray) -> Landmarks:
@@ -156,4 +169,5 @@ def match(a: Landmarks, b: Landmarks) -> LandmarkMatch:
     # The lags of the lined-up landmarks spread over two frames when the copy was cut between frames: their
     # mean places it to a fraction of a frame.
     offset = float(lags[near].mean()) if aligned else float(lag)
-    return LandmarkMatch(aligned, min(share, 1.0), offset * a.seconds_per_frame, moments)
+    return LandmarkMatch(aligned, min(share, 1.0), offset * a.seconds_per_frame, moments,
+                         max(hi - lo, 0) * a.seconds_per_frame)
