@@ -360,8 +360,13 @@ def landmark_table(engine_files: list, truth: dict, rel: dict, hop: float, index
     verified against their first file; pair precision and recall (two files in one group) over all files
     and over the short clips alone, and the time per 1,000 files (landmarks, candidates, envelopes of
     every file, verification)."""
-    from search.duplicates import DEFAULT_MIN_MATCH, DEFAULT_THRESHOLD, duplicate_pairs, landmark_candidates, \
-        verified_groups
+    from search.duplicates import (
+        DEFAULT_MIN_MATCH,
+        DEFAULT_THRESHOLD,
+        duplicate_pairs,
+        landmark_candidates,
+        verified_groups,
+    )
     from search.engine import Engine
     from search.landmarks import landmarks
 
