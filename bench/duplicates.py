@@ -14,6 +14,11 @@ Printed: precision/recall of pairs (found directly) and of groups (two files in 
 similarity threshold alone, then over the spectral match of the candidates (the default), and each kind
 of copy's scores against its original: hop-grid misalignment keeps trimmed copies' window similarity below 1.
 
+The default of `search duplicates` (landmark fingerprints, search/landmarks.py; groups verified against
+their first file) is measured last, on this corpus and on a family of short clips (2-5 s) of one instrument
+rendered by one synthesizer with other notes (hard negatives of each other), whose copies are mp3 64 kbit/s,
+cut by up to half the clip, -6 dB and 22.05 kHz; with its time per 1,000 files.
+
 Run: python bench/duplicates.py [--work DIR] [--hop SECONDS] [--model starter]
 """
 
@@ -133,6 +138,37 @@ def event_originals(rng: np.random.Generator) -> list[Original]:
     return out
 
 
+SHORT_INSTRUMENT = "piano"
+SHORT_CLIPS = 24  # half of them with copies
+
+
+def short_originals(work: Path, rng: np.random.Generator) -> list[tuple[Original, bool]]:
+    """Short clips (2-5 s) of one instrument from one synthesizer, each seeded (other notes); (original,
+    whether it gets copies)."""
+    from indexer.demo import generate_demo_corpus
+
+    out = []
+    for n in range(SHORT_CLIPS):
+        seconds = float(rng.uniform(2.0, 5.0))
+        directory = work / f"short-{n}"
+        clip = generate_demo_corpus(directory, size=1, seed=1000 + n, classes=(SHORT_INSTRUMENT,),
+                                    duration_s=seconds, scenes=("dry",), workers=1)[0]
+        x = _read(directory / clip.path)
+        out.append((Original(f"short/{SHORT_INSTRUMENT}-{n:02d}", "short", SHORT_INSTRUMENT, _fit(x, seconds)),
+                    n < SHORT_CLIPS // 2))
+    return out
+
+
+def short_recipes(rng: np.random.Generator, seconds: float) -> list[Copy]:
+    """The copies a sample library's clip gets: re-encoded, cut by up to half, quieter, resampled."""
+    return [
+        Copy("short: mp3 64k", ".mp3", 44100, 64000, 0, 0, 0, False),
+        Copy("short: cut start (up to half)", ".wav", 44100, None, float(rng.uniform(0.1, 0.5)) * seconds, 0, 0, False),
+        Copy("short: -6 dB", ".flac", 44100, None, 0, 0, -6.0, False),
+        Copy("short: 22.05 kHz", ".wav", 22050, None, 0, 0, 0, False),
+    ]
+
+
 # -- copies --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Copy:
@@ -197,6 +233,15 @@ def make_corpus(corpus: Path, work: Path, seed: int = 0) -> dict[str, tuple[str,
         soundfile.write(corpus / path, original.samples, RATE)
         truth[path] = (original.name, original.kind, "original")
         for i, recipe in enumerate(copy_recipes(rng)):
+            path = f"{original.name}.copy{i}{recipe.suffix}"
+            write_copy(corpus / path, original.samples, recipe)
+            truth[path] = (original.name, original.kind, recipe.kind)
+    for original, copied in short_originals(work, rng):
+        path = f"{original.name}.wav"
+        (corpus / path).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(corpus / path, original.samples, RATE)
+        truth[path] = (original.name, original.kind, "original")
+        for i, recipe in enumerate(short_recipes(rng, len(original.samples) / RATE) if copied else ()):
             path = f"{original.name}.copy{i}{recipe.suffix}"
             write_copy(corpus / path, original.samples, recipe)
             truth[path] = (original.name, original.kind, recipe.kind)
@@ -288,6 +333,9 @@ def main() -> None:
         mark = " (default)" if min_match == DEFAULT_MIN_MATCH else ""
         print(f"| {min_match}{mark} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
 
+    landmark_table(engine_files=files, truth=truth, rel=rel, hop=hop, index=index, envelopes=prints,
+                   envelope_seconds=check_seconds)
+
     # Each kind of copy against its original, and the hard negatives: window similarity, spectral match.
     by_kind: dict[str, list[tuple[float, float]]] = defaultdict(list)
     ids = {p: fid for fid, p in rel.items()}
@@ -303,6 +351,62 @@ def main() -> None:
         v = np.array(values)
         cells = [" / ".join(f"{x:.3f}" for x in (c.min(), np.median(c), c.max())) for c in v.T]
         print(f"| {kind} | {len(v)} | {cells[0]} | {cells[1]} |")
+
+
+def landmark_table(engine_files: list, truth: dict, rel: dict, hop: float, index: Path, envelopes: dict,
+                   envelope_seconds: float) -> None:
+    """The default of `search duplicates`: candidates (window vectors, shared landmark hashes) confirmed
+    by landmark fingerprints (or by the spectral envelope where the landmarks agree but are few), groups
+    verified against their first file; pair precision and recall (two files in one group) over all files
+    and over the short clips alone, and the time per 1,000 files (landmarks, candidates, envelopes of
+    every file, verification)."""
+    from search.duplicates import (
+        DEFAULT_MIN_MATCH,
+        DEFAULT_THRESHOLD,
+        duplicate_pairs,
+        landmark_candidates,
+        verified_groups,
+    )
+    from search.engine import Engine
+    from search.landmarks import landmarks
+
+    engine = Engine(index)
+    try:
+        t0 = time.monotonic()
+        prints = {f.file_id: landmarks(f.path) for f in engine_files}
+        fingerprint_seconds = time.monotonic() - t0
+        t0 = time.monotonic()
+        candidates = {(p.a, p.b) for p in duplicate_pairs(engine_files, hop, DEFAULT_THRESHOLD,
+                                                          search=engine.window_search)}
+        candidates |= landmark_candidates(prints)
+        candidate_seconds = time.monotonic() - t0
+    finally:
+        engine.close()
+    original_of = {fid: truth[p][0] for fid, p in rel.items()}
+    print(f"\nLandmark fingerprints (the default): {len(candidates)} candidate pairs; landmarks of {len(engine_files)} "
+          f"files in {fingerprint_seconds:.1f} s, candidates in {candidate_seconds:.1f} s\n")
+    print("| envelope min match | files | pair precision | pair recall | pairs found | true pairs | s per 1,000 files |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for min_match in (0.6, DEFAULT_MIN_MATCH, 0.8):
+        t0 = time.monotonic()
+        groups = verified_groups(engine_files, candidates, prints, hop, spectral=lambda f: envelopes[f.file_id],
+                                 min_match=min_match)
+        verify_seconds = time.monotonic() - t0
+        found = set()
+        for g in groups:
+            found |= set(combinations(sorted(m.file_id for m in g.members), 2))
+        per_thousand = 1000 * (fingerprint_seconds + candidate_seconds + envelope_seconds + verify_seconds) / len(
+            engine_files)
+        for label, keep in (("all", lambda f: True), ("short clips", lambda f: rel[f].startswith("short/")),
+                            ("16 s families", lambda f: not rel[f].startswith("short/"))):
+            ids = sorted(f for f in rel if keep(f))
+            positives = {p for p in combinations(ids, 2) if original_of[p[0]] == original_of[p[1]]}
+            mine = {p for p in found if keep(p[0]) and keep(p[1])}
+            tp = len(mine & positives)
+            mark = " (default)" if min_match == DEFAULT_MIN_MATCH else ""
+            print(f"| {min_match}{mark} | {label} | {tp / len(mine) if mine else 1.0:.3f} | "
+                  f"{tp / len(positives) if positives else 1.0:.3f} | {len(mine)} | {len(positives)} | "
+                  f"{per_thousand:.0f} |")
 
 
 if __name__ == "__main__":

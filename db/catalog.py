@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate
+from db.fulltext import repair_terms, stage_terms
 from db.records import SegmentRecord, join_root
 from db.schema import CorpusRow, FailureRow, FileRow, FileTagRow, IndexInfoRow, SegmentRow, utcnow
 from db.session import make_engine, redact_url
@@ -297,6 +298,7 @@ class CatalogWriter:
         self.session.add_all(FileTagRow(file_id=file_row.id, key=key, value=value, folded=value.casefold())
                              for key, value in (tags or {}).items())
         self.session.flush()
+        stage_terms(self.session, [(file_row.id, path, tags)], new=True)  # the keyword index, in the same transaction
         self.clear_failure(corpus_id, path)
         return file_row.id, [r.id for r in segment_rows]
 
@@ -306,6 +308,7 @@ class CatalogWriter:
         corpus_id = row.corpus_id
         row.path, row.path_bytes, row.size, row.mtime = path, path_bytes, size, mtime
         self.session.flush()
+        repair_terms(self.session, [file_id])  # a new name, new words
         self.clear_failure(corpus_id, path)
 
     def add_files(self, files: Sequence[NewFile]) -> list[tuple[int, list[int]]]:
@@ -344,6 +347,7 @@ class CatalogWriter:
                     for file_id, f in zip(file_ids, files) for key, value in (f.tags or {}).items()]
         if tag_rows:
             self.session.execute(insert(FileTagRow), tag_rows)
+        stage_terms(self.session, [(file_id, f.path, f.tags) for file_id, f in zip(file_ids, files)], new=True)
         result, start = [], 0
         for file_id, f in zip(file_ids, files):
             result.append((file_id, segment_ids[start : start + len(f.spans)]))

@@ -10,6 +10,7 @@ could have been full.
 from __future__ import annotations
 
 import math
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
 # SQLAlchemy is imported by the functions that build SQL, not here: a cold `search query` parses its
 # filter options without paying for SQLAlchemy (the catalog reads a current SQLite schema with sqlite3).
 
-# Tags read from containers at build time (indexer/media/tags.py) and accepted by `tag` conditions.
-TAG_KEYS = ("title", "artist", "album", "genre")
+# Tags read from containers at build time (indexer/media/tags.py) and accepted by `tag` conditions: the
+# names, then the words sound libraries embed (BWF bext description and originator, iXML notes, ID3/Vorbis/
+# MP4 comments and descriptions).
+TAG_KEYS = ("title", "artist", "album", "genre", "description", "comment", "originator", "notes")
 # What a segment holds, by the value its row records (indexer.embed.modalities_of).
 _HOLDING = {"audio": ("audio", "audio+visual"), "visual": ("visual", "audio+visual"), "av": ("audio+visual",)}
 MODALITIES = tuple(_HOLDING)
@@ -39,9 +42,14 @@ class SearchFilter:
     Paths are those of the indexed files: `under` is a folder (or file) on this machine, `glob` a shell
     pattern (`*`, `?`, `[...]`; `*` also crosses `/`) matched against the path relative to its corpus root,
     or against the absolute path when it starts with `/`. Times are seconds since the epoch.
+
+    A folder given as a relative path means what the results table shows, a folder inside the corpus
+    root (`under_relative`), unless it is a folder from the current directory that lies in a corpus
+    (`under`): `--under b` finds `<root>/b` wherever the shell stands.
     """
 
     under: str | None = None  # absolute folder: files inside it (at any depth)
+    under_relative: str | None = None  # the same folder relative to each corpus root ("." is the root)
     glob: str | None = None
     extensions: tuple[str, ...] = ()  # lower case, without the dot: any of them
     min_duration: float | None = None  # seconds, of the whole file
@@ -79,9 +87,13 @@ class SearchFilter:
         "audio+visual"); `duration` and `tags` are asked only when a condition needs them.
         """
         absolute = Path(path).resolve()
-        if self.under is not None and not (str(absolute) == self.under
-                                           or str(absolute).startswith(self.under.rstrip("/") + "/")):
-            return False
+        if self.under is not None or self.under_relative is not None:
+            inside = self.under is not None and _inside(str(absolute), self.under)
+            if not inside and self.under_relative is not None and absolute.is_relative_to(root.resolve()):
+                relative = absolute.relative_to(root.resolve()).as_posix()
+                inside = self.under_relative == "." or _inside(relative, self.under_relative)
+            if not inside:
+                return False
         if self.glob is not None:
             relative = absolute.relative_to(root.resolve()).as_posix() if absolute.is_relative_to(root.resolve()) else absolute.name
             if not re.search(glob_regex(self.glob), str(absolute) if self.glob.startswith("/") else relative):
@@ -110,10 +122,12 @@ class SearchFilter:
     def parse(cls, *, under: str | Path | None = None, glob: str | None = None, extensions: list[str] | tuple[str, ...] = (),
               min_duration: float | None = None, max_duration: float | None = None, modality: str | None = None,
               modified_after: str | None = None, modified_before: str | None = None,
-              tags: list[str] | tuple[str, ...] = ()) -> SearchFilter:
+              tags: list[str] | tuple[str, ...] = (), from_cwd: bool = True) -> SearchFilter:
         """A filter from the strings a command line or a request gives: `under` is resolved to an absolute
-        folder, extensions lose their dot and case, times are ISO dates or datetimes (naive: local time) or
-        epoch seconds, tags are `key=value`. Raises FilterError on what it cannot read."""
+        folder, and a relative one is also kept as a folder inside the corpus roots (see the class; with
+        `from_cwd=False`, as the HTTP API has it, only that), extensions lose their dot and case, times are
+        ISO dates or datetimes (naive: local time) or epoch seconds, tags are `key=value`. Raises
+        FilterError on what it cannot read."""
         parsed_tags = []
         for tag in tags:
             key, sep, value = tag.partition("=")
@@ -121,8 +135,10 @@ class SearchFilter:
                 raise FilterError(f"tag filter {tag!r} is not key=value (keys: {', '.join(TAG_KEYS)})")
             parsed_tags.append((key.strip().lower(), value.strip()))
         exts = tuple(dict.fromkeys(e.strip().lower().lstrip(".") for e in extensions if e.strip().lstrip(".")))
+        absolute, relative = _folder(under, from_cwd) if under else (None, None)
         return cls(
-            under=str(Path(under).expanduser().resolve()) if under else None,
+            under=absolute,
+            under_relative=relative,
             glob=glob or None,
             extensions=exts,
             min_duration=min_duration,
@@ -132,6 +148,52 @@ class SearchFilter:
             modified_before=parse_time(modified_before) if modified_before else None,
             tags=tuple(parsed_tags),
         )
+
+
+    def conditions(self) -> list[tuple[str, SearchFilter]]:
+        """Each condition of the filter alone, named as a user gave it (`under 'b'`, `ext wav`): what an
+        empty answer is explained by."""
+        out: list[tuple[str, SearchFilter]] = []
+        if self.under is not None or self.under_relative is not None:
+            shown = self.under_relative if self.under_relative is not None else self.under
+            out.append((f"under {shown!r}", SearchFilter(under=self.under, under_relative=self.under_relative)))
+        if self.glob is not None:
+            out.append((f"glob {self.glob!r}", SearchFilter(glob=self.glob)))
+        if self.extensions:
+            out.append((f"ext {' or '.join(self.extensions)}", SearchFilter(extensions=self.extensions)))
+        if self.min_duration is not None or self.max_duration is not None:
+            low = "" if self.min_duration is None else f"{self.min_duration:g}"
+            high = "" if self.max_duration is None else f"{self.max_duration:g}"
+            out.append((f"duration {low}..{high} s", SearchFilter(min_duration=self.min_duration,
+                                                                  max_duration=self.max_duration)))
+        if self.modality is not None:
+            out.append((f"has {self.modality}", SearchFilter(modality=self.modality)))
+        if self.modified_after is not None or self.modified_before is not None:
+            out.append(("modified time", SearchFilter(modified_after=self.modified_after,
+                                                      modified_before=self.modified_before)))
+        for key, value in self.tags:
+            out.append((f"tag {key}={value}", SearchFilter(tags=((key, value),))))
+        return out
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _folder(under: str | Path, from_cwd: bool) -> tuple[str | None, str | None]:
+    """(absolute folder, folder relative to the corpus roots) that an `under` value names."""
+    given = Path(under).expanduser()
+    if given.is_absolute():
+        return str(given.resolve()), None
+    relative = posixpath.normpath(given.as_posix())
+    if relative == ".." or relative.startswith("../"):
+        relative = None  # above the corpus root: only a folder from the current directory can mean it
+    absolute = given.resolve() if from_cwd else None
+    if absolute is not None and relative is not None and not absolute.exists():
+        absolute = None
+    if absolute is None and relative is None:
+        return str(given.resolve()), None  # a folder that is nowhere: it admits nothing, and says so
+    return (str(absolute) if absolute is not None else None), relative
 
 
 def parse_time(text: str) -> float:
@@ -187,23 +249,24 @@ def _like_escape(text: str) -> str:
 def file_conditions(where: SearchFilter, corpora: dict[int, str]) -> list[ColumnElement[bool]]:
     """SQL conditions on FileRow (joined with CorpusRow) for the file-level parts of `where`;
     `corpora` maps corpus ids to their roots (for `under`)."""
-    from sqlalchemy import and_, exists, false, func, or_, select
+    from sqlalchemy import and_, exists, false, func, or_, select, true
 
     from db.schema import CorpusRow, FileRow, FileTagRow
 
     conditions: list[ColumnElement[bool]] = []
-    if where.under is not None:
-        folder = PurePosixPath(where.under)
+    if where.under is not None or where.under_relative is not None:
         inside = []
-        for corpus_id, root in corpora.items():
+        folder = PurePosixPath(where.under) if where.under is not None else None
+        for corpus_id, root in corpora.items() if folder is not None else ():
             root_path = PurePosixPath(root)
             if folder == root_path or folder in root_path.parents:
                 inside.append(FileRow.corpus_id == corpus_id)  # the whole corpus lies under the folder
             elif root_path in folder.parents:
-                relative = str(folder.relative_to(root_path))
-                inside.append(and_(FileRow.corpus_id == corpus_id,
-                                   or_(FileRow.path == relative,
-                                       FileRow.path.like(_like_escape(relative) + "/%", escape="\\"))))
+                inside.append(and_(FileRow.corpus_id == corpus_id, _path_inside(str(folder.relative_to(root_path)))))
+        if not inside and where.under_relative is not None:
+            # Not a folder from here that lies in a corpus: the folder inside each corpus root, as the
+            # results table shows paths.
+            inside.append(true() if where.under_relative == "." else _path_inside(where.under_relative))
         conditions.append(or_(*inside) if inside else false())
     if where.glob is not None:
         target = (CorpusRow.root + "/" + FileRow.path) if where.glob.startswith("/") else FileRow.path
@@ -225,6 +288,15 @@ def file_conditions(where: SearchFilter, corpora: dict[int, str]) -> list[Column
     return conditions
 
 
+def _path_inside(relative: str) -> ColumnElement[bool]:
+    """FileRow.path is the corpus-relative `relative` or lies inside it."""
+    from sqlalchemy import or_
+
+    from db.schema import FileRow
+
+    return or_(FileRow.path == relative, FileRow.path.like(_like_escape(relative) + "/%", escape="\\"))
+
+
 def segment_query(where: SearchFilter, corpora: dict[int, str]):  # type: ignore[no-untyped-def]
     """SELECT of the ids of the segments that `where` admits (in no particular order)."""
     from sqlalchemy import and_, select, true
@@ -240,3 +312,14 @@ def segment_query(where: SearchFilter, corpora: dict[int, str]):  # type: ignore
     if where.modality is not None:
         conditions.append(SegmentRow.modalities.in_(_HOLDING[where.modality]))
     return select(SegmentRow.id).where(and_(true(), *conditions))
+
+
+def count_files(connection, where: SearchFilter, corpora: dict[int, str]) -> int:  # type: ignore[no-untyped-def]
+    """How many indexed files hold at least one segment `where` admits (`connection`: SQLAlchemy)."""
+    from sqlalchemy import distinct, func, select
+
+    from db.schema import SegmentRow
+
+    admitted = segment_query(where, corpora).subquery()
+    return int(connection.execute(select(func.count(distinct(SegmentRow.file_id)))
+                                  .where(SegmentRow.id.in_(select(admitted.c.id)))).scalar() or 0)

@@ -125,6 +125,17 @@ class FileTagRow(Base):
     folded: Mapped[str] = mapped_column(Text)
 
 
+class FileTermRow(Base):
+    """A term of a file's name, folders or tags, with its count: the keyword index (db/fulltext.py)."""
+
+    __tablename__ = "file_terms"
+    __table_args__ = (PrimaryKeyConstraint("file_id", "term"), Index("ix_file_terms_term", "term"))
+
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    term: Mapped[str] = mapped_column(String(64))
+    tf: Mapped[int] = mapped_column(Integer)
+
+
 class FailureRow(Base):
     """A file that could not be indexed, with why; retried when its content changes."""
 

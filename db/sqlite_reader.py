@@ -80,6 +80,22 @@ class SqliteReader:
         return found
 
 
+def file_tags_of(reader: SqliteReader, file_ids: Iterable[int]) -> dict[int, dict[str, str]]:
+    """The tags of files by file id (as Catalog.file_tags), read with sqlite3."""
+    ids = [int(i) for i in file_ids]
+    tags: dict[int, dict[str, str]] = {}
+    connection = reader._connect()
+    try:
+        for at in range(0, len(ids), _MAX_PARAMS):
+            chunk = ids[at:at + _MAX_PARAMS]
+            for file_id, key, value in connection.execute(
+                    f"SELECT file_id, key, value FROM file_tags WHERE file_id IN ({','.join('?' * len(chunk))})", chunk):
+                tags.setdefault(file_id, {})[key] = value
+    finally:
+        connection.close()
+    return tags
+
+
 def reader_for(url: str) -> SqliteReader | None:
     """A reader for a `sqlite:///path` catalog URL; None for other databases (and in-memory SQLite)."""
     prefix = "sqlite:///"

@@ -162,6 +162,14 @@ class Index:
         """Segments by id with absolute file paths (Catalog.segments); unknown ids are left out."""
         return self.reader.segments(ids) if self.reader is not None else self.catalog.segments(ids)
 
+    def file_tags(self, file_ids: list[int]) -> dict[int, dict[str, str]]:
+        """Tags of files by file id (Catalog.file_tags); files without tags are left out."""
+        if self.reader is not None:
+            from db.sqlite_reader import file_tags_of
+
+            return file_tags_of(self.reader, file_ids)
+        return self.catalog.file_tags(file_ids)
+
     def load_stores(self, mmap: bool = False) -> dict[str, VectorStore]:
         """The FAISS stores of the current generation, with the tuned search parameters set."""
         prov = self.provenance()

@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy import select
 
 from db.catalog import CatalogWriter, FailureRecord
+from db.fulltext import inconsistent_files, repair_terms
 from db.schema import CorpusRow, FileRow, SegmentRow
 from indexer.index import Index
 from indexer.store import STORE_NAMES, VectorStore
@@ -39,6 +40,7 @@ class VerifyReport:
     stale_files: list[str] = field(default_factory=list)
     temporary_files: list[str] = field(default_factory=list)  # left by a writer that is gone
     vanished_failures: list[FailureRecord] = field(default_factory=list)  # failure rows of files that are gone
+    keyword_files: list[int] = field(default_factory=list)  # files whose stored words are not their own
 
     @property
     def ok(self) -> bool:
@@ -103,6 +105,11 @@ def _verify(index: Index) -> VerifyReport:
         report.problems.append(f"{len(files_without_segments)} files without segments (e.g. {files_without_segments[:5]})")
         report.files_missing_vectors.extend(files_without_segments)
     report.files_missing_vectors = sorted(set(report.files_missing_vectors))
+    with index.catalog.session() as session:
+        report.keyword_files = inconsistent_files(session)
+    if report.keyword_files:
+        report.problems.append(f"keyword index: {len(report.keyword_files)} files whose stored words differ from "
+                               f"their names and tags (e.g. {report.keyword_files[:5]})")
     if index.directory.manifest_path.is_file():
         manifest = json.loads(index.directory.manifest_path.read_text())
         stored = manifest.get("provenance") or {}
@@ -207,6 +214,7 @@ def _drop_inconsistent(index_path: str | Path, db_url: str | None) -> VerifyRepo
                     stores["segments"].remove(segment_ids)
                     stores["files"].remove([file_id])
                 _clear_failures(writer, report.vanished_failures)
+                repair_terms(writer.session, report.keyword_files)  # rewritten from the paths and tags
                 index.commit_generation(stores, writer)
             except BaseException:
                 writer.rollback()

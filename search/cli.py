@@ -47,13 +47,13 @@ def run() -> None:
     sys.exit(code)
 
 
-def _print_hits(hits: list[Hit], as_json: bool, windows: bool) -> None:
+def _print_hits(hits: list[Hit], as_json: bool, windows: bool, show: bool = False) -> None:
     from search.output import hits_table
 
     if as_json:
         click.echo(json.dumps([h.to_json() for h in hits], indent=2))
         return
-    click.echo("\n".join(hits_table(hits, windows)))
+    click.echo("\n".join(hits_table(hits, windows, show=show)))
 
 
 def _print_notes(engine: Engine) -> None:
@@ -83,6 +83,8 @@ def _common(f):  # type: ignore[no-untyped-def]
                      help="Print a JSON array of hits (absolute paths, every matching window; see docs/usage.md)."),
         click.option("--windows", "show_windows", is_flag=True,
                      help="Also list each file's other matching windows under it."),
+        click.option("--show", "show_tags", is_flag=True,
+                     help="Also print each file's tags under it (title ... description, comment, notes)."),
         click.option("--per-window", is_flag=True,
                      help="Rank windows, not files: a file may appear several times."),
         click.option("--modality", type=click.Choice(["audio", "visual", "av"]), default=None,
@@ -135,22 +137,30 @@ def _verbose_option(f):  # type: ignore[no-untyped-def]
 @_common
 @_filter_options
 @_verbose_option
+@click.option("--mode", type=click.Choice(["hybrid", "vector", "keyword"]), default="hybrid", show_default=True,
+              help="hybrid: the words of file names, folders and tags (title ... description, notes) fused with "
+                   "the sound ranking; vector: the sound alone; keyword: the words alone.")
 def query(text: str, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
-          show_windows: bool, per_window: bool, modality: str | None, where: SearchFilter, verbose: bool) -> None:
-    """Find the files that best match a text description (the filter options narrow where to look)."""
+          show_windows: bool, show_tags: bool, per_window: bool, modality: str | None, where: SearchFilter,
+          verbose: bool, mode: str) -> None:
+    """Find the files that best match a text description (the filter options narrow where to look).
+
+    By default a file ranks by its words (name, folders, embedded descriptions) and by its sound together:
+    a file named "ZOOM0042.WAV" still ranks by its sound, and --show prints the words that matched."""
     from search.served import query_hits
 
     # A running server answers unfiltered searches; filtered ones are answered in-process.
-    served = (query_hits(index_path, text, k, modality, db_url, model, device, verbose, per_file=not per_window)
-              if where.is_empty else None)
+    served = (query_hits(index_path, text, k, modality, db_url, model, device, verbose, per_file=not per_window,
+                         mode=mode) if where.is_empty else None)
     if served is not None:
-        _print_hits(served, as_json, show_windows)
+        _print_hits(served, as_json, show_windows, show_tags)
         return
     from search.engine import Engine
 
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
-        _print_hits(engine.query(text, k, modality, where, per_file=not per_window), as_json, show_windows)
+        _print_hits(engine.query(text, k, modality, where, per_file=not per_window, mode=mode), as_json, show_windows,
+                    show_tags)
         _print_notes(engine)
     finally:
         engine.close()
@@ -163,17 +173,22 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
 @_filter_options
 @_verbose_option
 @_max_seconds_option
+@click.option("--exclude-self", is_flag=True,
+              help="Leave FILE out when it is in the index (same content or path); by default it ranks first.")
 def similar(file: Path, index_path: Path, k: int, model: str | None, device: str, db_url: str | None, as_json: bool,
-          show_windows: bool, per_window: bool, modality: str | None, where: SearchFilter, verbose: bool,
-            max_seconds: float) -> None:
-    """Find the files that sound (and look) most like FILE (the filter options narrow where to look)."""
+          show_windows: bool, show_tags: bool, per_window: bool, modality: str | None, where: SearchFilter,
+            verbose: bool, max_seconds: float, exclude_self: bool) -> None:
+    """Find the files that sound (and look) most like FILE (the filter options narrow where to look).
+
+    Files are ranked by the cosine of their file vectors (the mean of their windows) with FILE's; FILE
+    itself, when it is in the index, comes first (or is left out with --exclude-self)."""
     from search.served import similar_hits
 
     # A running server answers unfiltered searches; filtered ones are answered in-process.
     served = (similar_hits(index_path, file, k, modality, db_url, model, device, verbose, per_file=not per_window)
-              if where.is_empty else None)
+              if where.is_empty and not exclude_self else None)
     if served is not None:
-        _print_hits(served, as_json, show_windows)
+        _print_hits(served, as_json, show_windows, show_tags)
         return
     from indexer.media.decode import DecodeLimits
     from search.engine import Engine
@@ -181,7 +196,7 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
     engine = Engine(index_path, model=model, device=device, db_url=db_url)
     try:
         _print_hits(engine.similar(file, k, modality, where, limits=DecodeLimits.for_seconds(max_seconds),
-                                   per_file=not per_window), as_json, show_windows)
+                                   per_file=not per_window, exclude_self=exclude_self), as_json, show_windows, show_tags)
         _print_notes(engine)
     finally:
         engine.close()
@@ -195,7 +210,8 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
 @click.option("--threshold", type=click.FloatRange(-1, 1), default=None,
               help="Aligned window similarity a candidate pair needs (default: chosen by bench/duplicates.py).")
 @click.option("--min-match", type=click.FloatRange(-1, 1), default=None,
-              help="Spectral match that confirms a candidate (default: chosen by bench/duplicates.py).")
+              help="Spectral envelope match that confirms a member whose landmark fingerprints agree but are "
+                   "too few to confirm it alone (default: chosen by bench/duplicates.py).")
 @click.option("--no-check", "no_check", is_flag=True,
               help="Trust the window vectors alone; reads no file, but groups recordings of one kind too.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto: where FAISS searches.")

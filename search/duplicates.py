@@ -15,6 +15,11 @@ and the aligned windows overlap only partly: their similarity is below 1 even fo
 Window embeddings are semantic, so distinct recordings of one kind (two sentences in one voice, two
 patterns of one drum kit) embed almost alike: the vectors find and align candidates with high recall, and
 the spectral check, which sees when each sound happens, tells copies from other recordings.
+
+What `search duplicates` runs by default (Engine.duplicates) confirms with landmark fingerprints instead
+(search/landmarks.py: spectral peaks paired into hashes, lined up at one offset), which also find
+candidates the vectors miss, and groups files around a reference that confirms every member itself
+(verified_groups): a chain of weak links (A like B, B like C) never merges two recordings.
 """
 
 from __future__ import annotations
@@ -22,8 +27,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from search.landmarks import Landmarks
 
 # bench/duplicates.py (starter model, hop = window = 4 s), see docs/benchmarks/duplicates.md: the window
 # similarity that keeps 99% of the true pairs as candidates, and the spectral match where precision and
@@ -292,3 +301,86 @@ def find_duplicates(
 
 def _positional(f: FileWindows, ids: np.ndarray | None) -> FileWindows:
     return FileWindows(f.file_id, f.path, f.duration, f.starts, f.vectors, ids)
+
+
+# -- confirmed by landmark fingerprints, grouped around a reference -------------------------------------
+def landmark_candidates(prints: dict[int, Landmarks], min_shared: int = 8,
+                        max_share_of_files: float = 0.05) -> set[tuple[int, int]]:
+    """Pairs of files that share at least `min_shared` distinct landmark hashes (an inverted index over
+    the hashes; a hash found in more than `max_share_of_files` of the files, and in more than 32, says
+    nothing and is skipped).
+    Finds copies the window vectors rank too low: short clips, heavy re-encodes."""
+    owners: dict[int, list[int]] = defaultdict(list)
+    for file_id, marks in prints.items():
+        for h in np.unique(marks.hashes).tolist():
+            owners[h].append(file_id)
+    limit = max(32, int(max_share_of_files * len(prints)))  # a recording with many copies keeps its hashes
+    shared: dict[tuple[int, int], int] = defaultdict(int)
+    for files in owners.values():
+        if 2 <= len(files) <= limit:
+            for i, a in enumerate(files):
+                for b in files[i + 1:]:
+                    shared[(min(a, b), max(a, b))] += 1
+    return {pair for pair, n in shared.items() if n >= min_shared}
+
+
+def verified_groups(files: Sequence[FileWindows], candidates: set[tuple[int, int]],
+                    prints: dict[int, Landmarks | None], hop_seconds: float,
+                    spectral: Callable[[FileWindows], SpectralPrint | None] | None = None,  # noqa: F821
+                    min_match: float = DEFAULT_MIN_MATCH) -> list[DuplicateGroup]:
+    """Groups of files whose every member is confirmed against the group's first file (its reference, the
+    longest); no chaining through other members.
+
+    A member is confirmed by its landmark fingerprints (search/landmarks.py: LandmarkMatch.confirmed), or,
+    where heavy lossy coding left fewer peaks in place, by the spectral envelope's match of at least
+    `min_match` (`spectral`: a file's print, search/fingerprint.py) with landmarks that agree
+    (LandmarkMatch.consistent): the envelope alone takes other notes of one instrument for a copy. The
+    member's `match` is the share of landmarks that line up. References are taken longest first; each is
+    checked against every not yet grouped file that the candidate pairs connect it to (at any distance)."""
+    from search.fingerprint import aligned_match
+    from search.landmarks import match
+
+    by_id = {f.file_id: f for f in files}
+    links: dict[int, set[int]] = defaultdict(set)
+    for a, b in candidates:
+        if a in by_id and b in by_id:
+            links[a].add(b)
+            links[b].add(a)
+    order = sorted(links, key=lambda m: (-by_id[m].duration, -len(by_id[m].starts), m))
+    grouped: set[int] = set()
+    groups = []
+    for reference in order:
+        if reference in grouped or prints.get(reference) is None:
+            continue
+        reach, frontier = set(), [reference]  # the files the candidate pairs connect to the reference
+        while frontier:
+            node = frontier.pop()
+            for other in links[node] - reach - {reference}:
+                if other not in grouped:
+                    reach.add(other)
+                    frontier.append(other)
+        members = []
+        ref = by_id[reference]
+        for other in sorted(reach):
+            if prints.get(other) is None:
+                continue
+            found = match(prints[reference], prints[other])  # type: ignore[arg-type]
+            # found.offset: content at t in the reference is at t + offset in the member.
+            offset = found.offset if found.confirmed else None
+            if offset is None and found.consistent and spectral is not None:
+                a, b = spectral(ref), spectral(by_id[other])
+                if a is not None and b is not None:
+                    longer = max(ref.duration, by_id[other].duration)
+                    envelope, lag = aligned_match(a, b, 0.0, longer, min_overlap_seconds=DEFAULT_MIN_COVERAGE * longer)
+                    offset = lag if envelope >= min_match else None
+            if offset is not None:
+                similarity, _ = aligned_similarity(ref, by_id[other], offset, hop_seconds)
+                members.append(DuplicateMember(other, by_id[other].path, by_id[other].duration, similarity,
+                                               -offset, found.share))
+        if members:
+            grouped.add(reference)
+            grouped.update(m.file_id for m in members)
+            members.sort(key=lambda m: (-(m.match or 0.0), m.path))
+            groups.append(DuplicateGroup([DuplicateMember(reference, ref.path, ref.duration, 1.0, 0.0, 1.0),
+                                          *members]))
+    return sorted(groups, key=lambda g: (-len(g.members), g.members[0].path))

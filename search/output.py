@@ -33,11 +33,11 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else "…" + text[len(text) - width + 1:]
 
 
-def hits_table(hits: list[Hit], windows: bool = False, width: int = WIDTH) -> list[str]:
+def hits_table(hits: list[Hit], windows: bool = False, width: int = WIDTH, show: bool = False) -> list[str]:
     """The lines of the results table: a header, then one line per hit, paths relative to the corpus root.
 
     A hit whose file matched in further windows says how many (`+2 windows`); with `windows` each of them
-    follows on its own line.
+    follows on its own line; with `show`, the file's tags (`description: ...`) follow it.
     """
     if not hits:
         return ["no results"]
@@ -57,4 +57,8 @@ def hits_table(hits: list[Hit], windows: bool = False, width: int = WIDTH) -> li
         lines.append(f"{h.rank:>4}  {h.score:6.3f}  {when:<{time_width}}  {path}{suffix}")
         if windows:
             lines.extend(f"{'':>4}  {w.score:6.3f}  {span(w.start, w.end)}" for w in h.windows[1:])
+        if show and h.matched:
+            lines.append(_fit(f"{'':>6}words: {', '.join(h.matched)}", width))
+        if show:
+            lines.extend(_fit(f"{'':>6}{key}: {_printable(value)}", width) for key, value in h.tags.items())
     return lines

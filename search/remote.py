@@ -211,11 +211,12 @@ def _upload(record: ServeRecord, target: str, path: Path, fields: dict[str, str]
     return _request(record, "POST", target, body, content_type)
 
 
-def query(record: ServeRecord, text: str, k: int, modality: str | None, per_window: bool = False) -> list[dict[str, Any]]:
+def query(record: ServeRecord, text: str, k: int, modality: str | None, per_window: bool = False,
+          mode: str = "hybrid") -> list[dict[str, Any]]:
     """Hits (as the API returns them) for a text query."""
     _check_k(record, k)
     params = {"q": text, "k": str(k), **({"modality": modality} if modality else {}),
-              **({"per_window": "true"} if per_window else {})}
+              **({"per_window": "true"} if per_window else {}), "mode": mode}
     return _request(record, "GET", "/api/query?" + urllib.parse.urlencode(params))["hits"]
 
 

@@ -39,17 +39,20 @@ def _hits(hits: list[dict[str, Any]]) -> list:  # list[Hit]
 
     from search.engine import Hit, Window
 
-    names = [f.name for f in dataclasses.fields(Hit) if f.name not in ("windows", "root")]
-    return [Hit(**{name: h[name] for name in names}, root=h.get("root", ""),
+    extra = ("windows", "root", "tags", "matched", "keyword_score", "fused_score")
+    names = [f.name for f in dataclasses.fields(Hit) if f.name not in extra]
+    return [Hit(**{name: h[name] for name in names}, root=h.get("root", ""), tags=h.get("tags") or {},
+                matched=tuple(h.get("matched_words") or ()), keyword_score=h.get("keyword_score"),
+                fused_score=h.get("fused_score"),
                 windows=tuple(Window(w["start"], w["end"], w["score"], w["segment_id"]) for w in h.get("windows", ())))
             for h in hits]
 
 
 def query_hits(index_path: Path, text: str, k: int, modality: str | None, db_url: str | None, model: str | None,
-               device: str, verbose: bool, per_file: bool = True) -> list | None:
+               device: str, verbose: bool, per_file: bool = True, mode: str = "hybrid") -> list | None:
     """`search query` answered by the index's running server (list[Hit]), or None."""
     hits = _served(index_path, db_url, model, device, verbose,
-                   lambda r: remote.query(r, text, k, modality, per_window=not per_file))
+                   lambda r: remote.query(r, text, k, modality, per_window=not per_file, mode=mode))
     return None if hits is None else _hits(hits)
 
 

@@ -217,11 +217,12 @@ def test_cli_query_and_similar_print_ranked_json(corpus: Path, tmp_path: Path, c
     result = runner.invoke(indexer_cli, ["build", str(corpus), "--model", str(clap_checkpoint), "--batch-size", "8"])
     assert result.exit_code == 0, result.output
 
-    result = runner.invoke(search_cli, ["query", "a pure sine tone", "-k", "4", "--json"])
+    result = runner.invoke(search_cli, ["query", "a pure sine tone", "-k", "4", "--json", "--mode", "vector"])
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout)
     assert [h["rank"] for h in hits] == [1, 2, 3, 4]
-    assert all(set(h) == {"rank", "path", "start", "end", "score", "windows"} for h in hits)
+    assert all(set(h) == {"rank", "path", "start", "end", "score", "windows", "tags", "matched_words", "keyword_score",
+                          "fused_score"} for h in hits)
     assert len({h["path"] for h in hits}) == 4  # one hit per file: k counts files
     assert all(h["windows"][0] == {"start": h["start"], "end": h["end"], "score": h["score"]} for h in hits)
     scores = [h["score"] for h in hits]

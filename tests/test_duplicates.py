@@ -17,7 +17,7 @@ from indexer import BuildOptions, build_index
 from search.duplicates import FileWindows, duplicate_pairs, find_duplicates
 from search.engine import Engine
 from tests import helpers
-from tests.service_support import RATE, running_service, steps
+from tests.service_support import RATE, running_service
 
 HOP = 2.0
 
@@ -86,6 +86,21 @@ def test_windows_off_the_hop_grid_align_to_the_nearest_start(recording: np.ndarr
 MELODY = (220, 330, 440, 660, 880, 220, 440)  # 14 s, one pitch per 2 s window
 
 
+def played(*freqs: float, seed: int = 0) -> np.ndarray:
+    """2 s of each pitch in turn, struck at seeded irregular times with two weaker partials: a played
+    instrument (landmark fingerprints need onsets; a steady sine has none), one pitch per window."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(2 * RATE) / RATE
+    notes = []
+    for freq in freqs:
+        strikes = np.sort(rng.uniform(0, 1.9, size=6))
+        since = np.min(np.where(t[None, :] >= strikes[:, None], t[None, :] - strikes[:, None], 9.0), axis=0)
+        envelope = np.where(since < 9.0, np.exp(-6 * since), 0.05)
+        x = (np.sin(2 * np.pi * freq * t) + 0.3 * np.sin(4 * np.pi * freq * t) + 0.2 * np.sin(6 * np.pi * freq * t))
+        notes.append(0.3 * x * envelope)
+    return np.concatenate(notes).astype(np.float32)
+
+
 def _write(path: Path, samples: np.ndarray) -> None:
     helpers.write_audio(path, samples, rate=RATE)
 
@@ -93,15 +108,15 @@ def _write(path: Path, samples: np.ndarray) -> None:
 @pytest.fixture
 def duplicate_index(tmp_path: Path, tone_model: Path) -> Path:
     corpus = tmp_path / "corpus"
-    melody = steps(*MELODY)
+    melody = played(*MELODY)
     _write(corpus / "melody.wav", melody)
     _write(corpus / "copies" / "cut_start_quieter.mp3", 0.5 * melody[4 * RATE :])  # 4 s cut, -6 dB, mp3
     _write(corpus / "copies" / "cut_end.flac", melody[: -2 * RATE])
     _write(corpus / "copies" / "cut_off_grid.ogg", melody[int(1.3 * RATE) :])  # not a multiple of the hop
     stereo = np.stack([melody[2 * RATE :], melody[2 * RATE :]], axis=1)  # 2 s cut, stereo, 8 kHz
     soundfile.write(corpus / "copies" / "stereo_8k.wav", stereo[::2], RATE // 2)
-    _write(corpus / "other_melody.wav", steps(880, 660, 440, 330, 220, 880, 330))  # same pitches, other order
-    _write(corpus / "a440.wav", steps(440))
+    _write(corpus / "other_melody.wav", played(880, 660, 440, 330, 220, 880, 330, seed=1))  # same pitches, other order
+    _write(corpus / "a440.wav", played(440))
     index = tmp_path / "index"
     build_index(corpus, index, BuildOptions(model=str(tone_model), decode_workers=0))
     return index
@@ -117,8 +132,8 @@ def _check_group(members: list[tuple[str, float, float | None, float]], corpus: 
     names = [str(Path(m[0]).relative_to(corpus.resolve())) for m in members]
     assert names[0] == "melody.wav" and members[0][1:] == (1.0, 1.0, 0.0)
     assert {n: round(m[3], 2) for n, m in zip(names[1:], members[1:])} == EXPECTED
-    matches = [m[2] for m in members[1:]]
-    assert all(m >= 0.9 for m in matches) and matches == sorted(matches, reverse=True)
+    matches = [m[2] for m in members[1:]]  # shares of lined-up landmarks: lossy copies keep fewer peaks
+    assert all(m >= 0.5 for m in matches) and matches == sorted(matches, reverse=True)
     assert all(m[1] == pytest.approx(1.0) for m in members[1:])  # one-hot pitch windows line up exactly
 
 
@@ -207,10 +222,12 @@ def test_duplicates_page_lists_the_group_in_a_browser(duplicate_index: Path, tmp
             rows = page.locator(".duplicate-member .name").all_text_contents()
             assert rows[0] == "melody.wav" and sorted(rows[1:]) == sorted(Path(p).name for p in EXPECTED)
             assert "starts at +4.00 s" in page.locator(".duplicate-members").inner_text()
-            # A stricter match than any copy reaches: the page says so.
+            # A stricter envelope match than any copy reaches: the copies whose landmark fingerprints confirm
+            # them alone stay (the envelope only decides where the landmarks are too few), and the page
+            # says which rule it applied.
             page.fill("#min-match", "0.9999")
             page.click("button[type=submit]")
-            sync_api.expect(page.locator("#status")).to_have_text(re.compile("^no duplicates"))
+            sync_api.expect(page.locator("#status")).to_have_text(re.compile("^1 group .*match ≥ 0.9999"))
             page.screenshot(path=str(tmp_path / "duplicates.png"))
         finally:
             browser.close()

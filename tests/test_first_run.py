@@ -149,7 +149,9 @@ def test_the_table_has_a_header_relative_paths_and_mss_times(loud_index: tuple[P
     assert hits[0] == {"rank": 1, "path": str(corpus / "long.wav"), "start": 1.0, "end": 2.0,
                        "score": pytest.approx(score(0.9), abs=1e-5),
                        "windows": [{"start": 1.0, "end": 2.0, "score": pytest.approx(score(0.9), abs=1e-5)},
-                                   {"start": 3.0, "end": 4.0, "score": pytest.approx(score(0.8), abs=1e-5)}]}
+                                   {"start": 3.0, "end": 4.0, "score": pytest.approx(score(0.8), abs=1e-5)}],
+                       # hybrid by default: no word of "loud" in these names, the fused rank of the sound alone
+                       "tags": {}, "matched_words": [], "keyword_score": None, "fused_score": pytest.approx(1 / 61)}
     assert hits[1]["path"] == str(corpus / "b.wav")
 
 

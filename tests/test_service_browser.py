@@ -82,6 +82,7 @@ def test_type_a_query_see_results_and_play_from_the_segment(page) -> None:  # ty
     audio_statuses: list[int] = []
     page.on("response", lambda r: audio_statuses.append(r.status) if "/api/files/" in r.url else None)
 
+    page.select_option("#mode", "vector")  # the sound alone: the folder tones/ names what "tone" also says
     page.fill("#q", "a tone of 880 Hz")
     page.press("#q", "Enter")
     hits = page.locator("#results .hit")

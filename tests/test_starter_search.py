@@ -83,3 +83,25 @@ def test_the_starter_is_the_default_and_recorded(demo_index) -> None:  # type: i
     provenance = Index(index).provenance()
     assert provenance.model_id == "starter" and provenance.family == "starter"
     assert len(provenance.checkpoint_sha256) == 64
+
+
+def test_more_like_this_ranks_every_file_itself_first(demo_index) -> None:  # type: ignore[no-untyped-def]
+    """Every indexed file is its own best match, by file vector against file vectors even without being put
+    first (the old window ranking let another take's window outscore a file's own mean), and with
+    --exclude-self its closest other file leads."""
+    from search.more_like_this import rank_files
+
+    index, truth = demo_index
+    engine = Engine(index)
+    try:
+        files = engine.stores()["files"]
+        for path in truth:
+            hits = engine.similar(path, k=2)
+            assert hits[0].path == path and hits[0].score == pytest.approx(1.0, abs=1e-5)
+            file_id = hits[0].file_id
+            vector = files.reconstruct([file_id])[0]
+            assert rank_files(files, vector, 1, None, None, frozenset())[0][0] == file_id
+            left = engine.similar(path, k=1, exclude_self=True)
+            assert left[0].path == hits[1].path and engine.notes[-1].startswith("left out")
+    finally:
+        engine.close()

@@ -61,6 +61,9 @@ from search.service.uploads import (
 
 STATIC_DIR = Path(__file__).with_name("static")
 PER_WINDOW = "rank windows rather than files: a file may appear several times"
+MODE = ("hybrid: the words of file names, folders and tags (BM25) fused with the sound ranking (reciprocal rank "
+        "fusion); vector: sound alone; keyword: words alone")
+EXCLUDE_SELF = "leave out an indexed file with the clip's bytes (by default it ranks first)"
 
 # The page loads nothing from elsewhere (the machine may be offline, and a CDN would see every query).
 CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
@@ -147,15 +150,18 @@ class SearchService:
                        segment_id=h.segment_id, file_id=h.file_id, audio_url=f"/api/files/{h.file_id}/audio",
                        waveform_url=f"/api/segments/{h.segment_id}/waveform.png",
                        windows=[WindowOut(start=w.start, end=w.end, score=w.score, segment_id=w.segment_id)
-                                for w in h.windows]) for h in hits]
+                                for w in h.windows], tags=h.tags, matched_words=list(h.matched),
+                       keyword_score=h.keyword_score, fused_score=h.fused_score) for h in hits]
 
     def modality(self, modality: str | None) -> str:
         return modality or self.engine.modalities[-1]
 
     def query(self, text: str, k: int, modality: str | None, where: SearchFilter | None = None,
-              per_file: bool = True) -> list[Hit]:
+              per_file: bool = True, mode: str = "hybrid") -> tuple[list[Hit], list[str]]:
+        """Hits, and notes on the answer (Engine.answer_notes)."""
         with self.lock:
-            return self.engine.query(text, k, modality, where, per_file=per_file)
+            hits = self.engine.query(text, k, modality, where, per_file=per_file, mode=mode)
+            return hits, list(self.engine.answer_notes)
 
     @property
     def clip_limits(self) -> DecodeLimits:
@@ -163,12 +169,14 @@ class SearchService:
         return DecodeLimits.for_seconds(self.config.max_upload_seconds)
 
     def similar(self, path: Path, k: int, modality: str | None, where: SearchFilter | None = None,
-                per_file: bool = True) -> list[Hit]:
+                per_file: bool = True, exclude_self: bool = False) -> tuple[list[Hit], list[str]]:
         with self.lock:
-            return self.engine.similar(path, k, modality, where, limits=self.clip_limits, per_file=per_file)
+            hits = self.engine.similar(path, k, modality, where, limits=self.clip_limits, per_file=per_file,
+                                       exclude_self=exclude_self)
+            return hits, list(self.engine.answer_notes)
 
     def similar_to_segment(self, segment_id: int, k: int, where: SearchFilter | None = None,
-                           per_file: bool = True) -> list[Hit]:
+                           per_file: bool = True) -> tuple[list[Hit], list[str]]:
         """Hits for a stored segment's own vector ("more like this"): nothing to decode or embed."""
         self.media.segment(segment_id)
         with self.lock:
@@ -177,7 +185,8 @@ class SearchService:
                 vector = store.reconstruct([segment_id])[0]
             except RuntimeError as e:  # in the catalog but not (yet) in the loaded generation
                 raise NotFoundError(f"segment {segment_id} has no vector in the current index") from e
-            return self.engine.search_vector(vector, k, where, per_file)
+            self.engine.answer_notes = []
+            return self.engine.search_vector(vector, k, where, per_file), list(self.engine.answer_notes)
 
     def duplicates(self, threshold: float | None, min_match: float | None,
                    check: bool) -> tuple[int, list[DuplicateGroupOut]]:
@@ -335,27 +344,30 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
     def query(q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"\S",
                                       description="what to find, in words")],
               where: Annotated[SearchFilter, Depends(query_filter)], k: K = 10,
-              modality: Modality | None = None, per_window: PerWindow = False) -> SearchResponse:
+              modality: Modality | None = None, per_window: PerWindow = False,
+              mode: Annotated[Literal["hybrid", "vector", "keyword"], Query(description=MODE)] = "hybrid",
+              ) -> SearchResponse:
         """Files that best match a text description (the best segment of each), best first, among the
-        segments the filters admit."""
+        segments the filters admit: by their words and their sound (hybrid), by sound or by words alone."""
         started = time.perf_counter()
-        hits = service.query(q, k, modality, where, per_file=not per_window)
+        hits, notes = service.query(q, k, modality, where, per_file=not per_window, mode=mode)
         return SearchResponse(kind="query", query=q, modality=service.modality(modality),
-                              took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits))
+                              took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits), notes=notes)
 
     @app.post("/api/similar", tags=["search"], response_model=SearchResponse, responses=_ERRORS)
     def similar(file: Annotated[UploadFile, File(description="an audio or video clip (not empty)", json_schema_extra={"minLength": 1})],
                 where: Annotated[SearchFilter, Depends(form_filter)], k: FormK = 10,
                 modality: Annotated[Modality | None, Form()] = None,
-                per_window: Annotated[bool, Form(description=PER_WINDOW)] = False) -> SearchResponse:
-        """Files that sound (and look) most like an uploaded clip (its windows' mean vector), best first,
-        among the segments the filters admit."""
+                per_window: Annotated[bool, Form(description=PER_WINDOW)] = False,
+                exclude_self: Annotated[bool, Form(description=EXCLUDE_SELF)] = False) -> SearchResponse:
+        """Files that sound (and look) most like an uploaded clip (file vector against file vectors), best
+        first, among the segments the filters admit; an indexed file with the clip's bytes comes first."""
         started = time.perf_counter()
         with stored_upload(file.file, file.filename, config.max_upload_bytes) as path:
             check_clip(path, config.max_upload_seconds)
-            hits = service.similar(path, k, modality, where, per_file=not per_window)
+            hits, notes = service.similar(path, k, modality, where, per_file=not per_window, exclude_self=exclude_self)
         return SearchResponse(kind="similar", modality=service.modality(modality),
-                              took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits))
+                              took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits), notes=notes)
 
     @app.get("/api/segments/{segment_id}/similar", tags=["search"], response_model=SearchResponse, responses=_ERRORS)
     def similar_segment(segment_id: CatalogId, where: Annotated[SearchFilter, Depends(query_filter)],
@@ -363,9 +375,9 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
         """Files most like an indexed segment (by its stored vector), best first, among the segments the
         filters admit."""
         started = time.perf_counter()
-        hits = service.similar_to_segment(segment_id, k, where, per_file=not per_window)
+        hits, notes = service.similar_to_segment(segment_id, k, where, per_file=not per_window)
         return SearchResponse(kind="segment", modality=service.modality(None),
-                              took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits))
+                              took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits), notes=notes)
 
     @app.get("/api/duplicates", tags=["search"], response_model=DuplicatesResponse, responses=_ERRORS)
     def duplicates(

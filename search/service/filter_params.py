@@ -12,7 +12,8 @@ from db.filters import TAG_KEYS, SearchFilter
 Holding = Literal["audio", "visual", "av"]
 
 _DOC = {
-    "under": "only files inside this folder on the server (at any depth)",
+    "under": "only files inside this folder (at any depth): relative to the corpus root, as hits' paths are, "
+             "or absolute on the server",
     "glob": "only files whose path matches this shell pattern (relative to the corpus root; absolute when it "
             "starts with /; * also crosses /)",
     "ext": "only files with one of these extensions (repeat the parameter)",
@@ -40,7 +41,7 @@ def query_filter(
     """The filter the query parameters describe (FilterError, a 400, on what cannot be read)."""
     return SearchFilter.parse(under=under, glob=glob, extensions=ext, min_duration=min_duration,
                               max_duration=max_duration, modality=has, modified_after=modified_after,
-                              modified_before=modified_before, tags=tag)
+                              modified_before=modified_before, tags=tag, from_cwd=False)
 
 
 def form_filter(

@@ -30,6 +30,12 @@ class HitOut(BaseModel):
     waveform_url: str = Field(description="PNG waveform of the segment")
     windows: list[WindowOut] = Field(description="the file's matching windows among those searched, best first "
                                                  "(the first is this hit's own)")
+    tags: dict[str, str] = Field(default_factory=dict, description="the file's tags: title, artist, album, genre, "
+                                 "description, comment, originator, notes (those it carries)")
+    matched_words: list[str] = Field(default_factory=list, description="query words (as resound's tokenizer "
+                                     "makes them) that the file's name, folders or tags hold (keyword, hybrid)")
+    keyword_score: float | None = Field(None, description="BM25 score of those words (keyword, hybrid)")
+    fused_score: float | None = Field(None, description="reciprocal rank fusion score (hybrid)")
 
 
 class SearchResponse(BaseModel):
@@ -40,6 +46,8 @@ class SearchResponse(BaseModel):
     modality: str
     took_ms: float
     hits: list[HitOut]
+    notes: list[str] = Field(default_factory=list, description="what to know about the answer: why it is empty "
+                             "(which filter admitted no file), or that the query file itself was left out")
 
 
 class LabelOut(BaseModel):

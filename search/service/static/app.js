@@ -122,10 +122,17 @@ function renderHits(data, title) {
       button.addEventListener("click", () => play({ ...hit, start: w.start, end: w.end }, li, w.start));
       windows.append(" ", button);
     }
+    // What the file says of itself: its description, comment, notes, names.
+    const tags = Object.entries(hit.tags || {});
+    const tagLine = $(".hit-tags", li);
+    const matched = (hit.matched_words || []).length ? [`words: ${hit.matched_words.join(", ")}`] : [];
+    tagLine.hidden = tags.length + matched.length === 0;
+    tagLine.textContent = matched.concat(tags.map(([key, value]) => `${key}: ${value}`)).join(" · ");
     list.append(li);
   }
   $("#results-section").hidden = false;
-  setStatus(data.hits.length ? `${data.hits.length} files in ${Math.round(data.took_ms)} ms` : "no results");
+  const notes = (data.notes || []).join(" ");
+  setStatus((data.hits.length ? `${data.hits.length} files in ${Math.round(data.took_ms)} ms` : "no results") + (notes ? ` (${notes})` : ""));
 }
 
 async function search(text) {
@@ -133,6 +140,7 @@ async function search(text) {
   if (!q) return;
   const params = withFilters(new URLSearchParams({ q, k: $("#k").value }));
   if (modalityParam()) params.set("modality", modalityParam());
+  params.set("mode", $("#mode").value);
   setStatus(`searching for “${q}”…`);
   const data = await api(`/api/query?${params}`);
   history.replaceState(null, "", `?${new URLSearchParams({ q })}`);

@@ -1,0 +1,200 @@
+"""Words of each file, for keyword search: one tokenizer and one scoring formula (BM25), in resound's code.
+
+A file's words are those of its name (split at `_ - .` and spaces, at camelCase and at digits), of its
+folders (relative to the corpus root) and of its tags (title ... description, comment, notes:
+indexer/media/tags.py). They are stored as (file, term, count) rows in `file_terms`, written in the same
+transaction as the file's own rows and removed with it (ON DELETE CASCADE), so the keyword index is never
+out of step with the catalog, whatever kills a build, a watcher or a compaction: `indexer verify` checks it
+against the files' paths and tags anyway.
+
+The database only finds the candidate files (an index on `term`, the same on SQLite and Postgres); the
+ranking is computed here, so that keyword and hybrid results are the same whichever engine holds the
+catalog. What a user types is split by the same tokenizer and never reaches the database as syntax:
+hyphens, quotes, AND/OR/NOT and parentheses are just characters between words.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+MAX_TERM_CHARS = 64  # longer runs (hashes, base64 in a tag) are not words anyone types
+MAX_QUERY_TERMS = 32
+# BM25 (Robertson and Zaragoza 2009), the constants Lucene and Elasticsearch default to.
+BM25_K1 = 1.2
+BM25_B = 0.75
+
+# Runs of letters or of digits; camelCase splits before an upper-case letter that follows a lower-case one,
+# and an upper-case run before its last letter when a lower-case one follows (HTTPServer -> HTTP Server).
+_RUNS = re.compile(r"[^\W\d_]+|\d+")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+# Words too common in names and descriptions to tell files apart.
+STOPWORDS = frozenset(["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "into", "is", "it", "of", "on", "or", "the", "to", "with"])
+
+
+def _stem(word: str) -> str:
+    """A light English stemmer (plural and -ing/-ed endings), so that "barking dogs" meets "DOG_Bark"."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    for suffix, keep in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            if suffix == "s" and word.endswith(("ss", "us", "is")):
+                return word
+            if suffix == "es" and not word.endswith(("ches", "shes", "xes", "zes", "sses")):
+                continue  # "tones" -> "tone" by the "s" rule
+            stem = word[: len(word) - len(suffix)] + keep
+            if suffix in ("ing", "ed") and len(stem) >= 4 and stem[-1] == stem[-2] and stem[-1] not in "lsz":
+                stem = stem[:-1]  # "running" -> "run", "clapped" -> "clap"
+            return stem
+    return word
+
+
+def tokens(text: str) -> list[str]:
+    """The terms of a text, in order: words split at punctuation, camelCase and digits, case-folded,
+    accents removed, lightly stemmed; stop words and over-long runs left out."""
+    out = []
+    for part in re.split(r"[^\w]+|_", unicodedata.normalize("NFKC", text)):
+        for piece in _CAMEL.split(part):
+            for run in _RUNS.findall(piece):
+                word = "".join(c for c in unicodedata.normalize("NFKD", run.casefold()) if not unicodedata.combining(c))
+                if word.isdigit():
+                    word = word.lstrip("0") or "0"  # take 03 is take 3
+                if word and word not in STOPWORDS and len(word) <= MAX_TERM_CHARS:
+                    out.append(_stem(word))
+    return out
+
+
+def document_terms(path: str, tags: Mapping[str, str]) -> Counter[str]:
+    """The terms of a file: its name (without the extension), its folders, its tags; with their counts."""
+    relative = PurePosixPath(path)
+    text = [relative.stem, *relative.parts[:-1], *tags.values()]
+    return Counter(t for piece in text for t in tokens(piece))
+
+
+def query_terms(text: str) -> list[str]:
+    """The distinct terms of what a user typed, in order (at most MAX_QUERY_TERMS)."""
+    return list(dict.fromkeys(tokens(text)))[:MAX_QUERY_TERMS]
+
+
+# -- writing ----------------------------------------------------------------------------------------
+def term_rows(file_id: int, path: str, tags: Mapping[str, str] | None) -> list[dict[str, object]]:
+    """`file_terms` rows of one file."""
+    return [{"file_id": file_id, "term": term, "tf": n} for term, n in document_terms(path, tags or {}).items()]
+
+
+def stage_terms(session, files: Iterable[tuple[int, str, Mapping[str, str] | None]],  # type: ignore[no-untyped-def]
+                new: bool = False) -> None:
+    """Stage the terms of (file id, corpus-relative path, tags) in `session`, replacing any the files had
+    (`new`: files just added, which have none)."""
+    from sqlalchemy import delete, insert
+
+    from db.schema import FileTermRow
+
+    files = list(files)
+    ids = [file_id for file_id, _, _ in files]
+    for start in range(0, 0 if new else len(ids), 500):
+        session.execute(delete(FileTermRow).where(FileTermRow.file_id.in_(ids[start:start + 500])))
+    rows = [row for file_id, path, tags in files for row in term_rows(file_id, path, tags)]
+    if rows:
+        session.execute(insert(FileTermRow), rows)
+
+
+# -- ranking ----------------------------------------------------------------------------------------
+Rows = Callable[[str, Sequence[object]], list[tuple]]  # (SQL with ? placeholders, parameters) -> rows
+
+
+@dataclass(frozen=True)
+class KeywordHit:
+    """A file that holds query terms: its BM25 score and the query terms it holds (in query order)."""
+
+    file_id: int
+    score: float
+    matched: tuple[str, ...]
+
+
+def rank_keywords(rows: Rows, terms: Sequence[str], among: set[int] | None = None) -> list[KeywordHit]:
+    """Files holding any of `terms`, best BM25 first (ties by file id), among `among` (None: all files).
+
+    Statistics (document frequency, lengths, their mean) are those of the whole catalog, whatever `among`
+    admits, so a filter narrows the list without reordering it.
+    """
+    if not terms:
+        return []
+    marks = ",".join("?" * len(terms))
+    postings = rows(f"SELECT file_id, term, tf FROM file_terms WHERE term IN ({marks})", list(terms))
+    if not postings:
+        return []
+    n_files = max(int(rows("SELECT COUNT(*) FROM files", [])[0][0]), 1)
+    total = float(rows("SELECT COALESCE(SUM(tf), 0) FROM file_terms", [])[0][0])
+    average = max(total / n_files, 1e-9)
+    df = Counter(term for _, term, _ in postings)
+    by_file: dict[int, dict[str, int]] = {}
+    for file_id, term, tf in postings:
+        if among is None or file_id in among:
+            by_file.setdefault(int(file_id), {})[term] = int(tf)
+    lengths: dict[int, float] = {}
+    ids = sorted(by_file)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        lengths.update({int(f): float(n) for f, n in rows(
+            f"SELECT file_id, SUM(tf) FROM file_terms WHERE file_id IN ({','.join('?' * len(chunk))}) GROUP BY file_id",
+            chunk)})
+    hits = []
+    for file_id, found in by_file.items():
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths.get(file_id, average) / average)
+        score = sum(math.log(1 + (n_files - df[t] + 0.5) / (df[t] + 0.5)) * tf * (BM25_K1 + 1) / (tf + norm)
+                    for t, tf in found.items())
+        hits.append(KeywordHit(file_id, score, tuple(t for t in terms if t in found)))
+    return sorted(hits, key=lambda h: (-h.score, h.file_id))
+
+
+def fuse(rankings: Sequence[Sequence[int]], k: int = 60) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion (Cormack, Clarke and Buettcher 2009) of best-first id lists: each id scores
+    the sum of 1 / (k + rank) over the lists that hold it; best first, ties by first appearance."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, 1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    order = {item: i for i, item in enumerate(dict.fromkeys(i for r in rankings for i in r))}
+    return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
+
+
+# -- consistency ------------------------------------------------------------------------------------
+def inconsistent_files(session) -> list[int]:  # type: ignore[no-untyped-def]
+    """Ids of files whose stored terms differ from those of their path and tags (`indexer verify`)."""
+    from sqlalchemy import select
+
+    from db.schema import FileRow, FileTagRow, FileTermRow
+
+    tags: dict[int, dict[str, str]] = {}
+    for file_id, key, value in session.execute(select(FileTagRow.file_id, FileTagRow.key, FileTagRow.value)):
+        tags.setdefault(file_id, {})[key] = value
+    stored: dict[int, Counter[str]] = {}
+    for file_id, term, tf in session.execute(select(FileTermRow.file_id, FileTermRow.term, FileTermRow.tf)):
+        stored.setdefault(file_id, Counter())[term] = tf
+    bad = [file_id for file_id, path in session.execute(select(FileRow.id, FileRow.path))
+           if stored.pop(file_id, Counter()) != document_terms(path, tags.get(file_id, {}))]
+    return sorted(bad + list(stored))  # what is left in `stored` belongs to no file
+
+
+def repair_terms(session, file_ids: Sequence[int]) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite the terms of `file_ids` from their paths and tags (terms of files that are gone: dropped)."""
+    from sqlalchemy import delete, select
+
+    from db.schema import FileRow, FileTagRow, FileTermRow
+
+    ids = list(file_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        tags: dict[int, dict[str, str]] = {}
+        for file_id, key, value in session.execute(select(FileTagRow.file_id, FileTagRow.key, FileTagRow.value)
+                                                   .where(FileTagRow.file_id.in_(chunk))):
+            tags.setdefault(file_id, {})[key] = value
+        files = list(session.execute(select(FileRow.id, FileRow.path).where(FileRow.id.in_(chunk))))
+        session.execute(delete(FileTermRow).where(FileTermRow.file_id.in_(chunk)))
+        stage_terms(session, [(file_id, path, tags.get(file_id)) for file_id, path in files], new=True)
