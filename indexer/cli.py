@@ -362,24 +362,24 @@ def demo_corpus(out: Path, size: int, seed: int | None, sample_set: str, duratio
               help="Metrics JSON to write.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where rendered corpora and log-mels are cached.")
-@click.option("--seed", type=int, cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.seed",
+@click.option("--seed", type=int, cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.seed",
               help="Seed of the renders, initialisation and batches (sample set i renders with seed + i).")
-@click.option("--train-sets", cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.train_sample_sets",
+@click.option("--train-sets", cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.train_sample_sets",
               help="Comma-separated sample sets to train on (never freepats).")
-@click.option("--clips-per-set", type=click.IntRange(1), cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.clips_per_set",
+@click.option("--clips-per-set", type=click.IntRange(1), cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.clips_per_set",
               help="Clips rendered per sample set.")
-@click.option("--epochs", type=click.IntRange(1), cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.epochs",
+@click.option("--epochs", type=click.IntRange(1), cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.epochs",
               help="Passes over the training clips.")
-@click.option("--batch-size", type=click.IntRange(2), cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.batch_size",
+@click.option("--batch-size", type=click.IntRange(2), cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.batch_size",
               help="Clips per step (the contrastive loss contrasts within a batch).")
-@click.option("--learning-rate", type=float, cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.learning_rate",
+@click.option("--learning-rate", type=float, cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.learning_rate",
               help="Peak learning rate.")
 def train(out_path: Path, metrics_path: Path | None, cache_dir: Path | None, seed: int | None, train_sets: str | None,
           clips_per_set: int | None, epochs: int | None, batch_size: int | None, learning_rate: float | None) -> None:
     """Train a starter model on rendered demo corpora and measure it on the held-out sample set."""
     from dataclasses import replace
 
-    from indexer.starter import TrainConfig, train_starter
+    from indexer.training.train import TrainConfig, train_starter
     from indexer.starter.prompts import PROMPT_STYLES
 
     overrides = {

@@ -186,7 +186,7 @@ def recording_windows(samples: np.ndarray, config: StarterConfig, max_windows: i
 
 
 def load_recordings(
-    recordings: Sequence,  # indexer.starter.recordings.RecordedClip
+    recordings: Sequence,  # indexer.training.recordings.RecordedClip
     captions_of: Callable[[str], Sequence[str]],
     config: StarterConfig,
     cache_dir: Path,
