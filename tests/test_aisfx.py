@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import datetime
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,9 @@ from indexer.starter.aisfx import (
     block_frames,
     frame_count,
     load_aisfx_tower,
+    window_blocks,
 )
+from indexer.starter.config import AISFX_CONFIG
 
 DATA = Path(__file__).parent / "data"
 
@@ -111,3 +114,67 @@ def test_converter_refuses_a_pickle_naming_other_globals() -> None:
     assert torch.equal(loaded["embedding_net.w"], torch.ones(2)) and datasets == {"prosfx": (0, 78)}
     with pytest.raises(ValueError, match="unexpected globals.*datetime"):
         load_checkpoint(saved((state, {"when": datetime.date(2022, 1, 1)})))
+
+
+# -- the frozen-aiSFX starter generation (config.audio_tower "aisfx") ---------------------------------
+
+TINY_AISFX = replace(AISFX_CONFIG, text_hidden=32, audio_hidden=32, embed_dim=32)
+
+
+def test_window_blocks_keep_a_tail_of_half_a_block() -> None:
+    features = torch.ones(200, 96)
+    assert window_blocks(features).shape == (2, 100, 96)
+    assert window_blocks(features[:149]).shape == (1, 100, 96)  # 49 frames of a second block: dropped
+    two = window_blocks(features[:150])
+    assert (
+        two.shape == (2, 100, 96) and float(two[1, 50:].abs().max()) == 0.0
+    )  # zero-padded as the wheel pads
+    assert window_blocks(features[:30]).shape == (1, 100, 96)
+
+
+def test_aisfx_head_round_trip_and_the_tower_it_was_trained_on(tmp_path: Path) -> None:
+    from indexer.starter import StarterEncoder
+    from indexer.starter.checkpoint import save_starter
+    from indexer.starter.encoder import AUDIO_TOWER_KEY
+    from indexer.starter.model import StarterModel
+    from indexer.training.train import _frozen_tower_metadata
+
+    torch.manual_seed(0)
+    model = StarterModel(TINY_AISFX).eval()
+    text_model = {"id": "sentence-transformers/all-MiniLM-L6-v2", "sha256": "0" * 64}
+    path = save_starter(
+        model, tmp_path / "a.safetensors", text_model, torch.float32, _frozen_tower_metadata(TINY_AISFX)
+    )
+    encoder = StarterEncoder(path)
+    samples = decode_audio(DATA / "aisfx-clip.wav", 44100).samples
+    windows = [samples, samples[:20000]]
+    vectors = encoder.embed_audio(windows)
+    assert vectors.shape == (2, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(encoder.embed_prepared(encoder.prepare_audio(windows)), vectors, atol=1e-6)
+    # The head reads the mean of the tower's blocks: the same as the tower run by hand.
+    blocks = window_blocks(encoder.prepare_audio([samples])[0])
+    with torch.inference_mode():
+        expected = model.embed_mel(encoder.tower(blocks).mean(dim=0, keepdim=True)).numpy()
+    np.testing.assert_allclose(vectors[:1], expected, atol=1e-5)
+    assert encoder.info.sample_rate == 44100 and encoder.info.preprocessing["fill"] == "zeros"
+    other = save_starter(
+        model, tmp_path / "b.safetensors", text_model, torch.float32, {AUDIO_TOWER_KEY: "0" * 64}
+    )
+    with pytest.raises(
+        CheckpointError, match=r"b.safetensors: trained on the aiSFX tower with sha256 000000000000"
+    ):
+        StarterEncoder(other)
+
+
+def test_tiny_aisfx_training_run_lowers_the_loss(tmp_path: Path) -> None:
+    from indexer.starter import StarterEncoder
+    from indexer.training.train import train_starter
+    from tests.test_starter import _tiny_config
+
+    result = train_starter(_tiny_config(tmp_path, "tiny", model=TINY_AISFX), log=lambda line: None)
+    assert result.losses[-1] < result.losses[0]
+    assert result.parameters["audio"] == sum(
+        p.numel() for p in StarterEncoder(result.weights_path).model.audio.parameters()
+    )
+    encoder = StarterEncoder(result.weights_path)
+    assert encoder.embed_text(["piano"]).shape == (1, 32)

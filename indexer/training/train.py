@@ -693,7 +693,9 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
                     break
                 indices = order[batch_start : batch_start + config.batch_size]
                 captions = choose_captions(train, indices, rng, config.plain_caption_prob)
-                mel = augment_batch(train.features[torch.from_numpy(indices)], config.augment, generator)
+                features = train.features[torch.from_numpy(indices)]
+                # A frozen tower's pooled embeddings are computed once per window: no crop to augment.
+                mel = features.float() if model_config.audio_tower != "cnn" else augment_batch(features, config.augment, generator)
                 batch = TrainingBatch(
                     mel=mel,
                     captions=captions,
@@ -754,6 +756,7 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
             text_model=text_model,
             dtype=dtype,
             metadata={
+                **_frozen_tower_metadata(model_config),
                 # The words the model met: the encoder glosses query words outside it (lexicon.py).
                 "caption_vocabulary": caption_vocabulary(sentences.index),
                 "training": {
@@ -802,6 +805,18 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
         _write_metrics(config, result, len(train), len(validation), validation_labels, text_model)
     log(f"best epoch {best_epoch}: held-out {_log_metrics(validation_metrics)}; {seconds['total']:.0f} s in all; weights -> {config.out_path}")
     return result
+
+
+def _frozen_tower_metadata(config: StarterConfig) -> dict[str, str]:
+    """{AUDIO_TOWER_KEY: sha256 of the frozen tower file} for an "aisfx" config (the encoder refuses another
+    tower file), else nothing."""
+    if config.audio_tower == "cnn":
+        return {}
+    from indexer.encoders.checkpoints import file_sha256
+    from indexer.starter.aisfx import TOWER_PATH
+    from indexer.starter.encoder import AUDIO_TOWER_KEY
+
+    return {AUDIO_TOWER_KEY: file_sha256(TOWER_PATH)}
 
 
 def _write_metrics(
