@@ -22,7 +22,9 @@ print(json.dumps({
 
 
 def test_text_query_never_imports_the_training_package() -> None:
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300, check=True
+    )
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["shape"] == [2, 256]
     assert report["captions"] == ["a dog barking"]  # recordings' captions without the recordings' tables

@@ -33,7 +33,11 @@ LABEL_CAPTIONS: dict[str, tuple[str, ...]] = {
     "a frog croaking": ("a frog croaking", "frogs croaking in a pond", "the croak of a frog"),
     "crickets chirping": ("crickets chirping", "crickets chirping at night", "the chirp of crickets"),
     "bees buzzing": ("bees buzzing", "a swarm of bees buzzing", "the buzz of a bee"),
-    "an elephant trumpeting": ("an elephant trumpeting", "the trumpeting call of an elephant", "elephants calling"),
+    "an elephant trumpeting": (
+        "an elephant trumpeting",
+        "the trumpeting call of an elephant",
+        "elephants calling",
+    ),
     "a lion roaring": ("a lion roaring", "the roar of a big cat", "a lion roars"),
     "a camel grunting": ("a camel grunting", "the groan of a camel", "camels grunting"),
     "wings flapping": ("wings flapping", "the flapping of wings", "a bird flapping its wings"),
@@ -53,7 +57,11 @@ LABEL_CAPTIONS: dict[str, tuple[str, ...]] = {
     "a fire roaring": ("a fire roaring", "flames roaring", "a blazing fire whooshing"),
     "a tree falling": ("a tree falling", "a tree crashing to the ground", "a felled tree falls"),
     "night ambience": ("night ambience", "the sounds of the countryside at night", "nighttime outdoors"),
-    "daytime ambience": ("daytime ambience", "the sounds of the countryside by day", "outdoors on a sunny day"),
+    "daytime ambience": (
+        "daytime ambience",
+        "the sounds of the countryside by day",
+        "outdoors on a sunny day",
+    ),
     # human sounds
     "speech": ("speech", "a person speaking", "someone saying a few words"),
     "laughter": ("laughter", "a person laughing", "people laughing out loud"),
@@ -127,4 +135,3 @@ LABEL_CAPTIONS: dict[str, tuple[str, ...]] = {
     "a tambourine": ("a tambourine", "a tambourine jingling", "a shaken tambourine"),
     "hand clapping": ("hand clapping", "people clapping their hands", "a hand clap"),
 }
-
