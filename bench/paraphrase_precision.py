@@ -40,14 +40,14 @@ from pathlib import Path
 import numpy as np
 
 from indexer import BuildOptions, build_index
-from indexer.starter.data import CorpusSpec, ensure_corpus
 from indexer.starter.paraphrases import (
     CONFIRMATION_QUERIES_PATH,
     PARAPHRASE_QUERIES_PATH,
     QUERY_KINDS,
     paraphrase_queries,
 )
-from indexer.starter.train import DEFAULT_CACHE
+from indexer.training.data import CorpusSpec, ensure_corpus
+from indexer.training.train import DEFAULT_CACHE
 from search import Engine
 
 K = 10

@@ -2,7 +2,7 @@
 
     python bench/paraphrase_proof.py
 
-Collects every text of `indexer.starter.train.training_texts` for the default training config (the
+Collects every text of `indexer.training.train.training_texts` for the default training config (the
 rendered corpora's captions, every prompt of every label, scene phrases, the real recordings' captions;
 the corpora are rendered into the cache if missing) and checks `indexer/starter/paraphrase_queries.json`
 and the confirmation set `paraphrase_queries_confirm.json` against them
@@ -22,7 +22,7 @@ from indexer.starter.paraphrases import (
     check_paraphrases,
     paraphrase_queries,
 )
-from indexer.starter.train import TrainConfig, training_texts
+from indexer.training.train import TrainConfig, training_texts
 
 
 def main() -> int:

@@ -3,7 +3,7 @@
     python bench/real_recordings_zero_shot.py [--model starter|PATH] [--pooling mean|first]
                                               [--candidates eval|all] [--json]
 
-The clips are `indexer.starter.recordings.evaluation_recordings()`: recordings from Debian packages that
+The clips are `indexer.training.recordings.evaluation_recordings()`: recordings from Debian packages that
 no training run may use (0 A.D.'s sound effects and Tux Paint's stamp sounds; install them with the
 `apt-get install` line the error names when they are missing), labelled from their file names, at most
 12 clips per label and at least 2. The model is loaded through resound's encoder registry, so `--model`
@@ -33,7 +33,7 @@ import numpy as np
 from indexer.encoders import l2_normalize, load_encoder
 from indexer.errors import AudioDecodeError
 from indexer.media.decode import decode_audio
-from indexer.starter.recordings import LABEL_CAPTIONS, evaluation_recordings
+from indexer.training.recordings import LABEL_CAPTIONS, evaluation_recordings
 from indexer.windows import cut_windows
 from search.prompts import LabelSet, label_embeddings, label_prompts
 

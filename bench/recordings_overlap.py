@@ -17,7 +17,7 @@ import numpy as np
 
 from indexer.errors import AudioDecodeError
 from indexer.media.decode import decode_audio
-from indexer.starter.recordings import RecordedClip, evaluation_recordings, training_recordings
+from indexer.training.recordings import RecordedClip, evaluation_recordings, training_recordings
 
 RATE = 8000
 SECONDS = 10

@@ -18,8 +18,8 @@ from pathlib import Path
 # while other processes hold the cores made training steps 3x slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from indexer.starter.augment import AugmentConfig, crop_only
-from indexer.starter.train import DEFAULT_CACHE, TrainConfig, train_starter
+from indexer.training.augment import AugmentConfig, crop_only
+from indexer.training.train import DEFAULT_CACHE, TrainConfig, train_starter
 
 
 def augment_config(base: AugmentConfig, overrides: str) -> AugmentConfig:

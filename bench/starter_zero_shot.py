@@ -13,7 +13,7 @@ sound of {label}.", and the mean of descriptive ReCLAP-style prompts placed in e
   label in the top K (class clips are the relevant set); and mAP over the label queries;
 - scenes: zero-shot scene accuracy over the eight scenes, and label+scene R@1 and mAP, with one query
   per (label, scene) pair ("deep, resonant pipe organ tones filling a vast stone cathedral") and only
-  clips of that label in that scene relevant (indexer/starter/evaluate.py).
+  clips of that label in that scene relevant (indexer/training/evaluate.py).
 
 `--candidates all` scores each clip against every label the model was trained on (40) instead of the
 benchmark's own classes. The bench's seed differs from the training run's validation seed, so the notes
@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.starter.data import CorpusSpec, ensure_corpus, read_clip
 from indexer.starter.encoder import WEIGHTS_PATH, StarterEncoder
-from indexer.starter.evaluate import evaluate_labelled_clips, scene_metrics
 from indexer.starter.prompts import PROMPT_STYLES
-from indexer.starter.train import DEFAULT_CACHE, held_out_classes
+from indexer.training.data import CorpusSpec, ensure_corpus, read_clip
+from indexer.training.evaluate import evaluate_labelled_clips, scene_metrics
+from indexer.training.train import DEFAULT_CACHE, held_out_classes
 
 HELD_OUT_SET = "freepats"
 

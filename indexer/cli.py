@@ -12,9 +12,9 @@ from typing import Any
 import click
 
 from indexer.encoders import AUTO_MODEL, MODELS
-from indexer.limits import DEFAULT_MAX_FILE_SECONDS
 from indexer.encoders.precision import PRECISIONS
 from indexer.errors import ResoundError
+from indexer.limits import DEFAULT_MAX_FILE_SECONDS
 
 # Exit status of a build that finished but could not index some files.
 EXIT_PARTIAL = 3
@@ -362,31 +362,38 @@ def demo_corpus(out: Path, size: int, seed: int | None, sample_set: str, duratio
               help="Metrics JSON to write.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where rendered corpora and log-mels are cached.")
-@click.option("--seed", type=int, cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.seed",
+@click.option("--seed", type=int, cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.seed",
               help="Seed of the renders, initialisation and batches (sample set i renders with seed + i).")
-@click.option("--train-sets", cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.train_sample_sets",
+@click.option("--train-sets", cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.train_sample_sets",
               help="Comma-separated sample sets to train on (never freepats).")
-@click.option("--clips-per-set", type=click.IntRange(1), cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.clips_per_set",
+@click.option("--clips-per-set", type=click.IntRange(1), cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.clips_per_set",
               help="Clips rendered per sample set.")
-@click.option("--epochs", type=click.IntRange(1), cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.epochs",
+@click.option("--epochs", type=click.IntRange(1), cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.epochs",
               help="Passes over the training clips.")
-@click.option("--batch-size", type=click.IntRange(2), cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.batch_size",
+@click.option("--batch-size", type=click.IntRange(2), cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.batch_size",
               help="Clips per step (the contrastive loss contrasts within a batch).")
-@click.option("--learning-rate", type=float, cls=LibraryDefault, default_of="indexer.starter.train:TrainConfig.learning_rate",
+@click.option("--learning-rate", type=float, cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.learning_rate",
               help="Peak learning rate.")
+@click.option("--audio-tower", type=click.Choice(["cnn", "aisfx"]), default="cnn", show_default=True,
+              help="cnn: train the small CNN from scratch; aisfx: a head on aiSFX's frozen pretrained tower.")
 def train(out_path: Path, metrics_path: Path | None, cache_dir: Path | None, seed: int | None, train_sets: str | None,
-          clips_per_set: int | None, epochs: int | None, batch_size: int | None, learning_rate: float | None) -> None:
+          clips_per_set: int | None, epochs: int | None, batch_size: int | None, learning_rate: float | None,
+          audio_tower: str) -> None:
     """Train a starter model on rendered demo corpora and measure it on the held-out sample set."""
     from dataclasses import replace
 
-    from indexer.starter import TrainConfig, train_starter
     from indexer.starter.prompts import PROMPT_STYLES
+    from indexer.training.train import TrainConfig, train_starter
 
     overrides = {
         "metrics_path": metrics_path, "cache_dir": cache_dir, "seed": seed, "clips_per_set": clips_per_set,
         "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
         "train_sample_sets": tuple(train_sets.split(",")) if train_sets else None,
     }
+    if audio_tower == "aisfx":
+        from indexer.starter.config import AISFX_CONFIG
+
+        overrides["model"] = AISFX_CONFIG
     config = replace(TrainConfig(out_path=out_path), **{k: v for k, v in overrides.items() if v is not None})
     result = train_starter(config, log=lambda line: click.echo(line, err=True))
     click.echo(f"{result.weights_path}: epoch {result.best_epoch} saved; held-out zero-shot accuracy "

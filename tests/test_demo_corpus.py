@@ -381,7 +381,7 @@ def test_midi_file_bytes_are_exact() -> None:
 
 def test_the_default_seed_renders_clips_the_starter_never_trained_on() -> None:
     from indexer.demo import DEMO_SEED
-    from indexer.starter import TrainConfig
+    from indexer.training.train import TrainConfig
 
     config = TrainConfig(out_path=Path("unused.safetensors"))
     training_seeds = {config.seed + i for i in range(len(config.train_sample_sets))}  # set i: seed + i

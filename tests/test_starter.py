@@ -13,13 +13,13 @@ import torch
 
 from indexer.encoders.base import Encoder
 from indexer.errors import CheckpointError, CheckpointNotFoundError
-from indexer.starter import TINY_CONFIG, WEIGHTS_PATH, StarterEncoder, TrainConfig, train_starter
-from indexer.starter.augment import AugmentConfig
+from indexer.starter import TINY_CONFIG, WEIGHTS_PATH, StarterEncoder
 from indexer.starter.checkpoint import load_starter, save_starter
-from indexer.starter.evaluate import retrieval_metrics, scene_metrics, zero_shot_accuracy
 from indexer.starter.features import pad_windows
 from indexer.starter.model import StarterModel
-from indexer.starter.train import contrastive_loss, text_geometry_loss
+from indexer.training.augment import AugmentConfig
+from indexer.training.evaluate import retrieval_metrics, scene_metrics, zero_shot_accuracy
+from indexer.training.train import TrainConfig, contrastive_loss, text_geometry_loss, train_starter
 
 SAMPLE_RATE = 16000
 

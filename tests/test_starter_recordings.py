@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from indexer.starter.c4group import C4GroupError, read_c4group
-from indexer.starter.qt_resources import QtResourceError, read_rcc
-from indexer.starter.recordings import (
+from indexer.training.c4group import C4GroupError, read_c4group
+from indexer.training.qt_resources import QtResourceError, read_rcc
+from indexer.training.recordings import (
     EVALUATION_PACKAGES,
     LABEL_CAPTIONS,
     RECORDING_SOURCES,

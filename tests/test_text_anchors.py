@@ -15,7 +15,7 @@ from indexer.starter import TINY_CONFIG, WEIGHTS_PATH, StarterEncoder
 from indexer.starter.checkpoint import load_starter, save_starter
 from indexer.starter.config import StarterConfig
 from indexer.starter.model import StarterModel
-from indexer.starter.train import SentenceTable, choose_text_anchors
+from indexer.training.train import SentenceTable, choose_text_anchors
 
 TEXT_MODEL = {"id": "sentence-transformers/all-MiniLM-L6-v2", "sha256": "0" * 64}
 

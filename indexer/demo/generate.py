@@ -143,7 +143,7 @@ def _render_groups(
 
 
 # The default seed of a demo corpus. The starter model trains on seeds 0-3 (one per sample set, see
-# indexer.starter.train), so a corpus with this seed holds notes, voices and scene draws it never heard:
+# indexer.training.train), so a corpus with this seed holds notes, voices and scene draws it never heard:
 # the demo shows how it finds new recordings of known sounds, not how well it remembers its training set.
 DEMO_SEED = 100
 

@@ -27,6 +27,12 @@ class StarterConfig:
     f_min: float = 50.0
     f_max: float = 8000.0
     top_db: float = 80.0  # floor each window's log-mel at its maximum minus this (librosa's top_db)
+    # Which audio tower: "cnn", the CNN below trained by resound from scratch; or "aisfx", aiSFX's pretrained
+    # sound-effects tower (aisfx.py, weights/aisfx_tower.safetensors), frozen, whose block embeddings are
+    # averaged per window and read by a learned head (model.PretrainedAudioHead). An "aisfx" config uses
+    # aiSFX's own front end (44.1 kHz, 96 mels, 2048/1024 STFT): see AISFX_CONFIG.
+    audio_tower: str = "cnn"
+    audio_hidden: int = 1024  # width of the "aisfx" head's hidden layer
     # Audio encoder: conv blocks (two 3x3 convs, BN, ReLU, 2x2 average pool) of these widths.
     audio_channels: tuple[int, ...] = (24, 48, 96, 192)
     # Log-mel frames averaged before the CNN: 2 turns the 10 ms hop into 20 ms steps, halving the
@@ -72,12 +78,34 @@ class StarterConfig:
             raise CheckpointError(f"starter config has unknown fields {unknown}")
         # Checkpoints written before text anchors existed have none.
         raw.setdefault("text_anchors", 0)
+        # ... nor an audio tower other than the CNN.
+        raw.setdefault("audio_tower", "cnn")
+        raw.setdefault("audio_hidden", 1024)
+        if raw["audio_tower"] not in AUDIO_TOWERS:
+            raise CheckpointError(f"starter config names an unknown audio tower {raw['audio_tower']!r}")
         if "audio_channels" in raw:
             raw["audio_channels"] = tuple(raw["audio_channels"])
         return cls(**raw)
 
 
-# A config small enough for tests to train in seconds.
+AUDIO_TOWERS = ("cnn", "aisfx")
+
+# The frozen-aiSFX generation: aiSFX's front end (the fields below describe it for provenance; aisfx.py
+# holds its constants) and windows of exactly two of its 100-frame blocks (199 hops of 1024 samples,
+# 4.62 s), embedded without overlap and averaged.
+AISFX_CONFIG = StarterConfig(
+    audio_tower="aisfx",
+    sample_rate=44100,
+    window_seconds=199 * 1024 / 44100,
+    n_fft=2048,
+    win_length=2048,
+    hop_length=1024,
+    n_mels=96,
+    f_min=0.0,
+    f_max=22050.0,
+    time_pool=1,
+    audio_channels=(),
+)
 TINY_CONFIG = StarterConfig(
     audio_channels=(8, 16),
     text_hidden=32,

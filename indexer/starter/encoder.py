@@ -4,6 +4,11 @@ Audio: mono 16 kHz windows of at most 4 s, repeat-padded to 4 s as LAION-CLAP pa
 (indexer.starter.features), CNN. Text: the frozen all-MiniLM-L6-v2 sentence encoder (minilm.py), then the
 learned projection. Both give 256-d unit vectors. The sentence encoder is loaded on the first text, so an
 audio-only build never reads it; its weights must hash to what the checkpoint was trained with.
+
+A checkpoint whose config names the "aisfx" audio tower instead reads 44.1 kHz windows of 4.62 s through
+aiSFX's front end and its frozen pretrained tower (aisfx.py; weights in weights/aisfx_tower.safetensors,
+whose sha256 the checkpoint records), averages the window's 100-frame blocks and projects the mean with
+the learned head.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from indexer.starter.config import StarterConfig
 from indexer.starter.features import pad_windows
 
 WEIGHTS_PATH = Path(__file__).with_name("weights") / "starter.safetensors"
+# Metadata key of an "aisfx" checkpoint: the sha256 of the frozen tower file its head was trained on.
+AUDIO_TOWER_KEY = "audio_tower_sha256"
 # Windows embedded per forward pass: bounds memory for long files without slowing small batches.
 AUDIO_BATCH = 32
 TEXT_BATCH = 256
@@ -40,6 +47,56 @@ def _anchoring(config: StarterConfig) -> dict[str, dict[str, float]]:
             "temperature": config.anchor_temperature,
             "neighbours": config.anchor_neighbours,
         }
+    }
+
+
+def _load_frozen_tower(checkpoint: Path, metadata: dict[str, str], device: str):  # -> aisfx.AisfxTower
+    """The frozen aiSFX tower an "aisfx" checkpoint was trained on; CheckpointError if the shipped file's
+    sha256 is not the one the checkpoint records (a head trained on one tower reads no other)."""
+    from indexer.starter.aisfx import TOWER_PATH, load_aisfx_tower
+
+    expected = metadata.get(AUDIO_TOWER_KEY)
+    actual = file_sha256(TOWER_PATH)
+    if expected != actual:
+        raise CheckpointError(
+            f"{checkpoint}: trained on the aiSFX tower with sha256 {str(expected)[:12]}, but {TOWER_PATH} has {actual[:12]}"
+        )
+    tower = load_aisfx_tower(TOWER_PATH).to(device)
+    # Channels-last convolutions, as for the CNN tower (bench/aisfx_throughput.py measures both layouts).
+    return tower.to(memory_format=torch.channels_last)
+
+
+def _log_mel_preprocessing(config: StarterConfig) -> dict[str, object]:
+    """Provenance of the CNN tower's audio path (features.LogMelFrontEnd)."""
+    return {
+        "resample": "soxr_hq",
+        "mono": "mean",
+        "fill": "repeatpad",
+        "features": "log-mel",
+        "stft": {
+            "n_fft": config.n_fft,
+            "win_length": config.win_length,
+            "hop_length": config.hop_length,
+            "window": "hann",
+            "center": True,
+            "pad_mode": "reflect",
+        },
+        "mel": {"n_mels": config.n_mels, "f_min": config.f_min, "f_max": config.f_max, "scale": "htk"},
+        "log": "10*log10(max(power, 1e-10))",
+    }
+
+
+def _aisfx_preprocessing(metadata: dict[str, str]) -> dict[str, object]:
+    """Provenance of an "aisfx" model's audio path: aiSFX's Essentia-equivalent front end (aisfx.py)."""
+    return {
+        "resample": "soxr_hq",
+        "mono": "mean",
+        "fill": "zeros",
+        "features": "aisfx-log-mel",
+        "stft": {"n_fft": 2048, "hop_length": 1024, "window": "hann-symmetric", "frames": "essentia-framecutter"},
+        "mel": {"n_mels": 96, "f_min": 0.0, "f_max": 22050.0, "scale": "htk", "norm": "unit_sum"},
+        "log": "log10(1e4*power+1)/9.457799",
+        "audio_tower": {"name": "aisfx-0.1.2", "sha256": metadata.get(AUDIO_TOWER_KEY), "blocks": "100 frames, no overlap, mean"},
     }
 
 
@@ -69,12 +126,15 @@ class StarterEncoder:
             if wordnet is not None:
                 self.glosser = QueryGlosser(json.loads(vocabulary), WordNet(wordnet))
         self._anchor_projected: torch.Tensor | None = None  # the text anchors' projections, on first query
+        config = self.model.config
+        self.tower = None  # the frozen aiSFX tower of an "aisfx" model
+        if config.audio_tower == "aisfx":
+            self.tower = _load_frozen_tower(checkpoint, self.metadata, device)
         # Channels-last convolutions (oneDNN's native layout): 1.36x fp32 and 1.28x bf16 on CPU, same top 10,
         # cosine 1.000000 to the default layout (bench/model_speedups.py; torch.compile, faster still, costs
         # ~30 s of compiling per process and is not used).
         self.model.audio.to(memory_format=torch.channels_last)
         self.device = torch.device(device)
-        config = self.model.config
         self.info = EncoderInfo(
             model_id=model_id,
             family="starter",
@@ -83,20 +143,7 @@ class StarterEncoder:
             window_seconds=config.window_seconds,
             checkpoint_sha256=file_sha256(checkpoint),
             preprocessing={
-                "resample": "soxr_hq",
-                "mono": "mean",
-                "fill": "repeatpad",
-                "features": "log-mel",
-                "stft": {
-                    "n_fft": config.n_fft,
-                    "win_length": config.win_length,
-                    "hop_length": config.hop_length,
-                    "window": "hann",
-                    "center": True,
-                    "pad_mode": "reflect",
-                },
-                "mel": {"n_mels": config.n_mels, "f_min": config.f_min, "f_max": config.f_max, "scale": "htk"},
-                "log": "10*log10(max(power, 1e-10))",
+                **(_aisfx_preprocessing(self.metadata) if self.tower is not None else _log_mel_preprocessing(config)),
                 # The frozen text model the projection was trained on: an index built with one refuses
                 # another (check_encoder compares preprocessing).
                 "text_model": self.text_model["id"],
@@ -106,7 +153,9 @@ class StarterEncoder:
         )
 
     def embed_audio(self, windows: Sequence[np.ndarray]) -> np.ndarray:
-        """(n, dim) unit vectors for mono 16 kHz windows of at most `info.window_seconds`."""
+        """(n, dim) unit vectors for mono windows at `info.sample_rate` of at most `info.window_seconds`."""
+        if self.tower is not None:
+            return self.embed_prepared(self.prepare_audio(windows))
         padded = pad_windows(windows, self.model.config)
         out = np.zeros((len(padded), self.info.dim), dtype=np.float32)
         with torch.inference_mode():
@@ -120,6 +169,14 @@ class StarterEncoder:
     # up to float rounding (the front end treats each window on its own).
     def prepare_audio(self, windows: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """The front end's log-mel features (frames, n_mels) of each window (on CPU), in the order given."""
+        if self.tower is not None:
+            from indexer.starter.aisfx import window_features
+
+            features: list[torch.Tensor] = []
+            for start in range(0, len(windows), AUDIO_BATCH):
+                chunk = window_features(self.model.front_end, windows[start : start + AUDIO_BATCH], self.model.config.window_samples)
+                features.extend(f.cpu() for f in chunk)
+            return features
         padded = pad_windows(windows, self.model.config)
         features: list[torch.Tensor] = []
         with torch.inference_mode():
@@ -130,6 +187,12 @@ class StarterEncoder:
 
     def embed_prepared(self, features: Sequence[torch.Tensor]) -> np.ndarray:
         """(n, dim) unit vectors of windows from their `prepare_audio` features."""
+        if self.tower is not None:
+            from indexer.starter.aisfx import pooled_embeddings
+
+            with torch.inference_mode():
+                pooled = pooled_embeddings(self.tower, features, batch_size=AUDIO_BATCH).to(self.device)
+                return self.model.embed_mel(pooled).float().cpu().numpy()
         out = np.zeros((len(features), self.info.dim), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(features), AUDIO_BATCH):

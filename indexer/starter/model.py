@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from indexer.starter import aisfx
 from indexer.starter.config import StarterConfig
 from indexer.starter.features import LogMelFrontEnd
 
@@ -65,6 +66,29 @@ class AudioEncoder(nn.Module):
         x = x.mean(dim=1) + x.amax(dim=1)
         x = F.relu(self.fc(self.dropout(x)))
         return self.projection(self.dropout(x))
+
+
+class PretrainedAudioHead(nn.Module):
+    """A frozen pretrained tower's pooled embeddings (batch, 512) -> (batch, embed_dim), not normalised.
+
+    Layer norm first (aiSFX's vectors are ReLU maxima of varying scale, tens in norm), then, as for the
+    text side, a linear path beside a one-hidden-layer GELU MLP.
+    """
+
+    def __init__(self, config: StarterConfig, input_dim: int = aisfx.EMBED_DIM):
+        super().__init__()
+        self.norm = nn.LayerNorm(input_dim)
+        self.dropout = nn.Dropout(config.audio_dropout)
+        self.linear = nn.Linear(input_dim, config.embed_dim, bias=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(input_dim, config.audio_hidden),
+            nn.GELU(),
+            nn.Linear(config.audio_hidden, config.embed_dim),
+        )
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(self.norm(pooled))
+        return self.linear(x) + self.mlp(x)
 
 
 class TextProjection(nn.Module):
@@ -123,23 +147,35 @@ class TextAnchors(nn.Module):
 
 class StarterModel(nn.Module):
     """The audio tower, the text projection, the front end and the learnable logit scale (log of the
-    inverse temperature). The frozen sentence encoder is not part of it: texts arrive as its vectors."""
+    inverse temperature). The frozen sentence encoder is not part of it: texts arrive as its vectors; nor
+    is a frozen pretrained audio tower (config.audio_tower "aisfx"): its pooled embeddings arrive as the
+    audio head's input (aisfx.pooled_embeddings), and its weights ship in their own file."""
 
     def __init__(self, config: StarterConfig):
         super().__init__()
         self.config = config
-        self.front_end = LogMelFrontEnd(config)
-        self.audio = AudioEncoder(config)
+        self.front_end: nn.Module
+        self.audio: nn.Module
+        if config.audio_tower == "aisfx":
+            self.front_end = aisfx.AisfxFrontEnd()
+            self.audio = PretrainedAudioHead(config)
+        else:
+            self.front_end = LogMelFrontEnd(config)
+            self.audio = AudioEncoder(config)
         self.text = TextProjection(config)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
         self.anchors = TextAnchors(config) if config.text_anchors > 0 else None
 
     def embed_mel(self, mel: torch.Tensor) -> torch.Tensor:
-        """Unit vectors for log-mel features (batch, frames, n_mels)."""
+        """Unit vectors for the audio tower's input: log-mel features (batch, frames, n_mels) for the CNN,
+        pooled aiSFX embeddings (batch, 512) for the "aisfx" head."""
         return F.normalize(self.audio(mel), dim=-1)
 
     def embed_waveforms(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """Unit vectors for padded windows (batch, window_samples)."""
+        """Unit vectors for padded windows (batch, window_samples); the CNN tower only (an "aisfx" model's
+        windows go through the frozen tower first: StarterEncoder.embed_audio)."""
+        if self.config.audio_tower != "cnn":
+            raise ValueError(f"a {self.config.audio_tower!r} starter embeds waveforms through its frozen tower")
         return self.embed_mel(self.front_end(waveforms))
 
     def embed_sentences(self, sentences: torch.Tensor) -> torch.Tensor:

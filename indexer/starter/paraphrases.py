@@ -12,7 +12,7 @@ something people associate with it (a work, performer, brand, genre or place: "Y
   text the trainer can give the text tower.
 
 `check_paraphrases` enforces both against a list of texts and raises ParaphraseLeakError naming every
-clash; `bench/paraphrase_proof.py` runs it on `indexer.starter.train.training_texts`, and
+clash; `bench/paraphrase_proof.py` runs it on `indexer.training.train.training_texts`, and
 `bench/paraphrase_precision.py` measures precision@10 of the queries on a fresh render.
 """
 
@@ -137,7 +137,7 @@ def caption_vocabulary_texts() -> list[str]:
     from indexer.demo.classes import SOUND_CLASSES
     from indexer.demo.sources import NOISE_COLOURS, SPEECH_VOICES
     from indexer.starter.prompts import TEMPLATE
-    from indexer.starter.recordings import LABEL_CAPTIONS
+    from indexer.starter.recording_captions import LABEL_CAPTIONS
 
     return [
         *_strings(caption_phrases()),

@@ -6,7 +6,7 @@
   of a cello echoing through a vast stone cathedral"), from the demo corpus's phrase tables. Their
   embeddings are averaged (each normalised) and the mean renormalised. A label of real recordings that
   the demo corpus does not render ("dog barking") uses its recordings' caption texts instead
-  (indexer/starter/recordings.py).
+  (indexer/starter/recording_captions.py).
 """
 
 from __future__ import annotations
@@ -42,14 +42,10 @@ def label_prompts(label: str, style: str) -> list[str]:
 
 
 def recorded_label_captions(label: str) -> list[str]:
-    """Caption texts of a label of real recordings (recordings.recording_captions); ValueError if none."""
-    import importlib.util
+    """Caption texts of a label of real recordings (recording_captions.LABEL_CAPTIONS); ValueError if none."""
+    from indexer.starter.recording_captions import LABEL_CAPTIONS
 
-    captions: list[str] = []
-    if importlib.util.find_spec("indexer.starter.recordings") is not None:
-        from indexer.starter.recordings import recording_captions
-
-        captions = list(recording_captions(label))
+    captions = list(LABEL_CAPTIONS.get(label, ()))
     if not captions:
         raise ValueError(f"no descriptive prompts for {label!r}: neither a demo class nor a label of real recordings")
     return captions

@@ -33,10 +33,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from indexer.starter.augment import AugmentConfig, augment_batch, crop_only
 from indexer.starter.checkpoint import load_starter, save_starter
 from indexer.starter.config import StarterConfig
-from indexer.starter.data import (
+from indexer.starter.lexicon import caption_vocabulary
+from indexer.starter.model import StarterModel, parameter_count
+from indexer.starter.prompts import PROMPT_STYLES, label_embeddings, label_prompts
+from indexer.training.augment import AugmentConfig, augment_batch, crop_only
+from indexer.training.data import (
     HELD_OUT_SAMPLE_SETS,
     RECORDED_SCENE,
     CorpusSpec,
@@ -45,10 +48,7 @@ from indexer.starter.data import (
     load_corpus,
     load_recordings,
 )
-from indexer.starter.evaluate import evaluate_labelled_clips, scene_metrics, zero_shot_accuracy
-from indexer.starter.lexicon import caption_vocabulary
-from indexer.starter.model import StarterModel, parameter_count
-from indexer.starter.prompts import PROMPT_STYLES, label_embeddings, label_prompts
+from indexer.training.evaluate import evaluate_labelled_clips, scene_metrics, zero_shot_accuracy
 
 DEFAULT_CACHE = Path(os.environ.get("RESOUND_CACHE", Path.home() / ".cache" / "resound")) / "starter-data"
 # The metric that picks the saved epoch: zero-shot accuracy with descriptive prompts on held-out audio.
@@ -82,7 +82,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 50
     plain_caption_prob: float = 0.4  # else one of the clip's descriptive (ReCLAP) captions
-    # Real recordings (indexer/starter/recordings.py: training_recordings): up to this many 4 s windows
+    # Real recordings (indexer/training/recordings.py: training_recordings): up to this many 4 s windows
     # of each file, each window shown `recording_repeats` times an epoch. `recording_validation_share` of
     # the files (by a hash of their path) are kept out of training to measure real-sound accuracy.
     use_recordings: bool = True
@@ -448,9 +448,9 @@ def _recordings_split(config: TrainConfig) -> tuple[list, list]:
     import hashlib
     import importlib.util
 
-    if not config.use_recordings or importlib.util.find_spec("indexer.starter.recordings") is None:
+    if not config.use_recordings or importlib.util.find_spec("indexer.training.recordings") is None:
         return [], []
-    from indexer.starter.recordings import training_recordings
+    from indexer.training.recordings import training_recordings
 
     train, validation = [], []
     for clip in training_recordings():
@@ -504,7 +504,7 @@ def prepare_data(config: TrainConfig, log: Callable[[str], None]) -> TrainingDat
     train_recordings, validation_recordings = _recordings_split(config)
     recordings = recordings_validation = None
     if train_recordings:
-        from indexer.starter.recordings import recording_captions
+        from indexer.training.recordings import recording_captions
 
         recordings = load_recordings(
             train_recordings, recording_captions, config.model, config.cache_dir, config.recording_windows, log
@@ -551,7 +551,7 @@ def training_texts(config: TrainConfig) -> list[str]:
             labels.add(clip.label)
     train_recordings, validation_recordings = _recordings_split(config)
     if train_recordings:
-        from indexer.starter.recordings import recording_captions
+        from indexer.training.recordings import recording_captions
 
         for label in {c.label for c in [*train_recordings, *validation_recordings]}:
             labels.add(label)
@@ -693,7 +693,9 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
                     break
                 indices = order[batch_start : batch_start + config.batch_size]
                 captions = choose_captions(train, indices, rng, config.plain_caption_prob)
-                mel = augment_batch(train.features[torch.from_numpy(indices)], config.augment, generator)
+                features = train.features[torch.from_numpy(indices)]
+                # A frozen tower's pooled embeddings are computed once per window: no crop to augment.
+                mel = features.float() if model_config.audio_tower != "cnn" else augment_batch(features, config.augment, generator)
                 batch = TrainingBatch(
                     mel=mel,
                     captions=captions,
@@ -754,6 +756,7 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
             text_model=text_model,
             dtype=dtype,
             metadata={
+                **_frozen_tower_metadata(model_config),
                 # The words the model met: the encoder glosses query words outside it (lexicon.py).
                 "caption_vocabulary": caption_vocabulary(sentences.index),
                 "training": {
@@ -802,6 +805,18 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
         _write_metrics(config, result, len(train), len(validation), validation_labels, text_model)
     log(f"best epoch {best_epoch}: held-out {_log_metrics(validation_metrics)}; {seconds['total']:.0f} s in all; weights -> {config.out_path}")
     return result
+
+
+def _frozen_tower_metadata(config: StarterConfig) -> dict[str, str]:
+    """{AUDIO_TOWER_KEY: sha256 of the frozen tower file} for an "aisfx" config (the encoder refuses another
+    tower file), else nothing."""
+    if config.audio_tower == "cnn":
+        return {}
+    from indexer.encoders.checkpoints import file_sha256
+    from indexer.starter.aisfx import TOWER_PATH
+    from indexer.starter.encoder import AUDIO_TOWER_KEY
+
+    return {AUDIO_TOWER_KEY: file_sha256(TOWER_PATH)}
 
 
 def _write_metrics(

@@ -42,7 +42,7 @@ class CorpusSpec:
 class LabelledClips:
     """Clips as full-window log-mels with their labels, scenes and captions (plain first, then descriptive)."""
 
-    features: torch.Tensor  # (n, frames, n_mels) float16
+    features: torch.Tensor  # (n, frames, n_mels) float16 log-mels; (n, 512) pooled aiSFX embeddings
     labels: list[str]
     captions: list[tuple[str, ...]]
     sample_sets: list[str]
@@ -115,8 +115,41 @@ def ensure_corpus(cache_dir: Path, spec: CorpusSpec, log: Callable[[str], None] 
     return directory
 
 
+class WindowFeaturiser:
+    """Windows -> what the audio tower is trained on, computed once per clip and cached: float16 log-mels
+    (n, frames, n_mels) for the CNN; for an "aisfx" config the frozen tower's pooled embeddings (n, 512),
+    run as an index build runs them (bf16 autocast, blocks without overlap; aisfx.pooled_embeddings)."""
+
+    def __init__(self, config: StarterConfig):
+        self.config = config
+        self.tower = None
+        if config.audio_tower == "aisfx":
+            from indexer.starter.aisfx import AisfxFrontEnd, load_aisfx_tower
+
+            self.front_end: torch.nn.Module = AisfxFrontEnd()
+            self.tower = load_aisfx_tower().to(memory_format=torch.channels_last)
+        else:
+            self.front_end = LogMelFrontEnd(config)
+
+    def __call__(self, windows: Sequence[np.ndarray]) -> torch.Tensor:
+        if self.tower is None:
+            with torch.inference_mode():
+                return self.front_end(pad_windows(windows, self.config)).to(torch.float16)
+        from indexer.starter.aisfx import pooled_embeddings, window_features
+
+        features = window_features(self.front_end, windows, self.config.window_samples)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return pooled_embeddings(self.tower, features).to(torch.float16)
+
+    def empty(self) -> torch.Tensor:
+        if self.tower is None:
+            frames = self.config.window_samples // self.config.hop_length + 1
+            return torch.zeros((0, frames, self.config.n_mels), dtype=torch.float16)
+        return torch.zeros((0, 512), dtype=torch.float16)
+
+
 def _front_end_key(config: StarterConfig) -> str:
-    fields = (
+    fields: tuple[object, ...] = (
         config.sample_rate,
         config.window_seconds,
         config.n_fft,
@@ -127,6 +160,11 @@ def _front_end_key(config: StarterConfig) -> str:
         config.f_max,
         config.top_db,
     )
+    if config.audio_tower != "cnn":  # the tower's output is the cached feature: its weights key it too
+        from indexer.encoders.checkpoints import file_sha256
+        from indexer.starter.aisfx import TOWER_PATH
+
+        fields = (*fields, config.audio_tower, file_sha256(TOWER_PATH))
     return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
 
 
@@ -145,16 +183,15 @@ def load_corpus(directory: Path, config: StarterConfig) -> LabelledClips:
     if cache.is_file():
         features = torch.from_numpy(np.load(cache))
     else:
-        front_end = LogMelFrontEnd(config)
+        featurise = WindowFeaturiser(config)
         chunks = []
-        with torch.inference_mode():
-            for start in range(0, len(clips), FEATURE_BATCH):
-                windows = [
-                    read_clip(directory / clip.path, config.sample_rate)[: config.window_samples]
-                    for clip in clips[start : start + FEATURE_BATCH]
-                ]
-                chunks.append(front_end(pad_windows(windows, config)).to(torch.float16))
-        features = torch.cat(chunks) if chunks else torch.zeros((0, front_end.num_frames(), config.n_mels))
+        for start in range(0, len(clips), FEATURE_BATCH):
+            windows = [
+                read_clip(directory / clip.path, config.sample_rate)[: config.window_samples]
+                for clip in clips[start : start + FEATURE_BATCH]
+            ]
+            chunks.append(featurise(windows))
+        features = torch.cat(chunks) if chunks else featurise.empty()
         temporary = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npy")  # concurrent runs never clash
         np.save(temporary, features.numpy())
         temporary.replace(cache)
@@ -186,7 +223,7 @@ def recording_windows(samples: np.ndarray, config: StarterConfig, max_windows: i
 
 
 def load_recordings(
-    recordings: Sequence,  # indexer.starter.recordings.RecordedClip
+    recordings: Sequence,  # indexer.training.recordings.RecordedClip
     captions_of: Callable[[str], Sequence[str]],
     config: StarterConfig,
     cache_dir: Path,
@@ -213,7 +250,7 @@ def load_recordings(
         owners = json.loads(index_path.read_text())
     else:
         started = time.perf_counter()
-        front_end = LogMelFrontEnd(config)
+        featurise = WindowFeaturiser(config)
         windows, owners = [], []
         for i, clip in enumerate(recordings):
             try:
@@ -224,11 +261,8 @@ def load_recordings(
             for window in recording_windows(samples, config, max_windows):
                 windows.append(window)
                 owners.append(i)
-        chunks = []
-        with torch.inference_mode():
-            for start in range(0, len(windows), FEATURE_BATCH):
-                chunks.append(front_end(pad_windows(windows[start : start + FEATURE_BATCH], config)).to(torch.float16))
-        features = torch.cat(chunks) if chunks else torch.zeros((0, front_end.num_frames(), config.n_mels), dtype=torch.float16)
+        chunks = [featurise(windows[start : start + FEATURE_BATCH]) for start in range(0, len(windows), FEATURE_BATCH)]
+        features = torch.cat(chunks) if chunks else featurise.empty()
         cache.mkdir(parents=True, exist_ok=True)
         temporary = features_path.with_name(f"features.{os.getpid()}.tmp.npy")
         np.save(temporary, features.numpy())

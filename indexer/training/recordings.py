@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.errors import ResoundError
-from indexer.starter.c4group import read_c4group
-from indexer.starter.qt_resources import read_rcc
+from indexer.starter.recording_captions import LABEL_CAPTIONS
+from indexer.training.c4group import read_c4group
+from indexer.training.qt_resources import read_rcc
 
 AUDIO_SUFFIXES = (".ogg", ".oga", ".wav", ".flac", ".mp3")
 # Packages kept aside for independent evaluation of resound's models: no source may use them.
@@ -76,129 +77,6 @@ class RecordingSource:
         unknown = sorted({label for _, label in self.rules} - set(LABEL_CAPTIONS))
         if unknown:
             raise RecordingsError(f"{self.package}: rules name labels without captions: {', '.join(unknown)}")
-
-
-# Every label a rule may give, with its captions: the first caption is the plain one. Captions describe the
-# sound in ordinary words; they are the only texts the recordings add to a model's training.
-LABEL_CAPTIONS: dict[str, tuple[str, ...]] = {
-    # animals
-    "a dog barking": ("a dog barking", "the sound of a dog barking", "a dog barks loudly"),
-    "a wolf howling": ("a wolf howling", "wolves howling in the wild", "the howl of a wolf"),
-    "a wolf growling": ("a wolf growling", "an angry wolf snarling", "a growling wolf"),
-    "a cat meowing": ("a cat meowing", "the meow of a cat", "a cat meows"),
-    "a cow mooing": ("a cow mooing", "cattle mooing on a farm", "the moo of a cow"),
-    "a sheep bleating": ("a sheep bleating", "sheep bleating in a field", "the bleat of a sheep"),
-    "a goat bleating": ("a goat bleating", "the bleat of a goat", "goats bleating on a farm"),
-    "a pig grunting": ("a pig grunting", "pigs grunting and oinking", "the oink of a pig"),
-    "a horse neighing": ("a horse neighing", "the neigh of a horse", "a horse whinnies"),
-    "a horse galloping": ("a horse galloping", "hooves of a galloping horse", "horse hooves trotting"),
-    "a donkey braying": ("a donkey braying", "the bray of a donkey", "a donkey hee-haws"),
-    "a chicken clucking": ("a chicken clucking", "hens clucking in a farmyard", "the cluck of a chicken"),
-    "a rooster crowing": ("a rooster crowing", "a cockerel crowing at dawn", "the crow of a rooster"),
-    "a duck quacking": ("a duck quacking", "ducks quacking on a pond", "the quack of a duck"),
-    "birds chirping": ("birds chirping", "birdsong in a forest", "small birds singing and tweeting"),
-    "an owl hooting": ("an owl hooting", "the hoot of an owl at night", "an owl hoots"),
-    "a crow cawing": ("a crow cawing", "crows cawing", "the caw of a crow"),
-    "seagulls crying": ("seagulls crying", "gulls calling by the sea", "the cry of seagulls"),
-    "a hawk screeching": ("a hawk screeching", "the screech of a bird of prey", "an eagle screeching"),
-    "a deer bellowing": ("a deer bellowing", "a stag bellowing", "the call of a deer"),
-    "a frog croaking": ("a frog croaking", "frogs croaking in a pond", "the croak of a frog"),
-    "crickets chirping": ("crickets chirping", "crickets chirping at night", "the chirp of crickets"),
-    "bees buzzing": ("bees buzzing", "a swarm of bees buzzing", "the buzz of a bee"),
-    "an elephant trumpeting": ("an elephant trumpeting", "the trumpeting call of an elephant", "elephants calling"),
-    "a lion roaring": ("a lion roaring", "the roar of a big cat", "a lion roars"),
-    "a camel grunting": ("a camel grunting", "the groan of a camel", "camels grunting"),
-    "wings flapping": ("wings flapping", "the flapping of wings", "a bird flapping its wings"),
-    "a snake hissing": ("a snake hissing", "the hiss of a snake", "a hissing snake"),
-    "a goose honking": ("a goose honking", "the honk of a goose", "geese honking"),
-    # weather and nature
-    "rain": ("rain", "rain falling", "the sound of rain on the ground"),
-    "thunder": ("thunder", "a thunderclap", "thunder rumbling in a storm"),
-    "wind": ("wind", "wind blowing", "a strong wind howling"),
-    "ocean waves": ("ocean waves", "waves breaking on a beach", "the sea washing on the shore"),
-    "water flowing": ("water flowing", "a stream of running water", "water trickling in a brook"),
-    "water splashing": ("water splashing", "a splash in water", "something splashing into water"),
-    "water dripping": ("water dripping", "drops of water dripping", "a dripping tap"),
-    "a waterfall": ("a waterfall", "water rushing over a waterfall", "the roar of a waterfall"),
-    "liquid bubbling": ("liquid bubbling", "bubbles in a liquid", "a bubbling brew"),
-    "fire crackling": ("fire crackling", "a crackling campfire", "wood burning in a fire"),
-    "a fire roaring": ("a fire roaring", "flames roaring", "a blazing fire whooshing"),
-    "a tree falling": ("a tree falling", "a tree crashing to the ground", "a felled tree falls"),
-    "night ambience": ("night ambience", "the sounds of the countryside at night", "nighttime outdoors"),
-    "daytime ambience": ("daytime ambience", "the sounds of the countryside by day", "outdoors on a sunny day"),
-    # human sounds
-    "speech": ("speech", "a person speaking", "someone saying a few words"),
-    "laughter": ("laughter", "a person laughing", "people laughing out loud"),
-    "screaming": ("screaming", "a person screaming", "a scream of pain"),
-    "groaning in pain": ("groaning in pain", "a person groaning after a blow", "a grunt of pain"),
-    "a crowd cheering": ("a crowd cheering", "cheering and clapping of a crowd", "fans cheering"),
-    "children playing": ("children playing", "children shouting in a playground", "kids at play"),
-    "footsteps": ("footsteps", "someone walking", "steps on the ground"),
-    "a kiss": ("a kiss", "the smack of a kiss", "someone kissing"),
-    "whistling": ("whistling", "a person whistling", "a whistle"),
-    "eating": ("eating", "someone chewing food", "munching and crunching"),
-    "a baby crying": ("a baby crying", "an infant wailing", "the cry of a baby"),
-    "coughing": ("coughing", "a person coughing", "someone clearing their throat with a cough"),
-    "sneezing": ("sneezing", "a person sneezing", "a loud sneeze"),
-    "finger snapping": ("finger snapping", "someone snapping their fingers", "a finger snap"),
-    # household and everyday objects
-    "typing on a keyboard": ("typing on a keyboard", "keys clicking on a computer keyboard", "keystrokes"),
-    "camera shutter": ("camera shutter", "the click of a camera shutter", "a photo being taken"),
-    "glass breaking": ("glass breaking", "a glass shattering", "glass smashing into pieces"),
-    "a door": ("a door", "a door opening and closing", "a door slamming shut"),
-    "a clock ticking": ("a clock ticking", "the tick of a clock", "a ticking timer"),
-    "a bell ringing": ("a bell ringing", "the ring of a bell", "a small bell struck once"),
-    "telephone ringing": ("telephone ringing", "a phone ringing", "a ringing telephone"),
-    "coins jingling": ("coins jingling", "the jingle of coins", "money clinking"),
-    "a washing machine": ("a washing machine", "a washing machine spinning", "laundry in a washer"),
-    "a vacuum cleaner": ("a vacuum cleaner", "a vacuum cleaner humming", "vacuuming the floor"),
-    "a toilet flushing": ("a toilet flushing", "the flush of a toilet", "a toilet being flushed"),
-    "a kettle boiling": ("a kettle boiling", "a kettle whistling", "water boiling in a kettle"),
-    "scissors cutting": ("scissors cutting", "the snip of scissors", "cutting with scissors"),
-    # work and tools
-    "chopping wood": ("chopping wood", "an axe chopping wood", "a woodcutter chopping a log"),
-    "sawing wood": ("sawing wood", "a saw cutting through wood", "a handsaw sawing"),
-    "hammering": ("hammering", "a hammer striking", "someone hammering nails"),
-    "a blacksmith at an anvil": ("a blacksmith at an anvil", "a hammer ringing on an anvil", "metal forging"),
-    "a pickaxe on rock": ("a pickaxe on rock", "mining with a pickaxe", "a pick striking stone"),
-    "chiselling stone": ("chiselling stone", "a stonemason cutting stone", "a chisel on stone"),
-    "a jackhammer": ("a jackhammer", "a pneumatic drill", "a jackhammer drilling"),
-    "steam hissing": ("steam hissing", "a hiss of steam", "steam escaping"),
-    # vehicles and machines
-    "a car horn": ("a car horn", "a car honking", "the horn of a car"),
-    "a siren": ("a siren", "an emergency siren wailing", "a police siren"),
-    "traffic": ("traffic", "cars passing in the street", "city traffic noise"),
-    "a train": ("a train", "a train passing on the tracks", "a railway train"),
-    "a helicopter": ("a helicopter", "a helicopter flying overhead", "helicopter rotor blades"),
-    "a propeller plane": ("a propeller plane", "a small plane flying", "the drone of a propeller aircraft"),
-    "a jet plane": ("a jet plane", "a jet flying overhead", "a jet engine roaring"),
-    "a rocket launch": ("a rocket launch", "a rocket taking off", "the roar of a rocket engine"),
-    "an engine": ("an engine", "an engine running", "a motor humming"),
-    "a motorcycle": ("a motorcycle", "a motorbike passing by", "the engine of a motorcycle"),
-    "a truck": ("a truck", "a heavy truck driving past", "the engine of a lorry"),
-    "a ship horn": ("a ship horn", "a ship's horn blowing", "the deep horn of a boat"),
-    # impacts, explosions and weapons
-    "explosion": ("explosion", "a loud explosion", "a bomb exploding"),
-    "fireworks": ("fireworks", "fireworks exploding", "fireworks bursting in the sky"),
-    "gunshot": ("gunshot", "a gun firing", "a shot from a gun"),
-    "a machine gun": ("a machine gun", "a machine gun firing a burst", "rapid gunfire"),
-    "a sword clashing": ("a sword clashing", "swords clashing in a fight", "the clang of blades"),
-    "a bow shooting an arrow": ("a bow shooting an arrow", "an arrow released from a bow", "archery"),
-    "a punch": ("a punch", "a fist hitting", "someone being punched"),
-    "a whip cracking": ("a whip cracking", "the crack of a whip", "a whip lashing"),
-    "a building collapsing": ("a building collapsing", "a structure crashing down", "rubble falling"),
-    "a horn blowing": ("a horn blowing", "a hunting horn sounding", "a signal horn blown"),
-    # instruments heard as events
-    "drums": ("drums", "a drum being played", "drumbeats"),
-    "a cymbal crash": ("a cymbal crash", "a crash cymbal struck", "a cymbal clash"),
-    "a bass drum kick": ("a bass drum kick", "the thump of a kick drum", "a bass drum hit"),
-    "a snare drum": ("a snare drum", "a snare drum hit", "the crack of a snare"),
-    "a hi-hat": ("a hi-hat", "a hi-hat cymbal ticking", "closed and open hi-hat hits"),
-    "a tom-tom drum": ("a tom-tom drum", "a tom drum hit", "the boom of a tom-tom"),
-    "a hand drum": ("a hand drum", "a djembe played by hand", "a hand drum slapped"),
-    "a tambourine": ("a tambourine", "a tambourine jingling", "a shaken tambourine"),
-    "hand clapping": ("hand clapping", "people clapping their hands", "a hand clap"),
-}
 
 
 def _rule(pattern: str, label: str) -> tuple[str, str]:
