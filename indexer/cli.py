@@ -14,10 +14,7 @@ import click
 from indexer.encoders import AUTO_MODEL, MODELS
 from indexer.limits import DEFAULT_MAX_FILE_SECONDS
 from indexer.encoders.precision import PRECISIONS
-from indexer.errors import ResoundError
-
-# Exit status of a build that finished but could not index some files.
-EXIT_PARTIAL = 3
+from indexer.exit_status import EXIT_PARTIAL, translate
 
 
 def default_index() -> str:
@@ -72,13 +69,17 @@ class LibraryDefault(click.Option):
 
 
 class ResoundGroup(click.Group):
-    """Turns the library's domain errors into one-line click errors."""
+    """Turns the library's domain errors into one-line click errors, and anything unexpected into one line
+    naming the file its traceback went to (indexer/exit_status.py)."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
-        except ResoundError as e:
-            raise click.ClickException(str(e)) from e
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:
+            command = " ".join([ctx.command_path, *map(str, sys.argv[1:])])
+            raise translate(e, command) from e
 
 
 @click.group(cls=ResoundGroup)

@@ -69,6 +69,11 @@ class IndexCorruptError(ResoundError):
     """An index whose files or database rows are unreadable or inconsistent."""
 
 
+class CatalogError(ResoundError):
+    """A catalog database that cannot be opened or read: a bad URL, an unknown database kind, a server
+    that does not answer, a file that is not a database, or none where one must already be."""
+
+
 class IndexLockedError(ResoundError):
     """Another process is writing the index."""
 

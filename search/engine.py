@@ -19,7 +19,7 @@ from indexer.encoders import Encoder, EncoderSpec
 from indexer.encoders.precision import autocast, unit_rows
 from indexer.errors import AudioDecodeError, IndexCorruptError, MediaTooLongError, QueryError
 from indexer.hubness import load_correction
-from indexer.index import Index, Provenance, check_encoder, check_model
+from indexer.index import Index, Provenance, check_encoder, check_model, check_model_name
 from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.store import VectorStore, faiss_gpu
 from search.grouping import group_by_file, next_fetch
@@ -92,6 +92,7 @@ class Engine:
         spec = EncoderSpec.from_provenance(provenance.family, provenance.model_id, provenance.checkpoint,
                                            provenance.preprocessing)
         if model is not None:
+            check_model_name(self.index.path, provenance, model)
             spec = dataclasses.replace(spec, model=model)
         # Refuse a different model before paying for loading it.
         check_model(self.index.path, provenance, *spec.identity())

@@ -1,0 +1,30 @@
+"""Text as the text towers and the lexicon read it: any Unicode string, normalised the same way.
+
+A query, label or caption may come from a terminal, a file or an HTTP form in any script, with combining
+marks, right-to-left marks, zero-width joiners, control characters, or lone surrogates (a file name that
+was not UTF-8, decoded with surrogateescape). None of these is an error: each is mapped to what a reader
+would see, and a script no model or dictionary knows passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_SPACES = re.compile(r"\s+")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def normalize_text(text: str) -> str:
+    """`text` in NFKC (compatibility forms folded, "ｆｉｌｍ" -> "film", composed accents), with format
+    characters (zero-width, bidi marks) dropped, control characters and line breaks turned into spaces,
+    lone surrogates into U+FFFD, and runs of white space into one space; stripped."""
+    text = _SURROGATES.sub("\ufffd", text)
+    text = unicodedata.normalize("NFKC", text)
+    kept = []
+    for c in text:
+        category = unicodedata.category(c)
+        if category == "Cf":
+            continue
+        kept.append(" " if category in ("Cc", "Zl", "Zp") else c)
+    return _SPACES.sub(" ", "".join(kept)).strip()
