@@ -86,6 +86,11 @@ class QueryError(ResoundError):
     """A query that cannot be answered as given (empty text, unreadable clip, ...)."""
 
 
+class ParameterError(QueryError):
+    """A parameter value the command line and the API both refuse (search/validation.py): the command line
+    answers it as a usage error (exit status 2), the API with 400."""
+
+
 class FilterError(QueryError):
     """A search filter condition that cannot be understood (a bad date, tag, modality or range)."""
 

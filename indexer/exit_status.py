@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from indexer.errors import ResoundError
+from indexer.errors import ParameterError, ResoundError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -66,7 +66,7 @@ def traceback_dir() -> Path:
 def write_traceback(error: BaseException, command: str) -> Path | None:
     """Write `error`'s traceback (with the command line) to a new file; its path, or None if none could be."""
     directory = traceback_dir()
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
     path = directory / f"{stamp}-{os.getpid()}.txt"
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -79,6 +79,8 @@ def write_traceback(error: BaseException, command: str) -> Path | None:
 
 def translate(error: BaseException, command: str) -> click.ClickException:
     """The click exception a command ends with for `error` raised from the library."""
+    if isinstance(error, ParameterError) and not getattr(error, "content", False):
+        return click.UsageError(one_line(str(error)))
     if isinstance(error, ResoundError):
         return CommandFailure(str(error))
     if isinstance(error, OSError) and error.filename is not None:

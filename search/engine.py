@@ -23,8 +23,8 @@ from indexer.index import Index, Provenance, check_encoder, check_model, check_m
 from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.store import VectorStore, faiss_gpu
 from search.grouping import group_by_file, next_fetch
+from search.validation import MAX_QUERY_CHARS, query_text  # noqa: F401 (MAX_QUERY_CHARS: re-exported)
 
-MAX_QUERY_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -153,11 +153,7 @@ class Engine:
         """Files (their best segments) that best match a text description (`modality`: audio, visual or
         av; default all), among the segments `where` admits. `per_file=False` ranks segments instead,
         several of a file possibly."""
-        text = (text or "").strip()
-        if not text:
-            raise QueryError("empty query text")
-        if len(text) > MAX_QUERY_CHARS:
-            raise QueryError(f"query text of {len(text)} characters exceeds {MAX_QUERY_CHARS}")
+        text = query_text(text)
         modality = modality or self.modalities[-1]
         self._check_modality(modality)
         with autocast(self.encoder, self.precision) as reduced:

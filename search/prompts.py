@@ -95,12 +95,9 @@ def read_label_file(path: str | Path) -> LabelSet:
                     descriptions[row[0].strip()] = row[1].strip()
     else:
         labels = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicates:
-        raise PromptError(f"{path}: duplicate labels {duplicates}")
-    if not labels:
-        raise PromptError(f"{path}: no labels")
-    return LabelSet(path.stem, tuple(labels), descriptions)
+    from search.validation import label_list
+
+    return LabelSet(path.stem, label_list(labels, str(path)), descriptions)
 
 
 @dataclass(frozen=True)

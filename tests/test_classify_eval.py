@@ -18,6 +18,7 @@ from search.evaluate import (
     read_classification_meta,
     write_confusion_png,
 )
+from indexer.errors import ResoundError
 from search.prompts import LabelSet, PromptBank, PromptError, label_prompts, load_label_set, read_label_file
 from search.ranking import rank_texts
 from tests import helpers
@@ -36,7 +37,7 @@ def test_label_files_and_builtin_sets(tmp_path: Path) -> None:
     assert esc.text("sea_waves") == "sea waves"
     assert load_label_set("urbansound8k").labels[3] == "dog_bark"
     (tmp_path / "dup.txt").write_text("a\na\n")
-    with pytest.raises(PromptError, match="duplicate labels"):
+    with pytest.raises(ResoundError, match="duplicate labels"):
         read_label_file(tmp_path / "dup.txt")
 
 

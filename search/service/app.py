@@ -52,6 +52,7 @@ from search.service.schemas import (
     WindowOut,
 )
 from search.service.thumbnails import ThumbnailCache, read_span, waveform_png
+from search.validation import LabelLimitError, label_limits, label_list, one_of
 from search.service.uploads import (
     MULTIPART_OVERHEAD_BYTES,
     BodySizeLimitMiddleware,
@@ -197,14 +198,15 @@ class SearchService:
     # -- classification ---------------------------------------------------------------------------
     def label_set(self, name: str | None, labels: str | None) -> LabelSet:
         """A built-in label set by name, or the request's own labels (one per line); never a file path."""
-        if labels and labels.strip():
-            names = list(dict.fromkeys(line.strip() for line in labels.splitlines() if line.strip()))
-            if len(names) > self.config.max_labels:
-                raise _invalid("labels", f"{len(names)} labels; at most {self.config.max_labels} per request")
-            too_long = [n for n in names if len(n) > self.config.max_label_chars]
-            if too_long:
-                raise _invalid("labels", f"label {too_long[0][:40]!r}... exceeds {self.config.max_label_chars} characters")
-            return LabelSet("custom", tuple(names))
+        # The command line's own checks (search/validation.py): one of the two, no duplicates, not empty.
+        one_of({"labels": labels, "label_set": name})
+        if labels is not None:
+            names = label_list(labels.splitlines(), "labels")
+            try:
+                label_limits(names, self.config.max_labels, self.config.max_label_chars)
+            except LabelLimitError as e:
+                raise _invalid("labels", str(e)) from e
+            return LabelSet("custom", names)
         name = name or self.config.default_label_set
         if name not in builtin_label_sets():
             raise PromptError(f"unknown label set {name[:60]!r}: use one of {', '.join(builtin_label_sets())}, "
