@@ -154,8 +154,9 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
             bar = tqdm(total=total, unit="file", desc="indexing", file=sys.stderr)
         bar.update(done - bar.n)
 
-    from indexer.build import choose_build_model
+    from indexer.build import check_index_type, choose_build_model
 
+    check_index_type(index_type, None)  # a typo costs a second, not an embedded corpus
     choice = choose_build_model(index_path, model, db_url)
     options = BuildOptions(model=choice.model, vision_model=vision_model, audio_weight=audio_weight, visual_weight=visual_weight,
                            frames_per_window=frames_per_window, batch_size=batch_size, precision=precision,
@@ -191,8 +192,8 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
     if report.still_failed:
         click.echo(f"{report.still_failed} unchanged files failed before and were not retried "
                    f"(indexer info --failed)", err=True)
-    if report.failed:
-        sys.exit(EXIT_PARTIAL)
+    if report.failed or report.still_failed:
+        sys.exit(EXIT_PARTIAL)  # files that still fail keep the run partial, retried or not
 
 
 @main.command(short_help="Keep an index in step with a growing folder.")

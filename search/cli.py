@@ -15,6 +15,7 @@ from db.filters import MODALITIES, TAG_KEYS, SearchFilter
 from indexer.cli import LibraryDefault, ResoundGroup, db_option, default_index, index_option
 from indexer.encoders import AUTO_MODEL
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
+from search.validation import one_of
 
 if TYPE_CHECKING:
     from search.engine import Engine, Hit
@@ -296,13 +297,24 @@ def _model_option(f):  # type: ignore[no-untyped-def]
 
 def _chosen_model(model: str) -> str:
     """Resolve `auto`; its one-line hint (when it fell back to the starter model) follows the output."""
-    from indexer.cli import print_model_hint
+    chosen, hint = _chosen_model_and_hint(model)
+    _note_after_output(hint)
+    return chosen
+
+
+def _chosen_model_and_hint(model: str) -> tuple[str, str | None]:
+    """(the model `auto` resolves to, the hint to print if that model runs in this process)."""
     from indexer.encoders.auto import choose_model
 
     choice = choose_model(model)
-    if choice.hint:
-        click.get_current_context().call_on_close(lambda: print_model_hint(choice.hint))
-    return choice.model
+    return choice.model, choice.hint
+
+
+def _note_after_output(hint: str | None) -> None:
+    from indexer.cli import print_model_hint
+
+    if hint:
+        click.get_current_context().call_on_close(lambda: print_model_hint(hint))
 
 
 def _admitted(where: SearchFilter, path: Path, root: Path) -> bool:
@@ -327,8 +339,7 @@ def _label_set(labels_file: Path | None, label_set: str | None, family: str | No
     """The labels to use: --labels, --label-set, or else the model family's own label set (if `family`)."""
     from search.prompts import builtin_label_sets, load_label_set, own_label_set
 
-    if labels_file and label_set:
-        raise click.UsageError("give --labels or --label-set, not both")
+    one_of({"--labels": labels_file, "--label-set": label_set})
     if not labels_file and not label_set:
         own = own_label_set(family) if family else None
         if own is None:
@@ -363,11 +374,10 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
     from indexer.encoders import resolve_model
     from search.prompts import PromptBank, choose_strategy
 
-    if labels_file and label_set:
-        raise click.UsageError("give --labels or --label-set, not both")
+    one_of({"--labels": labels_file, "--label-set": label_set})
     if vision_model is None and modality != "av":
         raise click.UsageError("--modality needs --vision-model")
-    model = _chosen_model(model)
+    model, hint = _chosen_model_and_hint(model)
     labels = _label_set(labels_file, label_set, resolve_model(model).family)
     bank_obj = PromptBank.load(bank) if bank else None
     strategy, note = choose_strategy(labels, strategy, bank_obj)
@@ -379,21 +389,30 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
         if not where.is_empty:  # the files themselves are looked at: classify searches no index
             found = [f for f in found if _admitted(where, f, path if path.is_dir() else f.parent)]
         files.extend(found)
-    results = None
+    served = None
     if vision_model is None and bank is None and n_prompts == DEFAULT_PROMPTS_PER_LABEL and seed == 0:
         from search.served import classify_results
 
-        results = classify_results(index_path, files, labels, label_set, strategy, model, k, verbose)
-    if results is None:
+        # The model's own label set (no --labels, no --label-set) is a built-in set the server has by name.
+        served_set = label_set or (labels.name if labels_file is None else None)
+        served = classify_results(index_path, files, labels, served_set, strategy, model, k, verbose)
+    elif verbose:
+        option = "--vision-model" if vision_model else "--bank" if bank else "--n-prompts" if (
+            n_prompts != DEFAULT_PROMPTS_PER_LABEL) else "--seed"
+        click.echo(f"note: answering in-process: the server draws its default prompts only ({option} given)", err=True)
+    if served is not None:
+        results, failures = served
+    else:
         from indexer.encoders import EncoderSpec
         from indexer.media.decode import DecodeLimits
-        from search.classify import ZeroShotClassifier
+        from search.classify import ZeroShotClassifier, per_file
 
+        _note_after_output(hint)  # the starter note is the in-process model's, not a server's
         encoder = EncoderSpec(model, vision_model).load()
         classifier = ZeroShotClassifier(encoder, labels, strategy, bank_obj, n_prompts, seed, modality)
 
         limits = DecodeLimits.for_seconds(max_seconds)
-        results = [classifier.classify_file(f, k, limits=limits) for f in files]
+        results, failures = per_file(files, lambda f: classifier.classify_file(f, k, limits=limits))
     table = any(p.is_dir() for p in paths)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in results], indent=2))
@@ -411,6 +430,19 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
                 click.echo(f"  {s.probability:6.3f}  {'#' * round(20 * s.probability):<20}  {s.label}")
             for w in r.timeline:
                 click.echo(f"  {w.start:7.2f}-{w.end:<7.2f} {w.top[0].label} ({w.top[0].probability:.2f})")
+    _end_partial(failures, len(files))
+
+
+def _end_partial(failures: list, total: int) -> None:
+    """After a command's results: each file it could not use on stderr, then exit status 3 if any."""
+    from indexer.exit_status import EXIT_PARTIAL, one_line
+
+    if not failures:
+        return
+    for failure in failures:
+        click.echo(one_line(f"failed: {failure.path}: {failure.reason}"), err=True)
+    click.echo(f"{len(failures)} of {total} files failed; the others' results are above", err=True)
+    click.get_current_context().exit(EXIT_PARTIAL)
 
 
 @main.command(short_help="Rank texts by how well they describe FILE.")
@@ -426,8 +458,11 @@ def caption(file: Path, texts_file: Path, model: str, k: int, as_json: bool) -> 
     from indexer.encoders import load_encoder
     from search.ranking import rank_texts
 
+    from search.prompts import read_text_lines
+    from search.validation import texts_list
+
+    texts = texts_list(read_text_lines(texts_file), str(texts_file))  # before the model loads
     encoder = load_encoder(_chosen_model(model))
-    texts = [line.strip() for line in texts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     ranked = rank_texts(encoder, embed_file(encoder, file).file_vector, texts, k)
     if as_json:
         click.echo(json.dumps([{"rank": i + 1, "text": t, "score": s} for i, (t, s) in enumerate(ranked)], indent=2))

@@ -56,6 +56,14 @@ class RemoteUnavailable(Exception):
     """Why a command did not go through the server (shown with --verbose)."""
 
 
+class ServerRefused(RemoteUnavailable):
+    """The announced server answered, and refused the request (4xx): `detail` is its one-line reason."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(f"the server answered {status}: {detail[:200]}")
+        self.status, self.detail = status, detail
+
+
 def db_key(db_url: str | None) -> str | None:
     """A catalog URL as the record keeps it: hashed, so that no password is ever written down."""
     return hashlib.sha256(db_url.encode()).hexdigest() if db_url else None
@@ -177,16 +185,28 @@ def _request(record: ServeRecord, method: str, target: str, body: bytes | None =
         connection.request(method, target, body=body, headers=headers)
         response = connection.getresponse()
         payload = response.read()
+        if response.status >= 500:  # answered by the server's last-resort handler, which adds no token
+            raise RemoteUnavailable(f"the server failed ({response.status})")
         if response.getheader(TOKEN_HEADER) != record.token:
             raise RemoteUnavailable(f"{record.host}:{record.port} is not the announced server")
         if response.status != 200:
-            detail = payload.decode("utf-8", "replace")[:200]
-            raise RemoteUnavailable(f"the server answered {response.status}: {detail}")
+            raise ServerRefused(response.status, _detail(payload))
         return json.loads(payload)
     except (OSError, http.client.HTTPException, ValueError) as e:
         raise RemoteUnavailable(f"request to the server failed ({e})") from e
     finally:
         connection.close()
+
+
+def _detail(payload: bytes) -> str:
+    """The one-line reason of a refusal: the API's `detail` string (or its first validation message)."""
+    try:
+        detail = json.loads(payload)["detail"]
+        if isinstance(detail, list):
+            detail = "; ".join(str(d.get("msg", d)) for d in detail)
+        return str(detail)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return payload.decode("utf-8", "replace")[:200]
 
 
 def _multipart(path: Path, fields: dict[str, str]) -> tuple[bytes, str]:

@@ -64,11 +64,11 @@ def similar_hits(index_path: Path, file: Path, k: int, modality: str | None, db_
 def classify_results(index_path: Path, files: list[Path], labels: Any, label_set: str | None, strategy: str,
                      model: str, k: int, verbose: bool) -> list | None:
     """`search classify` (default prompts draw, audio only) answered by a running server on `index_path`
-    when it embeds with `model` (list[FileLabels]), or None."""
+    when it embeds with `model`: (list[FileLabels], list[FileFailure] of the files it refused), or None."""
 
     def ask(record: remote.ServeRecord) -> list:
         from indexer.encoders import resolve_model
-        from search.classify import FileLabels, LabelScore, WindowLabels
+        from search.classify import FileFailure, FileLabels, LabelScore, WindowLabels
 
         ref = resolve_model(model)
         if (ref.model_id, ref.sha256()) != (record.model_id, record.checkpoint_sha256):
@@ -80,12 +80,20 @@ def classify_results(index_path: Path, files: list[Path], labels: Any, label_set
         def scores(items: list[dict[str, Any]]) -> list[LabelScore]:
             return [LabelScore(s["label"], s["probability"], s["similarity"]) for s in items]
 
-        results = []
+        results, failures = [], []
         for f in files:
-            answer = remote.classify(record, f, k, strategy, label_set=label_set, labels=labels.labels)
+            try:
+                answer = remote.classify(record, f, k, strategy, label_set=label_set, labels=labels.labels)
+            except remote.ServerRefused as e:
+                if e.status not in (400, 413):
+                    raise
+                # The server names the upload by its file name; the failure is listed under the whole path.
+                reason = e.detail.removeprefix(f"{f.name}: ")
+                failures.append(FileFailure(str(f), reason))
+                continue
             timeline = [WindowLabels(w["start"], w["end"], scores(w["labels"])) for w in answer["timeline"]]
             results.append(FileLabels(str(f), scores(answer["labels"]), timeline))
-        return results
+        return results, failures
 
     return _served(index_path, None, None, "auto", verbose, ask)
 
