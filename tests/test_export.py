@@ -66,7 +66,7 @@ def test_parquet_export_reads_back_exactly(built, tmp_path: Path) -> None:  # ty
     assert (report.rows, report.dim, report.format) == (6, 6, "parquet")
     table = pq.read_table(tmp_path / "vectors.parquet")
     assert table.column_names == ["segment_id", "file_id", "path", "start", "end", "modalities", "title", "artist",
-                                  "album", "genre", "vector"]
+                                  "album", "genre", "vector", "path_bytes"]
     rows = table.to_pylist()
     got = [(str(Path(r["path"]).relative_to(corpus)), r["start"], r["end"], r["title"], r["artist"], r["album"],
             r["genre"]) for r in rows]
