@@ -141,9 +141,9 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
     """Find the files that best match a text description (the filter options narrow where to look)."""
     from search.served import query_hits
 
-    # A running server answers unfiltered searches; filtered ones are answered in-process.
-    served = (query_hits(index_path, text, k, modality, db_url, model, device, verbose, per_file=not per_window)
-              if where.is_empty else None)
+    # A running server on the index answers, filters included (they go as the API's parameters).
+    served = query_hits(index_path, text, k, modality, db_url, model, device, verbose, per_file=not per_window,
+                        where=where)
     if served is not None:
         _print_hits(served, as_json, show_windows)
         return
@@ -170,9 +170,9 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
     """Find the files that sound (and look) most like FILE (the filter options narrow where to look)."""
     from search.served import similar_hits
 
-    # A running server answers unfiltered searches; filtered ones are answered in-process.
-    served = (similar_hits(index_path, file, k, modality, db_url, model, device, verbose, per_file=not per_window)
-              if where.is_empty else None)
+    # A running server on the index answers, filters included (they go as the API's parameters).
+    served = similar_hits(index_path, file, k, modality, db_url, model, device, verbose, per_file=not per_window,
+                          where=where)
     if served is not None:
         _print_hits(served, as_json, show_windows)
         return

@@ -209,20 +209,20 @@ def _detail(payload: bytes) -> str:
         return payload.decode("utf-8", "replace")[:200]
 
 
-def _multipart(path: Path, fields: dict[str, str]) -> tuple[bytes, str]:
+def _multipart(path: Path, fields: dict[str, str] | Params) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     parts = []
-    for name, value in fields.items():
+    for name, value in (fields.items() if isinstance(fields, dict) else fields):
         parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode())
     kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    filename = urllib.parse.quote(path.name)
+    filename = urllib.parse.quote(os.fsencode(path.name))  # a name that is not UTF-8 goes as its bytes
     parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
                  f"Content-Type: {kind}\r\n\r\n".encode() + path.read_bytes() + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
-def _upload(record: ServeRecord, target: str, path: Path, fields: dict[str, str]) -> Any:
+def _upload(record: ServeRecord, target: str, path: Path, fields: dict[str, str] | Params) -> Any:
     if not path.is_file():
         raise RemoteUnavailable(f"{path}: not a file")  # in-process says it its own way
     if path.stat().st_size > record.max_upload_bytes:
@@ -231,19 +231,26 @@ def _upload(record: ServeRecord, target: str, path: Path, fields: dict[str, str]
     return _request(record, "POST", target, body, content_type)
 
 
-def query(record: ServeRecord, text: str, k: int, modality: str | None, per_window: bool = False) -> list[dict[str, Any]]:
-    """Hits (as the API returns them) for a text query."""
+Params = list[tuple[str, str]]  # request parameters in order; a name may repeat (ext, tag)
+
+
+def query(record: ServeRecord, text: str, k: int, modality: str | None, per_window: bool = False,
+          filters: Params = ()) -> list[dict[str, Any]]:  # type: ignore[assignment]
+    """Hits (as the API returns them) for a text query, among the files `filters` (API parameters) admit."""
     _check_k(record, k)
-    params = {"q": text, "k": str(k), **({"modality": modality} if modality else {}),
+    # Lone surrogates (argv bytes that were not UTF-8) cannot go into a URL: U+FFFD, as the text towers
+    # read them anyway (indexer/text.py).
+    params = {"q": "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text), "k": str(k), **({"modality": modality} if modality else {}),
               **({"per_window": "true"} if per_window else {})}
-    return _request(record, "GET", "/api/query?" + urllib.parse.urlencode(params))["hits"]
+    return _request(record, "GET", "/api/query?" + urllib.parse.urlencode([*params.items(), *filters]))["hits"]
 
 
-def similar(record: ServeRecord, path: Path, k: int, modality: str | None, per_window: bool = False) -> list[dict[str, Any]]:
-    """Hits for an audio or video file, uploaded to the server."""
+def similar(record: ServeRecord, path: Path, k: int, modality: str | None, per_window: bool = False,
+            filters: Params = ()) -> list[dict[str, Any]]:  # type: ignore[assignment]
+    """Hits for an audio or video file, uploaded to the server, among the files `filters` admit."""
     _check_k(record, k)
     fields = {"k": str(k), **({"modality": modality} if modality else {}), **({"per_window": "true"} if per_window else {})}
-    return _upload(record, "/api/similar", path, fields)["hits"]
+    return _upload(record, "/api/similar", path, [*fields.items(), *filters])["hits"]
 
 
 def classify(record: ServeRecord, path: Path, k: int, strategy: str, label_set: str | None = None,
