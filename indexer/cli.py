@@ -14,7 +14,7 @@ import click
 from indexer.encoders import AUTO_MODEL, MODELS
 from indexer.limits import DEFAULT_MAX_FILE_SECONDS
 from indexer.encoders.precision import PRECISIONS
-from indexer.exit_status import EXIT_PARTIAL, translate
+from indexer.exit_status import EXIT_FAILURE, EXIT_PARTIAL, quiet_stdout, translate
 
 
 def default_index() -> str:
@@ -77,6 +77,9 @@ class ResoundGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # the reader went away (`| head`): nothing more can be said to it
+            quiet_stdout()
+            raise click.exceptions.Exit(EXIT_FAILURE) from None
         except Exception as e:
             command = " ".join([ctx.command_path, *map(str, sys.argv[1:])])
             raise translate(e, command) from e
@@ -467,13 +470,14 @@ def models_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'name':<27}{'family':<12}{'dim':>5}{'size':>10}  {'on disk':<8} {'licence':<18} where")
+    licence_width = max(len("licence"), *(len(r["licence"]) for r in rows))  # the widest, so columns stay apart
+    click.echo(f"{'name':<27}{'family':<12}{'dim':>5}{'size':>10}  {'on disk':<8} {'licence':<{licence_width}}  where")
     for r in rows:
         where = r["path"] or f"indexer models download {r['name']}"
         if r["on_disk"] == "partial":
             where += f" (missing {', '.join(r['missing'])})"
         click.echo(f"{r['name']:<27}{r['family']:<12}{r['dim'] or '?':>5}{_size(r['size_bytes']):>10}  "
-                   f"{r['on_disk']:<8} {r['licence']:<18} {where}")
+                   f"{r['on_disk']:<8} {r['licence']:<{licence_width}}  {where}")
 
 
 @models_group.command("download", short_help="Fetch a model's checkpoint and tokenizer files.")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 import tempfile
 import traceback
 from pathlib import Path
@@ -56,6 +57,16 @@ class InternalError(click.ClickException):
 
     def show(self, file=None) -> None:  # type: ignore[no-untyped-def]
         click.echo(self.message, err=True)
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush into a closed pipe says nothing
+    (Python's own advice for SIGPIPE: docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (CliRunner's): nothing to flush into a pipe
+        pass
 
 
 def traceback_dir() -> Path:
