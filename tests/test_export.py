@@ -93,7 +93,7 @@ def test_parquet_export_reads_back_exactly(built, tmp_path: Path) -> None:  # ty
     assert pa.types.is_fixed_size_list(vector_type) and vector_type.list_size == 6
     assert vector_type.value_type == pa.float32()
     frame = table.to_pandas()  # what pandas users (and `datasets.Dataset.from_parquet`) get
-    assert frame.shape == (6, 11) and np.stack(frame["vector"].to_numpy()).shape == (6, 6)
+    assert frame.shape == (6, 12) and np.stack(frame["vector"].to_numpy()).shape == (6, 6)
 
 
 def test_npz_export_reads_back_exactly(built, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
