@@ -14,7 +14,7 @@ import click
 from indexer.encoders import AUTO_MODEL, MODELS
 from indexer.limits import DEFAULT_MAX_FILE_SECONDS
 from indexer.encoders.precision import PRECISIONS
-from indexer.exit_status import EXIT_FAILURE, EXIT_PARTIAL, quiet_stdout, translate
+from indexer.exit_status import EXIT_FAILURE, EXIT_PARTIAL, one_line, quiet_stdout, translate
 
 
 def default_index() -> str:
@@ -191,7 +191,7 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
     print_model_hint(choice.hint)
     for failure in report.failed:
         detail = f" [{failure.detail}]" if verbose and failure.detail and failure.detail != failure.reason else ""
-        click.echo(f"failed: {failure.path}: {failure.reason}{detail}", err=True)
+        click.echo(one_line(f"failed: {failure.path}: {failure.reason}{detail}"), err=True)
     if report.still_failed:
         click.echo(f"{report.still_failed} unchanged files failed before and were not retried "
                    f"(indexer info --failed)", err=True)
@@ -230,7 +230,7 @@ def watch(corpus: Path, index_path: Path, model: str | None, hop_seconds: float 
                    f"{len(report.failed)} failed ({report.segments_added} segments added, "
                    f"{report.segments_removed} removed)", err=True)
         for failure in report.failed:
-            click.echo(f"failed: {failure.path}: {failure.reason}", err=True)
+            click.echo(one_line(f"failed: {failure.path}: {failure.reason}"), err=True)
 
     from indexer.build import BuildOptions, choose_build_model
     from indexer.index import Index
@@ -290,7 +290,7 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
         if report.temporary_files:
             click.echo(f"leftover temporary files: {', '.join(report.temporary_files)}")
         for failure in report.vanished_failures:
-            click.echo(f"failure row of a file that is gone: {Path(failure.corpus_root) / failure.path}")
+            click.echo(one_line(f"failure row of a file that is gone: {Path(failure.corpus_root) / failure.path}"))
         if not report.ok:
             click.echo("repaired (files whose vectors were missing were embedded again)" if repair
                        else "inconsistent: run `indexer verify --repair`")
@@ -434,7 +434,7 @@ def info(index_path: Path, db_url: str | None, as_json: bool, failed: bool) -> N
         for key, value in asdict(provenance).items():
             click.echo(f"{key:<19} {json.dumps(value) if isinstance(value, dict) else value}")
     for f in data.get("failed", []):
-        click.echo(f"failed: {f['path']}: {f['reason']}")
+        click.echo(one_line(f"failed: {f['path']}: {f['reason']}"))
 
 
 # -- the model zoo ----------------------------------------------------------------------------------

@@ -34,8 +34,11 @@ LOG_DIR_ENV = "RESOUND_LOG_DIR"
 
 
 def one_line(message: str) -> str:
-    """`message` on one line: its line breaks (a file name may hold one) shown as \\n."""
-    return message.replace("\r", "\\r").replace("\n", "\\n")
+    """`message` on one line: its line breaks (a file name may hold one) shown as \\n, and a file name's
+    bytes that are not UTF-8 as backslash escapes (indexer/text.py)."""
+    from indexer.text import printable
+
+    return printable(message).replace("\r", "\\r").replace("\n", "\\n")
 
 
 class CommandFailure(click.ClickException):

@@ -28,3 +28,12 @@ def normalize_text(text: str) -> str:
             continue
         kept.append(" " if category in ("Cc", "Zl", "Zp") else c)
     return _SPACES.sub(" ", "".join(kept)).strip()
+
+
+def printable(text: str) -> str:
+    """`text` as it can be printed or sent as UTF-8: a file name's undecodable bytes (kept by Python as lone
+    surrogates) shown as backslash escapes (caf\\xe9.wav), everything else unchanged."""
+    if not _SURROGATES.search(text):
+        return text
+    return "".join(c.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                   if "\udc80" <= c <= "\udcff" else (c if not _SURROGATES.match(c) else "\ufffd") for c in text)

@@ -21,6 +21,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from db.filters import SearchFilter
 from indexer.errors import QueryError, ResoundError
+from indexer.text import printable
 from indexer.media.decode import DecodeLimits
 from search.classify import FileLabels, LabelScore, ZeroShotClassifier
 from search.engine import MAX_QUERY_CHARS, Engine, Hit
@@ -144,7 +145,9 @@ class SearchService:
 
     # -- search -----------------------------------------------------------------------------------
     def hits_json(self, hits: list[Hit]) -> list[HitOut]:
-        return [HitOut(rank=h.rank, path=h.path, root=h.root, name=Path(h.path).name, start=h.start, end=h.end, score=h.score,
+        # JSON carries Unicode: a file name's bytes that are not UTF-8 go as backslash escapes (the id fetches it).
+        return [HitOut(rank=h.rank, path=printable(h.path), root=printable(h.root), name=printable(Path(h.path).name),
+                       start=h.start, end=h.end, score=h.score,
                        segment_id=h.segment_id, file_id=h.file_id, audio_url=f"/api/files/{h.file_id}/audio",
                        waveform_url=f"/api/segments/{h.segment_id}/waveform.png",
                        windows=[WindowOut(start=w.start, end=w.end, score=w.score, segment_id=w.segment_id)
@@ -188,7 +191,8 @@ class SearchService:
             key = (generation, threshold, min_match, check)
             if self._duplicates is None or self._duplicates[0] != key:
                 groups = [DuplicateGroupOut(members=[
-                    DuplicateMemberOut(file_id=m.file_id, path=m.path, name=Path(m.path).name, duration=m.duration,
+                    DuplicateMemberOut(file_id=m.file_id, path=printable(m.path), name=printable(Path(m.path).name),
+                                       duration=m.duration,
                                        similarity=m.similarity, match=m.match, offset=m.offset,
                                        audio_url=f"/api/files/{m.file_id}/audio") for m in g.members])
                     for g in self.engine.duplicates(threshold, min_match, check)]
