@@ -34,11 +34,17 @@ LOG_DIR_ENV = "RESOUND_LOG_DIR"
 
 
 def one_line(message: str) -> str:
-    """`message` on one line: its line breaks (a file name may hold one) shown as \\n, and a file name's
-    bytes that are not UTF-8 as backslash escapes (indexer/text.py)."""
+    """`message` on one line: its line breaks and control characters (a file name may hold any) shown
+    escaped (\\n, \\x1b), and a file name's bytes that are not UTF-8 as backslash escapes (indexer/text.py)."""
     from indexer.text import printable
 
-    return printable(message).replace("\r", "\\r").replace("\n", "\\n")
+    return printable(message).translate(_LINE_BREAKS)
+
+
+# Every character str.splitlines() breaks at, and every other control character (a file name's ESC could
+# recolour or rewrite the terminal), shown escaped: \n, \r, \x0b, \x1b, \x85, \u2028, ...
+_LINE_BREAKS = {ord(c): c.encode("unicode_escape").decode("ascii")
+                for c in [*map(chr, range(0x20)), *map(chr, range(0x7f, 0xa0)), "\u2028", "\u2029"] if c != "\t"}
 
 
 class CommandFailure(click.ClickException):

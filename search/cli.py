@@ -15,6 +15,7 @@ from db.filters import MODALITIES, TAG_KEYS, SearchFilter
 from indexer.cli import LibraryDefault, ResoundGroup, db_option, default_index, index_option
 from indexer.encoders import AUTO_MODEL
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
+from indexer.exit_status import one_line
 from indexer.text import printable
 from search.validation import one_of
 
@@ -54,7 +55,7 @@ def _print_hits(hits: list[Hit], as_json: bool, windows: bool) -> None:
 
     if as_json:
         # As the API sends them: a name's bytes that are not UTF-8 as backslash escapes (indexer/text.py).
-        rows = [h.to_json() | {"path": printable(h.path), "root": printable(h.root)} for h in hits]
+        rows = [h.to_json() | {"path": printable(h.path)} for h in hits]
         click.echo(json.dumps(rows, indent=2))
         return
     click.echo("\n".join(hits_table(hits, windows)))
@@ -425,10 +426,10 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
         writer = csv.writer(sys.stdout)
         writer.writerow(["path"] + [c for i in range(1, k + 1) for c in (f"label_{i}", f"probability_{i}")])
         for r in results:
-            writer.writerow([printable(r.path)] + [v for s in r.top for v in (s.label, f"{s.probability:.4f}")])
+            writer.writerow([one_line(r.path)] + [v for s in r.top for v in (s.label, f"{s.probability:.4f}")])
     else:
         for r in results:
-            click.echo(printable(r.path))
+            click.echo(one_line(r.path))
             for s in r.top:
                 click.echo(f"  {s.probability:6.3f}  {'#' * round(20 * s.probability):<20}  {s.label}")
             for w in r.timeline:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 
 from search.engine import Hit
 
@@ -24,8 +23,11 @@ def span(start: float, end: float) -> str:
 
 
 def _printable(path: str) -> str:
-    # Undecodable bytes in file names (kept as surrogates) are shown escaped rather than crashing print.
-    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+    # Undecodable bytes in file names (kept as surrogates) are shown escaped rather than crashing print, and
+    # so are line breaks and control characters (one hit, one line; no terminal escapes from a file name).
+    from indexer.exit_status import one_line
+
+    return one_line(path)
 
 
 def _fit(text: str, width: int) -> str:

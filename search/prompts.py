@@ -93,10 +93,7 @@ def read_text_lines(path: str | Path) -> list[str]:
 def read_label_file(path: str | Path) -> LabelSet:
     """One label per line ('#' comments), or CSV with a `label` column and optional `description`."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise PromptError(f"{path}: cannot read label file ({e})") from e
+    text = "\n".join(read_text_lines(path))
     labels: list[str] = []
     descriptions: dict[str, str] = {}
     if path.suffix.lower() == ".csv":
