@@ -53,6 +53,11 @@ class UnreadableFileError(AudioDecodeError):
     while read); unlike undecodable content, a build tries it again next time."""
 
 
+class TextFileError(ResoundError):
+    """A file that should hold UTF-8 text (a CSV, a split, a label list) and does not: unreadable, binary,
+    or in another encoding."""
+
+
 class EmptyCorpusError(ResoundError):
     """A corpus directory that holds no media file resound can index."""
 

@@ -87,14 +87,15 @@ def write_traceback(error: BaseException, command: str) -> Path | None:
     """Write `error`'s traceback (with the command line) to a new file; its path, or None if none could be."""
     directory = traceback_dir()
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
-    path = directory / f"{stamp}-{os.getpid()}.txt"
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"{stamp}-{os.getpid()}-", suffix=".txt", dir=directory)
         text = f"command: {command}\n" + "".join(traceback.format_exception(error))
-        path.write_text(text, encoding="utf-8", errors="backslashreplace")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(text)
     except OSError:
         return None
-    return path
+    return Path(name)
 
 
 def translate(error: BaseException, command: str) -> click.ClickException:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
+
+from indexer.errors import TextFileError
 
 _SPACES = re.compile(r"\s+")
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -37,3 +40,19 @@ def printable(text: str) -> str:
         return text
     return "".join(c.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
                    if "\udc80" <= c <= "\udcff" else (c if not _SURROGATES.match(c) else "\ufffd") for c in text)
+
+
+def read_text_file(path: str | Path) -> str:
+    """The UTF-8 text of a file a user names (a CSV, a split, a label list), without a byte-order mark;
+    TextFileError says, in one line, why a file is not that (unreadable, binary, another encoding)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise TextFileError(f"{path}: cannot read ({e.strerror or e})") from e
+    if b"\0" in data:
+        raise TextFileError(f"{path}: not a text file (it holds binary data)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TextFileError(f"{path}: not UTF-8 text (byte {e.start})") from e

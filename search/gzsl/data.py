@@ -242,10 +242,9 @@ def load_split(path: str | Path) -> GZSLSplit:
     """A class split from JSON or sectioned text (see the module docstring); not yet validated against
     the class embeddings (call `GZSLSplit.validate`)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise GZSLSplitError(f"{path}: cannot read split ({e})") from e
+    from indexer.text import read_text_file
+
+    text = read_text_file(path)
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         try:
             roles = json.loads(text)
