@@ -10,6 +10,7 @@ could have been full.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -126,6 +127,11 @@ class SearchFilter:
                 raise _error(f"tag filter {tag!r} is not key=value (keys: {', '.join(TAG_KEYS)})")
             parsed_tags.append((key.strip().lower(), value.strip()))
         exts = tuple(dict.fromkeys(e.strip().lower().lstrip(".") for e in extensions if e.strip().lstrip(".")))
+        for name, text in (("under", str(under or "")), ("glob", glob or ""), *(("tag", t) for t in tags),
+                           *(("ext", e) for e in extensions)):
+            if any("\ud800" <= c <= "\udfff" for c in text):  # bytes that are not UTF-8, from argv
+                raise _error(f"{name} filter '{os.fsencode(text).decode('utf-8', 'backslashreplace')}' is not "
+                             f"UTF-8 text: the catalog's paths and tags are matched as text")
         return cls(
             under=str(Path(under).expanduser().resolve()) if under else None,
             glob=glob or None,

@@ -191,6 +191,8 @@ def check_index_type(index_type: str, dim: int | None) -> None:
         return
     import faiss
 
+    if not index_type.isascii() or not index_type.isprintable():
+        raise IndexTypeError(f"index type {index_type!r}: not a FAISS factory string (ASCII, e.g. IDMap2,Flat)")
     try:
         faiss.index_factory(dim or 2**10 * 3 * 5 * 7, index_type, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:

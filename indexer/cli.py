@@ -38,6 +38,19 @@ def db_option(f):  # type: ignore[no-untyped-def]
     )(f)
 
 
+class FiniteRange(click.FloatRange):
+    """click.FloatRange that refuses nan and infinities too (which compare false with any bound, and would
+    pass one): a usage error naming the option."""
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
 class LibraryDefault(click.Option):
     """An option left None on the command line, whose help shows the library's default value.
 
@@ -104,33 +117,33 @@ def print_model_hint(hint: str | None) -> None:
                    f"else the best LAION-CLAP checkpoint already on disk, else starter (never downloads).")
 @click.option("--vision-model", default=None,
               help="CLIP model for video frames (ARCH/TAG, e.g. ViT-B-32/laion2b_s34b_b79k, or ARCH:/path): audio-visual index.")
-@click.option("--audio-weight", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Audio part's weight (audio-visual).")
-@click.option("--visual-weight", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Visual part's weight (audio-visual).")
+@click.option("--audio-weight", default=1.0, show_default=True, type=FiniteRange(min=0), help="Audio part's weight (audio-visual).")
+@click.option("--visual-weight", default=1.0, show_default=True, type=FiniteRange(min=0), help="Visual part's weight (audio-visual).")
 @click.option("--frames", "frames_per_window", default=1, show_default=True, type=click.IntRange(1),
               help="Frames per window: 1 is the middle frame, k averages k evenly spaced frames.")
 @click.option("--index-type", default="auto", show_default=True,
               help="FAISS factory string (IDMap2,Flat / IVF4096,Flat / IVF4096,SQ8 / OPQ64,IVF4096,PQ64 / "
                    "IDMap2,HNSW32,Flat), or auto: exact below 100k windows, IVF beyond.")
-@click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--target-recall", default=0.95, show_default=True, type=FiniteRange(0, 1),
               help="recall@10 against exact search that nprobe/efSearch are tuned to.")
 @click.option("--batch-size", default=None, type=click.IntRange(1),
               help="Windows per forward pass (default: the model's fastest, measured; 8 for the starter on CPU).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="Inference precision; auto: bf16 (fp16) on GPUs, bf16 on CPUs with native bf16 where the model's "
                    "bf16 vectors keep cosine >= 0.999 to fp32, else fp32.")
-@click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None, help="Seconds between window starts (default: the window length).")
+@click.option("--hop", "hop_seconds", type=FiniteRange(min=0.01), default=None, help="Seconds between window starts (default: the window length).")
 @click.option("--device", default="auto", show_default=True,
               help="cpu, cuda, cuda:N or auto (a GPU if there is one): where the model runs and FAISS trains.")
-@click.option("--checkpoint-seconds", default=300.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--checkpoint-seconds", default=300.0, show_default=True, type=FiniteRange(min=0),
               help="Commit finished files at least this often (0: after every file).")
-@click.option("--max-file-seconds", default=DEFAULT_MAX_FILE_SECONDS, show_default=True, type=click.FloatRange(min=0.1),
+@click.option("--max-file-seconds", default=DEFAULT_MAX_FILE_SECONDS, show_default=True, type=FiniteRange(min=0.1),
               help="A file whose audio goes on longer fails as too long (decoding stops there, whatever its header says).")
 @db_option
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Decode and embed on a Ray cluster: `auto` (the running one), an address, or none (a local one). "
                    "Corpus and index must be on storage every node sees.")
 @click.option("--ray-actors", default=1, show_default=True, type=click.IntRange(1), help="Encoder actors (--ray).")
-@click.option("--ray-gpus-per-actor", type=click.FloatRange(min=0), default=None,
+@click.option("--ray-gpus-per-actor", type=FiniteRange(min=0), default=None,
               help="GPUs per encoder actor (--ray; default: 1 where the cluster has GPUs, else 0).")
 @click.option("--ray-block-files", default=16, show_default=True, type=click.IntRange(1),
               help="Files per block, one shard each (--ray): a block's decoded audio is in memory at once.")
@@ -203,14 +216,14 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
 @click.argument("corpus", type=click.Path(path_type=Path))
 @index_option
 @click.option("--model", default=None, help=f"Model of a new index (default {AUTO_MODEL}); an existing index keeps its own.")
-@click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None, help="Seconds between window starts (new index).")
+@click.option("--hop", "hop_seconds", type=FiniteRange(min=0.01), default=None, help="Seconds between window starts (new index).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @db_option
 @click.option("--poll", is_flag=True, help="Look for changes by walking the corpus every --interval (file systems "
                                            "without change events: NFS, SMB, FUSE) instead of file events.")
-@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+@click.option("--interval", default=1.0, show_default=True, type=FiniteRange(min=0.05),
               help="Seconds between looks for settled changes (and between walks with --poll).")
-@click.option("--settle", "settle_seconds", default=2.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--settle", "settle_seconds", default=2.0, show_default=True, type=FiniteRange(min=0),
               help="Seconds a file's size and mtime must hold before it is read (files being written wait).")
 @click.option("--quiet", is_flag=True, help="No line per generation.")
 def watch(corpus: Path, index_path: Path, model: str | None, hop_seconds: float | None, device: str, db_url: str | None,
@@ -307,7 +320,7 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
 @index_option
 @db_option
 @click.option("--index-type", default="auto", show_default=True, help="FAISS factory string, or auto (by size).")
-@click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--target-recall", default=0.95, show_default=True, type=FiniteRange(0, 1),
               help="recall@10 against exact search that nprobe/efSearch are tuned to.")
 def compact(index_path: Path, db_url: str | None, index_type: str, target_recall: float) -> None:
     """Rewrite the segment index: retrain it on the current vectors and retune its search parameters."""
@@ -340,7 +353,7 @@ def export(index_path: Path, db_url: str | None, fmt: str | None, out: Path) -> 
               help="Renders differ by seed; the default is one the starter model never trained on.")
 @click.option("--sample-set", default="fluidr3", show_default=True,
               help="Samples that play the instruments: fluidr3, timgm6mb, csound, opl3, musescore, freepats.")
-@click.option("--duration", "duration_s", default=4.0, show_default=True, type=click.FloatRange(min=1.0), help="Seconds per clip.")
+@click.option("--duration", "duration_s", default=4.0, show_default=True, type=FiniteRange(min=1.0), help="Seconds per clip.")
 @click.option("--class", "classes", multiple=True, help="Only these classes (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def demo_corpus(out: Path, size: int, seed: int | None, sample_set: str, duration_s: float, classes: tuple[str, ...], quiet: bool) -> None:

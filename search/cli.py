@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from db.filters import MODALITIES, TAG_KEYS, SearchFilter
-from indexer.cli import LibraryDefault, ResoundGroup, db_option, default_index, index_option
+from indexer.cli import FiniteRange, LibraryDefault, ResoundGroup, db_option, default_index, index_option
 from indexer.encoders import AUTO_MODEL
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
 from indexer.exit_status import one_line
@@ -71,7 +71,7 @@ DEFAULT_MAX_SECONDS = 24 * 3600.0
 
 
 def _max_seconds_option(f):  # type: ignore[no-untyped-def]
-    return click.option("--max-seconds", default=DEFAULT_MAX_SECONDS, show_default=True, type=click.FloatRange(min=0.1),
+    return click.option("--max-seconds", default=DEFAULT_MAX_SECONDS, show_default=True, type=FiniteRange(min=0.1),
                         help="Refuse a file whose audio goes on longer (decoding stops there, whatever its header says).")(f)
 
 
@@ -106,8 +106,8 @@ def _filter_options(f):  # type: ignore[no-untyped-def]
                      help="Only files whose path matches this shell pattern (relative to the corpus root; "
                           "absolute when it starts with /; * also crosses /), e.g. 'drums/*.wav'."),
         click.option("--ext", "extensions", multiple=True, help="Only files with this extension (repeatable): wav, flac, ..."),
-        click.option("--min-duration", type=click.FloatRange(min=0), default=None, help="Only files at least this many seconds long."),
-        click.option("--max-duration", type=click.FloatRange(min=0), default=None, help="Only files at most this many seconds long."),
+        click.option("--min-duration", type=FiniteRange(min=0), default=None, help="Only files at least this many seconds long."),
+        click.option("--max-duration", type=FiniteRange(min=0), default=None, help="Only files at most this many seconds long."),
         click.option("--has", "holding", type=click.Choice(MODALITIES), default=None,
                      help="Only segments holding sound (audio), picture (visual) or both (av)."),
         click.option("--modified-after", default=None, help="Only files modified at or after this time (2024-05-01, 2024-05-01T12:00, or epoch seconds)."),
@@ -197,9 +197,9 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
 @main.command(short_help="Groups of files that are the same recording.")
 @index_option
 @db_option
-@click.option("--threshold", type=click.FloatRange(-1, 1), default=None,
+@click.option("--threshold", type=FiniteRange(-1, 1), default=None,
               help="Aligned window similarity a candidate pair needs (default: chosen by bench/duplicates.py).")
-@click.option("--min-match", type=click.FloatRange(-1, 1), default=None,
+@click.option("--min-match", type=FiniteRange(-1, 1), default=None,
               help="Spectral match that confirms a candidate (default: chosen by bench/duplicates.py).")
 @click.option("--no-check", "no_check", is_flag=True,
               help="Trust the window vectors alone; reads no file, but groups recordings of one kind too.")
@@ -238,9 +238,9 @@ def duplicates(index_path: Path, db_url: str | None, threshold: float | None, mi
 @click.option("--model", default=None, help="Model to embed queries with (default: the index's own).")
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, cuda, cuda:N or auto: where queries are embedded and searched.")
-@click.option("--max-upload-mb", default=25.0, show_default=True, type=click.FloatRange(min=0.001),
+@click.option("--max-upload-mb", default=25.0, show_default=True, type=FiniteRange(min=0.001),
               help="Largest clip accepted for similar/classify (413 beyond).")
-@click.option("--max-upload-seconds", default=120.0, show_default=True, type=click.FloatRange(min=0.1),
+@click.option("--max-upload-seconds", default=120.0, show_default=True, type=FiniteRange(min=0.1),
               help="Longest clip accepted for similar/classify (413 beyond).")
 @click.option("--label-set", "default_label_set", default="starter", show_default=True,
               help="Label set the page classifies with by default.")

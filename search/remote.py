@@ -227,7 +227,10 @@ def _upload(record: ServeRecord, target: str, path: Path, fields: dict[str, str]
         raise RemoteUnavailable(f"{path}: not a file")  # in-process says it its own way
     if path.stat().st_size > record.max_upload_bytes:
         raise RemoteUnavailable(f"{path} is larger than the server accepts")
-    body, content_type = _multipart(path, fields)
+    try:
+        body, content_type = _multipart(path, fields)
+    except UnicodeEncodeError as e:
+        raise RemoteUnavailable("a field value is not UTF-8 text") from e
     return _request(record, "POST", target, body, content_type)
 
 
@@ -242,7 +245,11 @@ def query(record: ServeRecord, text: str, k: int, modality: str | None, per_wind
     # read them anyway (indexer/text.py).
     params = {"q": "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text), "k": str(k), **({"modality": modality} if modality else {}),
               **({"per_window": "true"} if per_window else {})}
-    return _request(record, "GET", "/api/query?" + urllib.parse.urlencode([*params.items(), *filters]))["hits"]
+    try:
+        target = "/api/query?" + urllib.parse.urlencode([*params.items(), *filters])
+    except UnicodeEncodeError as e:  # a filter path whose bytes are not UTF-8: a URL cannot carry it
+        raise RemoteUnavailable("a filter value is not UTF-8 text") from e
+    return _request(record, "GET", target)["hits"]
 
 
 def similar(record: ServeRecord, path: Path, k: int, modality: str | None, per_window: bool = False,
