@@ -38,10 +38,10 @@ from click.testing import CliRunner
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from indexer.cli import main as indexer_cli  # noqa: E402
-from search.cli import main as search_cli  # noqa: E402
-from tests import helpers  # noqa: E402
-from tests.hostile_text import SCRIPTS, SPECIAL  # noqa: E402
+from indexer.cli import main as indexer_cli
+from search.cli import main as search_cli
+from tests import helpers
+from tests.hostile_text import SCRIPTS, SPECIAL
 
 SKIPPED = {"indexer serve", "indexer watch", "indexer train", "indexer demo-corpus", "indexer models download",
            "indexer models remove", "search serve", "search prompts generate"}
@@ -174,12 +174,12 @@ def invocation(command: click.Command, rng: random.Random, box: Sandbox) -> list
             if rng.random() < 0.05:
                 continue  # a missing argument: click's usage error
             argv += [value_for(param, rng, box) for _ in range(count)]
-        elif isinstance(param, click.Option) and param.opts[0] not in SKIPPED_OPTIONS and param.name != "help":
-            if rng.random() < (0.6 if param.required else 0.3) or (param.required and rng.random() < 0.9):
-                if param.is_flag:
-                    argv.append(param.opts[0])
-                else:
-                    argv += [param.opts[0], value_for(param, rng, box)]
+        elif (isinstance(param, click.Option) and param.opts[0] not in SKIPPED_OPTIONS and param.name != "help"
+              and (rng.random() < (0.6 if param.required else 0.3) or (param.required and rng.random() < 0.9))):
+            if param.is_flag:
+                argv.append(param.opts[0])
+            else:
+                argv += [param.opts[0], value_for(param, rng, box)]
     if rng.random() < 0.03:
         argv.append(f"--{hostile_string(rng)[:10]}")  # an option nobody has
     return argv

@@ -86,7 +86,9 @@ def test_a_hit_is_a_files_best_window_with_its_others(client: httpx.Client) -> N
     steps = next(h for h in hits if h["name"] == "steps.wav")  # 220, 330, 880 Hz: only its middle window is 330
     assert (steps["start"], steps["end"], steps["score"]) == (2.0, 4.0, 1.0)
     windows = [(w["start"], w["end"], w["score"]) for w in steps["windows"]]
-    assert windows[0] == (2.0, 4.0, 1.0) and sorted(windows[1:]) == [(0.0, 2.0, 0.0), (4.0, 6.0, 0.0)]
+    assert windows[0] == (2.0, 4.0, 1.0)
+    # Its other windows are listed only where they rank at or above the last hit's (issue 25, finding 7).
+    assert all(score >= hits[-1]["score"] for _, _, score in windows) and len(windows) <= 3
 
 
 def test_similar_upload_finds_the_same_sound(client: httpx.Client) -> None:
