@@ -14,9 +14,9 @@ import click
 from db.filters import MODALITIES, TAG_KEYS, SearchFilter
 from indexer.cli import FiniteRange, LibraryDefault, ResoundGroup, db_option, default_index, index_option
 from indexer.encoders import AUTO_MODEL
-from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
 from indexer.exit_status import one_line
 from indexer.text import printable
+from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
 from search.validation import one_of
 
 if TYPE_CHECKING:
@@ -460,9 +460,8 @@ def caption(file: Path, texts_file: Path, model: str, k: int, as_json: bool) -> 
     """Audio to text: rank the lines of --texts by how well they describe FILE."""
     from indexer.embed import embed_file
     from indexer.encoders import load_encoder
-    from search.ranking import rank_texts
-
     from search.prompts import read_text_lines
+    from search.ranking import rank_texts
     from search.validation import texts_list
 
     texts = texts_list(read_text_lines(texts_file), str(texts_file))  # before the model loads
@@ -569,7 +568,8 @@ def prompts_generate(labels_file: Path | None, label_set: str | None, llm_url: s
     """Write a ReCLAP prompt bank: describe each label's sound, then place it in scenes (two LLM requests)."""
     from tqdm import tqdm
 
-    from search.prompt_generation import DEFAULT_MODEL as DEFAULT_LLM, generate_bank
+    from search.prompt_generation import DEFAULT_MODEL as DEFAULT_LLM
+    from search.prompt_generation import generate_bank
 
     labels = _label_set(labels_file, label_set)
     with tqdm(total=len(labels.labels), unit="label", file=sys.stderr) as bar:

@@ -26,7 +26,6 @@ from search.grouping import group_by_file, next_fetch
 from search.validation import MAX_QUERY_CHARS, query_text  # noqa: F401 (MAX_QUERY_CHARS: re-exported)
 
 
-
 @dataclass(frozen=True)
 class Window:
     """A matching window of a hit's file."""
@@ -238,7 +237,7 @@ class Engine:
                 self._matching.pop(next(iter(self._matching)))
             self._matching[key] = ids
         return ids
-    def file_windows(self) -> list["FileWindows"]:  # noqa: F821
+    def file_windows(self) -> list["FileWindows"]:
         """Every indexed file's window vectors in time order, ids as in the segment store."""
         from search.duplicates import FileWindows
 
@@ -263,7 +262,7 @@ class Engine:
         return result.scores, result.ids
 
     def duplicates(self, threshold: float | None = None, min_match: float | None = None,
-                   check: bool = True) -> list["DuplicateGroup"]:  # noqa: F821
+                   check: bool = True) -> list["DuplicateGroup"]:
         """Groups of indexed files that are the same recording (see search/duplicates.py), largest first.
 
         `threshold`: the aligned window similarity a candidate pair needs; `min_match`: the correlation

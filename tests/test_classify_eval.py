@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from indexer.errors import ResoundError
 from search.classify import ZeroShotClassifier
 from search.evaluate import (
     evaluate_classification,
@@ -18,7 +19,6 @@ from search.evaluate import (
     read_classification_meta,
     write_confusion_png,
 )
-from indexer.errors import ResoundError
 from search.prompts import LabelSet, PromptBank, PromptError, label_prompts, load_label_set, read_label_file
 from search.ranking import rank_texts
 from tests import helpers

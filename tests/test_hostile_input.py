@@ -11,13 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from indexer import BuildOptions, build_index
 from indexer.cli import EXIT_PARTIAL
 from indexer.cli import main as indexer_cli
+from indexer.exit_status import EXIT_USAGE, one_line
+from indexer.text import normalize_text
 from search import Engine
+from search.cli import main as search_cli
+from search.validation import MAX_QUERY_CHARS
 from tests import helpers
+from tests.hostile_text import file_bytes, hostile_lines, hostile_text, odd_file_name
 
 
 def _wav_with_format_code(path: Path, code: int) -> None:
@@ -143,14 +150,7 @@ def test_an_hours_long_file_is_windowed_and_searchable(tmp_path: Path, tone_mode
 
 
 # -- the command lines, fuzzed with the starter model (issue 25) ---------------------------------------
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
-from indexer.exit_status import EXIT_USAGE, one_line  # noqa: E402
-from indexer.text import normalize_text  # noqa: E402
-from search.cli import main as search_cli  # noqa: E402
-from search.validation import MAX_QUERY_CHARS  # noqa: E402
-from tests.hostile_text import file_bytes, hostile_lines, hostile_text, odd_file_name  # noqa: E402
 
 # Seeded and bounded: the same cases every run, a few seconds each test on the starter model.
 FUZZ = settings(max_examples=15, derandomize=True, deadline=None, database=None,
@@ -162,7 +162,7 @@ def starter(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return helpers.starter_index(tmp_path_factory.mktemp("starter"))
 
 
-def _run(args: list[str]) -> Result:  # noqa: F821 (click.testing.Result)
+def _run(args: list[str]) -> Result:
     result = CliRunner().invoke(search_cli, args)
     output = result.output
     assert "internal error" not in output and "Traceback" not in output, (args, output)

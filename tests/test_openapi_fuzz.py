@@ -7,6 +7,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from indexer.text import normalize_text
+from tests import helpers
+from tests.hostile_text import hostile_lines, hostile_text, odd_file_name
 from tests.service_support import (
     fuzz_failures,
     make_tone_index,
@@ -29,13 +36,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(tmp_path: Pat
 # -- the API on the starter model, with text from all of Unicode (issue 25) --------------------------
 # Schemathesis draws strings from the schema; the starter's text path (tokenizer, WordNet lookups) needs
 # every script, mark and control character, so these draw them with Hypothesis, seeded and bounded.
-import pytest  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
-from indexer.text import normalize_text  # noqa: E402
-from tests import helpers  # noqa: E402
-from tests.hostile_text import hostile_lines, hostile_text, odd_file_name  # noqa: E402
 
 FUZZ = settings(max_examples=25, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -21,8 +21,8 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from db.filters import SearchFilter
 from indexer.errors import QueryError, ResoundError
-from indexer.text import printable
 from indexer.media.decode import DecodeLimits
+from indexer.text import printable
 from search.classify import FileLabels, LabelScore, ZeroShotClassifier
 from search.engine import MAX_QUERY_CHARS, Engine, Hit
 from search.prompts import (
@@ -53,13 +53,13 @@ from search.service.schemas import (
     WindowOut,
 )
 from search.service.thumbnails import ThumbnailCache, read_span, waveform_png
-from search.validation import LabelLimitError, label_limits, label_list, one_of
 from search.service.uploads import (
     MULTIPART_OVERHEAD_BYTES,
     BodySizeLimitMiddleware,
     check_clip,
     stored_upload,
 )
+from search.validation import LabelLimitError, label_limits, label_list, one_of
 
 STATIC_DIR = Path(__file__).with_name("static")
 PER_WINDOW = "rank windows rather than files: a file may appear several times"
