@@ -10,6 +10,7 @@ could have been full.
 from __future__ import annotations
 
 import math
+import os
 import posixpath
 import re
 from collections.abc import Callable, Mapping
@@ -136,6 +137,11 @@ class SearchFilter:
             parsed_tags.append((key.strip().lower(), value.strip()))
         exts = tuple(dict.fromkeys(e.strip().lower().lstrip(".") for e in extensions if e.strip().lstrip(".")))
         absolute, relative = _folder(under, from_cwd) if under else (None, None)
+        for name, text in (("under", str(under or "")), ("glob", glob or ""), *(("tag", t) for t in tags),
+                           *(("ext", e) for e in extensions)):
+            if any("\ud800" <= c <= "\udfff" for c in text):  # bytes that are not UTF-8, from argv
+                raise FilterError(f"{name} filter '{os.fsencode(text).decode('utf-8', 'backslashreplace')}' is not "
+                             f"UTF-8 text: the catalog's paths and tags are matched as text")
         return cls(
             under=absolute,
             under_relative=relative,

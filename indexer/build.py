@@ -53,7 +53,7 @@ from indexer.media import MEDIA_EXTENSIONS
 from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.media.source import open_regular
 from indexer.media.tags import read_tags
-from indexer.store import DEFAULT_FACTORY, VectorStore, choose_factory, faiss_gpu
+from indexer.store import DEFAULT_FACTORY, IndexTypeError, VectorStore, choose_factory, faiss_gpu
 
 
 
@@ -182,6 +182,29 @@ EmbedStage = Callable[[list[_FileJob], Encoder, float, int, CatalogWriter, int, 
                       Iterator[_FileJob | None]]
 
 
+def check_index_type(index_type: str, dim: int | None) -> None:
+    """Refuse an index type FAISS cannot build for `dim`-d vectors (IndexTypeError), before any embedding.
+
+    `dim` None (a model whose dimension is known only once loaded) checks the factory string's grammar
+    with a dimension every product quantizer divides; the build checks again with the model's own."""
+    if index_type == "auto":
+        return
+    import faiss
+
+    if not index_type.isascii() or not index_type.isprintable():
+        raise IndexTypeError(f"index type {index_type!r}: not a FAISS factory string (ASCII, e.g. IDMap2,Flat)")
+    try:
+        faiss.index_factory(dim or 2**10 * 3 * 5 * 7, index_type, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        # FAISS prefixes the C++ location ("Error in ... at file.cpp:64: "); keep its own words.
+        reason = str(e).strip().splitlines()[-1].rsplit(": ", 1)[-1].strip()
+        if "could not parse" in reason:
+            reason = "not a FAISS factory string (e.g. IDMap2,Flat, IVF4096,Flat, IDMap2,HNSW32,Flat)"
+        elif "multiple of the number of subquantizers" in reason:
+            reason = f"the model's {dim}-d vectors do not split into its product-quantizer's sub-vectors"
+        raise IndexTypeError(f"index type {index_type!r}: {reason}") from e
+
+
 def build_index(
     corpus: str | Path,
     index_path: str | Path,
@@ -196,7 +219,10 @@ def build_index(
     `embed_stage` replaces the local decoding and embedding (see EmbedStage); None runs them here.
     """
     started = time.monotonic()
+    check_index_type(options.index_type, _registered_dim(options.model))
     corpus = Path(corpus).expanduser().resolve()
+    if corpus.exists() and not corpus.is_dir():
+        raise EmptyCorpusError(f"{corpus}: a file, not a corpus directory (give the folder that holds it)")
     if not corpus.is_dir():
         raise EmptyCorpusError(f"{corpus}: corpus directory not found")
     try:
@@ -247,6 +273,7 @@ def _build_locked(
             )
     placement = resolve_device(options.device)
     encoder = encoder or spec.load(device=placement.torch_device)
+    check_index_type(options.index_type, encoder.info.dim)  # the model's own dimension, before any embedding
     if stored is not None:
         check_encoder(index.path, stored, encoder.info)
         hop_seconds = stored.hop_seconds
@@ -722,6 +749,14 @@ def _record_precision(writer: CatalogWriter, precision: str) -> None:
     if precision not in used:
         versions["precision"] = "+".join(sorted(used | {precision}))
         writer.update_info(versions=versions)
+
+
+def _registered_dim(model: str) -> int | None:
+    """The vector dimension of a registered model, known without loading it (None otherwise)."""
+    from indexer.encoders import MODELS
+
+    entry = MODELS.get(model)
+    return entry.dim if entry is not None and entry.family != "audio_visual" else None
 
 
 def _apply_index_type(store: VectorStore, options: BuildOptions, writer: CatalogWriter) -> VectorStore:

@@ -13,11 +13,8 @@ import click
 
 from indexer.encoders import AUTO_MODEL, MODELS
 from indexer.encoders.precision import PRECISIONS
-from indexer.errors import ResoundError
+from indexer.exit_status import EXIT_FAILURE, EXIT_PARTIAL, one_line, quiet_stdout, translate
 from indexer.limits import DEFAULT_MAX_FILE_SECONDS
-
-# Exit status of a build that finished but could not index some files.
-EXIT_PARTIAL = 3
 
 
 def default_index() -> str:
@@ -39,6 +36,19 @@ def db_option(f):  # type: ignore[no-untyped-def]
     return click.option(
         "--db", "db_url", default=None, envvar="RESOUND_DB", help="Catalog database URL (default: SQLite in the index)."
     )(f)
+
+
+class FiniteRange(click.FloatRange):
+    """click.FloatRange that refuses nan and infinities too (which compare false with any bound, and would
+    pass one): a usage error naming the option."""
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 class LibraryDefault(click.Option):
@@ -72,13 +82,20 @@ class LibraryDefault(click.Option):
 
 
 class ResoundGroup(click.Group):
-    """Turns the library's domain errors into one-line click errors."""
+    """Turns the library's domain errors into one-line click errors, and anything unexpected into one line
+    naming the file its traceback went to (indexer/exit_status.py)."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
-        except ResoundError as e:
-            raise click.ClickException(str(e)) from e
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except BrokenPipeError:  # the reader went away (`| head`): nothing more can be said to it
+            quiet_stdout()
+            raise click.exceptions.Exit(EXIT_FAILURE) from None
+        except Exception as e:
+            command = " ".join([ctx.command_path, *map(str, sys.argv[1:])])
+            raise translate(e, command) from e
 
 
 @click.group(cls=ResoundGroup)
@@ -100,33 +117,33 @@ def print_model_hint(hint: str | None) -> None:
                    f"else the best LAION-CLAP checkpoint already on disk, else starter (never downloads).")
 @click.option("--vision-model", default=None,
               help="CLIP model for video frames (ARCH/TAG, e.g. ViT-B-32/laion2b_s34b_b79k, or ARCH:/path): audio-visual index.")
-@click.option("--audio-weight", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Audio part's weight (audio-visual).")
-@click.option("--visual-weight", default=1.0, show_default=True, type=click.FloatRange(min=0), help="Visual part's weight (audio-visual).")
+@click.option("--audio-weight", default=1.0, show_default=True, type=FiniteRange(min=0), help="Audio part's weight (audio-visual).")
+@click.option("--visual-weight", default=1.0, show_default=True, type=FiniteRange(min=0), help="Visual part's weight (audio-visual).")
 @click.option("--frames", "frames_per_window", default=1, show_default=True, type=click.IntRange(1),
               help="Frames per window: 1 is the middle frame, k averages k evenly spaced frames.")
 @click.option("--index-type", default="auto", show_default=True,
               help="FAISS factory string (IDMap2,Flat / IVF4096,Flat / IVF4096,SQ8 / OPQ64,IVF4096,PQ64 / "
                    "IDMap2,HNSW32,Flat), or auto: exact below 100k windows, IVF beyond.")
-@click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--target-recall", default=0.95, show_default=True, type=FiniteRange(0, 1),
               help="recall@10 against exact search that nprobe/efSearch are tuned to.")
 @click.option("--batch-size", default=None, type=click.IntRange(1),
               help="Windows per forward pass (default: the model's fastest, measured; 8 for the starter on CPU).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="Inference precision; auto: bf16 (fp16) on GPUs, bf16 on CPUs with native bf16 where the model's "
                    "bf16 vectors keep cosine >= 0.999 to fp32, else fp32.")
-@click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None, help="Seconds between window starts (default: the window length).")
+@click.option("--hop", "hop_seconds", type=FiniteRange(min=0.01), default=None, help="Seconds between window starts (default: the window length).")
 @click.option("--device", default="auto", show_default=True,
               help="cpu, cuda, cuda:N or auto (a GPU if there is one): where the model runs and FAISS trains.")
-@click.option("--checkpoint-seconds", default=300.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--checkpoint-seconds", default=300.0, show_default=True, type=FiniteRange(min=0),
               help="Commit finished files at least this often (0: after every file).")
-@click.option("--max-file-seconds", default=DEFAULT_MAX_FILE_SECONDS, show_default=True, type=click.FloatRange(min=0.1),
+@click.option("--max-file-seconds", default=DEFAULT_MAX_FILE_SECONDS, show_default=True, type=FiniteRange(min=0.1),
               help="A file whose audio goes on longer fails as too long (decoding stops there, whatever its header says).")
 @db_option
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Decode and embed on a Ray cluster: `auto` (the running one), an address, or none (a local one). "
                    "Corpus and index must be on storage every node sees.")
 @click.option("--ray-actors", default=1, show_default=True, type=click.IntRange(1), help="Encoder actors (--ray).")
-@click.option("--ray-gpus-per-actor", type=click.FloatRange(min=0), default=None,
+@click.option("--ray-gpus-per-actor", type=FiniteRange(min=0), default=None,
               help="GPUs per encoder actor (--ray; default: 1 where the cluster has GPUs, else 0).")
 @click.option("--ray-block-files", default=16, show_default=True, type=click.IntRange(1),
               help="Files per block, one shard each (--ray): a block's decoded audio is in memory at once.")
@@ -153,8 +170,9 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
             bar = tqdm(total=total, unit="file", desc="indexing", file=sys.stderr)
         bar.update(done - bar.n)
 
-    from indexer.build import choose_build_model
+    from indexer.build import check_index_type, choose_build_model
 
+    check_index_type(index_type, None)  # a typo costs a second, not an embedded corpus
     choice = choose_build_model(index_path, model, db_url)
     options = BuildOptions(model=choice.model, vision_model=vision_model, audio_weight=audio_weight, visual_weight=visual_weight,
                            frames_per_window=frames_per_window, batch_size=batch_size, precision=precision,
@@ -186,26 +204,26 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
     print_model_hint(choice.hint)
     for failure in report.failed:
         detail = f" [{failure.detail}]" if verbose and failure.detail and failure.detail != failure.reason else ""
-        click.echo(f"failed: {failure.path}: {failure.reason}{detail}", err=True)
+        click.echo(one_line(f"failed: {failure.path}: {failure.reason}{detail}"), err=True)
     if report.still_failed:
         click.echo(f"{report.still_failed} unchanged files failed before and were not retried "
                    f"(indexer info --failed)", err=True)
-    if report.failed:
-        sys.exit(EXIT_PARTIAL)
+    if report.failed or report.still_failed:
+        sys.exit(EXIT_PARTIAL)  # files that still fail keep the run partial, retried or not
 
 
 @main.command(short_help="Keep an index in step with a growing folder.")
 @click.argument("corpus", type=click.Path(path_type=Path))
 @index_option
 @click.option("--model", default=None, help=f"Model of a new index (default {AUTO_MODEL}); an existing index keeps its own.")
-@click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None, help="Seconds between window starts (new index).")
+@click.option("--hop", "hop_seconds", type=FiniteRange(min=0.01), default=None, help="Seconds between window starts (new index).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @db_option
 @click.option("--poll", is_flag=True, help="Look for changes by walking the corpus every --interval (file systems "
                                            "without change events: NFS, SMB, FUSE) instead of file events.")
-@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+@click.option("--interval", default=1.0, show_default=True, type=FiniteRange(min=0.05),
               help="Seconds between looks for settled changes (and between walks with --poll).")
-@click.option("--settle", "settle_seconds", default=2.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--settle", "settle_seconds", default=2.0, show_default=True, type=FiniteRange(min=0),
               help="Seconds a file's size and mtime must hold before it is read (files being written wait).")
 @click.option("--quiet", is_flag=True, help="No line per generation.")
 def watch(corpus: Path, index_path: Path, model: str | None, hop_seconds: float | None, device: str, db_url: str | None,
@@ -225,7 +243,7 @@ def watch(corpus: Path, index_path: Path, model: str | None, hop_seconds: float 
                    f"{len(report.failed)} failed ({report.segments_added} segments added, "
                    f"{report.segments_removed} removed)", err=True)
         for failure in report.failed:
-            click.echo(f"failed: {failure.path}: {failure.reason}", err=True)
+            click.echo(one_line(f"failed: {failure.path}: {failure.reason}"), err=True)
 
     from indexer.build import BuildOptions, choose_build_model
     from indexer.index import Index
@@ -285,7 +303,7 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
         if report.temporary_files:
             click.echo(f"leftover temporary files: {', '.join(report.temporary_files)}")
         for failure in report.vanished_failures:
-            click.echo(f"failure row of a file that is gone: {Path(failure.corpus_root) / failure.path}")
+            click.echo(one_line(f"failure row of a file that is gone: {Path(failure.corpus_root) / failure.path}"))
         if not report.ok:
             click.echo("repaired (files whose vectors were missing were embedded again)" if repair
                        else "inconsistent: run `indexer verify --repair`")
@@ -302,7 +320,7 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
 @index_option
 @db_option
 @click.option("--index-type", default="auto", show_default=True, help="FAISS factory string, or auto (by size).")
-@click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--target-recall", default=0.95, show_default=True, type=FiniteRange(0, 1),
               help="recall@10 against exact search that nprobe/efSearch are tuned to.")
 def compact(index_path: Path, db_url: str | None, index_type: str, target_recall: float) -> None:
     """Rewrite the segment index: retrain it on the current vectors and retune its search parameters."""
@@ -335,7 +353,7 @@ def export(index_path: Path, db_url: str | None, fmt: str | None, out: Path) -> 
               help="Renders differ by seed; the default is one the starter model never trained on.")
 @click.option("--sample-set", default="fluidr3", show_default=True,
               help="Samples that play the instruments: fluidr3, timgm6mb, csound, opl3, musescore, freepats.")
-@click.option("--duration", "duration_s", default=4.0, show_default=True, type=click.FloatRange(min=1.0), help="Seconds per clip.")
+@click.option("--duration", "duration_s", default=4.0, show_default=True, type=FiniteRange(min=1.0), help="Seconds per clip.")
 @click.option("--class", "classes", multiple=True, help="Only these classes (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def demo_corpus(out: Path, size: int, seed: int | None, sample_set: str, duration_s: float, classes: tuple[str, ...], quiet: bool) -> None:
@@ -436,7 +454,7 @@ def info(index_path: Path, db_url: str | None, as_json: bool, failed: bool) -> N
         for key, value in asdict(provenance).items():
             click.echo(f"{key:<19} {json.dumps(value) if isinstance(value, dict) else value}")
     for f in data.get("failed", []):
-        click.echo(f"failed: {f['path']}: {f['reason']}")
+        click.echo(one_line(f"failed: {f['path']}: {f['reason']}"))
 
 
 # -- the model zoo ----------------------------------------------------------------------------------
@@ -472,13 +490,14 @@ def models_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'name':<27}{'family':<12}{'dim':>5}{'size':>10}  {'on disk':<8} {'licence':<18} where")
+    licence_width = max(len("licence"), *(len(r["licence"]) for r in rows))  # the widest, so columns stay apart
+    click.echo(f"{'name':<27}{'family':<12}{'dim':>5}{'size':>10}  {'on disk':<8} {'licence':<{licence_width}}  where")
     for r in rows:
         where = r["path"] or f"indexer models download {r['name']}"
         if r["on_disk"] == "partial":
             where += f" (missing {', '.join(r['missing'])})"
         click.echo(f"{r['name']:<27}{r['family']:<12}{r['dim'] or '?':>5}{_size(r['size_bytes']):>10}  "
-                   f"{r['on_disk']:<8} {r['licence']:<18} {where}")
+                   f"{r['on_disk']:<8} {r['licence']:<{licence_width}}  {where}")
 
 
 @models_group.command("download", short_help="Fetch a model's checkpoint and tokenizer files.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.build import check_index_type
 from indexer.index import Index
 from indexer.store import choose_factory
 from indexer.tuning import tune_search_params
@@ -31,6 +32,7 @@ def compact_index(index_path: str | Path, index_type: str = "auto", target_recal
         with index.writer_lock():
             stores = index.load_stores()
             before = stores["segments"].factory
+            check_index_type(index_type, stores["segments"].dim)
             target = choose_factory(stores["segments"].ntotal) if index_type == "auto" else index_type
             stores["segments"] = stores["segments"].converted(target)
             tuning = tune_search_params(stores["segments"], target_recall)

@@ -53,6 +53,11 @@ class UnreadableFileError(AudioDecodeError):
     while read); unlike undecodable content, a build tries it again next time."""
 
 
+class TextFileError(ResoundError):
+    """A file that should hold UTF-8 text (a CSV, a split, a label list) and does not: unreadable, binary,
+    or in another encoding."""
+
+
 class EmptyCorpusError(ResoundError):
     """A corpus directory that holds no media file resound can index."""
 
@@ -69,12 +74,22 @@ class IndexCorruptError(ResoundError):
     """An index whose files or database rows are unreadable or inconsistent."""
 
 
+class CatalogError(ResoundError):
+    """A catalog database that cannot be opened or read: a bad URL, an unknown database kind, a server
+    that does not answer, a file that is not a database, or none where one must already be."""
+
+
 class IndexLockedError(ResoundError):
     """Another process is writing the index."""
 
 
 class DeviceError(ResoundError):
     """A device that was asked for and is not there (no CUDA GPU), or a device name resound does not know."""
+
+
+class ParameterError(QueryError):
+    """A parameter value the command line and the API both refuse (search/validation.py): the command line
+    answers it as a usage error (exit status 2), the API with 400."""
 
 
 class MediaTooLongError(AudioDecodeError):

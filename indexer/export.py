@@ -2,9 +2,10 @@
 
 One row per segment, in segment id order:
 
-    segment_id  file_id  path  start  end  modalities  title  artist  album  genre  vector
+    segment_id  file_id  path  start  end  modalities  title  artist  album  genre  vector  [path_bytes]
 
-`path` is the file's absolute path, `start`/`end` the window in seconds, tags null (parquet) or "" (npz)
+`path` is the file's absolute path (parquet adds `path_bytes`, its exact bytes, for names that are not
+UTF-8: `path` shows their odd bytes as backslash escapes), `start`/`end` the window in seconds, tags null (parquet) or "" (npz)
 where the file has none, and `vector` the unit vector as the index stores it (float32; approximate for
 quantised index types). Parquet keeps the vector as a fixed-size list (pandas, pyarrow, polars and Hugging
 Face `datasets` read it) and the index's provenance as JSON in the schema metadata under b"resound";
@@ -65,6 +66,10 @@ def export_format(out: str | Path, fmt: str | None) -> str:
             raise ExportError(f"{out}: cannot tell the format from the suffix; give one of {', '.join(EXPORT_FORMATS)}")
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
+    named = Path(out).suffix.lower().lstrip(".")
+    if named in EXPORT_FORMATS and named != fmt:
+        raise ExportError(f"{out}: the name says {named}, the format asked for is {fmt}: "
+                          f"name the file .{fmt} or drop --format")
     return fmt
 
 
@@ -138,16 +143,20 @@ def _write_parquet(path: Path, blocks: Iterator[_Block], dim: int, meta: dict[st
         [("segment_id", pa.int64()), ("file_id", pa.int64()), ("path", pa.string()), ("start", pa.float64()),
          ("end", pa.float64()), ("modalities", pa.string())]
         + [(key, pa.string()) for key in TAG_KEYS]
-        + [("vector", pa.list_(pa.float32(), dim))],
+        + [("vector", pa.list_(pa.float32(), dim)), ("path_bytes", pa.binary())],
         metadata={b"resound": json.dumps(meta, default=str).encode()},
     )
     rows = 0
     with pq.ParquetWriter(str(path), schema) as writer:
         for block in blocks:
             vector = pa.FixedSizeListArray.from_arrays(pa.array(block.vectors.reshape(-1), pa.float32()), dim)
-            columns = [block.segment_id, block.file_id, block.path, block.start, block.end, block.modalities,
+            # Parquet strings are UTF-8; a file name that is not (kept with surrogate escapes) is written
+            # with its odd bytes as \xNN in `path`, and exactly, as bytes, in `path_bytes`.
+            paths = [os.fsencode(p).decode("utf-8", "backslashreplace") for p in block.path]
+            columns = [block.segment_id, block.file_id, paths, block.start, block.end, block.modalities,
                        *(block.tags[key] for key in TAG_KEYS)]
             arrays = [pa.array(c, type=schema.field(i).type) for i, c in enumerate(columns)] + [vector]
+            arrays.append(pa.array([os.fsencode(p) for p in block.path], pa.binary()))
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
             rows += len(block.segment_id)
     return rows

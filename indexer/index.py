@@ -17,7 +17,7 @@ from db.records import SegmentRecord
 from db.session import sqlite_url, url_without_password
 from db.sqlite_reader import SqliteReader, reader_for
 from indexer.encoders.base import EncoderInfo
-from indexer.errors import IndexLockedError, IndexMismatchError, IndexNotFoundError
+from indexer.errors import CatalogError, IndexLockedError, IndexMismatchError, IndexNotFoundError
 from indexer.store import DEFAULT_FACTORY, IndexDirectory, VectorStore
 
 if TYPE_CHECKING:
@@ -98,6 +98,16 @@ def check_model(index_path: Path, stored: Provenance, model_id: str, checkpoint_
         )
 
 
+def check_model_name(index_path: Path, stored: Provenance, name: str) -> None:
+    """Refuse a registered model name other than the index's own, from the provenance alone: before any
+    checkpoint is resolved, so a mismatch costs no download (nor the hub's retries offline)."""
+    from indexer.encoders import MODELS
+
+    if name in MODELS and stored.family != "audio_visual" and name != stored.model_id:
+        raise IndexMismatchError(f"{index_path}: index was built with model {stored.model_id}, not {name}; "
+                                 f"search it with --model {stored.model_id} or rebuild it")
+
+
 def check_encoder(index_path: Path, stored: Provenance, info: EncoderInfo) -> None:
     """Refuse an encoder whose vectors would not be comparable with the index's."""
     check_model(index_path, stored, info.model_id, info.checkpoint_sha256)
@@ -107,6 +117,42 @@ def check_encoder(index_path: Path, stored: Provenance, info: EncoderInfo) -> No
                 f"{index_path}: {name} of model {info.model_id} is {getattr(info, name)!r}, "
                 f"the index has {getattr(stored, name)!r}"
             )
+
+
+@contextlib.contextmanager
+def catalog_errors(url: str) -> Iterator[None]:
+    """Turns the database layer's errors on opening the catalog at `url` into one-line CatalogErrors."""
+    import sqlite3
+
+    try:
+        yield
+    except (CatalogError, IndexNotFoundError):
+        raise
+    except (sqlite3.Error, OSError, ValueError, ImportError) as e:
+        raise CatalogError(f"{_shown_url(url)}: {_first_line(e)}") from e
+    except Exception as e:
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+        if isinstance(e, (NoSuchModuleError, ArgumentError)):
+            kind = url.partition(":")[0]
+            raise CatalogError(f"{_shown_url(url)}: not a database URL resound can open (unknown kind {kind!r}; "
+                               f"use sqlite:///PATH or postgresql://USER@HOST/DB)") from e
+        if not isinstance(e, SQLAlchemyError):
+            raise
+        cause = getattr(e, "orig", None) or e
+        raise CatalogError(f"{_shown_url(url)}: {_first_line(cause)}") from e
+
+
+def _shown_url(url: str) -> str:
+    from db.session import redact_url
+
+    return redact_url(url)
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of `error`'s message, without SQLAlchemy's "(Background on this error ...)"."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text.split(" (Background on this error")[0][:300]
 
 
 class Index:
@@ -122,14 +168,18 @@ class Index:
         if create:
             self.path.mkdir(parents=True, exist_ok=True)
         self.url = url
-        # Reads of a SQLite catalog that is at the newest schema revision skip SQLAlchemy (a cold search
-        # saves about half a second); anything else opens the SQLAlchemy catalog now, migrating it.
-        reader = reader_for(url)
         self.reader: SqliteReader | None = None
-        if reader is not None and not create and reader.revision() == head_revision_of_files():
-            self.reader = reader
-        else:
-            self.catalog  # noqa: B018 (opens and migrates)
+        with catalog_errors(url):
+            # Reads of a SQLite catalog that is at the newest schema revision skip SQLAlchemy (a cold search
+            # saves about half a second); anything else opens the SQLAlchemy catalog now, migrating it.
+            reader = reader_for(url)
+            if reader is not None and not create and not reader.path.is_file():
+                # A search never creates a catalog: a mistyped --db would otherwise become an empty one.
+                raise CatalogError(f"{reader.path}: no catalog database there (check --db, or build the index)")
+            if reader is not None and not create and reader.revision() == head_revision_of_files():
+                self.reader = reader
+            else:
+                self.catalog  # noqa: B018 (opens and migrates)
 
     @cached_property
     def catalog(self) -> Catalog:

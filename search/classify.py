@@ -6,15 +6,20 @@ temperature), as CLAP computes them. Long audio also gets a label per window (a 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from indexer.embed import embed_file
 from indexer.encoders.base import Encoder, l2_normalize
+from indexer.errors import AudioDecodeError, ResoundError
 from indexer.media.decode import NO_LIMITS, DecodeLimits
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, LabelSet, PromptBank, label_embeddings, label_prompts
+
+T = TypeVar("T")
 
 # CLIP/CLAP initialise their temperature at 1/0.07; used for encoders that do not expose a learned one.
 DEFAULT_LOGIT_SCALE = 1 / 0.07
@@ -51,6 +56,36 @@ class FileLabels:
             "labels": scores(self.top),
             "timeline": [{"start": w.start, "end": w.end, "labels": scores(w.top)} for w in self.timeline],
         }
+
+
+@dataclass(frozen=True)
+class FileFailure:
+    """A file a command over many files could not use, and the one-line reason."""
+
+    path: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": self.path, "error": self.reason}
+
+
+def per_file(files: Iterable[Path], work: Callable[[Path], T]) -> tuple[list[T], list[FileFailure]]:
+    """`work(file)` for each file, going on past the ones it cannot read: (results in order, failures).
+
+    What a file can do wrong (undecodable, empty, too long, vanished, unreadable) is a ResoundError or an
+    OSError; anything else is a bug and propagates.
+    """
+    results: list[T] = []
+    failures: list[FileFailure] = []
+    for f in files:
+        try:
+            results.append(work(f))
+        except ResoundError as e:
+            reason = e.reason if isinstance(e, AudioDecodeError) else str(e).removeprefix(f"{f}: ")
+            failures.append(FileFailure(str(f), reason))
+        except OSError as e:
+            failures.append(FileFailure(str(f), e.strerror or str(e)))
+    return results, failures
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

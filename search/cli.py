@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING
 import click
 
 from db.filters import MODALITIES, TAG_KEYS, SearchFilter
-from indexer.cli import LibraryDefault, ResoundGroup, db_option, default_index, index_option
+from indexer.cli import FiniteRange, LibraryDefault, ResoundGroup, db_option, default_index, index_option
 from indexer.encoders import AUTO_MODEL
+from indexer.exit_status import one_line
+from indexer.text import printable
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
+from search.validation import one_of
 
 if TYPE_CHECKING:
     from search.engine import Engine, Hit
@@ -51,7 +54,9 @@ def _print_hits(hits: list[Hit], as_json: bool, windows: bool, show: bool = Fals
     from search.output import hits_table
 
     if as_json:
-        click.echo(json.dumps([h.to_json() for h in hits], indent=2))
+        # As the API sends them: a name's bytes that are not UTF-8 as backslash escapes (indexer/text.py).
+        rows = [h.to_json() | {"path": printable(h.path)} for h in hits]
+        click.echo(json.dumps(rows, indent=2))
         return
     click.echo("\n".join(hits_table(hits, windows, show=show)))
 
@@ -66,7 +71,7 @@ DEFAULT_MAX_SECONDS = 24 * 3600.0
 
 
 def _max_seconds_option(f):  # type: ignore[no-untyped-def]
-    return click.option("--max-seconds", default=DEFAULT_MAX_SECONDS, show_default=True, type=click.FloatRange(min=0.1),
+    return click.option("--max-seconds", default=DEFAULT_MAX_SECONDS, show_default=True, type=FiniteRange(min=0.1),
                         help="Refuse a file whose audio goes on longer (decoding stops there, whatever its header says).")(f)
 
 
@@ -103,8 +108,8 @@ def _filter_options(f):  # type: ignore[no-untyped-def]
                      help="Only files whose path matches this shell pattern (relative to the corpus root; "
                           "absolute when it starts with /; * also crosses /), e.g. 'drums/*.wav'."),
         click.option("--ext", "extensions", multiple=True, help="Only files with this extension (repeatable): wav, flac, ..."),
-        click.option("--min-duration", type=click.FloatRange(min=0), default=None, help="Only files at least this many seconds long."),
-        click.option("--max-duration", type=click.FloatRange(min=0), default=None, help="Only files at most this many seconds long."),
+        click.option("--min-duration", type=FiniteRange(min=0), default=None, help="Only files at least this many seconds long."),
+        click.option("--max-duration", type=FiniteRange(min=0), default=None, help="Only files at most this many seconds long."),
         click.option("--has", "holding", type=click.Choice(MODALITIES), default=None,
                      help="Only segments holding sound (audio), picture (visual) or both (av)."),
         click.option("--modified-after", default=None, help="Only files modified at or after this time (2024-05-01, 2024-05-01T12:00, or epoch seconds)."),
@@ -149,9 +154,9 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
     a file named "ZOOM0042.WAV" still ranks by its sound, and --show prints the words that matched."""
     from search.served import query_hits
 
-    # A running server answers unfiltered searches; filtered ones are answered in-process.
-    served = (query_hits(index_path, text, k, modality, db_url, model, device, verbose, per_file=not per_window,
-                         mode=mode) if where.is_empty else None)
+    # A running server on the index answers, filters included (they go as the API's parameters).
+    served = query_hits(index_path, text, k, modality, db_url, model, device, verbose, per_file=not per_window,
+                        where=where, mode=mode)
     if served is not None:
         _print_hits(served, as_json, show_windows, show_tags)
         return
@@ -184,9 +189,9 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
     itself, when it is in the index, comes first (or is left out with --exclude-self)."""
     from search.served import similar_hits
 
-    # A running server answers unfiltered searches; filtered ones are answered in-process.
-    served = (similar_hits(index_path, file, k, modality, db_url, model, device, verbose, per_file=not per_window)
-              if where.is_empty and not exclude_self else None)
+    # A running server on the index answers, filters included (they go as the API's parameters).
+    served = similar_hits(index_path, file, k, modality, db_url, model, device, verbose, per_file=not per_window,
+                          where=where, exclude_self=exclude_self)
     if served is not None:
         _print_hits(served, as_json, show_windows, show_tags)
         return
@@ -207,9 +212,9 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
 @main.command(short_help="Groups of files that are the same recording.")
 @index_option
 @db_option
-@click.option("--threshold", type=click.FloatRange(-1, 1), default=None,
+@click.option("--threshold", type=FiniteRange(-1, 1), default=None,
               help="Aligned window similarity a candidate pair needs (default: chosen by bench/duplicates.py).")
-@click.option("--min-match", type=click.FloatRange(-1, 1), default=None,
+@click.option("--min-match", type=FiniteRange(-1, 1), default=None,
               help="Spectral envelope match that confirms a member whose landmark fingerprints agree but are "
                    "too few to confirm it alone (default: chosen by bench/duplicates.py).")
 @click.option("--no-check", "no_check", is_flag=True,
@@ -249,9 +254,9 @@ def duplicates(index_path: Path, db_url: str | None, threshold: float | None, mi
 @click.option("--model", default=None, help="Model to embed queries with (default: the index's own).")
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, cuda, cuda:N or auto: where queries are embedded and searched.")
-@click.option("--max-upload-mb", default=25.0, show_default=True, type=click.FloatRange(min=0.001),
+@click.option("--max-upload-mb", default=25.0, show_default=True, type=FiniteRange(min=0.001),
               help="Largest clip accepted for similar/classify (413 beyond).")
-@click.option("--max-upload-seconds", default=120.0, show_default=True, type=click.FloatRange(min=0.1),
+@click.option("--max-upload-seconds", default=120.0, show_default=True, type=FiniteRange(min=0.1),
               help="Longest clip accepted for similar/classify (413 beyond).")
 @click.option("--label-set", "default_label_set", default="starter", show_default=True,
               help="Label set the page classifies with by default.")
@@ -312,13 +317,24 @@ def _model_option(f):  # type: ignore[no-untyped-def]
 
 def _chosen_model(model: str) -> str:
     """Resolve `auto`; its one-line hint (when it fell back to the starter model) follows the output."""
-    from indexer.cli import print_model_hint
+    chosen, hint = _chosen_model_and_hint(model)
+    _note_after_output(hint)
+    return chosen
+
+
+def _chosen_model_and_hint(model: str) -> tuple[str, str | None]:
+    """(the model `auto` resolves to, the hint to print if that model runs in this process)."""
     from indexer.encoders.auto import choose_model
 
     choice = choose_model(model)
-    if choice.hint:
-        click.get_current_context().call_on_close(lambda: print_model_hint(choice.hint))
-    return choice.model
+    return choice.model, choice.hint
+
+
+def _note_after_output(hint: str | None) -> None:
+    from indexer.cli import print_model_hint
+
+    if hint:
+        click.get_current_context().call_on_close(lambda: print_model_hint(hint))
 
 
 def _admitted(where: SearchFilter, path: Path, root: Path) -> bool:
@@ -343,8 +359,7 @@ def _label_set(labels_file: Path | None, label_set: str | None, family: str | No
     """The labels to use: --labels, --label-set, or else the model family's own label set (if `family`)."""
     from search.prompts import builtin_label_sets, load_label_set, own_label_set
 
-    if labels_file and label_set:
-        raise click.UsageError("give --labels or --label-set, not both")
+    one_of({"--labels": labels_file, "--label-set": label_set})
     if not labels_file and not label_set:
         own = own_label_set(family) if family else None
         if own is None:
@@ -379,11 +394,10 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
     from indexer.encoders import resolve_model
     from search.prompts import PromptBank, choose_strategy
 
-    if labels_file and label_set:
-        raise click.UsageError("give --labels or --label-set, not both")
+    one_of({"--labels": labels_file, "--label-set": label_set})
     if vision_model is None and modality != "av":
         raise click.UsageError("--modality needs --vision-model")
-    model = _chosen_model(model)
+    model, hint = _chosen_model_and_hint(model)
     labels = _label_set(labels_file, label_set, resolve_model(model).family)
     bank_obj = PromptBank.load(bank) if bank else None
     strategy, note = choose_strategy(labels, strategy, bank_obj)
@@ -395,21 +409,30 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
         if not where.is_empty:  # the files themselves are looked at: classify searches no index
             found = [f for f in found if _admitted(where, f, path if path.is_dir() else f.parent)]
         files.extend(found)
-    results = None
+    served = None
     if vision_model is None and bank is None and n_prompts == DEFAULT_PROMPTS_PER_LABEL and seed == 0:
         from search.served import classify_results
 
-        results = classify_results(index_path, files, labels, label_set, strategy, model, k, verbose)
-    if results is None:
+        # The model's own label set (no --labels, no --label-set) is a built-in set the server has by name.
+        served_set = label_set or (labels.name if labels_file is None else None)
+        served = classify_results(index_path, files, labels, served_set, strategy, model, k, verbose)
+    elif verbose:
+        option = "--vision-model" if vision_model else "--bank" if bank else "--n-prompts" if (
+            n_prompts != DEFAULT_PROMPTS_PER_LABEL) else "--seed"
+        click.echo(f"note: answering in-process: the server draws its default prompts only ({option} given)", err=True)
+    if served is not None:
+        results, failures = served
+    else:
         from indexer.encoders import EncoderSpec
         from indexer.media.decode import DecodeLimits
-        from search.classify import ZeroShotClassifier
+        from search.classify import ZeroShotClassifier, per_file
 
+        _note_after_output(hint)  # the starter note is the in-process model's, not a server's
         encoder = EncoderSpec(model, vision_model).load()
         classifier = ZeroShotClassifier(encoder, labels, strategy, bank_obj, n_prompts, seed, modality)
 
         limits = DecodeLimits.for_seconds(max_seconds)
-        results = [classifier.classify_file(f, k, limits=limits) for f in files]
+        results, failures = per_file(files, lambda f: classifier.classify_file(f, k, limits=limits))
     table = any(p.is_dir() for p in paths)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in results], indent=2))
@@ -419,14 +442,27 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
         writer = csv.writer(sys.stdout)
         writer.writerow(["path"] + [c for i in range(1, k + 1) for c in (f"label_{i}", f"probability_{i}")])
         for r in results:
-            writer.writerow([r.path] + [v for s in r.top for v in (s.label, f"{s.probability:.4f}")])
+            writer.writerow([one_line(r.path)] + [v for s in r.top for v in (s.label, f"{s.probability:.4f}")])
     else:
         for r in results:
-            click.echo(r.path)
+            click.echo(one_line(r.path))
             for s in r.top:
                 click.echo(f"  {s.probability:6.3f}  {'#' * round(20 * s.probability):<20}  {s.label}")
             for w in r.timeline:
                 click.echo(f"  {w.start:7.2f}-{w.end:<7.2f} {w.top[0].label} ({w.top[0].probability:.2f})")
+    _end_partial(failures, len(files))
+
+
+def _end_partial(failures: list, total: int) -> None:
+    """After a command's results: each file it could not use on stderr, then exit status 3 if any."""
+    from indexer.exit_status import EXIT_PARTIAL, one_line
+
+    if not failures:
+        return
+    for failure in failures:
+        click.echo(one_line(f"failed: {failure.path}: {failure.reason}"), err=True)
+    click.echo(f"{len(failures)} of {total} files failed; the others' results are above", err=True)
+    click.get_current_context().exit(EXIT_PARTIAL)
 
 
 @main.command(short_help="Rank texts by how well they describe FILE.")
@@ -440,10 +476,12 @@ def caption(file: Path, texts_file: Path, model: str, k: int, as_json: bool) -> 
     """Audio to text: rank the lines of --texts by how well they describe FILE."""
     from indexer.embed import embed_file
     from indexer.encoders import load_encoder
+    from search.prompts import read_text_lines
     from search.ranking import rank_texts
+    from search.validation import texts_list
 
+    texts = texts_list(read_text_lines(texts_file), str(texts_file))  # before the model loads
     encoder = load_encoder(_chosen_model(model))
-    texts = [line.strip() for line in texts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     ranked = rank_texts(encoder, embed_file(encoder, file).file_vector, texts, k)
     if as_json:
         click.echo(json.dumps([{"rank": i + 1, "text": t, "score": s} for i, (t, s) in enumerate(ranked)], indent=2))
@@ -546,7 +584,8 @@ def prompts_generate(labels_file: Path | None, label_set: str | None, llm_url: s
     """Write a ReCLAP prompt bank: describe each label's sound, then place it in scenes (two LLM requests)."""
     from tqdm import tqdm
 
-    from search.prompt_generation import DEFAULT_MODEL as DEFAULT_LLM, generate_bank
+    from search.prompt_generation import DEFAULT_MODEL as DEFAULT_LLM
+    from search.prompt_generation import generate_bank
 
     labels = _label_set(labels_file, label_set)
     with tqdm(total=len(labels.labels), unit="label", file=sys.stderr) as bar:

@@ -19,12 +19,11 @@ from indexer.encoders import Encoder, EncoderSpec
 from indexer.encoders.precision import autocast, unit_rows
 from indexer.errors import AudioDecodeError, IndexCorruptError, MediaTooLongError, QueryError
 from indexer.hubness import load_correction
-from indexer.index import Index, Provenance, check_encoder, check_model
+from indexer.index import Index, Provenance, check_encoder, check_model, check_model_name
 from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.store import VectorStore, faiss_gpu
 from search.grouping import group_by_file, next_fetch
-
-MAX_QUERY_CHARS = 2000
+from search.validation import MAX_QUERY_CHARS, query_text  # noqa: F401 (MAX_QUERY_CHARS: re-exported)
 
 
 @dataclass(frozen=True)
@@ -98,6 +97,7 @@ class Engine:
         spec = EncoderSpec.from_provenance(provenance.family, provenance.model_id, provenance.checkpoint,
                                            provenance.preprocessing)
         if model is not None:
+            check_model_name(self.index.path, provenance, model)
             spec = dataclasses.replace(spec, model=model)
         # Refuse a different model before paying for loading it.
         check_model(self.index.path, provenance, *spec.identity())
@@ -170,11 +170,7 @@ class Engine:
 
         if mode not in MODES:
             raise QueryError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
-        text = (text or "").strip()
-        if not text:
-            raise QueryError("empty query text")
-        if len(text) > MAX_QUERY_CHARS:
-            raise QueryError(f"query text of {len(text)} characters exceeds {MAX_QUERY_CHARS}")
+        text = query_text(text)
         modality = modality or self.modalities[-1]
         self._check_modality(modality)
         self.answer_notes = []

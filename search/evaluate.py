@@ -4,6 +4,7 @@ UrbanSound8K), read from their own CSV formats."""
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 from indexer.embed import embed_file
 from indexer.encoders.base import Encoder, l2_normalize
 from indexer.errors import AudioDecodeError, ResoundError
+from indexer.text import read_text_file
 from search import metrics
 from search.classify import ZeroShotClassifier
 from search.prompts import LabelSet, PromptBank
@@ -38,8 +40,7 @@ class CaptionSet:
 def read_caption_csv(path: str | Path, audio_dir: str | Path) -> CaptionSet:
     """Clotho (`file_name, caption_1..caption_5`) or AudioCaps (`audiocap_id, youtube_id, start_time, caption`)."""
     path, audio_dir = Path(path), Path(audio_dir)
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    rows = list(csv.DictReader(io.StringIO(read_text_file(path), newline="")))
     if not rows:
         raise DatasetError(f"{path}: no rows")
     columns = set(rows[0])
@@ -117,8 +118,7 @@ def read_classification_meta(path: str | Path, audio_dir: str | Path, folds: set
     """ESC-50 (`filename, fold, target, category`) or UrbanSound8K (`slice_file_name, fold, classID, class`)
     metadata; classes are ordered by their numeric id, so label i is the data set's class i."""
     path, audio_dir = Path(path), Path(audio_dir)
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    rows = list(csv.DictReader(io.StringIO(read_text_file(path), newline="")))
     columns = set(rows[0]) if rows else set()
     if {"filename", "fold", "target", "category"} <= columns:
         fmt, name_col, target_col, class_col = "esc50", "filename", "target", "category"

@@ -29,16 +29,16 @@ def group_by_file(file_ids: Sequence[int], k: int) -> list[FileGroup]:
     """The first `k` files of a best-first window ranking, each with the positions of its matching windows.
 
     `file_ids[i]` is the file of the i-th best window. Files are ordered by their best window. A file's
-    windows are those that rank at or above the k-th file's best window (all of them when the ranking
-    holds fewer than `k` files), so every window listed scores at least as high as the last hit; since
-    they all rank above that point, a search that found `k` files has necessarily fetched them all.
+    windows are those that rank at or above the last file's best window (the k-th, or the last there is
+    when a filter or a small index leaves fewer), so every window listed scores at least as high as the
+    last hit; since they all rank above that point, the search has necessarily fetched them all.
     """
     positions: dict[int, list[int]] = {}
     for position, file_id in enumerate(file_ids):
         positions.setdefault(file_id, []).append(position)
     # dicts keep insertion order: the order in which each file's best window was met.
     first = list(positions.items())[:k]
-    cutoff = first[-1][1][0] if len(first) == k else len(file_ids)
+    cutoff = first[-1][1][0] if first else 0
     return [FileGroup(file_id, tuple(p for p in found if p <= cutoff)) for file_id, found in first]
 
 

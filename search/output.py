@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 
 from search.engine import Hit
 
@@ -24,8 +23,11 @@ def span(start: float, end: float) -> str:
 
 
 def _printable(path: str) -> str:
-    # Undecodable bytes in file names (kept as surrogates) are shown escaped rather than crashing print.
-    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+    # Undecodable bytes in file names (kept as surrogates) are shown escaped rather than crashing print, and
+    # so are line breaks and control characters (one hit, one line; no terminal escapes from a file name).
+    from indexer.exit_status import one_line
+
+    return one_line(path)
 
 
 def _fit(text: str, width: int) -> str:
@@ -49,11 +51,14 @@ def hits_table(hits: list[Hit], windows: bool = False, width: int = WIDTH, show:
     if len(roots) == 1 and next(iter(roots)):
         titled = f"file (in {_printable(next(iter(roots)))})"
         file_title = titled if prefix + len(titled) <= width else file_title
+    absolute = len(roots) > 1  # relative paths of different corpus roots could not be told apart
+    if absolute:
+        file_title = f"file (absolute: hits from {len(roots)} corpus folders)"
     lines = [f"{'rank':>4}  {'score':>6}  {'time':<{time_width}}  {file_title}"]
     for h, when in zip(hits, spans):
         more = len(h.windows) - 1
         suffix = f"  +{more} window{'s' if more > 1 else ''}" if more > 0 else ""
-        path = _fit(_printable(h.relative_path), width - prefix - len(suffix))
+        path = _fit(_printable(h.path if absolute else h.relative_path), width - prefix - len(suffix))
         lines.append(f"{h.rank:>4}  {h.score:6.3f}  {when:<{time_width}}  {path}{suffix}")
         if windows:
             lines.extend(f"{'':>4}  {w.score:6.3f}  {span(w.start, w.end)}" for w in h.windows[1:])

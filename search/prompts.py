@@ -75,13 +75,25 @@ def load_label_set(name_or_path: str | Path) -> LabelSet:
     return read_label_file(path)
 
 
+def read_text_lines(path: str | Path) -> list[str]:
+    """The lines of a UTF-8 text file (captions, labels); PromptError names a file that is not one."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise PromptError(f"{path}: cannot read ({e.strerror or e})") from e
+    if b"\0" in data:
+        raise PromptError(f"{path}: not a text file (it holds binary data)")
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise PromptError(f"{path}: not UTF-8 text (byte {e.start})") from e
+
+
 def read_label_file(path: str | Path) -> LabelSet:
     """One label per line ('#' comments), or CSV with a `label` column and optional `description`."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise PromptError(f"{path}: cannot read label file ({e})") from e
+    text = "\n".join(read_text_lines(path))
     labels: list[str] = []
     descriptions: dict[str, str] = {}
     if path.suffix.lower() == ".csv":
@@ -95,12 +107,9 @@ def read_label_file(path: str | Path) -> LabelSet:
                     descriptions[row[0].strip()] = row[1].strip()
     else:
         labels = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicates:
-        raise PromptError(f"{path}: duplicate labels {duplicates}")
-    if not labels:
-        raise PromptError(f"{path}: no labels")
-    return LabelSet(path.stem, tuple(labels), descriptions)
+    from search.validation import label_list
+
+    return LabelSet(path.stem, label_list(labels, str(path)), descriptions)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,14 @@ class RemoteUnavailable(Exception):
     """Why a command did not go through the server (shown with --verbose)."""
 
 
+class ServerRefused(RemoteUnavailable):
+    """The announced server answered, and refused the request (4xx): `detail` is its one-line reason."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(f"the server answered {status}: {detail[:200]}")
+        self.status, self.detail = status, detail
+
+
 def db_key(db_url: str | None) -> str | None:
     """A catalog URL as the record keeps it: hashed, so that no password is ever written down."""
     return hashlib.sha256(db_url.encode()).hexdigest() if db_url else None
@@ -177,11 +185,12 @@ def _request(record: ServeRecord, method: str, target: str, body: bytes | None =
         connection.request(method, target, body=body, headers=headers)
         response = connection.getresponse()
         payload = response.read()
+        if response.status >= 500:  # answered by the server's last-resort handler, which adds no token
+            raise RemoteUnavailable(f"the server failed ({response.status})")
         if response.getheader(TOKEN_HEADER) != record.token:
             raise RemoteUnavailable(f"{record.host}:{record.port} is not the announced server")
         if response.status != 200:
-            detail = payload.decode("utf-8", "replace")[:200]
-            raise RemoteUnavailable(f"the server answered {response.status}: {detail}")
+            raise ServerRefused(response.status, _detail(payload))
         return json.loads(payload)
     except (OSError, http.client.HTTPException, ValueError) as e:
         raise RemoteUnavailable(f"request to the server failed ({e})") from e
@@ -189,42 +198,67 @@ def _request(record: ServeRecord, method: str, target: str, body: bytes | None =
         connection.close()
 
 
-def _multipart(path: Path, fields: dict[str, str]) -> tuple[bytes, str]:
+def _detail(payload: bytes) -> str:
+    """The one-line reason of a refusal: the API's `detail` string (or its first validation message)."""
+    try:
+        detail = json.loads(payload)["detail"]
+        if isinstance(detail, list):
+            detail = "; ".join(str(d.get("msg", d)) for d in detail)
+        return str(detail)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return payload.decode("utf-8", "replace")[:200]
+
+
+def _multipart(path: Path, fields: dict[str, str] | Params) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     parts = []
-    for name, value in fields.items():
+    for name, value in (fields.items() if isinstance(fields, dict) else fields):
         parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode())
     kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    filename = urllib.parse.quote(path.name)
+    filename = urllib.parse.quote(os.fsencode(path.name))  # a name that is not UTF-8 goes as its bytes
     parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
                  f"Content-Type: {kind}\r\n\r\n".encode() + path.read_bytes() + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
-def _upload(record: ServeRecord, target: str, path: Path, fields: dict[str, str]) -> Any:
+def _upload(record: ServeRecord, target: str, path: Path, fields: dict[str, str] | Params) -> Any:
     if not path.is_file():
         raise RemoteUnavailable(f"{path}: not a file")  # in-process says it its own way
     if path.stat().st_size > record.max_upload_bytes:
         raise RemoteUnavailable(f"{path} is larger than the server accepts")
-    body, content_type = _multipart(path, fields)
+    try:
+        body, content_type = _multipart(path, fields)
+    except UnicodeEncodeError as e:
+        raise RemoteUnavailable("a field value is not UTF-8 text") from e
     return _request(record, "POST", target, body, content_type)
 
 
+Params = list[tuple[str, str]]  # request parameters in order; a name may repeat (ext, tag)
+
+
 def query(record: ServeRecord, text: str, k: int, modality: str | None, per_window: bool = False,
-          mode: str = "hybrid") -> list[dict[str, Any]]:
-    """Hits (as the API returns them) for a text query."""
+          filters: Params = (), mode: str = "hybrid") -> list[dict[str, Any]]:  # type: ignore[assignment]
+    """Hits (as the API returns them) for a text query, among the files `filters` (API parameters) admit."""
     _check_k(record, k)
-    params = {"q": text, "k": str(k), **({"modality": modality} if modality else {}),
+    # Lone surrogates (argv bytes that were not UTF-8) cannot go into a URL: U+FFFD, as the text towers
+    # read them anyway (indexer/text.py).
+    params = {"q": "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text), "k": str(k), **({"modality": modality} if modality else {}),
               **({"per_window": "true"} if per_window else {}), "mode": mode}
-    return _request(record, "GET", "/api/query?" + urllib.parse.urlencode(params))["hits"]
+    try:
+        target = "/api/query?" + urllib.parse.urlencode([*params.items(), *filters])
+    except UnicodeEncodeError as e:  # a filter path whose bytes are not UTF-8: a URL cannot carry it
+        raise RemoteUnavailable("a filter value is not UTF-8 text") from e
+    return _request(record, "GET", target)["hits"]
 
 
-def similar(record: ServeRecord, path: Path, k: int, modality: str | None, per_window: bool = False) -> list[dict[str, Any]]:
-    """Hits for an audio or video file, uploaded to the server."""
+def similar(record: ServeRecord, path: Path, k: int, modality: str | None, per_window: bool = False,
+            filters: Params = (), exclude_self: bool = False) -> list[dict[str, Any]]:  # type: ignore[assignment]
+    """Hits for an audio or video file, uploaded to the server, among the files `filters` admit."""
     _check_k(record, k)
-    fields = {"k": str(k), **({"modality": modality} if modality else {}), **({"per_window": "true"} if per_window else {})}
-    return _upload(record, "/api/similar", path, fields)["hits"]
+    fields = {"k": str(k), **({"modality": modality} if modality else {}), **({"per_window": "true"} if per_window else {}),
+              **({"exclude_self": "true"} if exclude_self else {})}
+    return _upload(record, "/api/similar", path, [*fields.items(), *filters])["hits"]
 
 
 def classify(record: ServeRecord, path: Path, k: int, strategy: str, label_set: str | None = None,

@@ -48,30 +48,62 @@ def _hits(hits: list[dict[str, Any]]) -> list:  # list[Hit]
             for h in hits]
 
 
+def filter_params(where: Any) -> remote.Params:
+    """A parsed SearchFilter as the API's filter parameters (search/service/filter_params.py): `under`
+    already absolute, times as epoch seconds, so the server reads exactly the filter this process did."""
+    if where is None:
+        return []
+    params: remote.Params = []
+    for name, value in (("under", where.under), ("glob", where.glob), ("min_duration", where.min_duration),
+                        ("max_duration", where.max_duration), ("has", where.modality),
+                        ("modified_after", where.modified_after), ("modified_before", where.modified_before)):
+        if value is not None:
+            params.append((name, repr(value) if isinstance(value, float) else str(value)))
+    params += [("ext", e) for e in where.extensions]
+    params += [("tag", f"{key}={value}") for key, value in where.tags]
+    return params
+
+
 def query_hits(index_path: Path, text: str, k: int, modality: str | None, db_url: str | None, model: str | None,
-               device: str, verbose: bool, per_file: bool = True, mode: str = "hybrid") -> list | None:
-    """`search query` answered by the index's running server (list[Hit]), or None."""
-    hits = _served(index_path, db_url, model, device, verbose,
-                   lambda r: remote.query(r, text, k, modality, per_window=not per_file, mode=mode))
+               device: str, verbose: bool, per_file: bool = True, where: Any = None,
+               mode: str = "hybrid") -> list | None:
+    """`search query` answered by the index's running server (list[Hit]), or None. A query the server
+    refuses (400: empty text, a filter it cannot read) is refused here with its words, as in-process would
+    (QueryError), without loading a model to find that out again."""
+
+    def ask(record: remote.ServeRecord) -> list:
+        try:
+            return remote.query(record, text, k, modality, per_window=not per_file, filters=filter_params(where),
+                                mode=mode)
+        except remote.ServerRefused as e:
+            if e.status == 400:
+                from indexer.errors import QueryError
+
+                raise QueryError(e.detail) from e
+            raise
+
+    hits = _served(index_path, db_url, model, device, verbose, ask)
     return None if hits is None else _hits(hits)
 
 
 def similar_hits(index_path: Path, file: Path, k: int, modality: str | None, db_url: str | None, model: str | None,
-                 device: str, verbose: bool, per_file: bool = True) -> list | None:
+                 device: str, verbose: bool, per_file: bool = True, where: Any = None,
+                 exclude_self: bool = False) -> list | None:
     """`search similar` answered by the index's running server (list[Hit]), or None."""
     hits = _served(index_path, db_url, model, device, verbose,
-                   lambda r: remote.similar(r, file, k, modality, per_window=not per_file))
+                   lambda r: remote.similar(r, file, k, modality, per_window=not per_file, filters=filter_params(where),
+                                            exclude_self=exclude_self))
     return None if hits is None else _hits(hits)
 
 
 def classify_results(index_path: Path, files: list[Path], labels: Any, label_set: str | None, strategy: str,
                      model: str, k: int, verbose: bool) -> list | None:
     """`search classify` (default prompts draw, audio only) answered by a running server on `index_path`
-    when it embeds with `model` (list[FileLabels]), or None."""
+    when it embeds with `model`: (list[FileLabels], list[FileFailure] of the files it refused), or None."""
 
     def ask(record: remote.ServeRecord) -> list:
         from indexer.encoders import resolve_model
-        from search.classify import FileLabels, LabelScore, WindowLabels
+        from search.classify import FileFailure, FileLabels, LabelScore, WindowLabels
 
         ref = resolve_model(model)
         if (ref.model_id, ref.sha256()) != (record.model_id, record.checkpoint_sha256):
@@ -83,14 +115,33 @@ def classify_results(index_path: Path, files: list[Path], labels: Any, label_set
         def scores(items: list[dict[str, Any]]) -> list[LabelScore]:
             return [LabelScore(s["label"], s["probability"], s["similarity"]) for s in items]
 
-        results = []
+        results, failures = [], []
         for f in files:
-            answer = remote.classify(record, f, k, strategy, label_set=label_set, labels=labels.labels)
+            try:
+                answer = remote.classify(record, f, k, strategy, label_set=label_set, labels=labels.labels)
+            except remote.ServerRefused as e:
+                if e.status not in (400, 413):
+                    raise
+                # The server names the upload by its file name; the failure is listed under the whole path.
+                reason = _file_reason(e.detail, f.name)
+                failures.append(FileFailure(str(f), reason))
+                continue
             timeline = [WindowLabels(w["start"], w["end"], scores(w["labels"])) for w in answer["timeline"]]
             results.append(FileLabels(str(f), scores(answer["labels"]), timeline))
-        return results
+        return results, failures
 
     return _served(index_path, None, None, "auto", verbose, ask)
+
+
+def _file_reason(detail: str, name: str) -> str:
+    """The server's refusal of an uploaded file in the in-process words ("empty file", the decoder's
+    reason), without the upload's own framing."""
+    if detail == "the uploaded clip is empty":
+        return "empty file"
+    for prefix in (f"the uploaded clip {name} cannot be decoded: ", f"{name}: "):
+        if detail.startswith(prefix):
+            return detail[len(prefix):]
+    return detail
 
 
 def announced(app: Any, index_path: Path, host: str, port: int, db_url: str | None,

@@ -211,3 +211,15 @@ def write_tiny_clip_checkpoint(path: Path, seed: int = 0) -> str:
     model = open_clip.create_model("tiny-clip")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return f"tiny-clip:{path}"
+
+
+def starter_index(root: Path) -> tuple[Path, Path]:
+    """(corpus, index) of three short tones and a noise, built with the default starter model."""
+    from indexer import BuildOptions, build_index
+
+    corpus = root / "corpus"
+    write_audio(corpus / "a440.wav", tone(440, 2.0))
+    write_audio(corpus / "sweep.flac", chirp(100, 8000, 4.0))
+    write_audio(corpus / "noise.ogg", noise(2.0, seed=1))
+    build_index(corpus, root / "index", BuildOptions(model="starter"))
+    return corpus, root / "index"

@@ -245,7 +245,7 @@ def test_missing_index_and_empty_query_errors(tmp_path: Path, corpus: Path, opti
     assert result.exit_code == 1 and "no resound index here" in result.stderr
     build_index(corpus, tmp_path / "index", options)
     result = CliRunner().invoke(search_cli, ["query", "   ", "--index", str(tmp_path / "index")])
-    assert result.exit_code == 1 and "empty query text" in result.stderr
+    assert result.exit_code == 2 and "empty query text" in result.stderr  # a usage error (docs/errors.md)
 
 
 def test_postgres_and_sqlite_catalogs_give_the_same_results(corpus: Path, tmp_path: Path, clap_checkpoint: Path,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from indexer.errors import ResoundError
 from search.classify import ZeroShotClassifier
 from search.evaluate import (
     evaluate_classification,
@@ -36,7 +37,7 @@ def test_label_files_and_builtin_sets(tmp_path: Path) -> None:
     assert esc.text("sea_waves") == "sea waves"
     assert load_label_set("urbansound8k").labels[3] == "dog_bark"
     (tmp_path / "dup.txt").write_text("a\na\n")
-    with pytest.raises(PromptError, match="duplicate labels"):
+    with pytest.raises(ResoundError, match="duplicate labels"):
         read_label_file(tmp_path / "dup.txt")
 
 

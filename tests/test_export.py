@@ -66,7 +66,8 @@ def test_parquet_export_reads_back_exactly(built, tmp_path: Path) -> None:  # ty
     assert (report.rows, report.dim, report.format) == (6, 6, "parquet")
     table = pq.read_table(tmp_path / "vectors.parquet")
     assert table.column_names == ["segment_id", "file_id", "path", "start", "end", "modalities", "title", "artist",
-                                  "album", "genre", "description", "comment", "originator", "notes", "vector"]
+                                  "album", "genre", "description", "comment", "originator", "notes", "vector",
+                                  "path_bytes"]
     rows = table.to_pylist()
     got = [(str(Path(r["path"]).relative_to(corpus)), r["start"], r["end"], r["title"], r["artist"], r["album"],
             r["genre"]) for r in rows]
@@ -93,7 +94,7 @@ def test_parquet_export_reads_back_exactly(built, tmp_path: Path) -> None:  # ty
     assert pa.types.is_fixed_size_list(vector_type) and vector_type.list_size == 6
     assert vector_type.value_type == pa.float32()
     frame = table.to_pandas()  # what pandas users (and `datasets.Dataset.from_parquet`) get
-    assert frame.shape == (6, 15) and np.stack(frame["vector"].to_numpy()).shape == (6, 6)
+    assert frame.shape == (6, 16) and np.stack(frame["vector"].to_numpy()).shape == (6, 6)
 
 
 def test_npz_export_reads_back_exactly(built, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

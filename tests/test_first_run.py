@@ -87,9 +87,10 @@ def test_grouping_keeps_each_files_best_window_and_counts_files() -> None:
     # Window ranking by file: 7 7 8 7 9 8 -> files 7, 8, 9 by their best window.
     groups = group_by_file([7, 7, 8, 7, 9, 8], k=2)
     assert [(g.file_id, g.best, g.positions) for g in groups] == [(7, 0, (0, 1)), (8, 2, (2,))]
-    # Windows that rank below the k-th file's best are left out; all are kept when files run out.
+    # Windows that rank below the k-th file's best are left out.
     assert [g.positions for g in group_by_file([7, 7, 8, 7, 9, 8], k=3)] == [(0, 1, 3), (2,), (4,)]
-    assert [g.positions for g in group_by_file([7, 7, 8, 7], k=5)] == [(0, 1, 3), (2,)]
+    # Fewer files than k (a filter, a small index): still only windows at least as high as the last hit.
+    assert [g.positions for g in group_by_file([7, 7, 8, 7], k=5)] == [(0, 1), (2,)]
     # Widening: stop when k files are found or the index is exhausted; else ask for more.
     assert next_fetch(k=3, fetched=3, found_files=3, total=100) is None
     assert next_fetch(k=3, fetched=10, found_files=2, total=10) is None

@@ -11,13 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from indexer import BuildOptions, build_index
 from indexer.cli import EXIT_PARTIAL
 from indexer.cli import main as indexer_cli
+from indexer.exit_status import EXIT_USAGE, one_line
+from indexer.text import normalize_text
 from search import Engine
+from search.cli import main as search_cli
+from search.validation import MAX_QUERY_CHARS
 from tests import helpers
+from tests.hostile_text import file_bytes, hostile_lines, hostile_text, odd_file_name
 
 
 def _wav_with_format_code(path: Path, code: int) -> None:
@@ -140,3 +147,79 @@ def test_an_hours_long_file_is_windowed_and_searchable(tmp_path: Path, tone_mode
     (hit,) = engine.query("a 880 tone", k=1)
     assert (hit.start, hit.end, hit.score) == (5400.0, 5402.0, pytest.approx(1.0))
     engine.close()
+
+
+# -- the command lines, fuzzed with the starter model (issue 25) ---------------------------------------
+
+
+# Seeded and bounded: the same cases every run, a few seconds each test on the starter model.
+FUZZ = settings(max_examples=15, derandomize=True, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def starter(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return helpers.starter_index(tmp_path_factory.mktemp("starter"))
+
+
+def _run(args: list[str]) -> Result:
+    result = CliRunner().invoke(search_cli, args)
+    output = result.output
+    assert "internal error" not in output and "Traceback" not in output, (args, output)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))
+    if result.exit_code:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and "\n" not in errors[0], (args, result.stderr)  # one line, whatever the input
+    return result
+
+
+@FUZZ
+@given(text=hostile_text())
+def test_fuzzed_queries_are_answered_or_refused_in_one_line(starter: tuple[Path, Path], text: str) -> None:
+    _, index = starter
+    result = _run(["query", text, "--index", str(index), "--json", "-k", "2"])
+    stripped = text.strip()
+    if not normalize_text(stripped) or len(stripped) > MAX_QUERY_CHARS:
+        assert result.exit_code == EXIT_USAGE
+    else:
+        assert result.exit_code == 0 and len(json.loads(result.stdout)) == 2
+
+
+@FUZZ
+@given(lines=hostile_lines(), captions=st.booleans())
+def test_fuzzed_labels_and_captions_are_ranked_or_refused_in_one_line(starter: tuple[Path, Path], tmp_path: Path,
+                                                                       lines: list[str], captions: bool) -> None:
+    corpus, _ = starter
+    texts = tmp_path / "texts.txt"
+    data = file_bytes("\n".join(lines))
+    texts.write_bytes(data)
+    command = ["caption", str(corpus / "a440.wav"), "--texts", str(texts), "--json"] if captions else \
+        ["classify", str(corpus / "a440.wav"), "--labels", str(texts), "--prompts", "label", "--json",
+         "--index", str(tmp_path / "no-index")]
+    result = _run(command)
+    try:  # what the command must find: UTF-8 text, one label or caption per line, blank lines skipped
+        kept = [line.strip() for line in data.decode("utf-8-sig").splitlines() if line.strip()]
+        readable = b"\0" not in data
+    except UnicodeDecodeError:
+        kept, readable = [], False
+    if not captions:
+        kept = [line for line in kept if not line.startswith("#")]  # a label file's comments
+    distinct = len(set(kept)) == len(kept) or captions
+    if kept and readable and distinct:
+        assert result.exit_code == 0, result.output
+        ranked = json.loads(result.stdout)
+        assert len(ranked if captions else ranked[0]["labels"]) == min(len(kept), 10 if captions else 5)
+    else:
+        assert result.exit_code == 1
+
+
+@FUZZ
+@given(name=odd_file_name())
+def test_fuzzed_file_names_are_searched_and_classified(starter: tuple[Path, Path], tmp_path: Path, name: str) -> None:
+    corpus, index = starter
+    clip = tmp_path / name
+    clip.write_bytes((corpus / "a440.wav").read_bytes())
+    similar = _run(["similar", str(clip), "--index", str(index), "--json", "-k", "1"])
+    assert similar.exit_code == 0 and json.loads(similar.stdout)[0]["path"].endswith("a440.wav")
+    labelled = _run(["classify", str(clip), "--label-set", "starter", "-k", "1", "--index", str(tmp_path / "none")])
+    assert labelled.exit_code == 0 and labelled.stdout.splitlines()[0] == one_line(str(clip))  # escaped, one line

@@ -86,7 +86,9 @@ def test_a_hit_is_a_files_best_window_with_its_others(client: httpx.Client) -> N
     steps = next(h for h in hits if h["name"] == "steps.wav")  # 220, 330, 880 Hz: only its middle window is 330
     assert (steps["start"], steps["end"], steps["score"]) == (2.0, 4.0, 1.0)
     windows = [(w["start"], w["end"], w["score"]) for w in steps["windows"]]
-    assert windows[0] == (2.0, 4.0, 1.0) and sorted(windows[1:]) == [(0.0, 2.0, 0.0), (4.0, 6.0, 0.0)]
+    assert windows[0] == (2.0, 4.0, 1.0)
+    # Its other windows are listed only where they rank at or above the last hit's (issue 25, finding 7).
+    assert all(score >= hits[-1]["score"] for _, _, score in windows) and len(windows) <= 3
 
 
 def test_similar_upload_finds_the_same_sound(client: httpx.Client) -> None:
@@ -108,10 +110,10 @@ def test_similar_to_a_stored_segment_starts_with_itself(client: httpx.Client) ->
 # -- classification ----------------------------------------------------------------------------------
 def test_classify_with_own_labels_gives_probabilities(client: httpx.Client) -> None:
     response = client.post("/api/classify", files={"file": ("clip.wav", wav_bytes(tone(440)))},
-                           data={"labels": "220 Hz\n440 Hz\n880 Hz\n440 Hz", "prompts": "label"})
+                           data={"labels": "220 Hz\n440 Hz\n880 Hz", "prompts": "label"})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["label_set"], body["prompts"], body["n_labels"]) == ("custom", "label", 3)  # duplicate dropped
+    assert (body["label_set"], body["prompts"], body["n_labels"]) == ("custom", "label", 3)
     assert [label["label"] for label in body["labels"]] == ["440 Hz", "220 Hz", "880 Hz"]
     assert body["labels"][0]["probability"] == pytest.approx(TOP_PROBABILITY_OF_3, rel=1e-5)
     assert body["labels"][0]["similarity"] == pytest.approx(1.0)

@@ -26,6 +26,7 @@ from indexer.errors import CheckpointError
 from indexer.starter.checkpoint import load_starter
 from indexer.starter.config import StarterConfig
 from indexer.starter.features import pad_windows
+from indexer.text import normalize_text
 
 WEIGHTS_PATH = Path(__file__).with_name("weights") / "starter.safetensors"
 # Metadata key of an "aisfx" checkpoint: the sha256 of the frozen tower file its head was trained on.
@@ -217,6 +218,7 @@ class StarterEncoder:
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) unit vectors for texts (MiniLM's lower-cased WordPiece, at most 256 tokens), blended
         with the checkpoint's text anchors where it has them (model.TextAnchors)."""
+        texts = [normalize_text(text) for text in texts]  # any script, marks or controls: see indexer/text.py
         if self.glosser is not None:
             texts = [self.glosser.expand(text) for text in texts]
         sentences = self.sentence_encoder().embed(list(texts), batch_size=TEXT_BATCH)

@@ -103,6 +103,8 @@ class WordNetPart:
         # whole line after the offset. The licence header's lines start with two spaces and sort first.
         # Index files hold each lemma once; exception files may list an inflection twice ("aurar"), so
         # the neighbours of the line found are read too.
+        if not key or not key.isascii() or b" " in key or key.startswith(b" "):
+            return []  # WordNet's lemmas are ASCII words: nothing else has a line (and b"" would match any)
         key += b" "
         low, high = 0, len(table)
         while low < high:
@@ -111,12 +113,12 @@ class WordNetPart:
             end = table.find(b"\n", start)
             end = len(table) if end < 0 else end
             line = table[start:end]
-            if line.startswith(key):
+            if line.startswith(key) and not line.startswith(b"  "):
                 found = [line]
                 before = start - 1
                 while before > 0:
                     previous = table.rfind(b"\n", 0, before) + 1
-                    if not table[previous:before].startswith(key):
+                    if not table[previous:before].startswith(key) or table[previous:before].startswith(b"  "):
                         break
                     found.insert(0, table[previous:before])
                     before = previous - 1
@@ -142,7 +144,10 @@ class WordNetPart:
 
     @staticmethod
     def _key(lemma: str) -> bytes:
-        return lemma.lower().replace(" ", "_").encode("latin-1", "ignore")
+        # WordNet 3.0's lemmas are ASCII: a word in another script has no line, and gets an empty key
+        # (never one with its non-ASCII letters dropped: "café" is not "caf").
+        key = lemma.lower().replace(" ", "_")
+        return key.encode("ascii") if key.isascii() and key.isprintable() else b""
 
     def _candidate_forms(self, word: str) -> list[str]:
         # WordNet's morphy order: the word, its exception-list bases, then the detachment rules.

@@ -228,7 +228,10 @@ class MiniLMTextEncoder:
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids, attention mask), both (batch, longest), for `texts` (lower-cased WordPiece, [CLS] ... [SEP])."""
-        encodings = self.tokenizer.encode_batch(texts)
+        from indexer.text import normalize_text
+
+        # The Rust tokenizer refuses lone surrogates; NFKC etc. is what the lexicon sees too.
+        encodings = self.tokenizer.encode_batch([normalize_text(text) for text in texts])
         ids = torch.tensor([e.ids for e in encodings], dtype=torch.long)
         mask = torch.tensor([e.attention_mask for e in encodings], dtype=torch.long)
         return ids, mask

@@ -66,7 +66,9 @@ def paraphrase_queries(path: Path = PARAPHRASE_QUERIES_PATH) -> tuple[Paraphrase
 
 def words(text: str) -> list[str]:
     """Lower-case words of `text`; hyphenated words and possessives stay whole ("six-string", "elgar's")."""
-    return [w.removesuffix("'s") for w in _WORD.findall(text.lower())]
+    from indexer.text import normalize_text
+
+    return [w.removesuffix("'s") for w in _WORD.findall(normalize_text(text).lower())]
 
 
 def stem(word: str) -> str:

@@ -161,7 +161,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # EOFError: an empty file
         raise GZSLDataError(f"{path}: cannot read npz ({e})") from e
 
 
@@ -242,10 +242,9 @@ def load_split(path: str | Path) -> GZSLSplit:
     """A class split from JSON or sectioned text (see the module docstring); not yet validated against
     the class embeddings (call `GZSLSplit.validate`)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise GZSLSplitError(f"{path}: cannot read split ({e})") from e
+    from indexer.text import read_text_file
+
+    text = read_text_file(path)
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         try:
             roles = json.loads(text)

@@ -4,12 +4,14 @@ embeddings from the CLIP and CLAP text towers."""
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
 from indexer.encoders.base import Encoder
 from indexer.index import Index
+from indexer.text import read_text_file
 from search.gzsl.data import ClassEmbeddings, FeatureSet
 from search.gzsl.errors import GZSLDataError
 from search.prompts import LabelSet, label_embeddings, label_prompts
@@ -18,8 +20,7 @@ from search.prompts import LabelSet, label_embeddings, label_prompts
 def export_index_features(index_path: str | Path, labels_csv: str | Path, db_url: str | None = None) -> FeatureSet:
     """File-level vectors of the files listed in `labels_csv` (columns `path,label`; paths absolute or
     relative to a corpus root), with their labels. Files of the index not in the CSV are left out."""
-    with open(labels_csv, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f)]
+    rows = [r for r in csv.DictReader(io.StringIO(read_text_file(labels_csv), newline=""))]
     if not rows or not {"path", "label"} <= set(rows[0]):
         raise GZSLDataError(f"{labels_csv}: needs columns path,label")
     index = Index(index_path, db_url=db_url)

@@ -22,6 +22,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from db.filters import SearchFilter
 from indexer.errors import QueryError, ResoundError
 from indexer.media.decode import DecodeLimits
+from indexer.text import printable
 from search.classify import FileLabels, LabelScore, ZeroShotClassifier
 from search.engine import MAX_QUERY_CHARS, Engine, Hit
 from search.prompts import (
@@ -58,6 +59,7 @@ from search.service.uploads import (
     check_clip,
     stored_upload,
 )
+from search.validation import LabelLimitError, label_limits, label_list, one_of
 
 STATIC_DIR = Path(__file__).with_name("static")
 PER_WINDOW = "rank windows rather than files: a file may appear several times"
@@ -146,7 +148,9 @@ class SearchService:
 
     # -- search -----------------------------------------------------------------------------------
     def hits_json(self, hits: list[Hit]) -> list[HitOut]:
-        return [HitOut(rank=h.rank, path=h.path, root=h.root, name=Path(h.path).name, start=h.start, end=h.end, score=h.score,
+        # JSON carries Unicode: a file name's bytes that are not UTF-8 go as backslash escapes (the id fetches it).
+        return [HitOut(rank=h.rank, path=printable(h.path), root=printable(h.root), name=printable(Path(h.path).name),
+                       start=h.start, end=h.end, score=h.score,
                        segment_id=h.segment_id, file_id=h.file_id, audio_url=f"/api/files/{h.file_id}/audio",
                        waveform_url=f"/api/segments/{h.segment_id}/waveform.png",
                        windows=[WindowOut(start=w.start, end=w.end, score=w.score, segment_id=w.segment_id)
@@ -196,7 +200,8 @@ class SearchService:
             key = (generation, threshold, min_match, check)
             if self._duplicates is None or self._duplicates[0] != key:
                 groups = [DuplicateGroupOut(members=[
-                    DuplicateMemberOut(file_id=m.file_id, path=m.path, name=Path(m.path).name, duration=m.duration,
+                    DuplicateMemberOut(file_id=m.file_id, path=printable(m.path), name=printable(Path(m.path).name),
+                                       duration=m.duration,
                                        similarity=m.similarity, match=m.match, offset=m.offset,
                                        audio_url=f"/api/files/{m.file_id}/audio") for m in g.members])
                     for g in self.engine.duplicates(threshold, min_match, check)]
@@ -206,14 +211,15 @@ class SearchService:
     # -- classification ---------------------------------------------------------------------------
     def label_set(self, name: str | None, labels: str | None) -> LabelSet:
         """A built-in label set by name, or the request's own labels (one per line); never a file path."""
-        if labels and labels.strip():
-            names = list(dict.fromkeys(line.strip() for line in labels.splitlines() if line.strip()))
-            if len(names) > self.config.max_labels:
-                raise _invalid("labels", f"{len(names)} labels; at most {self.config.max_labels} per request")
-            too_long = [n for n in names if len(n) > self.config.max_label_chars]
-            if too_long:
-                raise _invalid("labels", f"label {too_long[0][:40]!r}... exceeds {self.config.max_label_chars} characters")
-            return LabelSet("custom", tuple(names))
+        # The command line's own checks (search/validation.py): one of the two, no duplicates, not empty.
+        one_of({"labels": labels, "label_set": name})
+        if labels is not None:
+            names = label_list(labels.splitlines(), "labels")
+            try:
+                label_limits(names, self.config.max_labels, self.config.max_label_chars)
+            except LabelLimitError as e:
+                raise _invalid("labels", str(e)) from e
+            return LabelSet("custom", names)
         name = name or self.config.default_label_set
         if name not in builtin_label_sets():
             raise PromptError(f"unknown label set {name[:60]!r}: use one of {', '.join(builtin_label_sets())}, "

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import signal
 import socket
 import threading
 from types import TracebackType
@@ -50,12 +51,28 @@ def run_server(app, sock: socket.socket, log_level: str = "info",  # type: ignor
             if self.started and on_started is not None:
                 on_started()
 
+    # uvicorn shuts down gracefully on SIGINT or SIGTERM, then raises the signal again under the handler it
+    # found. Python's default for SIGTERM ends the process on the spot, skipping every `finally` (serve.json
+    # would stay behind); this handler turns it into an exception, as SIGINT's KeyboardInterrupt is.
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if previous is not None:
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         _Server(uvicorn.Config(app, log_level=log_level, server_header=False)).run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: a normal end, as uvicorn.run() has it
+    except (KeyboardInterrupt, _Terminated):  # the signal uvicorn shut down on: a normal end
         pass
     finally:
         sock.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(Exception):
+    """SIGTERM, raised where the main thread is (see run_server)."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated()
 
 
 class BackgroundServer:
