@@ -111,7 +111,7 @@ def _verify(index: Index) -> VerifyReport:
                 report.problems.append(f"manifest.json {key} is {stored.get(key)!r}, the catalog says {getattr(provenance, key)!r}")
     else:
         report.problems.append("manifest.json is missing")
-    current = {index.directory.store_path(n, report.generation).name for n in STORE_NAMES}
+    current = {f.name for f in index.vector_files()[1]}
     report.stale_files = sorted(p.name for p in index.path.glob("*.faiss") if p.name not in current)
     report.temporary_files = leftover_temporary_files(index.path)
     report.vanished_failures = [f for f in index.catalog.failures() if _vanished(f)]
