@@ -18,7 +18,6 @@ from db.session import sqlite_url, url_without_password
 from db.sqlite_reader import SqliteReader, reader_for
 from indexer.encoders.base import EncoderInfo
 from indexer.errors import IndexLockedError, IndexMismatchError, IndexNotFoundError
-from indexer.segments import legacy_files
 from indexer.store import DEFAULT_FACTORY, IndexDirectory
 
 if TYPE_CHECKING:
@@ -168,12 +167,8 @@ class Index:
         return self.reader.segments(ids) if self.reader is not None else self.catalog.segments(ids)
 
     def vector_files(self) -> tuple[int, list[VectorFile], dict[str, np.ndarray]]:
-        """(current generation, the sealed vector files it lists, the ids deleted from each), read together.
-        An index written before files were listed names one file per store by its generation."""
-        generation, files, deletions = (self.reader or self.catalog).vector_files()
-        if not files and generation:
-            files = legacy_files(generation)
-        return generation, files, deletions
+        """(current generation, the sealed vector files it lists, the ids deleted from each), read together."""
+        return (self.reader or self.catalog).vector_files()
 
     def load_stores(self, mmap: bool = True) -> dict[str, SegmentedStore]:
         """The FAISS stores of the current generation, with the tuned search parameters set. Sealed files are

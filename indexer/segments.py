@@ -396,7 +396,7 @@ class SegmentedStore:
             return
         vectors = self.tail.ntotal
         path = self._new_path()
-        self.tail.save(path)
+        self.tail.without_id_map().save(path)
         self.files.append(self._reopened(VectorFile(path.name, self.name, vectors, level), path))
         self.tail = self._empty()
 
@@ -465,7 +465,7 @@ class SegmentedStore:
             self.files = keep
             return
         path = self._new_path()
-        target.save(path)
+        target.without_id_map().save(path)
         merged = self._reopened(VectorFile(path.name, self.name, target.ntotal, level), path)
         position = min(self.files.index(f) for f in files)
         keep.insert(position, merged)
@@ -485,6 +485,7 @@ def _reconstruct(store: VectorStore, ids: np.ndarray) -> np.ndarray:
     """Vectors of ids known to be in `store`, in blocks (reconstruct_batch reads the id map once)."""
     if not len(ids):
         return np.zeros((0, store.dim), dtype=np.float32)
+    store.reconstructable()
     return np.concatenate([store.index.reconstruct_batch(np.ascontiguousarray(ids[i : i + CHUNK]))
                            for i in range(0, len(ids), CHUNK)])
 

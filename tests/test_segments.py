@@ -168,3 +168,30 @@ def test_a_build_checkpoint_writes_only_the_new_file(tmp_path: Path, tone_model:
     segments = index.catalog.segments(stores["segments"].ids())
     assert sorted({Path(s.path).name for s in segments.values()}) == ["a1.flac", "a2.flac", "a3.flac", "a4.flac", "a5.flac", "new.flac"]
     index.close()
+
+
+def test_an_index_written_before_files_were_listed_opens_and_grows(tmp_path: Path, tone_model: Path) -> None:
+    import sqlite3
+
+    corpus = tmp_path / "corpus"
+    for i, pitch in enumerate(helpers.ToneEncoder.PITCHES[:3]):
+        helpers.write_audio(corpus / f"a{i}.flac", helpers.tone(pitch, 2.0, rate=16000), rate=16000)
+    index_path = tmp_path / "index"
+    build_index(corpus, index_path, BuildOptions(model=str(tone_model)))
+    # As revision 0002 left it: generation 1 in segments.1.faiss and files.1.faiss, no listing.
+    with sqlite3.connect(index_path / "catalog.sqlite") as db:
+        db.execute("DROP TABLE vector_deletions")
+        db.execute("DROP TABLE vector_files")
+        db.execute("UPDATE alembic_version SET version_num = '0002'")
+    index = Index(index_path)
+    generation, files, _ = index.vector_files()
+    assert generation == 1 and sorted(f.name for f in files) == ["files.1.faiss", "segments.1.faiss"]
+    assert index.load_stores()["segments"].ntotal == 3
+    index.close()
+    helpers.write_audio(corpus / "new.flac", helpers.tone(helpers.ToneEncoder.PITCHES[3], 2.0, rate=16000), rate=16000)
+    build_index(corpus, index_path, BuildOptions(model=str(tone_model)))
+    index = Index(index_path)
+    assert index.load_stores()["segments"].ntotal == 4
+    assert sorted(f.name for f in index.vector_files()[1]) == ["files.1.faiss", "files.2.faiss", "segments.1.faiss",
+                                                               "segments.2.faiss"]
+    index.close()

@@ -14,8 +14,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # An index built before this revision lists no files: its generation's `segments.N.faiss` and
-    # `files.N.faiss` are read as one sealed file each (indexer/index.py), and listed at its next commit.
     op.create_table(
         "vector_files",
         sa.Column("name", sa.String(255), primary_key=True),
@@ -30,6 +28,16 @@ def upgrade() -> None:
         sa.Column("vector_id", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("file", "vector_id"),
     )
+    # An index built before this revision has one file per store, named by its generation: each becomes a
+    # sealed file (vectors -1: counted when opened; level 99: merged only by `indexer compact`).
+    row = op.get_bind().execute(sa.text("SELECT generation FROM index_info WHERE id = 1")).fetchone()
+    if row is not None and row[0]:
+        generation = int(row[0])
+        files = sa.table("vector_files", sa.column("name", sa.String), sa.column("store", sa.String),
+                         sa.column("vectors", sa.BigInteger), sa.column("level", sa.Integer),
+                         sa.column("generation", sa.Integer))
+        op.bulk_insert(files, [{"name": f"{store}.{generation}.faiss", "store": store, "vectors": -1, "level": 99,
+                                "generation": generation} for store in ("segments", "files")])
 
 
 def downgrade() -> None:
