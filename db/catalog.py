@@ -320,6 +320,15 @@ class CatalogWriter:
         self.clear_failure(corpus_id, path)
         return file_row.id, [r.id for r in segment_rows]
 
+    def file_ids(self, corpus_id: int, paths: Sequence[str]) -> dict[str, int]:
+        """Ids of the files of a corpus among `paths` (relative), by path (unknown ones left out)."""
+        found: dict[str, int] = {}
+        for start in range(0, len(paths), _IN_CHUNK):
+            rows = self.session.execute(select(FileRow.path, FileRow.id).where(
+                FileRow.corpus_id == corpus_id, FileRow.path.in_(paths[start : start + _IN_CHUNK])))
+            found.update((path, file_id) for path, file_id in rows)
+        return found
+
     def move_file(self, file_id: int, path: str, size: int, mtime: float, path_bytes: bytes | None = None) -> None:
         """Stage a file's new path (a rename or move of the same content): id and segments stay."""
         row = self.session.get(FileRow, file_id)

@@ -40,6 +40,8 @@ class VerifyReport:
     duplicate_ids: dict[str, list[int]] = field(default_factory=dict)
     stale_files: list[str] = field(default_factory=list)
     unreadable_files: list[str] = field(default_factory=list)  # listed vector files that are missing or corrupt
+    # Indexed media this machine cannot reach (imported from elsewhere, an unmounted disk): kept, searchable.
+    unreachable_media: list[str] = field(default_factory=list)
     temporary_files: list[str] = field(default_factory=list)  # left by a writer that is gone
     vanished_failures: list[FailureRecord] = field(default_factory=list)  # failure rows of files that are gone
 
@@ -121,7 +123,20 @@ def _verify(index: Index) -> VerifyReport:
     report.stale_files = sorted(p.name for p in index.path.glob("*.faiss") if p.name not in current)
     report.temporary_files = leftover_temporary_files(index.path)
     report.vanished_failures = [f for f in index.catalog.failures() if _vanished(f)]
+    report.unreachable_media = _unreachable_media(index)
     return report
+
+
+def _unreachable_media(index: Index) -> list[str]:
+    """Absolute paths of indexed files that do not exist here, sorted (their vectors are never removed for it)."""
+    missing = []
+    with index.catalog.session() as s:
+        for root, path, raw in s.execute(select(CorpusRow.root, FileRow.path, FileRow.path_bytes)
+                                         .join(CorpusRow, FileRow.corpus_id == CorpusRow.id)):
+            name = os.path.join(os.fsencode(root), raw if raw else _path_bytes(path))
+            if not os.path.lexists(name):
+                missing.append(os.fsdecode(name))
+    return sorted(missing)
 
 
 def readable_stores(index: Index) -> tuple[dict[str, SegmentedStore], dict[str, str]]:
