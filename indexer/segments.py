@@ -205,7 +205,7 @@ class SegmentedStore:
         for meta in listed:
             path = Path(root) / meta.name
             if not path.is_file():
-                raise IndexCorruptError(f"{path}: missing, although the catalog lists it in generation {generation}")
+                raise IndexCorruptError(f"{path}: missing, although the catalog names generation {generation}")
             store = VectorStore.load(path, factory, mmap=True)
             if store.dim != dim:
                 raise IndexCorruptError(f"{path}: dimension {store.dim}, the catalog says {dim}")
@@ -334,6 +334,7 @@ class SegmentedStore:
             for start in range(0, len(live), chunk):
                 block = live[start : start + chunk]
                 yield block, _reconstruct(f.store, block)
+            self._unmapped(f)
         tail_ids = self.tail.ids()
         for start in range(0, len(tail_ids), chunk):
             block = tail_ids[start : start + chunk]
@@ -400,6 +401,13 @@ class SegmentedStore:
         self.files.append(self._reopened(VectorFile(path.name, self.name, vectors, level), path))
         self.tail = self._empty()
 
+    def _unmapped(self, f: SealedFile) -> None:
+        """Map `f` afresh once it has been read through: the pages a whole-file read touched leave this
+        process's RSS with the old mapping (a merge or conversion then holds one file's pages, not all)."""
+        fresh = VectorStore.load(self.root / f.meta.name, self.factory, mmap=True)
+        fresh.set_search_params(f.store.search_params)
+        f.store = fresh.to_gpu(self.gpu)
+
     def _needs_template_file(self) -> bool:
         """A trained store keeps at least one file (possibly empty): its quantizer must survive a reopen."""
         return not self.files and not _untrained_ok(self.factory, self.dim)
@@ -460,6 +468,7 @@ class SegmentedStore:
             for start in range(0, len(live), CHUNK):
                 block = live[start : start + CHUNK]
                 target.add(block, _reconstruct(f.store, block))
+            self._unmapped(f)
         keep = [f for f in self.files if f not in files]
         if not target.ntotal and (keep or _untrained_ok(self.factory, self.dim)):
             self.files = keep
