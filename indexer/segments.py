@@ -120,6 +120,26 @@ class SealedFile:
             self._excluded = _NotIn(self.deleted)
         return self.store.search_excluding(queries, k, self._excluded)
 
+    def search_preassigned(self, queries: np.ndarray, k: int, lists: np.ndarray, scores: np.ndarray) -> SearchResult:
+        """The k best live vectors in the given IVF lists of each query (their coarse assignment, shared by
+        the files of a store): what `search` answers, without computing the assignment again."""
+        import faiss
+
+        ivf = faiss.downcast_index(self.store.index)
+        kk = max(1, min(k, self.store.ntotal))
+        params = None
+        if len(self.deleted):
+            if self._excluded is None:
+                self._excluded = _NotIn(self.deleted)
+            params = faiss.SearchParametersIVF(sel=self._excluded.selector, nprobe=lists.shape[1])
+        found_scores = np.empty((len(queries), kk), dtype=np.float32)
+        found_ids = np.empty((len(queries), kk), dtype=np.int64)
+        # The C++ method: faiss's Python wrapper of search_preassigned takes no search parameters.
+        ivf.search_preassigned_c(len(queries), faiss.swig_ptr(queries), kk, faiss.swig_ptr(lists),
+                                 faiss.swig_ptr(scores), faiss.swig_ptr(found_scores), faiss.swig_ptr(found_ids),
+                                 False, params)
+        return SearchResult(found_scores, found_ids)
+
     def _among_here(self, among: np.ndarray) -> np.ndarray:
         """The filter's ids that are live vectors of this file, kept while the filter's array is the same
         (an Engine passes one array for repeated queries with one filter)."""
@@ -293,12 +313,30 @@ class SegmentedStore:
         if queries.shape[1] != self.dim:
             raise ValueError(f"query dimension {queries.shape[1]} != index dimension {self.dim}")
         k = max(1, int(k))
-        results = [f.search(queries, k, among) for f in self.files if f.live]
+        assigned = self._coarse_assignment(queries) if among is None else None
+        if assigned is not None:
+            results = [f.search_preassigned(queries, k, *assigned) for f in self.files if f.live]
+        else:
+            results = [f.search(queries, k, among) for f in self.files if f.live]
         if self.tail.ntotal:
             results.append(self.tail.search(queries, k, among=None if among is None else _held(self.tail, among)))
         if not results:
             return _empty_result(len(queries), k)
         return merge_results(results, k)
+
+    def _coarse_assignment(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(lists, centroid scores) of the nprobe nearest IVF lists of each query, computed once for every
+        file (they share the quantizer; each would otherwise compute it again), for a plain IVF index
+        searched on CPU with several files; None otherwise."""
+        import faiss
+
+        index = self.template.index
+        if len(self.files) < 2 or self.gpu is not None or not isinstance(faiss.downcast_index(index), faiss.IndexIVF):
+            return None
+        ivf = faiss.downcast_index(index)
+        nprobe = min(int(self.search_params.get("nprobe", ivf.nprobe)), int(ivf.nlist))
+        scores, lists = ivf.quantizer.search(queries, nprobe)
+        return np.ascontiguousarray(lists, dtype=np.int64), np.ascontiguousarray(scores, dtype=np.float32)
 
     def ids(self) -> np.ndarray:
         parts = [f.live_ids() for f in self.files] + [self.tail.ids()]
