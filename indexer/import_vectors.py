@@ -221,9 +221,14 @@ def import_vectors(sources: Sequence[str | Path], index_path: str | Path,
                     stores["segments"].set_search_params({k: v for k, v in stored.search_params.items()
                                                           if k in ("nprobe", "efSearch")})
                 since_checkpoint = 0
+                seen: set[str] = set()  # paths imported by this run: a file's windows come from one source
                 for source in paths:
                     batch: list[_File] = []
                     for f in _files(source, options.map_prefix):
+                        if f.path in seen:
+                            raise ImportSourceError(f"{source}: windows of {f.path} continue from an earlier "
+                                                    "source or row; an export holds each file's windows together")
+                        seen.add(f.path)
                         batch.append(f)
                         if sum(len(b.vectors) for b in batch) >= BLOCK_ROWS:
                             since_checkpoint += _add(writer, stores, batch, report)

@@ -106,6 +106,8 @@ def test_another_models_vectors_are_refused_in_one_line(exported: tuple[Path, Pa
     assert result.exit_code == 1
     message = result.output.strip()
     assert message.startswith("Error: ") and "\n" not in message and "import them into an index of their own" in message
+    with pytest.raises(ImportSourceError, match="continue from an earlier source"):
+        import_vectors([tmp_path / "part.npz", tmp_path / "part.npz"], tmp_path / "twice")  # one run, twice
     with pytest.raises(ImportSourceError, match="no such file or folder"):
         import_vectors([tmp_path / "nothing.parquet"], original)
     with pytest.raises(ImportSourceError, match="expected OLD=NEW"):
