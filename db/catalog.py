@@ -142,18 +142,22 @@ class Catalog:
         ids = [int(i) for i in ids]
         if not ids:
             return {}
-        with self.session() as s:
-            rows = s.execute(
-                select(SegmentRow, FileRow.path, FileRow.path_bytes, CorpusRow.root)
+        # Columns through a Core connection, not ORM entities through a session: a query's hits are looked
+        # up per request, and the ORM's per-row objects cost Postgres lookups of 10 hits 7.8 ms p50 at 100k
+        # segments (bench/scale.py's catalog figures, docs/scale.md).
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(SegmentRow.id, SegmentRow.file_id, SegmentRow.start, SegmentRow.end, SegmentRow.modalities,
+                       FileRow.path, FileRow.path_bytes, CorpusRow.root)
                 .join(FileRow, SegmentRow.file_id == FileRow.id)
                 .join(CorpusRow, FileRow.corpus_id == CorpusRow.id)
                 .where(SegmentRow.id.in_(ids))
             ).all()
-            return {
-                seg.id: SegmentRecord(seg.id, seg.file_id, join_root(root, os.fsdecode(raw) if raw else path), seg.start,
-                                      seg.end, seg.modalities, root)
-                for seg, path, raw, root in rows
-            }
+        return {
+            seg_id: SegmentRecord(seg_id, file_id, join_root(root, os.fsdecode(raw) if raw else path), start, end,
+                                  modalities, root)
+            for seg_id, file_id, start, end, modalities, path, raw, root in rows
+        }
 
     def matching_segment_ids(self, where: SearchFilter) -> np.ndarray:
         """Ids of the segments `where` admits, sorted (int64): the set a filtered search looks among."""
