@@ -14,8 +14,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate
 from db.fulltext import repair_terms, stage_terms
-from db.records import SegmentRecord, join_root
-from db.schema import CorpusRow, FailureRow, FileRow, FileTagRow, IndexInfoRow, SegmentRow, utcnow
+from db.records import SegmentRecord, VectorFile, join_root
+from db.schema import (
+    CorpusRow,
+    FailureRow,
+    FileRow,
+    FileTagRow,
+    IndexInfoRow,
+    SegmentRow,
+    VectorDeletionRow,
+    VectorFileRow,
+    utcnow,
+)
 from db.session import make_engine, redact_url
 from db.sqlite_reader import reader_for
 
@@ -133,18 +143,22 @@ class Catalog:
         ids = [int(i) for i in ids]
         if not ids:
             return {}
-        with self.session() as s:
-            rows = s.execute(
-                select(SegmentRow, FileRow.path, FileRow.path_bytes, CorpusRow.root)
+        # Columns through a Core connection, not ORM entities through a session: a query's hits are looked
+        # up per request, and the ORM's per-row objects cost Postgres lookups of 10 hits 7.8 ms p50 at 100k
+        # segments (bench/scale.py's catalog figures, docs/scale.md).
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(SegmentRow.id, SegmentRow.file_id, SegmentRow.start, SegmentRow.end, SegmentRow.modalities,
+                       FileRow.path, FileRow.path_bytes, CorpusRow.root)
                 .join(FileRow, SegmentRow.file_id == FileRow.id)
                 .join(CorpusRow, FileRow.corpus_id == CorpusRow.id)
                 .where(SegmentRow.id.in_(ids))
             ).all()
-            return {
-                seg.id: SegmentRecord(seg.id, seg.file_id, join_root(root, os.fsdecode(raw) if raw else path), seg.start,
-                                      seg.end, seg.modalities, root)
-                for seg, path, raw, root in rows
-            }
+        return {
+            seg_id: SegmentRecord(seg_id, file_id, join_root(root, os.fsdecode(raw) if raw else path), start, end,
+                                  modalities, root)
+            for seg_id, file_id, start, end, modalities, path, raw, root in rows
+        }
 
     def matching_segment_ids(self, where: SearchFilter) -> np.ndarray:
         """Ids of the segments `where` admits, sorted (int64): the set a filtered search looks among."""
@@ -231,6 +245,16 @@ class Catalog:
         with self.session() as s:
             return list(s.scalars(select(SegmentRow.id).order_by(SegmentRow.id)))
 
+    def vector_files(self) -> tuple[int, list[VectorFile], dict[str, np.ndarray]]:
+        """(generation, its sealed vector files in listing order, the ids deleted from each file), read in
+        one transaction so that they belong together."""
+        with self.session() as s:
+            info = s.get(IndexInfoRow, 1)
+            files = [VectorFile(r.name, r.store, r.vectors, r.level)
+                     for r in s.scalars(select(VectorFileRow).order_by(VectorFileRow.store, VectorFileRow.name))]
+            deletions = _grouped(s.execute(select(VectorDeletionRow.file, VectorDeletionRow.vector_id)))
+        return (info.generation if info is not None else 0), files, deletions
+
     def writer(self) -> "CatalogWriter":
         return CatalogWriter(self.session())
 
@@ -302,6 +326,15 @@ class CatalogWriter:
         self.clear_failure(corpus_id, path)
         return file_row.id, [r.id for r in segment_rows]
 
+    def file_ids(self, corpus_id: int, paths: Sequence[str]) -> dict[str, int]:
+        """Ids of the files of a corpus among `paths` (relative), by path (unknown ones left out)."""
+        found: dict[str, int] = {}
+        for start in range(0, len(paths), _IN_CHUNK):
+            rows = self.session.execute(select(FileRow.path, FileRow.id).where(
+                FileRow.corpus_id == corpus_id, FileRow.path.in_(paths[start : start + _IN_CHUNK])))
+            found.update((path, file_id) for path, file_id in rows)
+        return found
+
     def move_file(self, file_id: int, path: str, size: int, mtime: float, path_bytes: bytes | None = None) -> None:
         """Stage a file's new path (a rename or move of the same content): id and segments stay."""
         row = self.session.get(FileRow, file_id)
@@ -371,13 +404,36 @@ class CatalogWriter:
             delete(FailureRow).where(FailureRow.corpus_id == corpus_id, FailureRow.path == path)
         )
 
-    def commit(self, generation: int) -> None:
-        """Make the staged rows visible, naming `generation` as the current FAISS files."""
+    def commit(self, generation: int, files: Sequence[VectorFile] | None = None,
+               deletions: Mapping[str, Iterable[int]] | None = None) -> None:
+        """Make the staged rows visible, naming `generation` as the current FAISS files: with `files`, the
+        sealed vector files it consists of (those no longer listed leave with their deletions) and the ids
+        newly deleted from them (`deletions`, by file name), all in this one transaction."""
         info = self.session.get(IndexInfoRow, 1)
         if info is not None:
             info.generation = generation
             info.updated_at = utcnow()
+        if files is not None:
+            self._list_vector_files(generation, files, deletions or {})
         self.session.commit()
+
+    def _list_vector_files(self, generation: int, files: Sequence[VectorFile],
+                           deletions: Mapping[str, Iterable[int]]) -> None:
+        listed = set(self.session.scalars(select(VectorFileRow.name)))
+        wanted = {f.name for f in files}
+        gone = sorted(listed - wanted)
+        for start in range(0, len(gone), _IN_CHUNK):
+            chunk = gone[start : start + _IN_CHUNK]
+            # Explicitly: SQLite enforces ON DELETE CASCADE only with its foreign keys pragma on.
+            self.session.execute(delete(VectorDeletionRow).where(VectorDeletionRow.file.in_(chunk)))
+            self.session.execute(delete(VectorFileRow).where(VectorFileRow.name.in_(chunk)))
+        new = [{"name": f.name, "store": f.store, "vectors": f.vectors, "level": f.level, "generation": generation}
+               for f in files if f.name not in listed]
+        if new:
+            self.session.execute(insert(VectorFileRow), new)
+        rows = [{"file": name, "vector_id": int(i)} for name, ids in deletions.items() if name in wanted for i in ids]
+        for start in range(0, len(rows), 50_000):
+            self.session.execute(insert(VectorDeletionRow), rows[start : start + 50_000])
 
     def rollback(self) -> None:
         self.session.rollback()
@@ -385,6 +441,14 @@ class CatalogWriter:
     def close(self) -> None:
         self.session.close()
 
+
+
+def _grouped(pairs: Iterable[tuple[str, int]]) -> dict[str, np.ndarray]:
+    """(file name, vector id) pairs as sorted id arrays by file name."""
+    grouped: dict[str, list[int]] = {}
+    for name, vector_id in pairs:
+        grouped.setdefault(name, []).append(vector_id)
+    return {name: np.unique(np.asarray(ids, dtype=np.int64)) for name, ids in grouped.items()}
 
 
 # Values per IN (...) list: under SQLite's oldest default limit of 999 bound variables.

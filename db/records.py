@@ -25,6 +25,21 @@ class SegmentRecord:
         return self.path[len(prefix):] if self.root and self.path.startswith(prefix) else self.path
 
 
+@dataclass(frozen=True)
+class VectorFile:
+    """A sealed, immutable file of vectors that an index generation lists (indexer/segments.py).
+
+    `store` is "segments" (window vectors) or "files" (file-level vectors); `vectors` is how many were
+    written into it (its deletions are listed apart); `level` is its merge tier: 0 for a checkpoint's
+    tail, L + 1 for a merge of level-L files.
+    """
+
+    name: str
+    store: str
+    vectors: int
+    level: int
+
+
 def join_root(root: str, path: str) -> str:
     """The absolute path of a corpus file from its root and its POSIX path relative to it."""
     return str(PurePosixPath(root) / path)

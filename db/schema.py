@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # SQLite only makes INTEGER PRIMARY KEY an alias of its rowid (and so auto-incrementing); BIGINT on
 # Postgres, where vector ids may outgrow 2**31.
@@ -148,3 +148,26 @@ class FailureRow(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
     failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class VectorFileRow(Base):
+    """A sealed vector file of the current generation (db.records.VectorFile): the catalog transaction
+    that commits a generation's rows also lists its files, so the two never disagree."""
+
+    __tablename__ = "vector_files"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    store: Mapped[str] = mapped_column(String(16))
+    vectors: Mapped[int] = mapped_column(BigInteger)
+    level: Mapped[int] = mapped_column(Integer)
+    generation: Mapped[int] = mapped_column(Integer)  # the generation that first listed it
+
+
+class VectorDeletionRow(Base):
+    """A vector deleted from a sealed file (the file itself is never rewritten; a merge drops it)."""
+
+    __tablename__ = "vector_deletions"
+    __table_args__ = (PrimaryKeyConstraint("file", "vector_id"),)
+
+    file: Mapped[str] = mapped_column(ForeignKey("vector_files.name", ondelete="CASCADE"))
+    vector_id: Mapped[int] = mapped_column(BigInteger)

@@ -14,8 +14,12 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
-from db.records import SegmentRecord, join_root
+from db.records import SegmentRecord, VectorFile, join_root
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # SQLite's limit on bound parameters is 32766 (3.32+); stay well below it.
 _MAX_PARAMS = 900
@@ -58,6 +62,27 @@ class SqliteReader:
             return None
         return SimpleNamespace(**{key: json.loads(row[key]) if key in json_columns and row[key] is not None
                                   else row[key] for key in row.keys()})  # noqa: SIM118 - sqlite3.Row iterates values
+
+    def vector_files(self) -> tuple[int, list[VectorFile], dict[str, np.ndarray]]:
+        """As Catalog.vector_files: the generation, its sealed vector files and their deletions, read in one
+        transaction."""
+        import numpy as np
+
+        connection = self._connect()
+        try:
+            connection.execute("BEGIN")
+            row = connection.execute("SELECT generation FROM index_info WHERE id = 1").fetchone()
+            files = [VectorFile(r["name"], r["store"], r["vectors"], r["level"]) for r in connection.execute(
+                "SELECT name, store, vectors, level FROM vector_files ORDER BY store, name")]
+            pairs = connection.execute("SELECT file, vector_id FROM vector_deletions ORDER BY file").fetchall()
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+        deletions: dict[str, list[int]] = {}
+        for name, vector_id in pairs:
+            deletions.setdefault(name, []).append(vector_id)
+        return ((row[0] if row else 0), files,
+                {name: np.unique(np.asarray(ids, dtype=np.int64)) for name, ids in deletions.items()})
 
     def segments(self, ids: Iterable[int]) -> dict[int, SegmentRecord]:
         """Segments by id, with absolute file paths; unknown ids are left out (as Catalog.segments)."""

@@ -53,6 +53,7 @@ from indexer.media import MEDIA_EXTENSIONS
 from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.media.source import open_regular
 from indexer.media.tags import read_tags
+from indexer.segments import SegmentedStore
 from indexer.store import DEFAULT_FACTORY, IndexTypeError, VectorStore, choose_factory, faiss_gpu
 
 
@@ -294,9 +295,12 @@ def _build_locked(
         checkpoint = str(resolve_model(options.model).checkpoint)
         writer.ensure_info(**vars(Provenance.of(encoder.info, checkpoint, hop_seconds, precision=precision)))
         corpus_id = writer.corpus_id(str(corpus))
-        generation = index.generation()
+        generation, files, deletions = index.vector_files()
         factory = stored.faiss_factory if stored is not None else DEFAULT_FACTORY
-        stores = index.directory.load_stores(generation, encoder.info.dim, factory)
+        stores = index.directory.load_stores(generation, encoder.info.dim, factory, files, deletions)
+        if stored is not None:
+            stores["segments"].set_search_params({k: v for k, v in stored.search_params.items()
+                                                  if k in ("nprobe", "efSearch")})
         if placement.faiss_gpu is not None:
             stores["segments"].to_gpu(faiss_gpu(placement.faiss_gpu))  # trains, converts and tunes there
 
@@ -343,7 +347,7 @@ def _build_locked(
     finally:
         writer.close()
         gc.unfreeze()
-    index.directory.remove_other_generations(index.generation())
+    index.remove_unlisted_files()
     _ensure_hubness_correction(index, encoder, report)
     report.seconds = time.monotonic() - started
     return report
@@ -759,9 +763,13 @@ def _registered_dim(model: str) -> int | None:
     return entry.dim if entry is not None and entry.family != "audio_visual" else None
 
 
-def _apply_index_type(store: VectorStore, options: BuildOptions, writer: CatalogWriter) -> VectorStore:
+def _apply_index_type(store: SegmentedStore, options: BuildOptions, writer: CatalogWriter) -> SegmentedStore:
     """Move the segment vectors to the index type asked for (or the one their number calls for), train it
-    on a sample, and tune its search parameters to the target recall; records both in the provenance."""
+    on a sample, and tune its search parameters to the target recall; records both in the provenance.
+
+    Tuning reads every vector, so a store that keeps its type is tuned again only once its size has moved
+    by RETUNE_GROWTH since it last was (a watch batch must not cost a read of the whole index).
+    """
     from indexer.tuning import tune_search_params
 
     if options.index_type == "auto":
@@ -770,14 +778,24 @@ def _apply_index_type(store: VectorStore, options: BuildOptions, writer: Catalog
             target = store.factory  # an index that shrank keeps its trained type; `indexer compact` changes it
     else:
         target = options.index_type
+    previous = dict(writer.ensure_info().search_params or {})
+    tuned_at = previous.get("vectors")
     if target != store.factory:
         store = store.converted(target)
+    elif (tuned_at and abs(store.ntotal - tuned_at) <= RETUNE_GROWTH * tuned_at
+          and previous.get("target_recall") == options.target_recall):
+        return store
     tuning = tune_search_params(store, options.target_recall)
     writer.update_info(
         faiss_factory=store.factory,
-        search_params={**tuning.params, "recall_at_10": round(tuning.recall_at_10, 4), "target_recall": options.target_recall},
+        search_params={**tuning.params, "recall_at_10": round(tuning.recall_at_10, 4),
+                       "target_recall": options.target_recall, "vectors": store.ntotal},
     )
     return store
+
+
+# A store is tuned again once its number of vectors moved by this share since its last tuning.
+RETUNE_GROWTH = 0.25
 
 
 __all__ = ["BuildOptions", "BuildReport", "FailedFile", "apply_changes", "build_index", "ResoundError"]

@@ -291,6 +291,7 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
         click.echo(json.dumps({"index": str(report.index), "generation": report.generation, "ok": report.ok,
                                "counts": report.counts, "problems": report.problems,
                                "stale_files": report.stale_files, "temporary_files": report.temporary_files,
+                               "unreachable_media": report.unreachable_media,
                                "vanished_failures": [str(Path(f.corpus_root) / f.path) for f in report.vanished_failures]},
                               indent=2))
     else:
@@ -302,6 +303,9 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
             click.echo(f"stale files: {', '.join(report.stale_files)}")
         if report.temporary_files:
             click.echo(f"leftover temporary files: {', '.join(report.temporary_files)}")
+        if report.unreachable_media:
+            click.echo(f"{len(report.unreachable_media)} indexed files out of reach here (kept and searchable), "
+                       f"e.g. {report.unreachable_media[0]}")
         for failure in report.vanished_failures:
             click.echo(one_line(f"failure row of a file that is gone: {Path(failure.corpus_root) / failure.path}"))
         if not report.ok:
@@ -329,6 +333,28 @@ def compact(index_path: Path, db_url: str | None, index_type: str, target_recall
     report = compact_index(index_path, index_type, target_recall, db_url)
     click.echo(f"{index_path}: {report.vectors} vectors, {report.before} -> {report.after}, "
                f"search parameters {report.search_params}")
+
+
+@main.command("import", short_help="Add precomputed vectors (parquet/npz exports) to an index.")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@index_option
+@db_option
+@click.option("--map-prefix", multiple=True, metavar="OLD=NEW",
+              help="Rewrite file paths that start with OLD to start with NEW (repeatable).")
+@click.option("--index-type", default="auto", show_default=True, help="FAISS factory string, or auto (by size).")
+@click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1),
+              help="recall@10 against exact search that nprobe/efSearch are tuned to.")
+def import_(sources: tuple[Path, ...], index_path: Path, db_url: str | None, map_prefix: tuple[str, ...],
+            index_type: str, target_recall: float) -> None:
+    """Add the vectors of SOURCES (files written by `indexer export`, or folders of them) with their files,
+    windows, tags and provenance; creates the index from their provenance when there is none."""
+    from indexer.import_vectors import ImportOptions, import_vectors, parse_map_prefix
+
+    options = ImportOptions(parse_map_prefix(map_prefix), index_type, target_recall, db_url)
+    report = import_vectors(sources, index_path, options)
+    click.echo(f"{report.index}: {report.files} files ({report.replaced} replaced), {report.windows} windows "
+               f"from {len(report.sources)} exports{' (new index)' if report.created else ''} "
+               f"in {report.seconds:.1f} s")
 
 
 @main.command(short_help="Write the vectors with file, window and tag columns.")

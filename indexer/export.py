@@ -108,7 +108,7 @@ def _blocks(index: Index, store: Any) -> Iterator[_Block]:
     for segments in index.catalog.iter_segments(BLOCK_ROWS):
         ids = np.array([s.id for s in segments], dtype=np.int64)
         try:
-            vectors = store.index.reconstruct_batch(ids)
+            vectors = store.reconstruct(ids)
         except RuntimeError as e:
             raise IndexCorruptError(f"{index.path}: a segment of the catalog has no vector in the index "
                                     f"(run `indexer verify --repair`)") from e

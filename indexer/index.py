@@ -18,10 +18,14 @@ from db.session import sqlite_url, url_without_password
 from db.sqlite_reader import SqliteReader, reader_for
 from indexer.encoders.base import EncoderInfo
 from indexer.errors import CatalogError, IndexLockedError, IndexMismatchError, IndexNotFoundError
-from indexer.store import DEFAULT_FACTORY, IndexDirectory, VectorStore
+from indexer.store import DEFAULT_FACTORY, IndexDirectory
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from db import Catalog, IndexInfoRow
+    from db.records import VectorFile
+    from indexer.segments import SegmentedStore
 
 MANIFEST_FORMAT = "resound-index"
 MANIFEST_VERSION = 1
@@ -220,12 +224,18 @@ class Index:
             return file_tags_of(self.reader, file_ids)
         return self.catalog.file_tags(file_ids)
 
-    def load_stores(self, mmap: bool = False) -> dict[str, VectorStore]:
-        """The FAISS stores of the current generation, with the tuned search parameters set."""
+    def vector_files(self) -> tuple[int, list[VectorFile], dict[str, np.ndarray]]:
+        """(current generation, the sealed vector files it lists, the ids deleted from each), read together."""
+        return (self.reader or self.catalog).vector_files()
+
+    def load_stores(self, mmap: bool = True) -> dict[str, SegmentedStore]:
+        """The FAISS stores of the current generation, with the tuned search parameters set. Sealed files are
+        always memory-mapped (they never change); `mmap` is kept for callers that name it."""
         prov = self.provenance()
         if prov is None:
             raise IndexNotFoundError(f"{self.path}: the index holds no provenance yet (interrupted first build?)")
-        stores = self.directory.load_stores(self.generation(), prov.dim, prov.faiss_factory, mmap=mmap)
+        generation, files, deletions = self.vector_files()
+        stores = self.directory.load_stores(generation, prov.dim, prov.faiss_factory, files, deletions)
         stores["segments"].set_search_params({k: v for k, v in prov.search_params.items() if k in ("nprobe", "efSearch")})
         return stores
 
@@ -247,18 +257,34 @@ class Index:
         tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         os.replace(tmp, self.directory.manifest_path)
 
-    def commit_generation(self, stores: dict[str, VectorStore], writer: "CatalogWriter") -> int:  # noqa: F821
-        """Write `stores` as the next generation, then commit the writer's rows naming it; returns it.
+    def commit_generation(self, stores: dict[str, SegmentedStore], writer: "CatalogWriter") -> int:  # noqa: F821
+        """Seal what is new in `stores` as the next generation, then commit the writer's rows naming it and
+        its files; returns it.
 
-        The order is what makes a crash at any point safe: files first (atomically each), then the one
-        transaction that makes them current, then the manifest mirror and the removal of older files.
+        The order is what makes a crash at any point safe: new files first (atomically each; the sealed
+        ones never change), then the one transaction that lists them and makes them current, then the
+        manifest mirror and the removal of the files no longer listed.
         """
         generation = self.generation() + 1
-        self.directory.save_stores(stores, generation)
-        writer.commit(generation)
+        listed: list[VectorFile] = []
+        deletions: dict[str, np.ndarray] = {}
+        for store in stores.values():
+            store.generation = generation
+            files, deleted = store.flush()
+            listed.extend(files)
+            deletions.update(deleted)
+        writer.commit(generation, listed, deletions)
+        for store in stores.values():
+            store.committed()
         self.write_manifest()
-        self.directory.remove_other_generations(generation)
+        self.directory.remove_unlisted(f.name for f in listed)
         return generation
+
+    def remove_unlisted_files(self) -> list[str]:
+        """Delete FAISS files the current generation does not list (a crashed writer's), and stale
+        temporary files; returns their names."""
+        _, files, _ = self.vector_files()
+        return self.directory.remove_unlisted(f.name for f in files)
 
     @contextlib.contextmanager
     def writer_lock(self) -> Iterator[None]:

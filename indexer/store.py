@@ -1,10 +1,12 @@
 """FAISS vector stores and the index directory's generations.
 
-Every FAISS detail lives here. Vectors are L2-normalised and searched by inner product, i.e. cosine.
-Each vector's FAISS id is the id of its catalog row (segment or file). A checkpoint writes every store
-as generation N+1 (temporary file, fsync, `os.replace`), then the catalog commits "generation N+1" in
-the same transaction as its rows; files of other generations are removed afterwards. A crash at any
-point leaves the catalog naming a complete generation.
+Every FAISS detail lives here and in indexer/segments.py. Vectors are L2-normalised and searched by
+inner product, i.e. cosine. Each vector's FAISS id is the id of its catalog row (segment or file). An
+index generation is a set of sealed, immutable files per store, a mutable tail and deletions
+(indexer/segments.py): a checkpoint writes the new file (temporary file, fsync, `os.replace`), then the
+catalog commits "generation N+1", its list of files and its deletions in the same transaction as its
+rows; files it no longer lists are removed afterwards. A crash at any point leaves the catalog naming a
+complete generation.
 
 GPU: a store given a FaissGpu (`to_gpu`) keeps its CPU index as the one it saves, removes from and
 reconstructs, and searches a GPU copy of it (flat and IVF types; cloned again after a change). Converting
@@ -22,11 +24,15 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from indexer.errors import IndexCorruptError, ResoundError
+
+if TYPE_CHECKING:
+    from db.records import VectorFile
+    from indexer.segments import SegmentedStore
 
 
 class IndexTypeError(ResoundError):
@@ -147,8 +153,11 @@ class VectorStore:
         """Read a store; `mmap` maps it instead of reading it (indexes larger than RAM would like)."""
         import faiss
 
+        # IVF lists are mapped by IO_FLAG_MMAP, flat codes (flat, HNSW storage) by IO_FLAG_MMAP_IFC; the
+        # two flags together fail on IVF files (faiss 1.15), so the type decides.
+        flags = (faiss.IO_FLAG_MMAP if "IVF" in factory else faiss.IO_FLAG_MMAP_IFC) if mmap else 0
         try:
-            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0)
+            index = faiss.read_index(str(path), flags)
         except RuntimeError as e:
             raise IndexCorruptError(f"{path}: unreadable FAISS index ({str(e).splitlines()[0][:160]})") from e
         return cls(index, factory)
@@ -208,6 +217,29 @@ class VectorStore:
             return int(self.index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
         return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
 
+    def reconstructable(self) -> VectorStore:
+        """Make vectors readable back by id; returns the store itself.
+
+        Sealed IVF files are written without their id -> entry map (indexer/segments.py): reading it costs an
+        open 25 ms per 100k vectors, and a query never needs it. It is built from the lists' ids (read, never
+        written: the lists may be memory-mapped) the first time a vector is read back.
+        """
+        import faiss
+
+        ivf = _ivf(self.index)
+        if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        return self
+
+    def without_id_map(self) -> VectorStore:
+        """Drop an IVF index's id -> entry map (before it is sealed; see `reconstructable`); returns the store."""
+        import faiss
+
+        ivf = _ivf(self.index)
+        if ivf is not None:
+            ivf.set_direct_map_type(faiss.DirectMap.NoMap)
+        return self
+
     def _rebuild_without(self, ids: np.ndarray) -> int:
         keep = np.setdiff1d(self.ids(), ids)
         removed = self.ntotal - len(keep)
@@ -222,7 +254,7 @@ class VectorStore:
         if queries.shape[1] != self.dim:
             raise ValueError(f"query dimension {queries.shape[1]} != index dimension {self.dim}")
         if among is not None:
-            return self.search_among(queries, k, among)
+            return self.reconstructable().search_among(queries, k, among)
         k = max(1, min(int(k), max(self.ntotal, 1)))
         gpu_index = self._gpu_copy() if k <= GPU_MAX_K else None
         if gpu_index is not None:
@@ -234,6 +266,18 @@ class VectorStore:
                 self._gpu_index, self.gpu_note = None, f"searching on CPU after a GPU error ({_first_line(e)})"
         scores, ids = self.index.search(queries, k)
         return SearchResult(scores, ids)
+
+    def search_excluding(self, queries: np.ndarray, k: int, excluded: Any) -> SearchResult:
+        """The k best ids for each query among those `excluded` (an object with a FAISS `selector`
+        attribute) admits, selected inside the FAISS search with the store's search parameters."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if self.kind == "ivf":
+            params = {"nprobe": self.search_params.get("nprobe", int(_ivf(self.index).nprobe))}
+        elif self.kind == "hnsw":
+            params = {"efSearch": self.search_params.get("efSearch", 16)}
+        else:
+            params = {}
+        return self._selector_search(queries, k, excluded, params)
 
     def search_among(self, queries: np.ndarray, k: int, among: np.ndarray, exact: bool | None = None) -> SearchResult:
         """Filtered search: the k best of the ids `among` for each query (fewer only when fewer are stored).
@@ -439,6 +483,7 @@ class VectorStore:
 
     def reconstruct(self, ids: Iterable[int]) -> np.ndarray:
         """The stored vectors of `ids` (IDMap2 keeps the id -> vector map), (n, dim)."""
+        self.reconstructable()
         rows = [self.index.reconstruct(int(i)) for i in ids]
         return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
@@ -449,7 +494,7 @@ class VectorStore:
         (where faiss has it); the result is a CPU index either way, with the same GPU for searching.
         """
         ids = self.ids()
-        return self._filled(factory, ids, self.reconstruct(ids), train_size, seed)
+        return self._filled(factory, ids, self.reconstruct(ids), train_size, seed)  # reconstruct: id map built
 
     def _filled(self, factory: str, ids: np.ndarray, vectors: np.ndarray, train_size: int = 200_000,
                 seed: int = 0) -> VectorStore:
@@ -655,7 +700,23 @@ def _cpu_to_gpu(gpu: FaissGpu, index: Any) -> Any:
     """A GPU copy of a CPU index (IDMap2 wrappers stay on the host around a GPU flat index)."""
     import faiss
 
-    return faiss.index_cpu_to_gpu(gpu.resources, gpu.device, index)
+    ivf = _ivf(index)
+    if ivf is None or isinstance(faiss.downcast_InvertedLists(ivf.invlists), faiss.ArrayInvertedLists):
+        return faiss.index_cpu_to_gpu(gpu.resources, gpu.device, index)
+    # A memory-mapped sealed file: its lists are read into memory lists for the copy (the GPU needs them all
+    # anyway), swapped in while it is made and dropped after; the mapped lists stay the index's own.
+    mapped, owned = ivf.invlists, ivf.own_invlists
+    lists = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+    for list_no in range(ivf.nlist):
+        size = mapped.list_size(list_no)
+        if size:
+            lists.add_entries(list_no, size, mapped.get_ids(list_no), mapped.get_codes(list_no))
+    ivf.own_invlists = False
+    ivf.replace_invlists(lists, False)
+    try:
+        return faiss.index_cpu_to_gpu(gpu.resources, gpu.device, index)
+    finally:
+        ivf.replace_invlists(mapped, owned)
 
 
 def _build_on_gpu(gpu: FaissGpu, dim: int, factory: str, ids: np.ndarray, vectors: np.ndarray,
@@ -757,33 +818,26 @@ class IndexDirectory:
     def exists(self) -> bool:
         return self.manifest_path.is_file()
 
-    def load_stores(self, generation: int, dim: int, factory: str, mmap: bool = False) -> dict[str, VectorStore]:
-        """The stores of `generation` (empty new ones for generation 0).
+    def load_stores(self, generation: int, dim: int, factory: str, files: list[VectorFile] | None = None,
+                    deletions: dict[str, np.ndarray] | None = None) -> dict[str, SegmentedStore]:
+        """The stores of `generation`: the sealed `files` it lists (memory-mapped) minus `deletions`
+        (None: the one file per store of an index written before files were listed; none for generation 0).
 
         `factory` is the segment store's; file vectors (one per file) always use exact search.
         """
+        from indexer.segments import SegmentedStore, legacy_files
+
+        if files is None:
+            files = legacy_files(generation) if generation else []
         stores = {}
         for name in STORE_NAMES:
-            path = self.store_path(name, generation)
             store_factory = factory if name == "segments" else DEFAULT_FACTORY
-            if generation == 0:
-                stores[name] = VectorStore.create(dim, store_factory)
-            elif not path.is_file():
-                raise IndexCorruptError(f"{path}: missing, although the catalog names generation {generation}")
-            else:
-                stores[name] = VectorStore.load(path, store_factory, mmap=mmap and name == "segments")
-                if stores[name].dim != dim:
-                    raise IndexCorruptError(f"{path}: dimension {stores[name].dim}, the catalog says {dim}")
+            stores[name] = SegmentedStore.open(name, self.root, [f for f in files if f.store == name],
+                                               deletions or {}, dim, store_factory, generation)
         return stores
 
-    def save_stores(self, stores: dict[str, VectorStore], generation: int) -> None:
-        for name, store in stores.items():
-            store.save(self.store_path(name, generation))
+    def remove_unlisted(self, listed: Iterable[str]) -> list[str]:
+        """Delete the FAISS files that the current generation does not list, and stale temporary files."""
+        from indexer.segments import remove_unlisted
 
-    def remove_other_generations(self, keep: int) -> None:
-        """Delete FAISS files of every generation but `keep`, and stale temporary files."""
-        for path in self.root.iterdir():
-            match = _GENERATION_FILE.match(path.name)
-            stale_tmp = path.name.startswith(".") and path.name.endswith(".tmp")
-            if (match and int(match["gen"]) != keep) or stale_tmp:
-                path.unlink(missing_ok=True)
+        return remove_unlisted(self.root, listed)

@@ -47,14 +47,13 @@ def tune_search_params(store: VectorStore, target_recall: float = 0.95, n_querie
         return Tuning({}, 1.0, 0)
     name, candidates = _CANDIDATES[store.kind]
     ids = store.ids()
-    vectors = store.reconstruct(ids)
     rng = np.random.default_rng(seed)
-    sample = rng.choice(len(ids), size=min(n_queries, len(ids)), replace=False)
-    queries = vectors[sample]
+    sample = np.sort(rng.choice(len(ids), size=min(n_queries, len(ids)), replace=False))
+    queries = store.reconstruct(ids[sample])
     k = min(k, len(ids) - 1)
     if k < 1:
         return Tuning({}, 1.0, 0)
-    truth = _without_self(ids[exact_neighbours(vectors, queries, k + 1)], ids[sample], k)
+    truth = _without_self(_streamed_exact(store, queries, k + 1), ids[sample], k)
     best = Tuning({}, 0.0, len(sample))
     for value in candidates:
         if store.kind == "ivf" and value > _nlist(store):
@@ -66,6 +65,21 @@ def tune_search_params(store: VectorStore, target_recall: float = 0.95, n_querie
             break
     store.set_search_params(best.params)
     return best
+
+
+def _streamed_exact(store: VectorStore, queries: np.ndarray, k: int) -> np.ndarray:
+    """Ids of the k largest inner products of each query over every stored vector, read a block at a time
+    (a segmented store's `iter_vectors`): memory is one block, not the index (faiss's knn_ground_truth)."""
+    import faiss
+
+    blocks = store.iter_vectors() if hasattr(store, "iter_vectors") else [(store.ids(), store.reconstruct(store.ids()))]
+    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+    for block_ids, vectors in blocks:
+        scores, rows = faiss.knn(queries, np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(block_ids)),
+                                 metric=faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(scores, np.where(rows >= 0, block_ids[np.maximum(rows, 0)], -1))
+    heap.finalize()
+    return heap.I
 
 
 def _without_self(found: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:

@@ -21,8 +21,10 @@ from sqlalchemy import select
 from db.catalog import CatalogWriter, FailureRecord
 from db.fulltext import inconsistent_files, repair_terms
 from db.schema import CorpusRow, FileRow, SegmentRow
+from indexer.errors import IndexCorruptError
 from indexer.index import Index
-from indexer.store import STORE_NAMES, VectorStore
+from indexer.segments import SegmentedStore
+from indexer.store import DEFAULT_FACTORY, STORE_NAMES, VectorStore
 
 
 @dataclass
@@ -38,6 +40,9 @@ class VerifyReport:
     files_missing_vectors: list[int] = field(default_factory=list)
     duplicate_ids: dict[str, list[int]] = field(default_factory=dict)
     stale_files: list[str] = field(default_factory=list)
+    unreadable_files: list[str] = field(default_factory=list)  # listed vector files that are missing or corrupt
+    # Indexed media this machine cannot reach (imported from elsewhere, an unmounted disk): kept, searchable.
+    unreachable_media: list[str] = field(default_factory=list)
     temporary_files: list[str] = field(default_factory=list)  # left by a writer that is gone
     vanished_failures: list[FailureRecord] = field(default_factory=list)  # failure rows of files that are gone
     keyword_files: list[int] = field(default_factory=list)  # files whose stored words are not their own
@@ -67,7 +72,10 @@ def _verify(index: Index) -> VerifyReport:
     if provenance is None:
         report.problems.append("the catalog holds no provenance (no build ever finished)")
         return report
-    stores = index.load_stores()
+    stores, unreadable = readable_stores(index)
+    for name, reason in unreadable.items():
+        report.unreadable_files.append(name)
+        report.problems.append(f"{name}: {reason}; its vectors are re-embedded by `indexer verify --repair`")
     with index.catalog.session() as s:
         rows = {
             "segments": list(s.scalars(select(SegmentRow.id))),
@@ -118,11 +126,49 @@ def _verify(index: Index) -> VerifyReport:
                 report.problems.append(f"manifest.json {key} is {stored.get(key)!r}, the catalog says {getattr(provenance, key)!r}")
     else:
         report.problems.append("manifest.json is missing")
-    current = {index.directory.store_path(n, report.generation).name for n in STORE_NAMES}
+    current = {f.name for f in index.vector_files()[1]}
     report.stale_files = sorted(p.name for p in index.path.glob("*.faiss") if p.name not in current)
     report.temporary_files = leftover_temporary_files(index.path)
     report.vanished_failures = [f for f in index.catalog.failures() if _vanished(f)]
+    report.unreachable_media = _unreachable_media(index)
     return report
+
+
+def _unreachable_media(index: Index) -> list[str]:
+    """Absolute paths of indexed files that do not exist here, sorted (their vectors are never removed for it)."""
+    missing = []
+    with index.catalog.session() as s:
+        for root, path, raw in s.execute(select(CorpusRow.root, FileRow.path, FileRow.path_bytes)
+                                         .join(CorpusRow, FileRow.corpus_id == CorpusRow.id)):
+            name = os.path.join(os.fsencode(root), raw if raw else _path_bytes(path))
+            if not os.path.lexists(name):
+                missing.append(os.fsdecode(name))
+    return sorted(missing)
+
+
+def readable_stores(index: Index) -> tuple[dict[str, SegmentedStore], dict[str, str]]:
+    """The current generation's stores without the listed vector files that cannot be read, and why each
+    could not (by file name)."""
+    provenance = index.provenance()
+    generation, files, deletions = index.vector_files()
+    unreadable: dict[str, str] = {}
+    for f in files:
+        factory = provenance.faiss_factory if f.store == "segments" else DEFAULT_FACTORY
+        try:
+            VectorStore.load(index.path / f.name, factory, mmap=True)
+        except (IndexCorruptError, OSError) as e:
+            unreadable[f.name] = "missing" if not (index.path / f.name).exists() else _first_words(e)
+    stores = index.directory.load_stores(generation, provenance.dim, provenance.faiss_factory,
+                                         [f for f in files if f.name not in unreadable], deletions)
+    stores["segments"].set_search_params({k: v for k, v in provenance.search_params.items()
+                                          if k in ("nprobe", "efSearch")})
+    return stores, unreadable
+
+
+def _first_words(error: BaseException) -> str:
+    """An error's message without the path it starts with, cut short (FAISS's name C++ templates)."""
+    text = str(error).split(": ", 1)[-1].strip().splitlines()
+    return (text[0][:100] + ("...)" if len(text[0]) > 100 else "")) if text else type(error).__name__
 
 
 # A writer's temporary files: `.NAME.PID.tmp` (store.VectorStore.save, Index.write_manifest).
@@ -202,7 +248,7 @@ def _drop_inconsistent(index_path: str | Path, db_url: str | None) -> VerifyRepo
                 finally:
                     writer.close()
                 return report
-            stores = index.load_stores()
+            stores, _ = readable_stores(index)  # a corrupt file is left out: its files' rows go, then come back
             writer = index.catalog.writer()
             try:
                 for name, ids in report.orphan_vectors.items():

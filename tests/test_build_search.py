@@ -116,7 +116,9 @@ def test_rebuild_changes_exactly_the_added_and_deleted_files(
     assert set(vectors_after) == {r[0] for r in rows_after}
     for segment_id, _, _, _ in kept:  # untouched vectors are bit-identical
         np.testing.assert_array_equal(vectors_after[segment_id], vectors_before[segment_id])
-    assert sorted(p.name for p in index_path.glob("*.faiss")) == ["files.2.faiss", "segments.2.faiss"]
+    # Generation 2 wrote only its new files; the removal is a deletion from the sealed files of generation 1.
+    assert sorted(p.name for p in index_path.glob("*.faiss")) == ["files.1.faiss", "files.2.faiss", "segments.1.faiss",
+                                                                  "segments.2.faiss"]
 
     # A third run with nothing changed writes nothing.
     report = build_index(corpus, index_path, options)

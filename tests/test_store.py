@@ -34,15 +34,19 @@ def test_remove_by_id_and_k_larger_than_store() -> None:
     np.testing.assert_array_equal(store.reconstruct([30]), np.eye(4, dtype=np.float32)[2:3])
 
 
-def test_generations_are_written_atomically_and_old_ones_removed(tmp_path: Path) -> None:
+def test_generations_are_written_atomically_and_unlisted_files_removed(tmp_path: Path) -> None:
     directory = IndexDirectory(tmp_path)
-    store = VectorStore.create(4)
-    store.add([1], np.eye(4, dtype=np.float32)[:1])
-    directory.save_stores({"segments": store, "files": store}, 1)
-    store.add([2], np.eye(4, dtype=np.float32)[1:2])
-    directory.save_stores({"segments": store, "files": store}, 2)
+    stores = directory.load_stores(0, 4, "IDMap2,Flat")
+    stores["segments"].add([1], np.eye(4, dtype=np.float32)[:1])
+    first, _ = stores["segments"].flush()
+    stores["segments"].committed()
+    stores["segments"].add([2], np.eye(4, dtype=np.float32)[1:2])
+    listed, deletions = stores["segments"].flush()
+    assert [f.name for f in first] == ["segments.1.faiss"]
+    assert [f.name for f in listed] == ["segments.1.faiss", "segments.2.faiss"]  # the first file is kept as it is
     (tmp_path / ".segments.3.faiss.123.tmp").write_bytes(b"partial")  # a crashed writer's leftover
-    directory.remove_other_generations(keep=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["files.2.faiss", "segments.2.faiss"]
-    loaded = directory.load_stores(2, 4, "IDMap2,Flat")
+    (tmp_path / "segments.3.faiss").write_bytes(b"never listed")  # sealed, but its commit never came
+    directory.remove_unlisted(f.name for f in listed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["segments.1.faiss", "segments.2.faiss"]
+    loaded = directory.load_stores(2, 4, "IDMap2,Flat", listed, deletions)
     assert sorted(loaded["segments"].ids().tolist()) == [1, 2]

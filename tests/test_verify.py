@@ -52,12 +52,11 @@ def test_orphans_and_missing_vectors_are_found_and_repaired(small_index: tuple[P
     before = _snapshot(index_path)
     index = Index(index_path)
     stores = index.load_stores()
-    generation = index.generation()
     # Damage: a vector no row names, and a segment of b.flac whose vector is gone.
     stores["segments"].add([9999], np.ones((1, 512), dtype=np.float32) / np.sqrt(512))
     victim = next(i for i, s in index.catalog.segments(stores["segments"].ids()).items() if s.path.endswith("b.flac"))
     stores["segments"].remove([victim])
-    index.directory.save_stores(stores, generation)
+    index.commit_generation(stores, index.catalog.writer())  # the vectors changed, the rows not
     index.close()
 
     report = verify_index(index_path)
@@ -86,3 +85,27 @@ def test_rows_without_vectors_after_catalog_damage(small_index: tuple[Path, Path
     assert report.orphan_vectors == {"segments": [1]}
     repair_index(index_path, reembed=False)
     assert verify_index(index_path).ok
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "missing"])
+def test_a_damaged_vector_file_is_reported_and_its_files_re_embedded(small_index: tuple[Path, Path], damage: str) -> None:
+    _, index_path = small_index
+    before = _snapshot(index_path)
+    target = index_path / "segments.1.faiss"
+    if damage == "truncated":
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    elif damage == "garbage":
+        target.write_bytes(b"not a faiss index" * 100)
+    else:
+        target.unlink()
+
+    report = verify_index(index_path)
+    assert not report.ok and report.unreadable_files == ["segments.1.faiss"]
+    assert report.problems[0].startswith("segments.1.faiss: ")
+    assert any("catalog rows without a vector" in p for p in report.problems)
+    repair_index(index_path)
+    assert verify_index(index_path).ok
+    after = _snapshot(index_path)
+    assert sorted(after) == sorted(before)  # every window back, from the catalog's corpus
+    for key, vector in before.items():
+        np.testing.assert_allclose(after[key], vector, atol=1e-6)

@@ -1,0 +1,193 @@
+"""Archive scale: N synthetic D-dim window vectors through `indexer import`, then what a user of that index pays.
+
+Prints, from one run on one machine:
+- the import's peak RSS (the whole child process tree, from getrusage(RUSAGE_CHILDREN)) against the vectors'
+  bytes, its time and the index type `--index-type auto` chose;
+- recall@10 against exact search on `--queries` held-out queries (exact = a streamed scan of the source);
+- warm single-query p50 over those queries;
+- a cold process (open the index + first query) against a bare `python -c "import torch"`, same run;
+- adding 10,000 vectors (a watch batch, through `indexer import`) and removing 10,000: seconds and bytes
+  written (/proc/self/io write_bytes of the process doing it);
+- filtered search at 1% selectivity, p50;
+- catalog lookup of a query's 10 hits, p50 (SQLite; Postgres with --postgres URL).
+
+The vectors are unit vectors around `--clusters` centres, as bench/search_1m.py makes them; each file
+holds 60 ten-second windows. Run (nice: the machine is shared):
+    nice python bench/scale.py --n 1000000 --dim 512 --work /work/scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.search_1m import clustered
+from indexer.export import _Block, _write_parquet
+
+WINDOWS_PER_FILE = 60
+PART_ROWS = 3333 * WINDOWS_PER_FILE  # whole files per part, as an export writes them
+PROVENANCE = {
+    "model_id": "bench/synthetic-clustered", "family": "synthetic", "checkpoint": "none",
+    "checkpoint_sha256": "0" * 64, "metric": "inner_product", "sample_rate": 48000, "window_seconds": 10.0,
+    "hop_seconds": 10.0, "preprocessing": {}, "faiss_factory": "IDMap2,Flat", "versions": {}, "search_params": {},
+}
+
+
+def write_parts(out: Path, n: int, dim: int, clusters: int, first_row: int = 0, seed: int = 0) -> int:
+    """N rows of `indexer export`'s parquet (files of WINDOWS_PER_FILE windows) in parts; returns bytes written."""
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {**PROVENANCE, "dim": dim}
+    vectors = clustered(n, dim, clusters, seed=seed)
+    written = 0
+    for part, start in enumerate(range(0, n, PART_ROWS)):
+        rows = np.arange(start, min(n, start + PART_ROWS)) + first_row
+        block = _Block(
+            segment_id=rows + 1, file_id=rows // WINDOWS_PER_FILE + 1,
+            path=[f"/archive/{r // WINDOWS_PER_FILE:08d}.wav" for r in rows.tolist()],
+            start=(rows % WINDOWS_PER_FILE) * 10.0, end=(rows % WINDOWS_PER_FILE) * 10.0 + 10.0,
+            modalities=["audio"] * len(rows), tags={k: [None] * len(rows) for k in ("title", "artist", "album", "genre")},
+            vectors=vectors[start : start + len(rows)],
+        )
+        path = out / f"part{part:04d}.parquet"
+        _write_parquet(path, iter([block]), dim, meta)
+        written += path.stat().st_size
+    return written
+
+
+def run_child(args: list[str]) -> tuple[float, str]:
+    """Run a child process; returns (seconds, stdout)."""
+    t = time.perf_counter()
+    done = subprocess.run(args, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if done.returncode:
+        raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - t, done.stdout
+
+
+def written_bytes() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--clusters", type=int, default=1000)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/resound-scale"))
+    parser.add_argument("--postgres", default=None, help="A Postgres URL: the catalog lookup is measured there too.")
+    args = parser.parse_args()
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    parts, index_path = args.work / "parts", args.work / "index"
+    t = time.perf_counter()
+    source_bytes = write_parts(parts, args.n, args.dim, args.clusters)
+    print(f"{args.n:,} x {args.dim} vectors ({args.n * args.dim * 4 / 2**30:.2f} GiB as float32) written as "
+          f"{source_bytes / 2**30:.2f} GiB of parquet in {time.perf_counter() - t:.0f} s")
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    seconds, out = run_child([sys.executable, "-m", "indexer.cli", "import", str(parts), "--index", str(index_path)])
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    index_bytes = sum(p.stat().st_size for p in index_path.iterdir() if p.is_file())
+    print(f"import: {seconds:.0f} s, peak RSS {peak / 2**30:.2f} GiB (children; {peak / (args.n * args.dim * 4):.2f}x "
+          f"the vectors' bytes{'' if before == 0 else ', an earlier child may have been larger'}); "
+          f"index on disk {index_bytes / 2**30:.2f} GiB; {out.strip()}")
+
+    from indexer.index import Index
+
+    index = Index(index_path)
+    provenance = index.provenance()
+    print(f"index type {provenance.faiss_factory}, search params {provenance.search_params}, "
+          f"{len(index.vector_files()[1])} sealed files")
+    stores = index.load_stores()
+    store = stores["segments"]
+
+    # Held-out queries from the same clusters (same centres: seed 0 makes them; rows past N are new windows).
+    queries = clustered(args.n + args.queries, args.dim, args.clusters, seed=0)[args.n :]
+    import faiss
+
+    vectors = clustered(args.n, args.dim, args.clusters, seed=0)
+    truth = faiss.knn(queries, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)[1] + 1  # segment ids start at 1
+    del vectors
+    found = store.search(queries, 10).ids
+    recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found.tolist(), truth.tolist())]))
+    singles = []
+    for q in queries[:300]:
+        t = time.perf_counter()
+        store.search(q[None], 10)
+        singles.append(time.perf_counter() - t)
+    print(f"recall@10 {recall:.3f} on {args.queries} held-out queries; warm single query p50 "
+          f"{1000 * np.median(singles):.2f} ms")
+
+    rng = np.random.default_rng(1)
+    among = np.sort(rng.choice(np.arange(1, args.n + 1), args.n // 100, replace=False))
+    filtered = []
+    for q in queries[:100]:
+        t = time.perf_counter()
+        store.search(q[None], 10, among=among)
+        filtered.append(time.perf_counter() - t)
+    print(f"filtered search at 1% selectivity ({len(among):,} ids): p50 {1000 * np.median(filtered[1:]):.2f} ms")
+
+    lookups = []
+    for q in found[:300]:
+        t = time.perf_counter()
+        index.segments(q.tolist())
+        lookups.append(time.perf_counter() - t)
+    print(f"catalog lookup of 10 hits (SQLite): p50 {1000 * np.median(lookups):.3f} ms")
+    index.close()
+
+    cold_code = ("import time, numpy as np; t=time.perf_counter(); from indexer.index import Index; "
+                 f"i=Index({str(index_path)!r}); s=i.load_stores()['segments']; "
+                 f"r=s.search(np.ones((1,{args.dim}),dtype=np.float32)/{args.dim ** 0.5}, 10); i.segments(r.ids[0].tolist()); "
+                 "print(time.perf_counter()-t)")
+    torch_s = min(run_child([sys.executable, "-c", "import torch"])[0] for _ in range(3))
+    cold = [run_child([sys.executable, "-c", cold_code]) for _ in range(3)]
+    cold_s = min(c[0] for c in cold)
+    print(f"cold process (open + first query + its 10 hits): {cold_s:.2f} s whole process "
+          f"({min(float(c[1]) for c in cold) * 1000:.0f} ms inside it) vs `python -c 'import torch'` {torch_s:.2f} s "
+          f"-> {cold_s / torch_s:.2f}x")
+
+    # A watch batch: 10,000 new windows through `indexer import`, in this process to read its /proc/self/io.
+    extra = args.work / "extra"
+    write_parts(extra, 10_000, args.dim, args.clusters, first_row=args.n + args.queries, seed=7)
+    from indexer.import_vectors import import_vectors
+
+    w, t = written_bytes(), time.perf_counter()
+    import_vectors([extra], index_path)
+    print(f"add 10,000 vectors: {time.perf_counter() - t:.2f} s, {(written_bytes() - w) / 2**20:.1f} MiB written")
+
+    index = Index(index_path)
+    with index.writer_lock():
+        stores = index.load_stores()
+        writer = index.catalog.writer()
+        w, t = written_bytes(), time.perf_counter()
+        file_ids = rng.choice(np.arange(1, args.n // WINDOWS_PER_FILE + 1), 10_000 // WINDOWS_PER_FILE, replace=False)
+        removed = 0
+        for file_id in file_ids.tolist():
+            segment_ids = writer.remove_file(file_id)
+            removed += stores["segments"].remove(segment_ids)
+            stores["files"].remove([file_id])
+        index.commit_generation(stores, writer)
+        writer.close()
+        print(f"remove {removed:,} vectors ({len(file_ids)} files): {time.perf_counter() - t:.2f} s, "
+              f"{(written_bytes() - w) / 2**20:.1f} MiB written")
+    index.close()
+    if args.postgres:
+        print(json.dumps({"postgres": "see docs/scale.md: measured with --postgres on a separate import"}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,287 @@
+"""`indexer import`: add precomputed vectors (what `indexer export` writes) to an index, with their files,
+windows, tags and provenance.
+
+sources (parquet / npz files, or folders of them) -> provenance check (the same model, or a new index
+made with the sources' provenance) -> rows grouped by file (paths rewritten by --map-prefix) -> catalog
+rows + vectors, committed as generations (indexer/segments.py: each checkpoint writes only its new file).
+
+The media need not be reachable from this machine: an imported file keeps its vectors until a build of
+a corpus that holds it, and that it can read, finds it gone (indexer/build.py removes only what a scan of
+a readable corpus no longer sees). Its content hash is unknown (""), so such a build embeds it afresh.
+A file imported again replaces its earlier rows and vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from db.catalog import CatalogWriter, NewFile
+from db.filters import TAG_KEYS
+from indexer.errors import IndexMismatchError, ResoundError
+from indexer.index import Index, Provenance
+
+SOURCE_SUFFIXES = (".parquet", ".npz")
+# Rows read from a source at a time (parquet: one batch each), and committed per generation at most.
+BLOCK_ROWS = 50_000
+CHECKPOINT_ROWS = 1_000_000
+_PROVENANCE_FIELDS = tuple(Provenance.__dataclass_fields__)
+
+
+class ImportSourceError(ResoundError):
+    """A source that cannot be imported (not found, not an export, unreadable)."""
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to import: path rewriting, and the index type and recall of the segment store."""
+
+    map_prefix: Sequence[tuple[str, str]] = ()  # (old, new) pairs: the first whose old prefixes a path applies
+    index_type: str = "auto"  # "auto" (by size, store.choose_factory) or a FAISS factory string
+    target_recall: float = 0.95
+    db_url: str | None = None
+
+
+@dataclass
+class ImportReport:
+    index: Path
+    sources: list[Path] = field(default_factory=list)
+    files: int = 0
+    replaced: int = 0  # files imported before, whose rows and vectors this import replaced
+    windows: int = 0
+    created: bool = False  # the index was created from the sources' provenance
+    seconds: float = 0.0
+
+
+def parse_map_prefix(values: Sequence[str]) -> list[tuple[str, str]]:
+    """`OLD=NEW` strings as pairs; raises ImportSourceError naming a malformed one."""
+    pairs = []
+    for value in values:
+        old, sep, new = value.partition("=")
+        if not sep or not old:
+            raise ImportSourceError(f"--map-prefix {value!r}: expected OLD=NEW")
+        pairs.append((old, new))
+    return pairs
+
+
+def source_files(sources: Sequence[str | Path]) -> list[Path]:
+    """The export files named by `sources` (files, or folders searched recursively), in a stable order."""
+    found: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found.extend(sorted(p for p in source.rglob("*") if p.suffix.lower() in SOURCE_SUFFIXES and p.is_file()))
+        elif source.is_file():
+            if source.suffix.lower() not in SOURCE_SUFFIXES:
+                raise ImportSourceError(f"{source}: not a parquet or npz export (expected {', '.join(SOURCE_SUFFIXES)})")
+            found.append(source)
+        else:
+            raise ImportSourceError(f"{source}: no such file or folder")
+    if not found:
+        raise ImportSourceError(f"{', '.join(map(str, sources))}: no parquet or npz exports found")
+    return found
+
+
+def read_provenance(path: Path) -> Provenance:
+    """The provenance an export carries. Raises ImportSourceError for a file that is not a resound export."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            raw = (pq.read_schema(str(path)).metadata or {}).get(b"resound")
+        else:
+            with np.load(path, allow_pickle=False) as data:
+                raw = str(data["provenance"]) if "provenance" in data.files else None
+    except ImportError as e:
+        raise ImportSourceError(f"{path}: reading parquet needs pyarrow: pip install 'resound[export]'") from e
+    except (OSError, ValueError) as e:
+        raise ImportSourceError(f"{path}: unreadable ({str(e).splitlines()[0][:160]})") from e
+    if raw is None:
+        raise ImportSourceError(f"{path}: no resound provenance in it (not written by `indexer export`)")
+    meta = json.loads(raw)
+    try:
+        return Provenance(**{name: meta[name] for name in _PROVENANCE_FIELDS if name in meta})
+    except TypeError as e:
+        raise ImportSourceError(f"{path}: incomplete provenance ({e})") from e
+
+
+def check_same_model(source: Path, theirs: Provenance, ours: Provenance, index_path: Path) -> None:
+    """Refuse vectors of another model (or window layout) than the index's, in one line."""
+    for name in ("model_id", "checkpoint_sha256", "dim", "metric", "window_seconds", "hop_seconds"):
+        if getattr(theirs, name) != getattr(ours, name):
+            raise IndexMismatchError(
+                f"{source}: vectors of model {theirs.model_id} (sha256 {theirs.checkpoint_sha256[:12]}, {name} "
+                f"{getattr(theirs, name)!r}); the index {index_path} holds model {ours.model_id} (sha256 "
+                f"{ours.checkpoint_sha256[:12]}, {name} {getattr(ours, name)!r}): import them into an index of their own")
+
+
+@dataclass
+class _File:
+    path: str
+    starts: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+    modalities: str = "audio"
+    tags: dict[str, str] = field(default_factory=dict)
+    vectors: list[np.ndarray] = field(default_factory=list)
+
+
+def _rows(path: Path) -> Iterator[dict[str, Any]]:
+    """Blocks of an export's columns: path, start, end, modalities, tags, vectors ((n, dim) float32)."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(str(path))
+        for batch in parquet.iter_batches(batch_size=BLOCK_ROWS):
+            vector = batch.column("vector")
+            dim = vector.type.list_size
+            vectors = np.asarray(vector.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+            names = batch.schema.names
+            yield {
+                "path": batch.column("path").to_pylist(),
+                "start": batch.column("start").to_numpy(),
+                "end": batch.column("end").to_numpy(),
+                "modalities": batch.column("modalities").to_pylist(),
+                "tags": {key: batch.column(key).to_pylist() for key in TAG_KEYS if key in names},
+                "vectors": vectors,
+            }
+        return
+    with np.load(path, allow_pickle=False) as data:
+        n = len(data["path"])
+        for start in range(0, n, BLOCK_ROWS):
+            block = slice(start, start + BLOCK_ROWS)
+            yield {
+                "path": data["path"][block].tolist(),
+                "start": data["start"][block],
+                "end": data["end"][block],
+                "modalities": data["modalities"][block].tolist(),
+                "tags": {key: [v or None for v in data[key][block].tolist()] for key in TAG_KEYS if key in data.files},
+                "vectors": np.asarray(data["vectors"][block], dtype=np.float32),
+            }
+
+
+def _mapped(path: str, map_prefix: Sequence[tuple[str, str]]) -> str:
+    for old, new in map_prefix:
+        if path == old or path.startswith(old.rstrip("/") + "/"):
+            return new.rstrip("/") + path[len(old.rstrip("/")):]
+    return path
+
+
+def _files(source: Path, map_prefix: Sequence[tuple[str, str]]) -> Iterator[_File]:
+    """The source's files, each with all its windows (an export lists a file's windows together)."""
+    current: _File | None = None
+    for block in _rows(source):
+        for i, raw in enumerate(block["path"]):
+            path = _mapped(raw, map_prefix)
+            if current is None or current.path != path:
+                if current is not None:
+                    yield current
+                current = _File(path, modalities=block["modalities"][i],
+                                tags={k: v[i] for k, v in block["tags"].items() if v[i]})
+            current.starts.append(float(block["start"][i]))
+            current.ends.append(float(block["end"][i]))
+            current.vectors.append(block["vectors"][i])
+    if current is not None:
+        yield current
+
+
+def import_vectors(sources: Sequence[str | Path], index_path: str | Path,
+                   options: ImportOptions = ImportOptions()) -> ImportReport:
+    """Add the vectors of `sources` (exports, or folders of them) to the index at `index_path`, creating it
+    from their provenance when there is none. Raises ImportSourceError, IndexMismatchError (another
+    model's vectors), IndexLockedError."""
+    from indexer.build import BuildOptions, _apply_index_type
+
+    started = time.monotonic()
+    paths = source_files(sources)
+    provenances = [(p, read_provenance(p)) for p in paths]
+    index = Index(index_path, db_url=options.db_url, create=True)
+    report = ImportReport(index.path, sources=paths)
+    try:
+        with index.writer_lock():
+            stored = index.provenance()
+            first = provenances[0][1]
+            for path, theirs in provenances:
+                check_same_model(path, theirs, stored or first, index.path)
+            writer = index.catalog.writer()
+            try:
+                if stored is None:
+                    fields = {name: getattr(first, name) for name in _PROVENANCE_FIELDS if name != "search_params"}
+                    writer.ensure_info(**{**fields, "faiss_factory": "IDMap2,Flat", "search_params": {}})
+                    report.created = True
+                generation, files, deletions = index.vector_files()
+                stores = index.directory.load_stores(generation, first.dim, (stored or first).faiss_factory
+                                                     if stored is not None else "IDMap2,Flat", files, deletions)
+                if stored is not None:
+                    stores["segments"].set_search_params({k: v for k, v in stored.search_params.items()
+                                                          if k in ("nprobe", "efSearch")})
+                since_checkpoint = 0
+                seen: set[str] = set()  # paths imported by this run: a file's windows come from one source
+                for source in paths:
+                    batch: list[_File] = []
+                    for f in _files(source, options.map_prefix):
+                        if f.path in seen:
+                            raise ImportSourceError(f"{source}: windows of {f.path} continue from an earlier "
+                                                    "source or row; an export holds each file's windows together")
+                        seen.add(f.path)
+                        batch.append(f)
+                        if sum(len(b.vectors) for b in batch) >= BLOCK_ROWS:
+                            since_checkpoint += _add(writer, stores, batch, report)
+                            batch = []
+                        if since_checkpoint >= CHECKPOINT_ROWS:
+                            index.commit_generation(stores, writer)
+                            since_checkpoint = 0
+                    since_checkpoint += _add(writer, stores, batch, report)
+                build_options = BuildOptions(index_type=options.index_type, target_recall=options.target_recall)
+                stores["segments"] = _apply_index_type(stores["segments"], build_options, writer)
+                index.commit_generation(stores, writer)
+            except BaseException:
+                writer.rollback()
+                raise
+            finally:
+                writer.close()
+    finally:
+        index.close()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _add(writer: CatalogWriter, stores: dict[str, Any], batch: list[_File], report: ImportReport) -> int:
+    """Stage `batch`'s files (replacing earlier imports of the same paths) and add their vectors."""
+    from indexer.encoders import l2_normalize
+
+    if not batch:
+        return 0
+    by_root: dict[str, list[_File]] = {}
+    for f in batch:
+        by_root.setdefault(os.path.dirname(f.path) or "/", []).append(f)
+    new: list[NewFile] = []
+    for root, files in by_root.items():
+        corpus_id = writer.corpus_id(root)
+        existing = writer.file_ids(corpus_id, [os.path.basename(f.path) for f in files])
+        for f in files:
+            relative = os.path.basename(f.path)
+            previous = existing.get(relative)
+            if previous is not None:
+                segment_ids = writer.remove_file(previous)
+                stores["segments"].remove(segment_ids)
+                stores["files"].remove([previous])
+                report.replaced += 1
+            new.append(NewFile(corpus_id, relative, "", 0, 0.0, max(f.ends), 0, 0, list(zip(f.starts, f.ends)),
+                               f.modalities, tags=f.tags))
+    ids = writer.add_files(new)
+    vectors = [np.stack(f.vectors) for files in by_root.values() for f in files]
+    stores["segments"].add([i for _, segments in ids for i in segments], np.concatenate(vectors))
+    stores["files"].add([file_id for file_id, _ in ids], l2_normalize(np.stack([v.mean(axis=0) for v in vectors])))
+    windows = sum(len(v) for v in vectors)
+    report.files += len(batch)
+    report.windows += windows
+    return windows
+
+
+__all__ = ["ImportOptions", "ImportReport", "ImportSourceError", "import_vectors", "parse_map_prefix"]

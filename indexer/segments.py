@@ -1,0 +1,605 @@
+"""Segmented vector stores: an index generation as immutable sealed files, a mutable tail and deletions.
+
+Lucene's layout, for FAISS (see also indexer/store.py, which holds the single-file VectorStore each part
+is). New vectors go to the in-memory tail; a checkpoint seals the tail into a new file (written once,
+never changed: `{store}.{generation}.faiss`, or `{store}.{generation}.{part}.faiss` for merge outputs)
+and records removals of sealed vectors as deletions, so it writes what is new, never the whole index.
+The catalog transaction that commits generation N+1 also lists its files and deletions
+(CatalogWriter.commit): that is the one commit point, and files it does not list are removed after it.
+
+Search fans out over the sealed files and the tail and keeps the k best of their answers. The files of
+one store share one trained quantizer (its template: an empty trained index, taken from any sealed file),
+so an IVF query probes the same lists in every file and the merged answer is exactly the one index
+holding all the vectors would give; training anew (`converted`) writes a whole new set of files.
+
+Merges by size tiers, at each checkpoint: when MERGE_FACTOR files share a level, the smallest of them
+(up to MAX_MERGE_BYTES together, which bounds a merge's memory) are streamed into one file of the next
+level, their deleted vectors left behind. A file with more than DELETED_SHARE_REWRITE of its vectors
+deleted is rewritten alone. Sealed files are opened memory-mapped: opening costs milliseconds whatever
+their size, and a process's memory grows with the lists its queries touch.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from db.records import VectorFile
+from indexer.errors import IndexCorruptError
+from indexer.store import (
+    DEFAULT_FACTORY,
+    FaissGpu,
+    IdSelector,
+    IndexTypeError,
+    SearchResult,
+    VectorStore,
+    _build_on_gpu,
+    _empty_result,
+    _ivf,
+)
+
+# Files of one level that trigger a merge into the next (Lucene's mergeFactor, 10 there).
+MERGE_FACTOR = 8
+# A merge writes at most this many bytes (the sum of its inputs' sizes): its output is built in memory.
+MAX_MERGE_BYTES = 1 << 30
+# The tail is sealed mid-build once it holds this many bytes of vectors, so a build's memory stays bounded.
+TAIL_MAX_BYTES = 256 << 20
+# A file with more than this share of its vectors deleted is rewritten without them at the next checkpoint.
+DELETED_SHARE_REWRITE = 0.3
+# Up to this many deletions in a file, a search asks it for k + that many and drops them (the plain,
+# BLAS or GPU path); beyond, the deleted ids are excluded inside FAISS with an id selector.
+OVERFETCH_MAX = 64
+# Level of files read from an index written before sealed files were listed: merged only by compaction.
+LEGACY_LEVEL = 99
+# Level of files too large to merge within MAX_MERGE_BYTES (and of a conversion's files): left as they are.
+OUT_OF_TIERS = 98
+FILE_NAME = re.compile(r"^(?P<store>[a-z]+)\.(?P<gen>\d+)(?:\.(?P<part>\d+))?\.faiss$")
+# Vectors streamed per step when a file is merged or converted.
+CHUNK = 100_000
+
+
+class SealedFile:
+    """One sealed file of vectors, memory-mapped, with the ids deleted from it since it was written."""
+
+    def __init__(self, meta: VectorFile, store: VectorStore, deleted: np.ndarray | None = None, size: int = 0):
+        self.meta = meta
+        self.store = store
+        self.size = size  # bytes on disk: what merging it costs
+        self.deleted = np.zeros(0, dtype=np.int64) if deleted is None else np.asarray(deleted, dtype=np.int64)
+        self._ids: np.ndarray | None = None
+        self._excluded: IdSelector | None = None
+        self._among: tuple[np.ndarray, np.ndarray] | None = None  # (a filter's ids, those live here)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Every id written into the file, sorted (deleted ones included)."""
+        if self._ids is None:
+            self._ids = np.sort(self.store.ids())  # IDMap keeps insertion order
+        return self._ids
+
+    @property
+    def live(self) -> int:
+        return self.store.ntotal - len(self.deleted)
+
+    def holds(self, ids: np.ndarray) -> np.ndarray:
+        """Which of `ids` are live vectors of this file (a boolean mask)."""
+        position = np.searchsorted(self.ids, ids)
+        inside = position < len(self.ids)
+        inside[inside] = self.ids[position[inside]] == ids[inside]
+        if len(self.deleted):
+            inside &= ~np.isin(ids, self.deleted)
+        return inside
+
+    def delete(self, ids: np.ndarray) -> np.ndarray:
+        """Mark the live ones of `ids` deleted; returns them."""
+        hit = ids[self.holds(ids)]
+        if len(hit):
+            self.deleted = np.union1d(self.deleted, hit)
+            self._excluded = None
+            self._among = None
+        return hit
+
+    def live_ids(self) -> np.ndarray:
+        return np.setdiff1d(self.ids, self.deleted, assume_unique=True) if len(self.deleted) else self.ids
+
+    def search(self, queries: np.ndarray, k: int, among: np.ndarray | None) -> SearchResult:
+        """The k best live vectors of this file (among `among`, when given)."""
+        if among is not None:
+            return self.store.search(queries, k, among=self._among_here(among))
+        if not len(self.deleted):
+            return self.store.search(queries, k)
+        if len(self.deleted) <= OVERFETCH_MAX:
+            found = self.store.search(queries, k + len(self.deleted))
+            return _dropped(found, self.deleted, k)
+        if self._excluded is None:
+            self._excluded = _NotIn(self.deleted)
+        return self.store.search_excluding(queries, k, self._excluded)
+
+    def search_preassigned(self, queries: np.ndarray, k: int, lists: np.ndarray, scores: np.ndarray) -> SearchResult:
+        """The k best live vectors in the given IVF lists of each query (their coarse assignment, shared by
+        the files of a store): what `search` answers, without computing the assignment again."""
+        import faiss
+
+        ivf = faiss.downcast_index(self.store.index)
+        kk = max(1, min(k, self.store.ntotal))
+        params = None
+        if len(self.deleted):
+            if self._excluded is None:
+                self._excluded = _NotIn(self.deleted)
+            params = faiss.SearchParametersIVF(sel=self._excluded.selector, nprobe=lists.shape[1])
+        found_scores = np.empty((len(queries), kk), dtype=np.float32)
+        found_ids = np.empty((len(queries), kk), dtype=np.int64)
+        # The C++ method: faiss's Python wrapper of search_preassigned takes no search parameters.
+        ivf.search_preassigned_c(len(queries), faiss.swig_ptr(queries), kk, faiss.swig_ptr(lists),
+                                 faiss.swig_ptr(scores), faiss.swig_ptr(found_scores), faiss.swig_ptr(found_ids),
+                                 False, params)
+        return SearchResult(found_scores, found_ids)
+
+    def _among_here(self, among: np.ndarray) -> np.ndarray:
+        """The filter's ids that are live vectors of this file, kept while the filter's array is the same
+        (an Engine passes one array for repeated queries with one filter)."""
+        if self._among is None or self._among[0] is not among:
+            here = among[self.holds(among)] if len(among) else among
+            self._among = (among, here)
+        return self._among[1]
+
+
+class _NotIn:
+    """A FAISS selector admitting every id but the given ones (the inner selector kept alive)."""
+
+    def __init__(self, ids: np.ndarray):
+        import faiss
+
+        self.inner = IdSelector(ids)
+        self.selector = faiss.IDSelectorNot(self.inner.selector)
+
+
+def _dropped(found: SearchResult, deleted: np.ndarray, k: int) -> SearchResult:
+    """`found` without the deleted ids, cut to k columns (padded with empty slots)."""
+    scores = np.full((len(found.ids), k), -np.inf, dtype=np.float32)
+    ids = np.full((len(found.ids), k), -1, dtype=np.int64)
+    for row, (row_ids, row_scores) in enumerate(zip(found.ids, found.scores)):
+        keep = (row_ids >= 0) & ~np.isin(row_ids, deleted)
+        n = min(k, int(keep.sum()))
+        ids[row, :n], scores[row, :n] = row_ids[keep][:n], row_scores[keep][:n]
+    return SearchResult(scores, ids)
+
+
+def merge_results(results: list[SearchResult], k: int) -> SearchResult:
+    """The k best of several stores' answers to the same queries, best first (ties by store order)."""
+    if not results:
+        raise ValueError("no results to merge")
+    if len(results) == 1:
+        return _fitted(results[0], k)
+    scores = np.concatenate([r.scores for r in results], axis=1)
+    ids = np.concatenate([r.ids for r in results], axis=1)
+    scores = np.where(ids >= 0, scores, -np.inf)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return _fitted(SearchResult(np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)), k)
+
+
+def _fitted(result: SearchResult, k: int) -> SearchResult:
+    have = result.ids.shape[1]
+    if have == k:
+        return result
+    if have > k:
+        return SearchResult(result.scores[:, :k], result.ids[:, :k])
+    padded = _empty_result(len(result.ids), k)
+    padded.scores[:, :have], padded.ids[:, :have] = result.scores, result.ids
+    return padded
+
+
+class SegmentedStore:
+    """One store (window or file vectors) of an index generation: sealed files, a tail and deletions.
+
+    It answers as one VectorStore holding the live vectors would (search, filtered search, ids,
+    reconstruct, add, remove). `flush` seals the tail, merges by tiers and returns what the next
+    generation lists; `committed` marks that listing done.
+    """
+
+    def __init__(self, name: str, dim: int, factory: str, root: Path, files: list[SealedFile],
+                 template: VectorStore, generation: int):
+        self.name = name
+        self.factory = factory
+        self.root = Path(root)
+        self.files = files
+        self.template = template  # empty and trained: every new file starts as a copy of it
+        self.generation = generation  # the generation the next files are written for
+        self._dim = dim
+        self.search_params: dict[str, int] = dict(template.search_params)
+        self.gpu: FaissGpu | None = None
+        self.tail = self._empty()
+        self._new_deletions: dict[str, np.ndarray] = {}  # by file name: deleted since the last commit
+
+    # -- opening ----------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, name: str, root: Path, listed: list[VectorFile], deletions: dict[str, np.ndarray], dim: int,
+             factory: str, generation: int) -> SegmentedStore:
+        """The store made of the sealed files `listed` (memory-mapped) minus `deletions`."""
+        files = []
+        for meta in listed:
+            path = Path(root) / meta.name
+            if not path.is_file():
+                raise IndexCorruptError(f"{path}: missing, although the catalog names generation {generation}")
+            store = VectorStore.load(path, factory, mmap=True)
+            if store.dim != dim:
+                raise IndexCorruptError(f"{path}: dimension {store.dim}, the catalog says {dim}")
+            if meta.vectors < 0:  # a file of an index written before files were listed
+                meta = VectorFile(meta.name, meta.store, store.ntotal, meta.level)
+            files.append(SealedFile(meta, store, deletions.get(meta.name), path.stat().st_size))
+        template = _template_of(files[0].store, root / files[0].meta.name) if files else VectorStore.create(dim, factory)
+        return cls(name, dim, factory, root, files, template, generation + 1)
+
+    def _empty(self) -> VectorStore:
+        return _copy_of_template(self.template, self.factory).to_gpu(self.gpu)
+
+    # -- what a VectorStore answers ---------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def ntotal(self) -> int:
+        return sum(f.live for f in self.files) + self.tail.ntotal
+
+    @property
+    def kind(self) -> str:
+        return self.template.kind
+
+    @property
+    def index(self) -> Any:
+        """The template's FAISS index: what the type's parameters (nlist, the HNSW degree) are read from."""
+        return self.template.index
+
+    @property
+    def is_trained(self) -> bool:
+        return self.template.is_trained
+
+    @property
+    def gpu_note(self) -> str | None:
+        return next((p.gpu_note for p in self._parts() if p.gpu_note), None)
+
+    @property
+    def filter_gpu_note(self) -> str | None:
+        return next((p.filter_gpu_note for p in self._parts() if p.filter_gpu_note), None)
+
+    def _parts(self) -> list[VectorStore]:
+        return [f.store for f in self.files] + [self.tail]
+
+    def to_gpu(self, gpu: FaissGpu | None) -> SegmentedStore:
+        self.gpu = gpu
+        for part in self._parts():
+            part.to_gpu(gpu)
+        return self
+
+    def set_search_params(self, params: dict[str, int]) -> None:
+        self.search_params = dict(params)
+        for part in [*self._parts(), self.template]:
+            part.set_search_params(params)
+
+    def train(self, vectors: np.ndarray) -> None:
+        if self.files or self.tail.ntotal:
+            raise IndexTypeError(f"{self.name}: a store holding vectors is trained anew by `converted`")
+        self.template.train(vectors)
+        self.tail = self._empty()
+
+    def add(self, ids: Iterable[int], vectors: np.ndarray) -> None:
+        self.tail.add(ids, vectors)
+        if self.tail.ntotal * self.dim * 4 >= TAIL_MAX_BYTES:
+            self._seal_tail()
+
+    def remove(self, ids: Iterable[int]) -> int:
+        """Remove vectors by id (from the tail at once, from sealed files as deletions); returns how many."""
+        ids = np.unique(np.asarray(list(ids), dtype=np.int64))
+        if not len(ids):
+            return 0
+        removed = self.tail.remove(ids) if self.tail.ntotal else 0
+        for f in self.files:
+            hit = f.delete(ids)
+            if len(hit):
+                self._new_deletions[f.meta.name] = np.union1d(self._new_deletions.get(f.meta.name, hit), hit)
+                removed += len(hit)
+        return removed
+
+    def search(self, queries: np.ndarray, k: int, among: np.ndarray | None = None) -> SearchResult:
+        """The k best live vectors for each query over every sealed file and the tail (`among`: only those
+        ids), as one index holding them all would answer."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if queries.shape[1] != self.dim:
+            raise ValueError(f"query dimension {queries.shape[1]} != index dimension {self.dim}")
+        k = max(1, int(k))
+        assigned = self._coarse_assignment(queries) if among is None else None
+        if assigned is not None:
+            results = [f.search_preassigned(queries, k, *assigned) for f in self.files if f.live]
+        else:
+            results = [f.search(queries, k, among) for f in self.files if f.live]
+        if self.tail.ntotal:
+            results.append(self.tail.search(queries, k, among=None if among is None else _held(self.tail, among)))
+        if not results:
+            return _empty_result(len(queries), k)
+        return merge_results(results, k)
+
+    def _coarse_assignment(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(lists, centroid scores) of the nprobe nearest IVF lists of each query, computed once for every
+        file (they share the quantizer; each would otherwise compute it again), for a plain IVF index
+        searched on CPU with several files; None otherwise."""
+        import faiss
+
+        index = self.template.index
+        if len(self.files) < 2 or self.gpu is not None or not isinstance(faiss.downcast_index(index), faiss.IndexIVF):
+            return None
+        ivf = faiss.downcast_index(index)
+        nprobe = min(int(self.search_params.get("nprobe", ivf.nprobe)), int(ivf.nlist))
+        scores, lists = ivf.quantizer.search(queries, nprobe)
+        return np.ascontiguousarray(lists, dtype=np.int64), np.ascontiguousarray(scores, dtype=np.float32)
+
+    def ids(self) -> np.ndarray:
+        parts = [f.live_ids() for f in self.files] + [self.tail.ids()]
+        return np.sort(np.concatenate(parts)).astype(np.int64)
+
+    def reconstruct(self, ids: Iterable[int]) -> np.ndarray:
+        """The stored vectors of `ids`, (n, dim); RuntimeError for an id that is not live here."""
+        ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64)
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        found = np.zeros(len(ids), dtype=bool)
+        for f in self.files:
+            mask = ~found
+            mask[mask] = f.holds(ids[mask])
+            if mask.any():
+                out[mask] = _reconstruct(f.store, ids[mask])
+                found |= mask
+        if not found.all() and self.tail.ntotal:
+            rest = ~found
+            held = np.isin(ids[rest], self.tail.ids())
+            mask = rest.copy()
+            mask[rest] = held
+            if mask.any():
+                out[mask] = _reconstruct(self.tail, ids[mask])
+                found |= mask
+        if not found.all():
+            raise RuntimeError(f"{self.name}: no vector with id {int(ids[~found][0])}")
+        return out
+
+    def iter_vectors(self, chunk: int = CHUNK) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) of every live vector, `chunk` at a time (bounded memory)."""
+        for f in self.files:
+            live = f.live_ids()
+            for start in range(0, len(live), chunk):
+                block = live[start : start + chunk]
+                yield block, _reconstruct(f.store, block)
+            self._unmapped(f)
+        tail_ids = self.tail.ids()
+        for start in range(0, len(tail_ids), chunk):
+            block = tail_ids[start : start + chunk]
+            yield block, _reconstruct(self.tail, block)
+
+    # -- training anew ----------------------------------------------------------------------------
+    def converted(self, factory: str, train_size: int = 200_000, seed: int = 0) -> SegmentedStore:
+        """The live vectors in a new set of files of `factory`, trained on a seeded sample of them and filled
+        chunk by chunk (memory: the sample and one file's worth). The new files are written at once and
+        become current when a generation listing them commits."""
+        template = VectorStore.create(self.dim, factory)
+        if not template.is_trained:
+            ivf = _ivf(template.index)
+            needed = int(ivf.nlist) if ivf is not None else 1
+            if self.ntotal < needed:
+                raise IndexTypeError(f"index type {factory} needs at least {needed} vectors to train "
+                                     f"(39 x {needed} for good lists); the index has {self.ntotal}")
+            ids = self.ids()
+            rng = np.random.default_rng(seed)
+            sample_ids = ids if len(ids) <= train_size else np.sort(rng.choice(ids, train_size, replace=False))
+            sample = self.reconstruct(sample_ids)
+            trained = None
+            if self.gpu is not None:
+                with self.gpu.lock:
+                    trained = _build_on_gpu(self.gpu, self.dim, factory, np.zeros(0, dtype=np.int64),
+                                            np.zeros((0, self.dim), dtype=np.float32), sample)
+            if trained is not None:
+                template = VectorStore(trained, factory)
+            else:
+                template.train(sample)
+            del sample
+        fresh = SegmentedStore(self.name, self.dim, factory, self.root, [], template, self.generation)
+        fresh.to_gpu(self.gpu)
+        for ids, vectors in self.iter_vectors():
+            fresh.add(ids, vectors)
+        fresh._seal_tail()
+        if len(fresh.files) > 1:  # files of TAIL_MAX_BYTES each: left out of the tiers, as merges' largest are
+            for f in fresh.files:
+                f.meta = VectorFile(f.meta.name, f.meta.store, f.meta.vectors, OUT_OF_TIERS)
+        fresh.set_search_params(self.search_params if factory == self.factory else {})
+        return fresh
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def flush(self) -> tuple[list[VectorFile], dict[str, np.ndarray]]:
+        """Seal the tail, merge what the tiers call for, and return what the next generation lists: its
+        files and the ids deleted from them since the last commit."""
+        self._seal_tail()
+        self._merge_tiers()
+        listed = [f.meta for f in self.files]
+        names = {m.name for m in listed}
+        return listed, {n: ids for n, ids in self._new_deletions.items() if n in names}
+
+    def committed(self) -> None:
+        """The generation listing this store's files is committed: later files belong to the next one."""
+        self._new_deletions = {}
+        self.generation += 1
+
+    def _seal_tail(self, level: int = 0) -> None:
+        if not self.tail.ntotal and not self._needs_template_file():
+            return
+        vectors = self.tail.ntotal
+        path = self._new_path()
+        self.tail.without_id_map().save(path)
+        self.files.append(self._reopened(VectorFile(path.name, self.name, vectors, level), path))
+        self.tail = self._empty()
+
+    def _unmapped(self, f: SealedFile) -> None:
+        """Map `f` afresh once it has been read through: the pages a whole-file read touched leave this
+        process's RSS with the old mapping (a merge or conversion then holds one file's pages, not all)."""
+        fresh = VectorStore.load(self.root / f.meta.name, self.factory, mmap=True)
+        fresh.set_search_params(f.store.search_params)
+        f.store = fresh.to_gpu(self.gpu)
+
+    def _needs_template_file(self) -> bool:
+        """A trained store keeps at least one file (possibly empty): its quantizer must survive a reopen."""
+        return not self.files and not _untrained_ok(self.factory, self.dim)
+
+    def _reopened(self, meta: VectorFile, path: Path) -> SealedFile:
+        store = VectorStore.load(path, self.factory, mmap=True)
+        store.set_search_params(self.search_params)
+        return SealedFile(meta, store.to_gpu(self.gpu), size=path.stat().st_size)
+
+    def _new_path(self) -> Path:
+        """A file name of the generation being written that no file (listed or left over) has."""
+        taken = {f.meta.name for f in self.files}
+        base = f"{self.name}.{self.generation}"
+        if f"{base}.faiss" not in taken and not (self.root / f"{base}.faiss").exists():
+            return self.root / f"{base}.faiss"
+        part = 1
+        while f"{base}.{part}.faiss" in taken or (self.root / f"{base}.{part}.faiss").exists():
+            part += 1
+        return self.root / f"{base}.{part}.faiss"
+
+    def _merge_tiers(self) -> None:
+        """Rewrite files with many deletions alone, then merge full levels (see the module docstring)."""
+        for f in list(self.files):
+            if f.meta.vectors and len(f.deleted) > DELETED_SHARE_REWRITE * f.store.ntotal:
+                self.merge([f], f.meta.level)
+        while True:
+            levels: dict[int, list[SealedFile]] = {}
+            for f in self.files:
+                if f.meta.level < OUT_OF_TIERS:
+                    levels.setdefault(f.meta.level, []).append(f)
+            group = None
+            for level in sorted(levels):
+                if len(levels[level]) >= MERGE_FACTOR:
+                    candidates = sorted(levels[level], key=_file_bytes)
+                    chosen, size = [], 0
+                    for f in candidates:
+                        if size + _file_bytes(f) > MAX_MERGE_BYTES and len(chosen) >= 2:
+                            break
+                        chosen.append(f)
+                        size += _file_bytes(f)
+                    if len(chosen) >= 2 and size <= MAX_MERGE_BYTES:
+                        group = (chosen, level + 1)
+                    else:  # too large to merge in bounded memory: they stay as they are, out of the tiers
+                        for f in levels[level]:
+                            f.meta = VectorFile(f.meta.name, f.meta.store, f.meta.vectors, OUT_OF_TIERS)
+                        group = ([], level)
+                    break
+            if group is None:
+                return
+            if group[0]:
+                self.merge(*group)
+
+    def merge(self, files: list[SealedFile], level: int) -> None:
+        """Stream the live vectors of `files` into one new file of `level`, which takes their place."""
+        target = self._empty()
+        for f in files:
+            live = f.live_ids()
+            for start in range(0, len(live), CHUNK):
+                block = live[start : start + CHUNK]
+                target.add(block, _reconstruct(f.store, block))
+            self._unmapped(f)
+        keep = [f for f in self.files if f not in files]
+        if not target.ntotal and (keep or _untrained_ok(self.factory, self.dim)):
+            self.files = keep
+            return
+        path = self._new_path()
+        target.without_id_map().save(path)
+        merged = self._reopened(VectorFile(path.name, self.name, target.ntotal, level), path)
+        position = min(self.files.index(f) for f in files)
+        keep.insert(position, merged)
+        self.files = keep
+
+
+def _file_bytes(f: SealedFile) -> int:
+    return f.size or int(f.store.ntotal) * f.store.dim * 4
+
+
+def _held(store: VectorStore, among: np.ndarray) -> np.ndarray:
+    ids = store.ids()
+    return among[np.isin(among, ids)] if len(among) else among
+
+
+def _reconstruct(store: VectorStore, ids: np.ndarray) -> np.ndarray:
+    """Vectors of ids known to be in `store`, in blocks (reconstruct_batch reads the id map once)."""
+    if not len(ids):
+        return np.zeros((0, store.dim), dtype=np.float32)
+    store.reconstructable()
+    return np.concatenate([store.index.reconstruct_batch(np.ascontiguousarray(ids[i : i + CHUNK]))
+                           for i in range(0, len(ids), CHUNK)])
+
+
+def _template_of(store: VectorStore, path: Path) -> VectorStore:
+    """An empty index with the trained parts (quantizer, codebooks) of the sealed file at `path`."""
+    import faiss
+
+    if store.is_trained and _ivf(store.index) is None and _untrained_ok(store.factory, store.dim):
+        return VectorStore.create(store.dim, store.factory)
+    try:
+        if _ivf(store.index) is not None:
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP)  # the lists stay on disk, then are replaced
+            ivf = _ivf(index)
+            ivf.set_direct_map_type(faiss.DirectMap.NoMap)
+            lists = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
+            lists.this.disown()  # the index owns it now
+            ivf.replace_invlists(lists, True)
+            ivf.ntotal = 0
+            index.ntotal = 0
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        else:
+            index = faiss.read_index(str(path))
+            index.reset()
+    except RuntimeError as e:
+        raise IndexCorruptError(f"{path}: unreadable FAISS index ({str(e).splitlines()[0][:160]})") from e
+    return VectorStore(index, store.factory)
+
+
+@functools.lru_cache(maxsize=64)
+def _untrained_ok(factory: str, dim: int) -> bool:
+    """Whether a fresh index of `factory` needs no training (flat and HNSW-over-flat types)."""
+    return bool(VectorStore.create(dim, factory).is_trained)
+
+
+def _copy_of_template(template: VectorStore, factory: str) -> VectorStore:
+    """An empty store sharing nothing with `template` but equal to it (trained parts included)."""
+    import faiss
+
+    if template.is_trained and _untrained_ok(factory, template.dim):
+        return VectorStore.create(template.dim, factory)
+    copy = VectorStore(faiss.clone_index(template.index), factory)
+    copy.set_search_params(template.search_params)
+    ivf = _ivf(copy.index)
+    if ivf is not None:
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+    return copy
+
+
+def legacy_files(generation: int) -> list[VectorFile]:
+    """The files of an index written before sealed files were listed: one per store, of its generation."""
+    from indexer.store import STORE_NAMES
+
+    return [VectorFile(f"{name}.{generation}.faiss", name, -1, LEGACY_LEVEL) for name in STORE_NAMES]
+
+
+def remove_unlisted(root: Path, listed: Iterable[str]) -> list[str]:
+    """Delete FAISS files of `root` that the committed generation does not list, and stale temporary files;
+    returns the names removed."""
+    keep = set(listed)
+    removed = []
+    for path in Path(root).iterdir():
+        stale_tmp = path.name.startswith(".") and path.name.endswith(".tmp")
+        if (FILE_NAME.match(path.name) and path.name not in keep) or stale_tmp:
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+__all__ = ["DEFAULT_FACTORY", "SealedFile", "SegmentedStore", "legacy_files", "merge_results", "remove_unlisted"]

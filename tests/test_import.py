@@ -1,0 +1,116 @@
+"""`indexer import`: an export's vectors enter an index with their files, windows, tags and provenance;
+another model's vectors are refused in one line; media out of reach stay searchable and are never removed
+for being out of reach."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from indexer import BuildOptions, Index, build_index
+from indexer.cli import main as indexer_cli
+from indexer.errors import IndexMismatchError
+from indexer.export import export_index
+from indexer.import_vectors import ImportOptions, ImportSourceError, import_vectors
+from indexer.verify import verify_index
+from tests.test_export import _wav
+
+
+def _windows(index_path: Path) -> dict[tuple[str, float, float], np.ndarray]:
+    index = Index(index_path)
+    store = index.load_stores()["segments"]
+    ids = store.ids()
+    segments = index.catalog.segments(ids)
+    out = {(segments[i].path, segments[i].start, segments[i].end): v for i, v in zip(ids.tolist(), store.reconstruct(ids))}
+    index.close()
+    return out
+
+
+@pytest.fixture
+def exported(tmp_path: Path, tone_model: Path) -> tuple[Path, Path, Path]:
+    corpus = tmp_path / "corpus"
+    _wav(corpus / "a.wav", [220, 440], artist="Ann", genre="Jazz")
+    _wav(corpus / "sub" / "b.flac", [880], title="Bé")
+    _wav(corpus / "c.ogg", [330, 660, 220])
+    build_index(corpus, tmp_path / "index", BuildOptions(model=str(tone_model), decode_workers=0))
+    (tmp_path / "exports").mkdir()
+    export_index(tmp_path / "index", tmp_path / "exports" / "part1.parquet")
+    export_index(tmp_path / "index", tmp_path / "part.npz")
+    return corpus.resolve(), tmp_path / "index", tmp_path / "exports"
+
+
+@pytest.mark.parametrize("source", ["folder", "npz"])
+def test_import_creates_an_index_equal_to_the_exported_one_with_paths_mapped(
+        exported: tuple[Path, Path, Path], tmp_path: Path, source: str) -> None:
+    corpus, original, folder = exported
+    target = tmp_path / "imported"
+    src = folder if source == "folder" else tmp_path / "part.npz"
+    report = import_vectors([src], target, ImportOptions(map_prefix=[(str(corpus), "/cluster/audio")]))
+    assert (report.created, report.files, report.windows) == (True, 3, 6)
+    theirs, ours = _windows(original), _windows(target)
+    assert sorted(ours) == sorted((p.replace(str(corpus), "/cluster/audio"), a, b) for p, a, b in theirs)
+    for (path, start, end), vector in theirs.items():
+        np.testing.assert_array_equal(ours[(path.replace(str(corpus), "/cluster/audio"), start, end)], vector)
+    a, b = Index(original), Index(target)
+    assert a.provenance().model_id == b.provenance().model_id
+    assert a.provenance().checkpoint_sha256 == b.provenance().checkpoint_sha256
+    a.close(), b.close()
+    # Media out of reach: searchable, verified without loss.
+    from search.engine import Engine
+
+    engine = Engine(target)
+    hits = engine.query("a 880 Hz tone", k=1)
+    assert hits[0].path == "/cluster/audio/sub/b.flac"
+    engine.close()
+    report = verify_index(target)
+    assert report.ok and report.unreachable_media == ["/cluster/audio/a.wav", "/cluster/audio/c.ogg",
+                                                      "/cluster/audio/sub/b.flac"]
+    result = CliRunner().invoke(indexer_cli, ["verify", "--index", str(target)])
+    assert result.exit_code == 0 and "3 indexed files out of reach here (kept and searchable)" in result.output
+    assert len(_windows(target)) == 6  # verify removed nothing
+
+
+def test_importing_again_replaces_and_a_build_elsewhere_keeps_imported_files(
+        exported: tuple[Path, Path, Path], tmp_path: Path, tone_model: Path) -> None:
+    corpus, _, folder = exported
+    target = tmp_path / "imported"
+    options = ImportOptions(map_prefix=[(str(corpus), "/unreachable")])
+    import_vectors([folder], target, options)
+    again = import_vectors([folder], target, options)
+    assert (again.files, again.replaced, again.created) == (3, 3, False)
+    other = tmp_path / "other"
+    _wav(other / "d.wav", [660])
+    build_index(other, target, BuildOptions(model=str(tone_model), decode_workers=0))
+    paths = sorted({p for p, _, _ in _windows(target)})
+    assert paths == sorted(["/unreachable/a.wav", "/unreachable/c.ogg", "/unreachable/sub/b.flac",
+                            f"{other.resolve()}/d.wav"])
+    assert verify_index(target).ok
+
+
+def test_another_models_vectors_are_refused_in_one_line(exported: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, original, _ = exported
+    with np.load(tmp_path / "part.npz") as data:
+        arrays = dict(data)
+    meta = json.loads(str(arrays["provenance"]))
+    meta.update(model_id="laion-clap/other", checkpoint_sha256="f" * 64)
+    arrays["provenance"] = np.array(json.dumps(meta))
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, **arrays)
+    with pytest.raises(IndexMismatchError, match="vectors of model laion-clap/other"):
+        import_vectors([foreign], original)
+    result = CliRunner().invoke(indexer_cli, ["import", str(foreign), "--index", str(original)])
+    assert result.exit_code == 1
+    message = result.output.strip()
+    assert message.startswith("Error: ") and "\n" not in message and "import them into an index of their own" in message
+    with pytest.raises(ImportSourceError, match="continue from an earlier source"):
+        import_vectors([tmp_path / "part.npz", tmp_path / "part.npz"], tmp_path / "twice")  # one run, twice
+    with pytest.raises(ImportSourceError, match="no such file or folder"):
+        import_vectors([tmp_path / "nothing.parquet"], original)
+    with pytest.raises(ImportSourceError, match="expected OLD=NEW"):
+        from indexer.import_vectors import parse_map_prefix
+
+        parse_map_prefix(["no-equals"])
