@@ -8,8 +8,8 @@ import json
 import os
 import platform
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from db.migrate import head_revision_of_files
@@ -18,7 +18,8 @@ from db.session import sqlite_url, url_without_password
 from db.sqlite_reader import SqliteReader, reader_for
 from indexer.encoders.base import EncoderInfo
 from indexer.errors import CatalogError, IndexLockedError, IndexMismatchError, IndexNotFoundError
-from indexer.store import DEFAULT_FACTORY, IndexDirectory
+from indexer.segments import IndexDirectory
+from indexer.store import DEFAULT_FACTORY
 
 if TYPE_CHECKING:
     import numpy as np

@@ -33,6 +33,7 @@ from db.records import VectorFile
 from indexer.errors import IndexCorruptError
 from indexer.store import (
     DEFAULT_FACTORY,
+    STORE_NAMES,
     FaissGpu,
     IdSelector,
     IndexTypeError,
@@ -584,8 +585,6 @@ def _copy_of_template(template: VectorStore, factory: str) -> VectorStore:
 
 def legacy_files(generation: int) -> list[VectorFile]:
     """The files of an index written before sealed files were listed: one per store, of its generation."""
-    from indexer.store import STORE_NAMES
-
     return [VectorFile(f"{name}.{generation}.faiss", name, -1, LEGACY_LEVEL) for name in STORE_NAMES]
 
 
@@ -603,3 +602,48 @@ def remove_unlisted(root: Path, listed: Iterable[str]) -> list[str]:
 
 
 __all__ = ["DEFAULT_FACTORY", "SealedFile", "SegmentedStore", "legacy_files", "merge_results", "remove_unlisted"]
+
+
+class IndexDirectory:
+    """The files of one index directory: catalog, manifest, and FAISS generations."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.sqlite"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / ".lock"
+
+    def store_path(self, name: str, generation: int) -> Path:
+        return self.root / f"{name}.{generation}.faiss"
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def load_stores(self, generation: int, dim: int, factory: str, files: list[VectorFile] | None = None,
+                    deletions: dict[str, np.ndarray] | None = None) -> dict[str, SegmentedStore]:
+        """The stores of `generation`: the sealed `files` it lists (memory-mapped) minus `deletions`
+        (None: the one file per store of an index written before files were listed; none for generation 0).
+
+        `factory` is the segment store's; file vectors (one per file) always use exact search.
+        """
+        if files is None:
+            files = legacy_files(generation) if generation else []
+        stores = {}
+        for name in STORE_NAMES:
+            store_factory = factory if name == "segments" else DEFAULT_FACTORY
+            stores[name] = SegmentedStore.open(name, self.root, [f for f in files if f.store == name],
+                                               deletions or {}, dim, store_factory, generation)
+        return stores
+
+    def remove_unlisted(self, listed: Iterable[str]) -> list[str]:
+        """Delete the FAISS files that the current generation does not list, and stale temporary files."""
+        return remove_unlisted(self.root, listed)

@@ -24,15 +24,11 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from indexer.errors import IndexCorruptError, ResoundError
-
-if TYPE_CHECKING:
-    from db.records import VectorFile
-    from indexer.segments import SegmentedStore
 
 
 class IndexTypeError(ResoundError):
@@ -792,52 +788,3 @@ def _ivf(index: faiss.Index):  # type: ignore[no-untyped-def]  # noqa: F821
         return faiss.extract_index_ivf(index)
     except RuntimeError:
         return None
-
-
-class IndexDirectory:
-    """The files of one index directory: catalog, manifest, and FAISS generations."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-
-    @property
-    def catalog_path(self) -> Path:
-        return self.root / "catalog.sqlite"
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.root / "manifest.json"
-
-    @property
-    def lock_path(self) -> Path:
-        return self.root / ".lock"
-
-    def store_path(self, name: str, generation: int) -> Path:
-        return self.root / f"{name}.{generation}.faiss"
-
-    def exists(self) -> bool:
-        return self.manifest_path.is_file()
-
-    def load_stores(self, generation: int, dim: int, factory: str, files: list[VectorFile] | None = None,
-                    deletions: dict[str, np.ndarray] | None = None) -> dict[str, SegmentedStore]:
-        """The stores of `generation`: the sealed `files` it lists (memory-mapped) minus `deletions`
-        (None: the one file per store of an index written before files were listed; none for generation 0).
-
-        `factory` is the segment store's; file vectors (one per file) always use exact search.
-        """
-        from indexer.segments import SegmentedStore, legacy_files
-
-        if files is None:
-            files = legacy_files(generation) if generation else []
-        stores = {}
-        for name in STORE_NAMES:
-            store_factory = factory if name == "segments" else DEFAULT_FACTORY
-            stores[name] = SegmentedStore.open(name, self.root, [f for f in files if f.store == name],
-                                               deletions or {}, dim, store_factory, generation)
-        return stores
-
-    def remove_unlisted(self, listed: Iterable[str]) -> list[str]:
-        """Delete the FAISS files that the current generation does not list, and stale temporary files."""
-        from indexer.segments import remove_unlisted
-
-        return remove_unlisted(self.root, listed)

@@ -10,8 +10,8 @@ import pytest
 
 from indexer import BuildOptions, Index, build_index
 from indexer.encoders.base import l2_normalize
-from indexer.segments import MERGE_FACTOR, SegmentedStore
-from indexer.store import IndexDirectory, VectorStore
+from indexer.segments import MERGE_FACTOR, IndexDirectory, SegmentedStore
+from indexer.store import VectorStore
 from tests import helpers
 
 DIM = 16
@@ -178,11 +178,11 @@ def test_an_index_written_before_files_were_listed_opens_and_grows(tmp_path: Pat
         helpers.write_audio(corpus / f"a{i}.flac", helpers.tone(pitch, 2.0, rate=16000), rate=16000)
     index_path = tmp_path / "index"
     build_index(corpus, index_path, BuildOptions(model=str(tone_model)))
-    # As revision 0002 left it: generation 1 in segments.1.faiss and files.1.faiss, no listing.
+    # As revision 0003_file_terms left it: generation 1 in segments.1.faiss and files.1.faiss, no listing.
     with sqlite3.connect(index_path / "catalog.sqlite") as db:
         db.execute("DROP TABLE vector_deletions")
         db.execute("DROP TABLE vector_files")
-        db.execute("UPDATE alembic_version SET version_num = '0002'")
+        db.execute("UPDATE alembic_version SET version_num = '0003_file_terms'")
     index = Index(index_path)
     generation, files, _ = index.vector_files()
     assert generation == 1 and sorted(f.name for f in files) == ["files.1.faiss", "segments.1.faiss"]

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from indexer.encoders.base import l2_normalize
-from indexer.store import IndexDirectory, VectorStore
+from indexer.segments import IndexDirectory
+from indexer.store import VectorStore
 
 
 def test_search_equals_brute_force_inner_product() -> None:
