@@ -454,13 +454,18 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
 
 
 def _end_partial(failures: list, total: int) -> None:
-    """After a command's results: each file it could not use on stderr, then exit status 3 if any."""
-    from indexer.exit_status import EXIT_PARTIAL, one_line
+    """After a command's results: each file it could not use on stderr, then exit status 3 if any (or 1,
+    a failure, when no file could be used at all)."""
+    from indexer.exit_status import EXIT_PARTIAL, CommandFailure
 
     if not failures:
         return
+    if len(failures) == total == 1:
+        raise CommandFailure(f"{failures[0].path}: {failures[0].reason}")
     for failure in failures:
         click.echo(one_line(f"failed: {failure.path}: {failure.reason}"), err=True)
+    if len(failures) == total:
+        raise CommandFailure(f"all {total} files failed")
     click.echo(f"{len(failures)} of {total} files failed; the others' results are above", err=True)
     click.get_current_context().exit(EXIT_PARTIAL)
 
