@@ -416,7 +416,7 @@ def demo_corpus(out: Path, size: int, seed: int | None, sample_set: str, duratio
               help="Passes over the training clips.")
 @click.option("--batch-size", type=click.IntRange(2), cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.batch_size",
               help="Clips per step (the contrastive loss contrasts within a batch).")
-@click.option("--learning-rate", type=float, cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.learning_rate",
+@click.option("--learning-rate", type=FiniteRange(min=0, min_open=True), cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.learning_rate",
               help="Peak learning rate.")
 @click.option("--audio-tower", type=click.Choice(["cnn", "aisfx"]), default="cnn", show_default=True,
               help="cnn: train the small CNN from scratch; aisfx: a head on aiSFX's frozen pretrained tower.")

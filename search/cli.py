@@ -583,7 +583,7 @@ def prompts_group() -> None:
 @click.option("--descriptions", default=3, show_default=True, type=click.IntRange(1), help="Stage 1: descriptions per label.")
 @click.option("--per-label", "prompts", default=6, show_default=True, type=click.IntRange(1), help="Stage 2: scene prompts per label.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Bank JSON to write.")
-@click.option("--timeout", default=60.0, show_default=True, type=float, help="Seconds to wait for each LLM request.")
+@click.option("--timeout", default=60.0, show_default=True, type=FiniteRange(min=0, min_open=True), help="Seconds to wait for each LLM request.")
 def prompts_generate(labels_file: Path | None, label_set: str | None, llm_url: str, llm_model: str | None,
                      descriptions: int, prompts: int, out: Path, timeout: float) -> None:
     """Write a ReCLAP prompt bank: describe each label's sound, then place it in scenes (two LLM requests)."""
@@ -660,7 +660,7 @@ def gzsl_embed_labels(labels_file: Path | None, label_set: str | None, strategy:
               help="Samples per step.")
 @click.option("--batches-per-epoch", type=click.IntRange(1), cls=LibraryDefault, default_of="search.gzsl.config:GZSLConfig.batches_per_epoch",
               help="Steps per epoch.")
-@click.option("--lr", type=float, cls=LibraryDefault, default_of="search.gzsl.config:GZSLConfig.lr", help="Learning rate.")
+@click.option("--lr", type=FiniteRange(min=0, min_open=True), cls=LibraryDefault, default_of="search.gzsl.config:GZSLConfig.lr", help="Learning rate.")
 @click.option("--seed", type=int, cls=LibraryDefault, default_of="search.gzsl.config:GZSLConfig.seed", help="Seed of initialisation and batches.")
 @click.option("--no-ce", is_flag=True, help="Ablation: no cross-entropy term.")
 @click.option("--no-rec", is_flag=True, help="Ablation: no reconstruction term.")
@@ -694,7 +694,7 @@ def gzsl_train(features_path: Path, classes_path: Path, split_path: Path, val_fe
               help="Model folder (search gzsl train --out).")
 @click.option("--features", "features_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Test features .npz.")
-@click.option("--gamma", type=float, default=None, help="Calibration constant (default: the tuned one).")
+@click.option("--gamma", type=FiniteRange(), default=None, help="Calibration constant (default: the tuned one).")
 @click.option("--uncalibrated", is_flag=True, help="gamma = 0.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def gzsl_eval(model_dir: Path, features_path: Path, gamma: float | None, uncalibrated: bool, as_json: bool) -> None:
