@@ -191,9 +191,12 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
     finally:
         if bar is not None:
             bar.close()
+    # Files that failed before and are unchanged are not tried again, but they still fail: the summary
+    # counts them, as the exit status (3) does.
+    still = f" ({report.still_failed} still failing, not retried)" if report.still_failed else ""
     click.echo(
         f"{report.index}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
-        f"{report.removed} removed, {len(report.failed)} failed "
+        f"{report.removed} removed, {len(report.failed)} failed{still} "
         f"({report.segments_added} segments added, {report.segments_removed} removed) in {report.seconds:.1f} s"
     )
     if ray_address is not None and (report.blocks_embedded or report.files_reused):
