@@ -51,7 +51,7 @@ def run() -> None:
 
 
 def _print_hits(hits: list[Hit], as_json: bool, windows: bool, show: bool = False) -> None:
-    from search.output import hits_table
+    from search.output import hits_table, ranking_note
 
     if as_json:
         # As the API sends them: a name's bytes that are not UTF-8 as backslash escapes (indexer/text.py).
@@ -59,6 +59,9 @@ def _print_hits(hits: list[Hit], as_json: bool, windows: bool, show: bool = Fals
         click.echo(json.dumps(rows, indent=2))
         return
     click.echo("\n".join(hits_table(hits, windows, show=show)))
+    note = ranking_note(hits)
+    if note is not None:
+        click.echo(f"note: {note}", err=True)
 
 
 def _print_notes(engine: Engine) -> None:

@@ -35,6 +35,18 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else "…" + text[len(text) - width + 1:]
 
 
+def ranking_note(hits: list[Hit]) -> str | None:
+    """A line saying why the score column does not fall with the rank, when it does not: keyword and hybrid
+    searches rank by words (and sound), while `score` stays the best window's cosine (new-user trial: a
+    column that rises at rank 4 reads as a broken ranking)."""
+    ranked_by_words = any(h.keyword_score is not None or h.fused_score is not None for h in hits)
+    falls = all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+    if not ranked_by_words or falls:
+        return None
+    return ("ranked by the words of names, folders and tags with the sound (--mode hybrid or keyword); "
+            "score is the sound's cosine (--show prints the matched words; --mode vector ranks by sound alone)")
+
+
 def hits_table(hits: list[Hit], windows: bool = False, width: int = WIDTH, show: bool = False) -> list[str]:
     """The lines of the results table: a header, then one line per hit, paths relative to the corpus root.
 

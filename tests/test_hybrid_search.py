@@ -208,3 +208,18 @@ def test_cli_and_http_default_to_hybrid(library, tmp_path: Path) -> None:  # typ
         body = client.get("/api/query", params={"q": 'hi-hat AND ("door', "mode": "keyword"}).json()
         assert [h["matched_words"] for h in body["hits"]] == [["door"], ["door"]]
         assert client.get("/api/query", params={"q": "x", "mode": "bm25"}).status_code == 422
+
+
+def test_the_table_says_why_scores_do_not_fall_with_the_rank() -> None:
+    """Hybrid ranks by words and sound while `score` stays the cosine: a table whose scores rise down the
+    ranks says why in one note; a vector search (scores falling) or a falling hybrid answer says nothing."""
+    from search.engine import Hit
+    from search.output import ranking_note
+
+    def hit(rank: int, score: float, fused: float | None) -> Hit:
+        return Hit(rank, f"/c/{rank}.wav", 0.0, 4.0, score, rank, rank, fused_score=fused)
+
+    rising = [hit(1, 0.35, 0.032), hit(2, 0.26, 0.031), hit(3, 0.45, 0.030)]
+    assert ranking_note(rising).startswith("ranked by the words of names, folders and tags with the sound")
+    assert ranking_note([hit(1, 0.45, 0.032), hit(2, 0.35, 0.031)]) is None
+    assert ranking_note([hit(1, 0.35, None), hit(2, 0.45, None)]) is None  # vector hits never carry fused scores
