@@ -278,6 +278,11 @@ def test_byte_identical_and_decoded_identical_short_clips_are_grouped_by_default
     # The 0.05 s clicks (other bytes) could not be checked, and the user is told.
     assert groups.too_short == 1
     assert any("1 candidate pair left unchecked" in n for n in notes)
+    from search.cli import main
+
+    printed = CliRunner().invoke(main, ["duplicates", "--index", str(short_index)])
+    assert printed.exit_code == 0, printed.output
+    assert "kick copy.wav" in printed.output and "+0.00 s" in printed.output and "-0.00" not in printed.output
 
 
 def test_offsets_at_the_reference_start_print_as_plus_zero() -> None:
