@@ -19,13 +19,16 @@ the spectral check, which sees when each sound happens, tells copies from other 
 What `search duplicates` runs by default (Engine.duplicates) confirms with landmark fingerprints instead
 (search/landmarks.py: spectral peaks paired into hashes, lined up at one offset), which also find
 candidates the vectors miss, and groups files around a reference that confirms every member itself
-(verified_groups): a chain of weak links (A like B, B like C) never merges two recordings.
+(verified_groups): a chain of weak links (A like B, B like C) never merges two recordings. Files with the
+same bytes (the catalog's content hash) are one recording at offset 0 whatever their length, with no
+fingerprint needed; clips too short for landmarks (a 0.2 s hit has one or two onsets) fall back to a
+stricter spectral envelope check.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,6 +50,14 @@ DEFAULT_NEIGHBOURS = 32
 DEFAULT_MIN_COVERAGE = 0.5
 # Offsets (in hops) tried per candidate pair, the most voted first.
 OFFSETS_TRIED = 3
+# Landmarks confirm clips from about 2 s up (search/landmarks.py: MIN_MOMENTS distinct onsets); a pair
+# whose longer file is shorter is checked by its spectral envelope alone, at this stricter match: a
+# decoded-identical or near-identical clip correlates at about 1, another hit of one drum lower.
+SHORT_CLIP_SECONDS = 2.0
+SHORT_CLIP_MIN_MATCH = 0.9
+# Shorter than this (5 envelope frames of 20 ms), a file cannot be checked at all: only the same bytes
+# group it, and the pairs left unchecked are counted (DuplicateGroups.too_short).
+MIN_CHECK_SECONDS = 0.1
 
 # (queries (n, dim), k) -> (scores (n, k), ids (n, k)); ids index the concatenated windows, -1 for none.
 WindowSearch = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
@@ -87,6 +98,10 @@ class DuplicateMember:
     offset: float  # seconds: the member's time 0 is at `offset` in the reference (trimmed start: > 0)
     match: float | None = None  # spectral match with the reference (None: not checked)
 
+    def __post_init__(self) -> None:
+        # To the millisecond, and never -0.0 (a copy at the reference's start prints as +0.00 s).
+        object.__setattr__(self, "offset", round(float(self.offset), 3) + 0.0)
+
     def to_json(self) -> dict[str, object]:
         return {"file_id": self.file_id, "path": self.path, "duration": round(self.duration, 3),
                 "similarity": round(self.similarity, 4),
@@ -101,6 +116,21 @@ class DuplicateGroup:
 
     def to_json(self) -> dict[str, object]:
         return {"members": [m.to_json() for m in self.members]}
+
+
+class DuplicateGroups(list[DuplicateGroup]):
+    """Groups as a list, with the number of candidate pairs left out because a file was too short to check
+    (shorter than MIN_CHECK_SECONDS, with other bytes than its candidate)."""
+
+    too_short: int = 0
+
+    def note(self) -> str | None:
+        """What the user should be told about the pairs left unchecked, if any."""
+        if not self.too_short:
+            return None
+        n = self.too_short
+        return (f"{n} candidate pair{'s' if n != 1 else ''} left unchecked: a file under {MIN_CHECK_SECONDS:g} s "
+                f"is too short to fingerprint (only byte-identical copies of it are grouped)")
 
 
 def flat_window_search(files: Sequence[FileWindows]) -> WindowSearch:
@@ -327,7 +357,8 @@ def landmark_candidates(prints: dict[int, Landmarks], min_shared: int = 8,
 def verified_groups(files: Sequence[FileWindows], candidates: set[tuple[int, int]],
                     prints: dict[int, Landmarks | None], hop_seconds: float,
                     spectral: Callable[[FileWindows], SpectralPrint | None] | None = None,  # noqa: F821
-                    min_match: float = DEFAULT_MIN_MATCH) -> list[DuplicateGroup]:
+                    min_match: float = DEFAULT_MIN_MATCH,
+                    content: Mapping[int, str] | None = None) -> DuplicateGroups:
     """Groups of files whose every member is confirmed against the group's first file (its reference, the
     longest); no chaining through other members.
 
@@ -336,7 +367,13 @@ def verified_groups(files: Sequence[FileWindows], candidates: set[tuple[int, int
     `min_match` (`spectral`: a file's print, search/fingerprint.py) with landmarks that agree
     (LandmarkMatch.consistent): the envelope alone takes other notes of one instrument for a copy. The
     member's `match` is the share of landmarks that line up. References are taken longest first; each is
-    checked against every not yet grouped file that the candidate pairs connect it to (at any distance)."""
+    checked against every not yet grouped file that the candidate pairs connect it to (at any distance).
+
+    `content`: each file's content hash. Files with the reference's bytes are members at offset 0 without a
+    fingerprint (match 1.0), whatever their length; pass their pairs in `candidates`. Pairs whose longer
+    file is under SHORT_CLIP_SECONDS have too few landmarks to confirm them: the spectral envelope decides
+    alone, at SHORT_CLIP_MIN_MATCH (a decoded-identical clip matches at about 1). A pair with a file under
+    MIN_CHECK_SECONDS cannot be checked and is counted in the result's `too_short`."""
     from search.fingerprint import aligned_match
     from search.landmarks import match
 
@@ -348,9 +385,10 @@ def verified_groups(files: Sequence[FileWindows], candidates: set[tuple[int, int
             links[b].add(a)
     order = sorted(links, key=lambda m: (-by_id[m].duration, -len(by_id[m].starts), m))
     grouped: set[int] = set()
-    groups = []
+    unchecked: set[tuple[int, int]] = set()
+    groups = DuplicateGroups()
     for reference in order:
-        if reference in grouped or prints.get(reference) is None:
+        if reference in grouped:
             continue
         reach, frontier = set(), [reference]  # the files the candidate pairs connect to the reference
         while frontier:
@@ -362,17 +400,26 @@ def verified_groups(files: Sequence[FileWindows], candidates: set[tuple[int, int
         members = []
         ref = by_id[reference]
         for other in sorted(reach):
-            if prints.get(other) is None:
+            if content and content.get(other) and content.get(other) == content.get(reference):
+                similarity, _ = aligned_similarity(ref, by_id[other], 0.0, hop_seconds)
+                members.append(DuplicateMember(other, by_id[other].path, by_id[other].duration, similarity, 0.0, 1.0))
+                continue
+            if min(ref.duration, by_id[other].duration) < MIN_CHECK_SECONDS:
+                unchecked.add((min(reference, other), max(reference, other)))
+                continue
+            if prints.get(reference) is None or prints.get(other) is None:
                 continue
             found = match(prints[reference], prints[other])  # type: ignore[arg-type]
             # found.offset: content at t in the reference is at t + offset in the member.
             offset = found.offset if found.confirmed else None
-            if offset is None and found.consistent and spectral is not None:
+            longer = max(ref.duration, by_id[other].duration)
+            short = longer < SHORT_CLIP_SECONDS
+            if offset is None and (found.consistent or short) and spectral is not None:
                 a, b = spectral(ref), spectral(by_id[other])
                 if a is not None and b is not None:
-                    longer = max(ref.duration, by_id[other].duration)
                     envelope, lag = aligned_match(a, b, 0.0, longer, min_overlap_seconds=DEFAULT_MIN_COVERAGE * longer)
-                    offset = lag if envelope >= min_match else None
+                    needed = max(min_match, SHORT_CLIP_MIN_MATCH) if short and not found.consistent else min_match
+                    offset = lag if envelope >= needed else None
             if offset is not None:
                 similarity, _ = aligned_similarity(ref, by_id[other], offset, hop_seconds)
                 members.append(DuplicateMember(other, by_id[other].path, by_id[other].duration, similarity,
@@ -383,4 +430,8 @@ def verified_groups(files: Sequence[FileWindows], candidates: set[tuple[int, int
             members.sort(key=lambda m: (-(m.match or 0.0), m.path))
             groups.append(DuplicateGroup([DuplicateMember(reference, ref.path, ref.duration, 1.0, 0.0, 1.0),
                                           *members]))
-    return sorted(groups, key=lambda g: (-len(g.members), g.members[0].path))
+    groups.sort(key=lambda g: (-len(g.members), g.members[0].path))
+    # A pair counts as left out only if its files did not end up in one group by other evidence.
+    home = {m.file_id: n for n, g in enumerate(groups) for m in g.members}
+    groups.too_short = sum(1 for a, b in unchecked if home.get(a, -1) != home.get(b, -2))
+    return groups

@@ -460,7 +460,9 @@ class Engine:
         shared landmark hashes); members are confirmed against their group's reference by landmark
         fingerprints, or by the spectral envelope's match of at least `min_match` where the landmarks agree
         (duplicates.verified_groups; defaults: duplicates.DEFAULT_THRESHOLD and DEFAULT_MIN_MATCH).
-        `check=False` trusts the window vectors alone (no file is read).
+        `check=False` trusts the window vectors alone (no file is read). Files with the same content hash
+        are grouped at offset 0 without a check; candidate pairs left unchecked because a file is too short
+        are counted in the result's `too_short`, and said in `notes`.
         """
         from search.duplicates import (
             DEFAULT_MIN_MATCH,
@@ -473,6 +475,7 @@ class Engine:
         from search.fingerprint import spectral_print
         from search.landmarks import landmarks
 
+        self.answer_notes = []
         threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         min_match = DEFAULT_MIN_MATCH if min_match is None else min_match
         for name, value in (("threshold", threshold), ("min_match", min_match)):
@@ -500,7 +503,22 @@ class Engine:
 
         candidates = {(p.a, p.b) for p in duplicate_pairs(files, hop, threshold, search=self.window_search)}
         candidates |= landmark_candidates({i: p for i, p in prints.items() if p is not None})
-        return verified_groups(files, candidates, prints, hop, spectral=envelope, min_match=min_match)
+        # Byte-identical files (as Engine.similar finds a query file's copies) are one recording at any length.
+        from sqlalchemy import select
+
+        from db.schema import FileRow
+
+        with self.index.catalog.session() as s:
+            content = {int(i): h for i, h in s.execute(select(FileRow.id, FileRow.content_hash))}
+        same: dict[str, list[int]] = {}
+        for f in files:
+            if content.get(f.file_id):
+                same.setdefault(content[f.file_id], []).append(f.file_id)
+        candidates |= {(ids[0], other) for ids in same.values() for other in ids[1:]}
+        groups = verified_groups(files, candidates, prints, hop, spectral=envelope, min_match=min_match,
+                                 content=content)
+        self.answer_notes = [note] if (note := groups.note()) else []
+        return groups
 
     def close(self) -> None:
         self.index.close()

@@ -232,3 +232,63 @@ def test_duplicates_page_lists_the_group_in_a_browser(duplicate_index: Path, tmp
         finally:
             browser.close()
     assert errors == []
+
+
+# -- short clips ------------------------------------------------------------------------------------------
+def _hit(seed: int, seconds: float) -> np.ndarray:
+    """A drum-like hit: seeded noise and a falling tone under a fast decay."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    body = np.sin(2 * np.pi * (180 + 60 * seed) * t * (1 - t)) + 0.5 * rng.standard_normal(len(t))
+    return (0.5 * body * np.exp(-12 * t)).astype(np.float32)
+
+
+@pytest.fixture
+def short_index(tmp_path: Path, tone_model: Path) -> Path:
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    _write(corpus / "warning.wav", 0.3 * played(660, seed=3)[: RATE // 2])  # 0.5 s
+    shutil.copy(corpus / "warning.wav", corpus / "attention.wav")  # byte-identical
+    _write(corpus / "kick.wav", _hit(1, 0.2))
+    shutil.copy(corpus / "kick.wav", corpus / "kick copy.wav")
+    _write(corpus / "kick.flac", _hit(1, 0.2))  # decoded-identical, other bytes: the envelope confirms it
+    _write(corpus / "snare.wav", _hit(4, 0.2))  # another hit: not a copy
+    _write(corpus / "click.wav", _hit(2, 0.05))  # too short to check
+    _write(corpus / "click.flac", _hit(2, 0.05))
+    index = tmp_path / "index"
+    build_index(corpus, index, BuildOptions(model=str(tone_model), decode_workers=0))
+    return index
+
+
+def test_byte_identical_and_decoded_identical_short_clips_are_grouped_by_default(short_index: Path) -> None:
+    engine = Engine(short_index)
+    try:
+        groups = engine.duplicates()
+        notes = engine.notes
+    finally:
+        engine.close()
+    root = (short_index.parent / "corpus").resolve()
+    found = sorted(sorted(str(Path(m.path).relative_to(root)) for m in g.members) for g in groups)
+    assert found == [["attention.wav", "warning.wav"], ["kick copy.wav", "kick.flac", "kick.wav"]]
+    for g in groups:
+        assert all(m.offset == 0.0 and m.match is not None for m in g.members)
+    identical = [m for g in groups for m in g.members if m.path.endswith(("attention.wav", "kick copy.wav"))]
+    assert [m.match for m in identical] == [1.0, 1.0]
+    # The 0.05 s clicks (other bytes) could not be checked, and the user is told.
+    assert groups.too_short == 1
+    assert any("1 candidate pair left unchecked" in n for n in notes)
+    from search.cli import main
+
+    printed = CliRunner().invoke(main, ["duplicates", "--index", str(short_index)])
+    assert printed.exit_code == 0, printed.output
+    assert "kick copy.wav" in printed.output and "+0.00 s" in printed.output and "-0.00" not in printed.output
+
+
+def test_offsets_at_the_reference_start_print_as_plus_zero() -> None:
+    from search.duplicates import DuplicateMember
+
+    member = DuplicateMember(1, "/c/a.wav", 1.0, 1.0, -0.0, 1.0)
+    assert f"{member.offset:+8.2f}" == "   +0.00" and member.to_json()["offset"] == 0.0
+    assert f"{DuplicateMember(1, '/c/a.wav', 1.0, 1.0, -0.0004).offset:+.2f}" == "+0.00"
+    assert DuplicateMember(1, "/c/a.wav", 1.0, 1.0, -1.25).offset == -1.25
