@@ -233,6 +233,7 @@ def duplicates(index_path: Path, db_url: str | None, threshold: float | None, mi
     engine = Engine(index_path, device=device, db_url=db_url)
     try:
         groups = engine.duplicates(threshold, min_match, check=not no_check)
+        _print_notes(engine)  # e.g. candidate pairs too short to fingerprint, left unchecked
     finally:
         engine.close()
     if as_json:
