@@ -2,15 +2,16 @@
 
 One row per segment, in segment id order:
 
-    segment_id  file_id  path  start  end  modalities  title  artist  album  genre  vector  [path_bytes]
+    segment_id  file_id  path  start  end  modalities  title  artist  album  genre  vector  path_bytes
 
-`path` is the file's absolute path (parquet adds `path_bytes`, its exact bytes, for names that are not
-UTF-8: `path` shows their odd bytes as backslash escapes), `start`/`end` the window in seconds, tags null (parquet) or "" (npz)
-where the file has none, and `vector` the unit vector as the index stores it (float32; approximate for
-quantised index types). Parquet keeps the vector as a fixed-size list (pandas, pyarrow, polars and Hugging
-Face `datasets` read it) and the index's provenance as JSON in the schema metadata under b"resound";
-npz holds the same columns as arrays (`vectors` is (n, dim)) and the provenance as a JSON string.
-Both are written to a temporary file and renamed, so a reader never sees half an export.
+`path` is the file's absolute path as UTF-8 text (a name that is not UTF-8 shows its odd bytes as
+backslash escapes, caf\\xe9.wav) and `path_bytes` its exact bytes, which `indexer import` reads back;
+`start`/`end` the window in seconds, tags null (parquet) or "" (npz) where the file has none, and
+`vector` the unit vector as the index stores it (float32; approximate for quantised index types).
+Parquet keeps the vector as a fixed-size list (pandas, pyarrow, polars and Hugging Face `datasets` read
+it) and the index's provenance as JSON in the schema metadata under b"resound"; npz holds the same
+columns as arrays (`vectors` is (n, dim)) and the provenance as a JSON string. Both are written to a
+temporary file and renamed, so a reader never sees half an export.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from db.filters import TAG_KEYS
+from indexer.corpus import catalog_text
 from indexer.errors import IndexCorruptError, IndexNotFoundError, MissingDependencyError, ResoundError
 from indexer.index import Index
 
@@ -152,7 +154,7 @@ def _write_parquet(path: Path, blocks: Iterator[_Block], dim: int, meta: dict[st
             vector = pa.FixedSizeListArray.from_arrays(pa.array(block.vectors.reshape(-1), pa.float32()), dim)
             # Parquet strings are UTF-8; a file name that is not (kept with surrogate escapes) is written
             # with its odd bytes as \xNN in `path`, and exactly, as bytes, in `path_bytes`.
-            paths = [os.fsencode(p).decode("utf-8", "backslashreplace") for p in block.path]
+            paths = [catalog_text(p) for p in block.path]
             columns = [block.segment_id, block.file_id, paths, block.start, block.end, block.modalities,
                        *(block.tags[key] for key in TAG_KEYS)]
             arrays = [pa.array(c, type=schema.field(i).type) for i, c in enumerate(columns)] + [vector]
@@ -175,7 +177,10 @@ def _write_npz(path: Path, blocks: Iterator[_Block], dim: int, meta: dict[str, A
     arrays = {
         "segment_id": joined("segment_id", np.int64),
         "file_id": joined("file_id", np.int64),
-        "path": text([p for b in parts for p in b.path]),
+        # As in parquet: `path` UTF-8 text (odd bytes as \xNN), `path_bytes` the exact bytes (a file name
+        # holds no NUL, so numpy's fixed-width bytes, which drop trailing NULs, keep every name whole).
+        "path": text([catalog_text(p) for b in parts for p in b.path]),
+        "path_bytes": np.array([os.fsencode(p) for b in parts for p in b.path], dtype=bytes),
         "start": joined("start", np.float64),
         "end": joined("end", np.float64),
         "modalities": text([m for b in parts for m in b.modalities]),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +26,10 @@ import numpy as np
 
 from db.catalog import CatalogWriter, NewFile
 from db.filters import TAG_KEYS
-from indexer.errors import IndexMismatchError, ResoundError
+from indexer.corpus import catalog_text
+from indexer.errors import IndexLockedError, IndexMismatchError, ResoundError
 from indexer.index import Index, Provenance
+from indexer.segments import IndexDirectory
 
 SOURCE_SUFFIXES = (".parquet", ".npz")
 # Rows read from a source at a time (parquet: one batch each), and committed per generation at most.
@@ -143,7 +146,8 @@ def _rows(path: Path) -> Iterator[dict[str, Any]]:
             vectors = np.asarray(vector.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
             names = batch.schema.names
             yield {
-                "path": batch.column("path").to_pylist(),
+                "path": _exact_paths(batch.column("path").to_pylist(),
+                                     batch.column("path_bytes").to_pylist() if "path_bytes" in names else None),
                 "start": batch.column("start").to_numpy(),
                 "end": batch.column("end").to_numpy(),
                 "modalities": batch.column("modalities").to_pylist(),
@@ -156,13 +160,34 @@ def _rows(path: Path) -> Iterator[dict[str, Any]]:
         for start in range(0, n, BLOCK_ROWS):
             block = slice(start, start + BLOCK_ROWS)
             yield {
-                "path": data["path"][block].tolist(),
+                "path": _exact_paths(data["path"][block].tolist(),
+                                     data["path_bytes"][block].tolist() if "path_bytes" in data.files else None),
                 "start": data["start"][block],
                 "end": data["end"][block],
                 "modalities": data["modalities"][block].tolist(),
                 "tags": {key: [v or None for v in data[key][block].tolist()] for key in TAG_KEYS if key in data.files},
                 "vectors": np.asarray(data["vectors"][block], dtype=np.float32),
             }
+
+
+def _exact_paths(text: list[str], exact: list[bytes | None] | None) -> list[str]:
+    """The file names as the file system has them (bytes that are not UTF-8 as surrogates, as os.walk gives
+    them): from an export's `path_bytes` where it has them, else its `path` text."""
+    if exact is None:
+        return text
+    return [os.fsdecode(raw) if raw else path for path, raw in zip(text, exact)]
+
+
+def _catalog_place(path: str) -> tuple[str, str, bytes | None]:
+    """Where `path` goes in the catalog, as a build would store it: (corpus root: its folder, or the nearest
+    folder above whose name is UTF-8, as a database holds text only; the path below it as UTF-8 text,
+    odd bytes as \\xNN; its exact bytes when they differ from that text, else None)."""
+    root, relative = os.path.split(path)
+    while catalog_text(root) != root:
+        root, parent = os.path.split(root)
+        relative = f"{parent}/{relative}"
+    text = catalog_text(relative)
+    return root or "/", text, (os.fsencode(relative) if text != relative else None)
 
 
 def _mapped(path: str, map_prefix: Sequence[tuple[str, str]]) -> str:
@@ -194,12 +219,55 @@ def import_vectors(sources: Sequence[str | Path], index_path: str | Path,
                    options: ImportOptions = ImportOptions()) -> ImportReport:
     """Add the vectors of `sources` (exports, or folders of them) to the index at `index_path`, creating it
     from their provenance when there is none. Raises ImportSourceError, IndexMismatchError (another
-    model's vectors), IndexLockedError."""
-    from indexer.build import BuildOptions, _apply_index_type
+    model's vectors), IndexLockedError.
 
+    An import that fails before its first checkpoint into a folder that held no index leaves that folder
+    as it found it (absent, or without the catalog and files the import made), not a half-made index."""
     started = time.monotonic()
     paths = source_files(sources)
     provenances = [(p, read_provenance(p)) for p in paths]
+    directory = IndexDirectory(index_path)
+    new_index = not directory.exists()
+    before = _entries(directory.root)
+    try:
+        report = _import(paths, provenances, index_path, options)
+    except IndexLockedError:
+        raise  # another writer's index: not this run's to tidy
+    except BaseException:
+        if new_index and not directory.exists():  # no checkpoint written: nothing of the import to keep
+            _remove_new(directory.root, before)
+        raise
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _entries(folder: Path) -> set[str] | None:
+    """The names in `folder`, or None when there is no such folder."""
+    try:
+        return set(os.listdir(folder))
+    except FileNotFoundError:
+        return None
+
+
+def _remove_new(folder: Path, before: set[str] | None) -> None:
+    """Remove what a failed import made in `folder`: the folder itself when it made it (`before` None),
+    else the entries not in `before`."""
+    if before is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for name in _entries(folder) or set():
+        if name not in before:
+            entry = folder / name
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def _import(paths: list[Path], provenances: list[tuple[Path, Provenance]], index_path: str | Path,
+            options: ImportOptions) -> ImportReport:
+    from indexer.build import BuildOptions, _apply_index_type
+
     index = Index(index_path, db_url=options.db_url, create=True)
     report = ImportReport(index.path, sources=paths)
     try:
@@ -247,7 +315,6 @@ def import_vectors(sources: Sequence[str | Path], index_path: str | Path,
                 writer.close()
     finally:
         index.close()
-    report.seconds = time.monotonic() - started
     return report
 
 
@@ -257,15 +324,15 @@ def _add(writer: CatalogWriter, stores: dict[str, Any], batch: list[_File], repo
 
     if not batch:
         return 0
-    by_root: dict[str, list[_File]] = {}
+    by_root: dict[str, list[tuple[_File, str, bytes | None]]] = {}
     for f in batch:
-        by_root.setdefault(os.path.dirname(f.path) or "/", []).append(f)
+        root, relative, raw = _catalog_place(f.path)
+        by_root.setdefault(root, []).append((f, relative, raw))
     new: list[NewFile] = []
     for root, files in by_root.items():
         corpus_id = writer.corpus_id(root)
-        existing = writer.file_ids(corpus_id, [os.path.basename(f.path) for f in files])
-        for f in files:
-            relative = os.path.basename(f.path)
+        existing = writer.file_ids(corpus_id, [relative for _, relative, _ in files])
+        for f, relative, raw in files:
             previous = existing.get(relative)
             if previous is not None:
                 segment_ids = writer.remove_file(previous)
@@ -273,9 +340,9 @@ def _add(writer: CatalogWriter, stores: dict[str, Any], batch: list[_File], repo
                 stores["files"].remove([previous])
                 report.replaced += 1
             new.append(NewFile(corpus_id, relative, "", 0, 0.0, max(f.ends), 0, 0, list(zip(f.starts, f.ends)),
-                               f.modalities, tags=f.tags))
+                               f.modalities, path_bytes=raw, tags=f.tags))
     ids = writer.add_files(new)
-    vectors = [np.stack(f.vectors) for files in by_root.values() for f in files]
+    vectors = [np.stack(f.vectors) for files in by_root.values() for f, _, _ in files]
     stores["segments"].add([i for _, segments in ids for i in segments], np.concatenate(vectors))
     stores["files"].add([file_id for file_id, _ in ids], l2_normalize(np.stack([v.mean(axis=0) for v in vectors])))
     windows = sum(len(v) for v in vectors)

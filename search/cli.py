@@ -66,7 +66,7 @@ def _print_hits(hits: list[Hit], as_json: bool, windows: bool, show: bool = Fals
 
 def _print_notes(engine: Engine) -> None:
     for note in engine.notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(one_line(f"note: {note}"), err=True)  # a note may name a file (--exclude-self)
 
 
 # Longest audio `similar` and `classify` decode from a file (the build's own default cap).
@@ -227,7 +227,6 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
 def duplicates(index_path: Path, db_url: str | None, threshold: float | None, min_match: float | None,
                no_check: bool, device: str, as_json: bool) -> None:
     """Find groups of indexed files that are the same recording (re-encoded, resampled, trimmed, louder)."""
-    from indexer.corpus import catalog_text
     from search.engine import Engine
 
     engine = Engine(index_path, device=device, db_url=db_url)
@@ -237,7 +236,9 @@ def duplicates(index_path: Path, db_url: str | None, threshold: float | None, mi
     finally:
         engine.close()
     if as_json:
-        click.echo(json.dumps([g.to_json() for g in groups], indent=2))
+        # As the query's --json and the API show names: odd bytes as backslash escapes (indexer/text.py).
+        click.echo(json.dumps([{**g.to_json(), "members": [{**m.to_json(), "path": printable(m.path)} for m in g.members]}
+                               for g in groups], indent=2))
         return
     if not groups:
         click.echo("no duplicates")
@@ -245,7 +246,7 @@ def duplicates(index_path: Path, db_url: str | None, threshold: float | None, mi
         click.echo(f"group {n}: {len(group.members)} files (similarity, match, start in the first file)")
         for m in group.members:
             match = "     -" if m.match is None else f"{m.match:6.3f}"
-            click.echo(f"  {m.similarity:6.3f}  {match}  {m.offset:+8.2f} s  {catalog_text(m.path)}")
+            click.echo(f"  {m.similarity:6.3f}  {match}  {m.offset:+8.2f} s  {one_line(m.path)}")
 
 
 @main.command(short_help="Serve the HTTP API and the listening page.")
@@ -286,7 +287,7 @@ def serve(index_path: Path, db_url: str | None, host: str, port: int, model: str
     if not is_loopback(host):
         click.echo(f"warning: listening on {host}: anyone who can reach it can search and download the corpus",
                    err=True)
-    click.echo(f"serving {index_path} on http://{shown}:{port}/ (API schema: /api/openapi.json)", err=True)
+    click.echo(f"serving {one_line(str(index_path))} on http://{shown}:{port}/ (API schema: /api/openapi.json)", err=True)
     from search.served import announced
 
     with announced(app, index_path, host, port, db_url, config) as on_started:
@@ -406,7 +407,7 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
     bank_obj = PromptBank.load(bank) if bank else None
     strategy, note = choose_strategy(labels, strategy, bank_obj)
     if note:
-        click.echo(f"note: {note}", err=True)
+        click.echo(one_line(f"note: {note}"), err=True)
     files: list[Path] = []
     for path in paths:
         found = [f.absolute for f in scan_corpus(path)] if path.is_dir() else [path]
@@ -439,7 +440,7 @@ def classify(paths: tuple[Path, ...], labels_file: Path | None, label_set: str |
         results, failures = per_file(files, lambda f: classifier.classify_file(f, k, limits=limits))
     table = any(p.is_dir() for p in paths)
     if as_json:
-        click.echo(json.dumps([r.to_json() for r in results], indent=2))
+        click.echo(json.dumps([r.to_json() | {"path": printable(r.path)} for r in results], indent=2))
     elif table:
         import csv
 
@@ -601,7 +602,7 @@ def prompts_generate(labels_file: Path | None, label_set: str | None, llm_url: s
         bank = generate_bank(labels, llm_url, model=llm_model or DEFAULT_LLM, descriptions=descriptions,
                              prompts=prompts, timeout=timeout, progress=lambda done, total, label: bar.update(done - bar.n))
     bank.save(out)
-    click.echo(f"{out}: {len(bank.entries)} labels, {sum(len(e.prompts) for e in bank.entries.values())} prompts")
+    click.echo(f"{one_line(str(out))}: {len(bank.entries)} labels, {sum(len(e.prompts) for e in bank.entries.values())} prompts")
 
 
 
@@ -623,7 +624,7 @@ def gzsl_export(index_path: Path, db_url: str | None, labels_csv: Path, out: Pat
 
     samples = export_index_features(index_path, labels_csv, db_url)
     save_features(out, samples)
-    click.echo(f"{out}: {len(samples.labels)} samples of {len(set(samples.labels.tolist()))} classes, "
+    click.echo(f"{one_line(str(out))}: {len(samples.labels)} samples of {len(set(samples.labels.tolist()))} classes, "
                f"{samples.features.shape[1]}-d")
 
 
@@ -645,7 +646,7 @@ def gzsl_embed_labels(labels_file: Path | None, label_set: str | None, strategy:
 
     classes = class_embeddings(EncoderSpec(_chosen_model(model), vision_model).load(), _label_set(labels_file, label_set), strategy)
     save_class_embeddings(out, classes)
-    click.echo(f"{out}: {len(classes.names)} classes, {classes.embeddings.shape[1]}-d")
+    click.echo(f"{one_line(str(out))}: {len(classes.names)} classes, {classes.embeddings.shape[1]}-d")
 
 
 @gzsl_group.command("train", short_help="Train the ClipClap-GZSL head.")
@@ -689,7 +690,7 @@ def gzsl_train(features_path: Path, classes_path: Path, split_path: Path, val_fe
                        validation=validation)
     model.save(out)
     record = model.record
-    click.echo(f"{out}: best epoch {record.best_epoch + 1}, gamma {model.gamma:.3f}; validation "
+    click.echo(f"{one_line(str(out))}: best epoch {record.best_epoch + 1}, gamma {model.gamma:.3f}; validation "
                f"HM {100 * record.validation.hm:.1f} (uncalibrated {100 * record.validation_uncalibrated.hm:.1f})")
 
 

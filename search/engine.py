@@ -22,6 +22,7 @@ from indexer.hubness import load_correction
 from indexer.index import Index, Provenance, check_encoder, check_model, check_model_name
 from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.store import VectorStore, faiss_gpu
+from indexer.text import printable
 from search.grouping import group_by_file, next_fetch
 from search.validation import MAX_QUERY_CHARS, query_text  # noqa: F401 (MAX_QUERY_CHARS: re-exported)
 
@@ -283,7 +284,8 @@ class Engine:
             leave_out = frozenset(c.file_id for c in copies) if exclude_self else frozenset()
             hits = self._similar_files(vector, k, where, None if itself is None else itself.file_id, leave_out)
         if exclude_self and itself is not None:
-            self.answer_notes.append(f"left out {path} itself (indexed as {itself.path})"
+            # Names as UTF-8 text (odd bytes as \xNN): notes also go out as JSON from the API.
+            self.answer_notes.append(f"left out {printable(str(path))} itself (indexed as {printable(itself.path)})"
                                      + (f" and {len(copies) - 1} identical cop{'ies' if len(copies) > 2 else 'y'}"
                                         if len(copies) > 1 else ""))
         return hits

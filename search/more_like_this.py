@@ -30,7 +30,7 @@ class IndexedCopy:
     """An indexed file that is the query file: same bytes (content hash), and whether also the same path."""
 
     file_id: int
-    path: str  # relative to its corpus root
+    path: str  # relative to its corpus root, as the file system names it (odd bytes as surrogates)
     same_path: bool
 
 
@@ -50,11 +50,14 @@ def indexed_copies(catalog: Catalog, path: str | Path) -> list[IndexedCopy]:
         return []
     absolute = Path(os.path.abspath(path))
     with catalog.session() as s:
-        rows = s.execute(select(FileRow.id, FileRow.path, CorpusRow.root)
+        rows = s.execute(select(FileRow.id, FileRow.path, FileRow.path_bytes, CorpusRow.root)
                          .join(CorpusRow, FileRow.corpus_id == CorpusRow.id)
                          .where(FileRow.content_hash == digest).order_by(FileRow.id)).all()
+    # A name that is not UTF-8 is stored as text with \xNN escapes plus its exact bytes: compared as the
+    # file system names it, or the query file would not be itself (and a twin would lead).
+    relatives = [(file_id, os.fsdecode(raw) if raw else text, root) for file_id, text, raw, root in rows]
     copies = [IndexedCopy(file_id, relative, Path(root) / relative in (absolute, absolute.resolve()))
-              for file_id, relative, root in rows]
+              for file_id, relative, root in relatives]
     return sorted(copies, key=lambda c: not c.same_path)
 
 

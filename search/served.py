@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from indexer.exit_status import one_line
 from search import remote
 
 
@@ -27,7 +28,7 @@ def _served(index_path: Path, db_url: str | None, model: str | None, device: str
         answer = ask(record)
     except remote.RemoteUnavailable as e:
         if verbose:
-            click.echo(f"note: answering in-process: {e}", err=True)
+            click.echo(one_line(f"note: answering in-process: {e}"), err=True)  # the reason may name a file
         return None
     if verbose:
         click.echo(f"note: answered by search serve at {record.host}:{record.port} (pid {record.pid})", err=True)
