@@ -290,7 +290,10 @@ def main() -> None:
             for i in range(args.n):
                 name, top, prefix, command = commands[i % len(commands)] if i < len(commands) else rng.choice(commands)
                 argv = [*prefix, *invocation(command, rng, box)]
-                as_process = args.subprocess_every and i % args.subprocess_every == args.subprocess_every - 1
+                # A process's arguments cannot hold a NUL byte (the OS refuses them before resound runs):
+                # such an invocation runs in-process, where click receives it as typed.
+                as_process = (args.subprocess_every and i % args.subprocess_every == args.subprocess_every - 1
+                              and not any("\0" in a for a in argv))
                 outcome = (run_subprocess(top, argv, args.timeout, env) if as_process
                            else run_in_process(top, argv, args.timeout))
                 statuses[f"{name}: {outcome.status}"] += 1

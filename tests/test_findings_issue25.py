@@ -374,3 +374,12 @@ def test_normalized_text_keeps_every_script_and_drops_what_nobody_sees() -> None
     assert normalize_text("cafe\u0301 \u200bdog\u202e\x00 ｆｉｌｍ\n\n日本語 \udce9") == "café dog film 日本語 \ufffd"
     assert [normalize_text(t) for t in ("кошка", "Ω", "مرحبا")] == ["кошка", "Ω", "مرحبا"]
     assert np.all([normalize_text(c) == "" for c in ("\u200b", "\x07", "\u2066", "\ufeff")])
+
+
+def test_bench_a_limit_past_any_decoder_is_no_sample_limit() -> None:
+    """bench/hostile_cli.py: `--max-seconds 1e308` ended in OverflowError (seconds x samples per second is
+    infinite); it is a limit in seconds with no bound on samples."""
+    from indexer.media.decode import MAX_SAMPLES_PER_SECOND, DecodeLimits
+
+    assert DecodeLimits.for_seconds(1e308) == DecodeLimits(max_seconds=1e308, max_samples=None)
+    assert DecodeLimits.for_seconds(60.0).max_samples == int(60.0 * MAX_SAMPLES_PER_SECOND)

@@ -63,7 +63,10 @@ class DecodeLimits:
         of absurd rate or channel count costs before its duration is reached); None: no limits."""
         if seconds is None:
             return cls()
-        return cls(max_seconds=float(seconds), max_samples=int(seconds * MAX_SAMPLES_PER_SECOND))
+        # A limit past what any machine decodes (`--max-seconds 1e308`) is no limit on samples; int() of its
+        # product would overflow (bench/hostile_cli.py found it).
+        samples = float(seconds) * MAX_SAMPLES_PER_SECOND
+        return cls(max_seconds=float(seconds), max_samples=int(samples) if samples < 2.0**62 else None)
 
     def check(self, path: Path, frames: int, channels: int, rate: int) -> None:
         """Raise MediaTooLongError when `frames` decoded so far already pass a limit."""
