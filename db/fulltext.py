@@ -153,15 +153,26 @@ def rank_keywords(rows: Rows, terms: Sequence[str], among: set[int] | None = Non
     return sorted(hits, key=lambda h: (-h.score, h.file_id))
 
 
-def fuse(rankings: Sequence[Sequence[int]], k: int = 60) -> list[tuple[int, float]]:
+def fuse(rankings: Sequence[Sequence[int]], k: int = 60,
+         scores: Sequence[Sequence[float] | None] | None = None) -> list[tuple[int, float]]:
     """Reciprocal rank fusion (Cormack, Clarke and Buettcher 2009) of best-first id lists: each id scores
-    the sum of 1 / (k + rank) over the lists that hold it; best first, ties by first appearance."""
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, 1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    the sum of 1 / (k + rank) over the lists that hold it; best first, ties by first appearance.
+
+    `scores[i]`, where given, are list i's scores (best first): ids with equal scores share the rank of the
+    first of them (competition ranking), so a tie in one list leaves their order to the other lists. A
+    library whose files all say "organ" in their names must not have the sound's ranking of them
+    reshuffled by the order the tie happened to come in.
+    """
+    fused: dict[int, float] = {}
+    for i, ranking in enumerate(rankings):
+        list_scores = scores[i] if scores is not None else None
+        rank = 0
+        for position, item in enumerate(ranking, 1):
+            if list_scores is None or position == 1 or list_scores[position - 1] != list_scores[position - 2]:
+                rank = position
+            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
     order = {item: i for i, item in enumerate(dict.fromkeys(i for r in rankings for i in r))}
-    return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
+    return sorted(fused.items(), key=lambda kv: (-kv[1], order[kv[0]]))
 
 
 # -- consistency ------------------------------------------------------------------------------------

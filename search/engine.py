@@ -215,7 +215,8 @@ class Engine:
             depth = max(FUSION_DEPTH, k)
             sounded = {h.file_id: h for h in self.search_vector(vector, depth, where, per_file=True)}
             chosen = [(file_id, fused) for file_id, fused in
-                      fuse([list(sounded), [w.file_id for w in words[:depth]]], RRF_K)[:k]]
+                      fuse([list(sounded), [w.file_id for w in words[:depth]]], RRF_K,
+                           scores=[None, [w.score for w in words[:depth]]])[:k]]
         missing = [file_id for file_id, _ in chosen if file_id not in sounded]
         found = {h.file_id: h for h in self._window_hits(vector, [(f, 0.0) for f in missing], admitted,
                                                          window_score=True)}

@@ -33,6 +33,11 @@ def test_names_split_at_punctuation_camel_case_and_digits() -> None:
 
 def test_reciprocal_rank_fusion() -> None:
     assert fuse([[1, 2, 3], [3, 4]], k=60) == [(3, 1 / 63 + 1 / 61), (1, 1 / 61), (2, 1 / 62), (4, 1 / 62)]
+    # Tied keyword scores share a rank, so the sound's order decides among them (the demo corpus: every
+    # church_organ_* file matches "organ" alike, and the best-sounding one must stay first).
+    assert fuse([[7, 8, 9], [9, 8, 7]], k=60, scores=[None, [2.0, 2.0, 2.0]]) == [
+        (7, 1 / 61 + 1 / 61), (8, 1 / 62 + 1 / 61), (9, 1 / 63 + 1 / 61)]
+    assert fuse([[7, 8], [8, 7]], k=60, scores=[None, [3.0, 2.0]])[0][0] == 7  # no tie: ranks 1 and 2
 
 
 @pytest.fixture
