@@ -161,7 +161,10 @@ def query(text: str, index_path: Path, k: int, model: str | None, device: str, d
     served = query_hits(index_path, text, k, modality, db_url, model, device, verbose, per_file=not per_window,
                         where=where, mode=mode)
     if served is not None:
-        _print_hits(served, as_json, show_windows, show_tags)
+        hits, notes = served
+        _print_hits(hits, as_json, show_windows, show_tags)
+        for note in notes:  # what the server says of its answer, as the in-process run prints it
+            click.echo(one_line(f"note: {note}"), err=True)
         return
     from search.engine import Engine
 
@@ -196,7 +199,10 @@ def similar(file: Path, index_path: Path, k: int, model: str | None, device: str
     served = similar_hits(index_path, file, k, modality, db_url, model, device, verbose, per_file=not per_window,
                           where=where, exclude_self=exclude_self)
     if served is not None:
-        _print_hits(served, as_json, show_windows, show_tags)
+        hits, notes = served
+        _print_hits(hits, as_json, show_windows, show_tags)
+        for note in notes:  # what the server says of its answer, as the in-process run prints it
+            click.echo(one_line(f"note: {note}"), err=True)
         return
     from indexer.media.decode import DecodeLimits
     from search.engine import Engine

@@ -239,7 +239,8 @@ Params = list[tuple[str, str]]  # request parameters in order; a name may repeat
 
 def query(record: ServeRecord, text: str, k: int, modality: str | None, per_window: bool = False,
           filters: Params = (), mode: str = "hybrid") -> list[dict[str, Any]]:  # type: ignore[assignment]
-    """Hits (as the API returns them) for a text query, among the files `filters` (API parameters) admit."""
+    """The API's answer to a text query (`hits`, and `notes` on the answer), among the files `filters` (API
+    parameters) admit."""
     _check_k(record, k)
     # Lone surrogates (argv bytes that were not UTF-8) cannot go into a URL: U+FFFD, as the text towers
     # read them anyway (indexer/text.py).
@@ -249,16 +250,17 @@ def query(record: ServeRecord, text: str, k: int, modality: str | None, per_wind
         target = "/api/query?" + urllib.parse.urlencode([*params.items(), *filters])
     except UnicodeEncodeError as e:  # a filter path whose bytes are not UTF-8: a URL cannot carry it
         raise RemoteUnavailable("a filter value is not UTF-8 text") from e
-    return _request(record, "GET", target)["hits"]
+    return _request(record, "GET", target)
 
 
 def similar(record: ServeRecord, path: Path, k: int, modality: str | None, per_window: bool = False,
             filters: Params = (), exclude_self: bool = False) -> list[dict[str, Any]]:  # type: ignore[assignment]
-    """Hits for an audio or video file, uploaded to the server, among the files `filters` admit."""
+    """The API's answer (`hits`, `notes`) for an audio or video file, uploaded to the server, among the files
+    `filters` admit."""
     _check_k(record, k)
     fields = {"k": str(k), **({"modality": modality} if modality else {}), **({"per_window": "true"} if per_window else {}),
               **({"exclude_self": "true"} if exclude_self else {})}
-    return _upload(record, "/api/similar", path, [*fields.items(), *filters])["hits"]
+    return _upload(record, "/api/similar", path, [*fields.items(), *filters])
 
 
 def classify(record: ServeRecord, path: Path, k: int, strategy: str, label_set: str | None = None,

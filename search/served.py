@@ -67,12 +67,12 @@ def filter_params(where: Any) -> remote.Params:
 
 def query_hits(index_path: Path, text: str, k: int, modality: str | None, db_url: str | None, model: str | None,
                device: str, verbose: bool, per_file: bool = True, where: Any = None,
-               mode: str = "hybrid") -> list | None:
-    """`search query` answered by the index's running server (list[Hit]), or None. A query the server
+               mode: str = "hybrid") -> tuple[list, list[str]] | None:
+    """`search query` answered by the index's running server (list[Hit] and the answer's notes), or None. A query the server
     refuses (400: empty text, a filter it cannot read) is refused here with its words, as in-process would
     (QueryError), without loading a model to find that out again."""
 
-    def ask(record: remote.ServeRecord) -> list:
+    def ask(record: remote.ServeRecord) -> dict[str, Any]:
         try:
             return remote.query(record, text, k, modality, per_window=not per_file, filters=filter_params(where),
                                 mode=mode)
@@ -83,18 +83,22 @@ def query_hits(index_path: Path, text: str, k: int, modality: str | None, db_url
                 raise QueryError(e.detail) from e
             raise
 
-    hits = _served(index_path, db_url, model, device, verbose, ask)
-    return None if hits is None else _hits(hits)
+    return _answer(_served(index_path, db_url, model, device, verbose, ask))
+
+
+def _answer(answer: dict[str, Any] | None) -> tuple[list, list[str]] | None:
+    """(hits, notes) of an API answer: the notes say what the in-process answer would print (a query file
+    left out, a filter that admitted nothing)."""
+    return None if answer is None else (_hits(answer["hits"]), list(answer.get("notes") or []))
 
 
 def similar_hits(index_path: Path, file: Path, k: int, modality: str | None, db_url: str | None, model: str | None,
                  device: str, verbose: bool, per_file: bool = True, where: Any = None,
-                 exclude_self: bool = False) -> list | None:
-    """`search similar` answered by the index's running server (list[Hit]), or None."""
-    hits = _served(index_path, db_url, model, device, verbose,
-                   lambda r: remote.similar(r, file, k, modality, per_window=not per_file, filters=filter_params(where),
-                                            exclude_self=exclude_self))
-    return None if hits is None else _hits(hits)
+                 exclude_self: bool = False) -> tuple[list, list[str]] | None:
+    """`search similar` answered by the index's running server (list[Hit] and the answer's notes), or None."""
+    return _answer(_served(index_path, db_url, model, device, verbose,
+                           lambda r: remote.similar(r, file, k, modality, per_window=not per_file,
+                                                    filters=filter_params(where), exclude_self=exclude_self)))
 
 
 def classify_results(index_path: Path, files: list[Path], labels: Any, label_set: str | None, strategy: str,

@@ -108,6 +108,25 @@ def test_queries_through_the_server_give_the_in_process_answers(starter_index: t
                    [line.split()[0::2] for line in local.splitlines()]
 
 
+def test_the_server_s_notes_reach_the_command_line(starter_index: tuple[Path, Path], server) -> None:  # type: ignore[no-untyped-def]
+    """What the server says of its answer is printed as the in-process run prints it (new-user trial: the
+    --exclude-self note and an empty filter's explanation were lost when a server answered)."""
+    corpus, index = starter_index
+    commands = [["similar", str(corpus / "sweep.flac"), "--index", str(index), "-k", "3", "--exclude-self"],
+                ["query", "a pure sine tone", "--index", str(index), "--ext", "mp3"]]
+    for args in commands:
+        _, served = _cli(args)
+        (index / "serve.json").rename(index / "serve.hidden")
+        try:
+            _, local = _cli(args)
+        finally:
+            (index / "serve.hidden").rename(index / "serve.json")
+        # The server knows an uploaded clip by its file name, the in-process run by the path given.
+        expected = [line.replace(str(corpus) + os.sep, "") for line in local.splitlines()
+                    if line.startswith("note: ") and "starter" not in line]
+        assert expected and all(line in served.splitlines() for line in expected), (args, served, local)
+
+
 def test_a_served_query_does_not_load_torch(starter_index: tuple[Path, Path], server) -> None:  # type: ignore[no-untyped-def]
     _, index = starter_index
     code = ("import sys; from search.cli import main\n"

@@ -372,6 +372,8 @@ def create_app(index: Engine | str | Path, config: ServiceConfig = DEFAULT_CONFI
         with stored_upload(file.file, file.filename, config.max_upload_bytes) as path:
             check_clip(path, config.max_upload_seconds)
             hits, notes = service.similar(path, k, modality, where, per_file=not per_window, exclude_self=exclude_self)
+        # A note names the clip as the client knows it, not by the server's temporary copy.
+        notes = [note.replace(str(path), Path(file.filename or "the uploaded clip").name) for note in notes]
         return SearchResponse(kind="similar", modality=service.modality(modality),
                               took_ms=1000 * (time.perf_counter() - started), hits=service.hits_json(hits), notes=notes)
 
