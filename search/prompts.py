@@ -77,17 +77,12 @@ def load_label_set(name_or_path: str | Path) -> LabelSet:
 
 def read_text_lines(path: str | Path) -> list[str]:
     """The lines of a UTF-8 text file (captions, labels); PromptError names a file that is not one."""
-    path = Path(path)
+    from indexer.text import TextFileError, read_text_file
+
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise PromptError(f"{path}: cannot read ({e.strerror or e})") from e
-    if b"\0" in data:
-        raise PromptError(f"{path}: not a text file (it holds binary data)")
-    try:
-        return data.decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError as e:
-        raise PromptError(f"{path}: not UTF-8 text (byte {e.start})") from e
+        return read_text_file(path).splitlines()
+    except TextFileError as e:
+        raise PromptError(str(e)) from e
 
 
 def read_label_file(path: str | Path) -> LabelSet:

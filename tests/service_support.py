@@ -151,3 +151,36 @@ def fuzz_failures(result: dict) -> dict[str, int]:
     server = sum(f["count"] for f in result["failures"] if f["code"] == "ST101")
     return {"server_errors": server, "schema_mismatches": sum(f["count"] for f in result["failures"]) - server,
             "errors": len(result["errors"])}
+
+
+@contextlib.contextmanager
+def announced_server(index: Path, root: Path) -> Iterator[object]:
+    """`search serve` on `index` in its own process (code from `root`, a free port), yielded once it has
+    announced itself in the index directory; stopped with SIGINT, as a user's Ctrl-C stops it."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from search import remote
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "RESOUND_DB": ""}
+    process = subprocess.Popen([sys.executable, "-m", "search.cli", "serve", "--index", str(index),
+                                "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while remote.read_record(index) is None:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"search serve did not announce itself: {process.stderr.read()}")
+        time.sleep(0.2)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(30)

@@ -11,10 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +20,9 @@ from click.testing import CliRunner, Result
 from indexer.cli import main as indexer_cli
 from indexer.exit_status import EXIT_INTERNAL, EXIT_PARTIAL, EXIT_USAGE
 from indexer.starter.lexicon import WordNet, find_wordnet
-from search import remote
 from search.cli import main as search_cli
 from tests import helpers
+from tests.service_support import announced_server
 from tests.test_lexicon import write_wordnet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,7 +171,7 @@ def test_finding3_caption_texts_that_are_binary_are_one_line(corpus_index: tuple
 
 
 def test_finding3_parquet_export_keeps_a_name_that_is_not_utf8(corpus_index: tuple[Path, Path], tmp_path: Path) -> None:
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow.parquet as pq  # the export extra; the dev install brings it
     corpus, index = corpus_index
     out = tmp_path / "out.parquet"
     cli(indexer_cli, ["export", "--index", index, "--out", out])
@@ -234,28 +230,11 @@ def test_finding5_an_export_name_that_contradicts_its_format_is_refused(corpus_i
 
 
 # -- 6. the server and the command line agree ---------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(corpus_index: tuple[Path, Path]):  # type: ignore[no-untyped-def]
-    _, index = corpus_index
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RESOUND_DB": ""}
-    process = subprocess.Popen([sys.executable, "-m", "search.cli", "serve", "--index", str(index),
-                                "--port", str(_free_port())], env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while remote.read_record(index) is None:
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"search serve did not announce itself: {process.stderr.read()}")
-        time.sleep(0.2)
-    yield process
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        process.wait(30)
+    """`search serve` in its own process, announced in the index directory."""
+    with announced_server(corpus_index[1], ROOT) as process:
+        yield process
 
 
 def test_finding6_filtered_and_non_latin_queries_go_through_the_server(corpus_index: tuple[Path, Path],

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from indexer.build import BuildOptions, build_index
 from search import remote
 from search.cli import main as search_cli
 from tests import helpers
+from tests.service_support import announced_server
 
 pytest.importorskip("uvicorn", reason="the serve extra (fastapi, uvicorn) is part of the dev install")
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,12 +35,6 @@ def starter_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     return corpus, index
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "RESOUND_DB": ""}
 
@@ -49,19 +42,8 @@ def _env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def server(starter_index: tuple[Path, Path]):  # type: ignore[no-untyped-def]
     """`search serve` in its own process, announced in the index directory."""
-    _, index = starter_index
-    process = subprocess.Popen([sys.executable, "-m", "search.cli", "serve", "--index", str(index),
-                                "--port", str(_free_port())], env=_env(), stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while remote.read_record(index) is None:
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"search serve did not announce itself: {process.stderr.read()}")
-        time.sleep(0.2)
-    yield process
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        process.wait(30)
+    with announced_server(starter_index[1], ROOT) as process:
+        yield process
 
 
 def _cli(args: list[str]) -> tuple[str, str]:
