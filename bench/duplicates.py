@@ -19,7 +19,11 @@ their first file) is measured last, on this corpus and on a family of short clip
 rendered by one synthesizer with other notes (hard negatives of each other), whose copies are mp3 64 kbit/s,
 cut by up to half the clip, -6 dB and 22.05 kHz; with its time per 1,000 files.
 
-Run: python bench/duplicates.py [--work DIR] [--hop SECONDS] [--model starter]
+The true pairs the default leaves apart and the false pairs it groups are printed, each with the groups'
+references. `--old-set` measures the corpus as it was before the short clips were added (238 files: the
+four 16 s families and their copies), in a work folder of its own.
+
+Run: python bench/duplicates.py [--work DIR] [--hop SECONDS] [--model starter] [--old-set]
 """
 
 from __future__ import annotations
@@ -222,8 +226,9 @@ def write_copy(path: Path, x: np.ndarray, copy: Copy) -> None:
             container.mux(packet)
 
 
-def make_corpus(corpus: Path, work: Path, seed: int = 0) -> dict[str, tuple[str, str, str]]:
-    """Write originals and copies; returns relative path -> (original name, kind, copy kind)."""
+def make_corpus(corpus: Path, work: Path, seed: int = 0, short: bool = True) -> dict[str, tuple[str, str, str]]:
+    """Write originals and copies, and the short clips unless `short` is False (the old set); returns
+    relative path -> (original name, kind, copy kind)."""
     rng = np.random.default_rng(seed)
     originals = instrument_originals(work) + speech_originals() + drum_originals(rng) + event_originals(rng)
     truth = {}
@@ -236,7 +241,7 @@ def make_corpus(corpus: Path, work: Path, seed: int = 0) -> dict[str, tuple[str,
             path = f"{original.name}.copy{i}{recipe.suffix}"
             write_copy(corpus / path, original.samples, recipe)
             truth[path] = (original.name, original.kind, recipe.kind)
-    for original, copied in short_originals(work, rng):
+    for original, copied in short_originals(work, rng) if short else ():
         path = f"{original.name}.wav"
         (corpus / path).parent.mkdir(parents=True, exist_ok=True)
         soundfile.write(corpus / path, original.samples, RATE)
@@ -254,6 +259,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="Keep corpus and index here (default: a temp dir).")
     parser.add_argument("--hop", type=float, default=None, help="Window hop of the index (default: the model's window).")
     parser.add_argument("--model", default="starter")
+    parser.add_argument("--old-set", action="store_true",
+                        help="Without the short clips (238 files), as the bench was before they were added.")
     args = parser.parse_args()
 
     from indexer import BuildOptions, build_index
@@ -268,10 +275,15 @@ def main() -> None:
     from search.fingerprint import spectral_print
 
     work = args.work or Path(tempfile.mkdtemp(prefix="resound-dup-"))
+    if (work / "truth.tsv").is_file():
+        has_short = any(line.startswith("short/") for line in (work / "truth.tsv").read_text().splitlines())
+        if has_short == args.old_set:
+            parser.error(f"{work} holds the {'full' if has_short else 'old'} set: use another --work for "
+                         f"{'--old-set' if args.old_set else 'the full set'}")
     corpus, index = work / "corpus", work / f"index-{args.hop or 'default'}"
     started = time.monotonic()
     if not corpus.is_dir():
-        truth = make_corpus(corpus, work)
+        truth = make_corpus(corpus, work, short=not args.old_set)
         (work / "truth.tsv").write_text("".join("\t".join((p, *v)) + "\n" for p, v in sorted(truth.items())))
     truth = {line.split("\t")[0]: tuple(line.split("\t")[1:]) for line in (work / "truth.tsv").read_text().splitlines()}
     print(f"corpus: {len(truth)} files, {len({v[0] for v in truth.values()})} originals "
@@ -407,7 +419,17 @@ def landmark_table(engine_files: list, truth: dict, rel: dict, hop: float, index
             print(f"| {min_match}{mark} | {label} | {tp / len(mine) if mine else 1.0:.3f} | "
                   f"{tp / len(positives) if positives else 1.0:.3f} | {len(mine)} | {len(positives)} | "
                   f"{per_thousand:.0f} |")
-
+        if min_match == DEFAULT_MIN_MATCH:
+            default_groups, default_found = groups, found
+    # What the default gets wrong, pair by pair: each file's group is named by its reference (its first file).
+    reference = {m.file_id: g.members[0].file_id for g in default_groups for m in g.members}
+    everything = {p for p in combinations(sorted(rel), 2) if original_of[p[0]] == original_of[p[1]]}
+    for title, pairs in (("true pairs left apart", everything - default_found),
+                         ("false pairs grouped", {p for p in default_found if original_of[p[0]] != original_of[p[1]]})):
+        print(f"\n{title} (default): {len(pairs)}")
+        for a, b in sorted(pairs, key=lambda p: (rel[p[0]], rel[p[1]])):
+            where = [f"in the group of {rel[reference[f]]}" if f in reference else "in no group" for f in (a, b)]
+            print(f"  {rel[a]} ({where[0]})  |  {rel[b]} ({where[1]})")
 
 if __name__ == "__main__":
     main()

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -55,6 +56,24 @@ OFFSETS_TRIED = 3
 # decoded-identical or near-identical clip correlates at about 1, another hit of one drum lower.
 SHORT_CLIP_SECONDS = 2.0
 SHORT_CLIP_MIN_MATCH = 0.9
+# Files that overlap this long are confirmed by the spectral envelope at LONG_MIN_MATCH (or the user's
+# min match if higher) where as few as one landmark lines up at the envelope's offset: on
+# bench/duplicates.py no two distinct recordings overlapping 10 s or more matched above 0.63 (16 s renders
+# of one instrument with other notes, one voice, one drum kit), while clips of 2-5 s of one instrument
+# reached 0.88. It confirms a copy that lossy coding left few landmarks in (opus at 24 kbit/s), or a
+# sparse recording with few peaks (two marimba notes in 16 s). The envelope counts sound, not silence, so
+# one held note matches a note of the neighbouring pitch at about 0.75-0.8: the landmarks, which see the
+# pitch, must agree, and the margin stays (tests/test_landmarks.py).
+LONG_OVERLAP_SECONDS = 10.0
+LONG_MIN_MATCH = 0.8
+# A group's reference is the likeliest original (likeliest_original) among the files this close to the
+# longest (a lossy encoder pads a few frames: tens of milliseconds).
+DURATION_SLACK = 0.25
+LOSSLESS_SUFFIXES = frozenset({".wav", ".wave", ".bwf", ".rf64", ".w64", ".flac", ".aif", ".aiff", ".aifc",
+                               ".caf", ".wv", ".ape", ".tta", ".snd", ".au"})
+# The few landmarks of a heavily coded copy back the spectral envelope's match only at its offset: the
+# envelope's lag (20 ms frames) and the landmarks' (16 ms) agree to this.
+AGREEMENT_SECONDS = 0.05
 # Shorter than this (5 envelope frames of 20 ms), a file cannot be checked at all: only the same bytes
 # group it, and the pairs left unchecked are counted (DuplicateGroups.too_short).
 MIN_CHECK_SECONDS = 0.1
@@ -354,20 +373,42 @@ def landmark_candidates(prints: dict[int, Landmarks], min_shared: int = 8,
     return {pair for pair, n in shared.items() if n >= min_shared}
 
 
+def likeliest_original(files: Sequence[FileWindows], prints: Mapping[int, Landmarks | None]) -> FileWindows:
+    """The file of a group most likely to be the original the others were made from: as long as the
+    longest (a cut copy is shorter; within DURATION_SLACK, since a lossy encoder pads a few frames), in a
+    lossless format before a lossy one, then the one with the most landmarks, then the longest, then the
+    first indexed. Every copy loses peaks (lossy coding, requantizing a quieter copy, resampling): two
+    copies share fewer landmarks than either shares with the original, so the original verifies most.
+
+    The sample rate is not asked: landmarks see 0-4 kHz, which any copy at 8 kHz or more keeps."""
+    longest = max(f.duration for f in files)
+
+    def landmark_count(f: FileWindows) -> int:
+        marks = prints.get(f.file_id)
+        return 0 if marks is None else len(marks.hashes)
+
+    return min(files, key=lambda f: (f.duration < longest - DURATION_SLACK,
+                                     PurePosixPath(f.path).suffix.lower() not in LOSSLESS_SUFFIXES,
+                                     -landmark_count(f), -f.duration, f.file_id))
+
+
 def verified_groups(files: Sequence[FileWindows], candidates: set[tuple[int, int]],
                     prints: dict[int, Landmarks | None], hop_seconds: float,
                     spectral: Callable[[FileWindows], SpectralPrint | None] | None = None,  # noqa: F821
                     min_match: float = DEFAULT_MIN_MATCH,
                     content: Mapping[int, str] | None = None) -> DuplicateGroups:
-    """Groups of files whose every member is confirmed against the group's first file (its reference, the
-    longest); no chaining through other members.
+    """Groups of files whose every member is confirmed against the group's first file (its reference);
+    no chaining through other members.
 
-    A member is confirmed by its landmark fingerprints (search/landmarks.py: LandmarkMatch.confirmed), or,
-    where heavy lossy coding left fewer peaks in place, by the spectral envelope's match of at least
-    `min_match` (`spectral`: a file's print, search/fingerprint.py) with landmarks that agree
-    (LandmarkMatch.consistent): the envelope alone takes other notes of one instrument for a copy. The
-    member's `match` is the share of landmarks that line up. References are taken longest first; each is
-    checked against every not yet grouped file that the candidate pairs connect it to (at any distance).
+    The files the candidate pairs connect (at any distance) are checked against one reference, the one
+    most likely to be their original (likeliest_original: the longest, lossless before lossy, the most
+    landmarks); files it does not confirm are checked again around the next reference. A member is confirmed by its landmark
+    fingerprints (search/landmarks.py: LandmarkMatch.confirmed, at any offset); or by the spectral
+    envelope's match of at least `min_match` (`spectral`: a file's print, search/fingerprint.py) where
+    heavy lossy coding left fewer peaks in place and the landmarks agree (LandmarkMatch.consistent), or
+    where the two files overlap by LONG_OVERLAP_SECONDS or more (a long stretch of sound has too many
+    events for another recording to line up; the envelope alone takes other notes of one instrument for
+    a copy only in short clips). The member's `match` is the share of landmarks that line up.
 
     `content`: each file's content hash. Files with the reference's bytes are members at offset 0 without a
     fingerprint (match 1.0), whatever their length; pass their pairs in `candidates`. Pairs whose longer
@@ -385,51 +426,70 @@ def verified_groups(files: Sequence[FileWindows], candidates: set[tuple[int, int
             links[b].add(a)
     order = sorted(links, key=lambda m: (-by_id[m].duration, -len(by_id[m].starts), m))
     grouped: set[int] = set()
+    tried: set[int] = set()  # references that confirmed nobody: still members of a later group, if one takes them
     unchecked: set[tuple[int, int]] = set()
     groups = DuplicateGroups()
-    for reference in order:
-        if reference in grouped:
+
+    def confirm(ref: FileWindows, other: FileWindows) -> DuplicateMember | None:
+        if content and content.get(other.file_id) and content.get(other.file_id) == content.get(ref.file_id):
+            similarity, _ = aligned_similarity(ref, other, 0.0, hop_seconds)
+            return DuplicateMember(other.file_id, other.path, other.duration, similarity, 0.0, 1.0)
+        if min(ref.duration, other.duration) < MIN_CHECK_SECONDS:
+            unchecked.add((min(ref.file_id, other.file_id), max(ref.file_id, other.file_id)))
+            return None
+        if prints.get(ref.file_id) is None or prints.get(other.file_id) is None:
+            return None
+        found = match(prints[ref.file_id], prints[other.file_id])  # type: ignore[arg-type]
+        # found.offset: content at t in the reference is at t + offset in the member.
+        offset = found.offset if found.confirmed else None
+        longer = max(ref.duration, other.duration)
+        short = longer < SHORT_CLIP_SECONDS
+        long = min(ref.duration, other.duration) >= LONG_OVERLAP_SECONDS
+        if offset is None and spectral is not None and (short or (found.aligned and (found.consistent or long))):
+            a, b = spectral(ref), spectral(other)
+            if a is not None and b is not None:
+                envelope, lag = aligned_match(a, b, 0.0, longer, min_overlap_seconds=DEFAULT_MIN_COVERAGE * longer)
+                overlap = min(ref.duration, other.duration - lag) - max(0.0, -lag)
+                # Landmarks that line up at the envelope's offset back it; none at all (a file without peaks, a
+                # note of another pitch) or elsewhere (another recording) do not.
+                agree = found.aligned > 0 and abs(lag - found.offset) <= AGREEMENT_SECONDS
+                if agree and found.consistent:
+                    needed: float | None = min_match
+                elif agree and overlap >= LONG_OVERLAP_SECONDS:
+                    needed = max(min_match, LONG_MIN_MATCH)
+                elif short:
+                    needed = max(min_match, SHORT_CLIP_MIN_MATCH)
+                else:
+                    needed = None  # a clip of a few seconds: the envelope alone confirms no copy
+                offset = lag if needed is not None and envelope >= needed else None
+        if offset is None:
+            return None
+        similarity, _ = aligned_similarity(ref, other, offset, hop_seconds)
+        return DuplicateMember(other.file_id, other.path, other.duration, similarity, -offset, found.share)
+
+    for start in order:
+        if start in grouped or start in tried:
             continue
-        reach, frontier = set(), [reference]  # the files the candidate pairs connect to the reference
+        component, frontier = {start}, [start]  # the files the candidate pairs connect, not yet grouped
         while frontier:
             node = frontier.pop()
-            for other in links[node] - reach - {reference}:
-                if other not in grouped:
-                    reach.add(other)
-                    frontier.append(other)
-        members = []
-        ref = by_id[reference]
-        for other in sorted(reach):
-            if content and content.get(other) and content.get(other) == content.get(reference):
-                similarity, _ = aligned_similarity(ref, by_id[other], 0.0, hop_seconds)
-                members.append(DuplicateMember(other, by_id[other].path, by_id[other].duration, similarity, 0.0, 1.0))
-                continue
-            if min(ref.duration, by_id[other].duration) < MIN_CHECK_SECONDS:
-                unchecked.add((min(reference, other), max(reference, other)))
-                continue
-            if prints.get(reference) is None or prints.get(other) is None:
-                continue
-            found = match(prints[reference], prints[other])  # type: ignore[arg-type]
-            # found.offset: content at t in the reference is at t + offset in the member.
-            offset = found.offset if found.confirmed else None
-            longer = max(ref.duration, by_id[other].duration)
-            short = longer < SHORT_CLIP_SECONDS
-            if offset is None and (found.consistent or short) and spectral is not None:
-                a, b = spectral(ref), spectral(by_id[other])
-                if a is not None and b is not None:
-                    envelope, lag = aligned_match(a, b, 0.0, longer, min_overlap_seconds=DEFAULT_MIN_COVERAGE * longer)
-                    needed = max(min_match, SHORT_CLIP_MIN_MATCH) if short and not found.consistent else min_match
-                    offset = lag if envelope >= needed else None
-            if offset is not None:
-                similarity, _ = aligned_similarity(ref, by_id[other], offset, hop_seconds)
-                members.append(DuplicateMember(other, by_id[other].path, by_id[other].duration, similarity,
-                                               -offset, found.share))
-        if members:
-            grouped.add(reference)
-            grouped.update(m.file_id for m in members)
-            members.sort(key=lambda m: (-(m.match or 0.0), m.path))
-            groups.append(DuplicateGroup([DuplicateMember(reference, ref.path, ref.duration, 1.0, 0.0, 1.0),
-                                          *members]))
+            for other in links[node] - component - grouped:
+                component.add(other)
+                frontier.append(other)
+        while True:
+            free = [by_id[m] for m in component - grouped - tried]
+            if not free or len(component - grouped) < 2:
+                break
+            ref = likeliest_original(free, prints)
+            tried.add(ref.file_id)
+            members = [m for other in sorted(component - grouped - {ref.file_id})
+                       if (m := confirm(ref, by_id[other])) is not None]
+            if members:
+                grouped.add(ref.file_id)
+                grouped.update(m.file_id for m in members)
+                members.sort(key=lambda m: (-(m.match or 0.0), m.path))
+                groups.append(DuplicateGroup([DuplicateMember(ref.file_id, ref.path, ref.duration, 1.0, 0.0, 1.0),
+                                              *members]))
     groups.sort(key=lambda g: (-len(g.members), g.members[0].path))
     # A pair counts as left out only if its files did not end up in one group by other evidence.
     home = {m.file_id: n for n, g in enumerate(groups) for m in g.members}
