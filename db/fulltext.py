@@ -33,6 +33,10 @@ BM25_B = 0.75
 # and an upper-case run before its last letter when a lower-case one follows (HTTPServer -> HTTP Server).
 _RUNS = re.compile(r"[^\W\d_]+|\d+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+# Runs of the scripts written without spaces between words (Han, kana with the iteration and length
+# marks, Hangul syllables and jamo): split out of a letter run and cut into character pairs (_bigrams).
+_CJK = re.compile("([\u1100-\u11ff\u3005\u3040-\u30ff\u3130-\u318f\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+                  "\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002ffff]+)")
 # Words too common in names and descriptions to tell files apart.
 STOPWORDS = frozenset(["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "into", "is", "it", "of", "on", "or", "the", "to", "with"])
 
@@ -54,18 +58,35 @@ def _stem(word: str) -> str:
     return word
 
 
-def tokens(text: str) -> list[str]:
+def _bigrams(run: str, unigrams: bool) -> list[str]:
+    """A run of CJK characters as overlapping pairs of characters, as Lucene's CJK bigram filter does: a
+    word inside the run is found by its own pairs. With `unigrams` (a document's terms) each character
+    too, so that a one-character word (犬, dog) is found; a lone character is always itself."""
+    pairs = [run[i:i + 2] for i in range(len(run) - 1)]
+    return list(run) + pairs if unigrams or len(run) == 1 else pairs
+
+
+def tokens(text: str, query: bool = False) -> list[str]:
     """The terms of a text, in order: words split at punctuation, camelCase and digits, case-folded,
-    accents removed, lightly stemmed; stop words and over-long runs left out."""
+    accents removed, lightly stemmed; stop words and over-long runs left out. Runs of Chinese, Japanese
+    or Korean characters, written without spaces between words, become pairs of characters, and in a
+    document (not a `query`, whose pairs say more) single characters too."""
     out = []
     for part in re.split(r"[^\w]+|_", unicodedata.normalize("NFKC", text)):
         for piece in _CAMEL.split(part):
             for run in _RUNS.findall(piece):
-                word = "".join(c for c in unicodedata.normalize("NFKD", run.casefold()) if not unicodedata.combining(c))
-                if word.isdigit():
-                    word = word.lstrip("0") or "0"  # take 03 is take 3
-                if word and word not in STOPWORDS and len(word) <= MAX_TERM_CHARS:
-                    out.append(_stem(word))
+                for script_run in _CJK.split(run):
+                    if not script_run:
+                        continue
+                    if _CJK.fullmatch(script_run):
+                        out.extend(_bigrams(script_run, unigrams=not query))  # NFKC only: NFKD would strip a kana's voicing mark
+                        continue
+                    word = "".join(c for c in unicodedata.normalize("NFKD", script_run.casefold())
+                                   if not unicodedata.combining(c))
+                    if word.isdigit():
+                        word = word.lstrip("0") or "0"  # take 03 is take 3
+                    if word and word not in STOPWORDS and len(word) <= MAX_TERM_CHARS:
+                        out.append(_stem(word))
     return out
 
 
@@ -78,7 +99,7 @@ def document_terms(path: str, tags: Mapping[str, str]) -> Counter[str]:
 
 def query_terms(text: str) -> list[str]:
     """The distinct terms of what a user typed, in order (at most MAX_QUERY_TERMS)."""
-    return list(dict.fromkeys(tokens(text)))[:MAX_QUERY_TERMS]
+    return list(dict.fromkeys(tokens(text, query=True)))[:MAX_QUERY_TERMS]
 
 
 # -- writing ----------------------------------------------------------------------------------------

@@ -31,6 +31,20 @@ def test_names_split_at_punctuation_camel_case_and_digits() -> None:
     assert query_terms("door DOORS doors") == ["door"]
 
 
+def test_text_without_spaces_is_cut_into_character_pairs() -> None:
+    # Chinese and Japanese write no spaces between words: a run of their characters is one letter run, cut
+    # into overlapping pairs; a document also keeps each character (a one-character word: 犬, dog).
+    assert query_terms("日本語") == ["日本", "本語"]
+    assert query_terms("日本語の音.wav") == ["日本", "本語", "語の", "の音", "wav"]
+    assert query_terms("犬") == ["犬"]
+    assert document_terms("効果音/犬の鳴き声_01.wav", {}) == {
+        "犬": 1, "の": 1, "鳴": 1, "き": 1, "声": 1, "犬の": 1, "の鳴": 1, "鳴き": 1, "き声": 1, "1": 1,
+        "効": 1, "果": 1, "音": 1, "効果": 1, "果音": 1}
+    # Mixed scripts split where the script changes; kana keep their voicing marks (が is not か).
+    assert tokens("ドア開閉SE_がた", query=True) == ["ドア", "ア開", "開閉", "se", "がた"]
+    assert tokens("한국어 소리", query=True) == ["한국", "국어", "소리"]
+
+
 def test_reciprocal_rank_fusion() -> None:
     assert fuse([[1, 2, 3], [3, 4]], k=60) == [(3, 1 / 63 + 1 / 61), (1, 1 / 61), (2, 1 / 62), (4, 1 / 62)]
     # Tied keyword scores share a rank, so the sound's order decides among them (the demo corpus: every
@@ -135,23 +149,47 @@ def test_whatever_a_user_types_is_safe(library) -> None:  # type: ignore[no-unty
         engine.close()
 
 
+def test_a_japanese_name_is_found_by_a_word_inside_it(tmp_path: Path, tone_model: Path) -> None:
+    corpus = tmp_path / "library"
+    for name, pitch in {"効果音/日本語の音.wav": 220, "効果音/犬の鳴き声_01.wav": 440, "効果音/猫の鳴き声_02.wav": 660,
+                        "Foley/Door Creak.wav": 880}.items():
+        helpers.write_audio(corpus / name, helpers.tone(pitch, 2.0, rate=RATE), RATE)
+    build_index(corpus, tmp_path / "index", BuildOptions(model=str(tone_model), decode_workers=0))
+    engine = Engine(tmp_path / "index", device="cpu")
+    try:
+        def found(text: str) -> list[tuple[str, tuple[str, ...]]]:
+            return [(h.relative_path, h.matched) for h in engine.query(text, k=10, mode="keyword")]
+
+        assert found("日本語") == [("効果音/日本語の音.wav", ("日本", "本語"))]
+        assert found("犬") == [("効果音/犬の鳴き声_01.wav", ("犬",))]
+        assert [path for path, _ in found("鳴き声")] == ["効果音/犬の鳴き声_01.wav", "効果音/猫の鳴き声_02.wav"] or \
+            [path for path, _ in found("鳴き声")] == ["効果音/猫の鳴き声_02.wav", "効果音/犬の鳴き声_01.wav"]
+        assert found("猫 鳴き声")[0] == ("効果音/猫の鳴き声_02.wav", ("猫", "鳴き", "き声"))
+        assert len(found("効果音")) == 3  # the folder's name
+    finally:
+        engine.close()
+
+
 def test_keyword_and_hybrid_answers_are_equal_on_sqlite_and_postgres(tmp_path: Path, tone_model: Path,
                                                                     postgres_url: str) -> None:
     corpus = tmp_path / "library"
     for name, pitch in {"Animals/DOG_Bark_Big_01.wav": 220, "Animals/DogBarkSmall02.wav": 440, "Foley/Door Creak.wav": 660,
-                        "field/ZOOM0000.WAV": 440, "field/ZOOM0001.WAV": 880, "dog/dog dog.wav": 330}.items():
+                        "field/ZOOM0000.WAV": 440, "field/ZOOM0001.WAV": 880, "dog/dog dog.wav": 330,
+                        "効果音/犬の鳴き声_01.wav": 550, "効果音/日本語の音.wav": 770}.items():
         helpers.write_audio(corpus / name, helpers.tone(pitch, 2.0, rate=RATE), RATE)
     answers = []
     for name, url in (("sqlite", None), ("postgres", postgres_url)):
         build_index(corpus, tmp_path / name, BuildOptions(model=str(tone_model), decode_workers=0, db_url=url))
         engine = Engine(tmp_path / name, db_url=url, device="cpu")
         try:
-            answers.append([_answer(engine, text, mode) for text in ("dog bark 440", "door", "dog", "hi-hat")
+            answers.append([_answer(engine, text, mode) for text in ("dog bark 440", "door", "dog", "hi-hat", "犬",
+                                                                     "日本語 鳴き声")
                             for mode in ("keyword", "hybrid")])
         finally:
             engine.close()
     assert answers[0] == answers[1]
     assert answers[0][4][0][:2] == ("dog/dog dog.wav", ("dog",))  # three dogs: the highest BM25
+    assert answers[0][8][0][:2] == ("効果音/犬の鳴き声_01.wav", ("犬",))
 
 
 def test_the_keyword_index_follows_renames_and_removals_and_verify_checks_it(tmp_path: Path, tone_model: Path) -> None:
