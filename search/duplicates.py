@@ -19,7 +19,10 @@ the spectral check, which sees when each sound happens, tells copies from other 
 What `search duplicates` runs by default (Engine.duplicates) confirms with landmark fingerprints instead
 (search/landmarks.py: spectral peaks paired into hashes, lined up at one offset), which also find
 candidates the vectors miss, and groups files around a reference that confirms every member itself
-(verified_groups): a chain of weak links (A like B, B like C) never merges two recordings. Files with the
+(verified_groups): a chain of weak links (A like B, B like C) never merges two recordings. The reference is
+the file likeliest to be the original (full length, lossless, the most landmarks), since two copies share
+less than either shares with it; where lossy coding or a sparse recording leaves few landmarks, the
+spectral envelope confirms a member if landmarks line up at its offset and the files overlap long enough. Files with the
 same bytes (the catalog's content hash) are one recording at offset 0 whatever their length, with no
 fingerprint needed; clips too short for landmarks (a 0.2 s hit has one or two onsets) fall back to a
 stricter spectral envelope check.
@@ -129,7 +132,8 @@ class DuplicateMember:
 
 @dataclass(frozen=True)
 class DuplicateGroup:
-    """Files that are one recording; `members[0]` is the reference (the longest)."""
+    """Files that are one recording; `members[0]` is the reference: the longest (verified_groups: the
+    likeliest original among the files as long as the longest)."""
 
     members: list[DuplicateMember]
 
