@@ -37,9 +37,9 @@ MAX_DF = 96  # bins (1.5 kHz either way)
 # What confirms a pair (bench/duplicates.py): landmarks at one offset, as distinct moments and as a share
 # of the landmarks that fall in the overlap of the two files.
 MIN_MOMENTS = 3
-# Against a group's reference, the likeliest original (search/duplicates.py), the short clips' copies
-# share 28% or more; two renders that strike one low piano note at one moment shared 23% (a false pair at
-# 20%). Copies that lossy coding left below this are confirmed with the spectral envelope (WEAK_SHARE).
+# Against a group's reference, the likeliest original (search/duplicates.py), the short clips' copies of
+# bench/duplicates.py share 25% or more (28% or more with three moments or more); two renders that strike
+# one low piano note at one moment shared 23% (a false pair at 20%). Copies that lossy coding left below this are confirmed with the spectral envelope (WEAK_SHARE).
 MIN_SHARE = 0.25
 MIN_RATE = 1.0  # lined-up moments per second of overlap: two loops of one drum kit share a few hits only
 MIN_OVERLAP = 0.5  # of the longer file: a cut copy keeps at least half of the clip
