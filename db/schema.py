@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
@@ -13,9 +13,9 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Text,
-    PrimaryKeyConstraint,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -28,7 +28,7 @@ _Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -91,10 +91,10 @@ class FileRow(Base):
     indexed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     corpus: Mapped[CorpusRow] = relationship()
-    segments: Mapped[list["SegmentRow"]] = relationship(
+    segments: Mapped[list[SegmentRow]] = relationship(
         back_populates="file", cascade="all, delete-orphan", passive_deletes=True
     )
-    tags: Mapped[list["FileTagRow"]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    tags: Mapped[list[FileTagRow]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
 
 class SegmentRow(Base):

@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
 
-from db.catalog import CatalogWriter, FailureRecord
+from db.catalog import Catalog, CatalogWriter, FailureRecord
 from db.fulltext import inconsistent_files, repair_terms
-from db.schema import CorpusRow, FileRow, SegmentRow
+from db.schema import CorpusRow, FileRow
 from indexer.errors import IndexCorruptError
 from indexer.index import Index
 from indexer.segments import SegmentedStore
@@ -76,45 +75,40 @@ def _verify(index: Index) -> VerifyReport:
     for name, reason in unreadable.items():
         report.unreadable_files.append(name)
         report.problems.append(f"{name}: {reason}; its vectors are re-embedded by `indexer verify --repair`")
-    with index.catalog.session() as s:
-        rows = {
-            "segments": list(s.scalars(select(SegmentRow.id))),
-            "files": list(s.scalars(select(FileRow.id))),
-        }
-        segments_of_file = dict(Counter(s.scalars(select(SegmentRow.file_id))))
+    checks = catalog_checks(index.catalog)
+    rows = {"segments": checks.segment_ids, "files": checks.file_ids}
     for name in STORE_NAMES:
         store = stores[name]
-        ids = store.ids().tolist()
+        # Sorted int64 arrays on both sides: at 10M windows, Python sets and Counters of ids cost gigabytes.
+        ids = np.asarray(store.ids(), dtype=np.int64)
         report.counts[f"{name}_rows"] = len(rows[name])
         report.counts[f"{name}_vectors"] = len(ids)
         if store.dim != provenance.dim:
             report.problems.append(f"{name}: FAISS dimension {store.dim}, provenance says {provenance.dim}")
-        duplicates = sorted(i for i, n in Counter(ids).items() if n > 1)
+        unique, times = np.unique(ids, return_counts=True)
+        duplicates = unique[times > 1].tolist()
         if duplicates:
             report.duplicate_ids[name] = duplicates
             report.problems.append(f"{name}: {len(duplicates)} ids with several vectors (e.g. {duplicates[:5]})")
-        orphans = sorted(set(ids) - set(rows[name]))
+        orphans = np.setdiff1d(unique, rows[name], assume_unique=True).tolist()
         if orphans:
             report.orphan_vectors[name] = orphans
             report.problems.append(f"{name}: {len(orphans)} vectors without a catalog row (e.g. {orphans[:5]})")
-        missing = sorted(set(rows[name]) - set(ids))
+        missing = np.setdiff1d(rows[name], unique, assume_unique=True).tolist()
         if missing:
             report.problems.append(f"{name}: {len(missing)} catalog rows without a vector (e.g. {missing[:5]})")
             if name == "files":
                 report.files_missing_vectors.extend(missing)
             else:
-                with index.catalog.session() as s:
-                    file_ids = set(s.scalars(select(SegmentRow.file_id).where(SegmentRow.id.in_(missing))))
-                report.files_missing_vectors.extend(sorted(file_ids))
+                report.files_missing_vectors.extend(index.catalog.file_ids_of_segments(missing).tolist())
         if len(ids) and not np.all(np.isfinite(store.reconstruct(ids[:1000]))):
             report.problems.append(f"{name}: non-finite vector values")
-    files_without_segments = sorted(set(rows["files"]) - set(segments_of_file))
+    files_without_segments = checks.files_without_segments.tolist()
     if files_without_segments:
         report.problems.append(f"{len(files_without_segments)} files without segments (e.g. {files_without_segments[:5]})")
         report.files_missing_vectors.extend(files_without_segments)
     report.files_missing_vectors = sorted(set(report.files_missing_vectors))
-    with index.catalog.session() as session:
-        report.keyword_files = inconsistent_files(session)
+    report.keyword_files = checks.keyword_files
     if report.keyword_files:
         report.problems.append(f"keyword index: {len(report.keyword_files)} files whose stored words differ from "
                                f"their names and tags (e.g. {report.keyword_files[:5]})")
@@ -132,6 +126,37 @@ def _verify(index: Index) -> VerifyReport:
     report.vanished_failures = [f for f in index.catalog.failures() if _vanished(f)]
     report.unreachable_media = _unreachable_media(index)
     return report
+
+
+@dataclass(frozen=True)
+class CatalogChecks:
+    """What `indexer verify` reads from the catalog alone (the FAISS side is compared with it in _verify)."""
+
+    segment_ids: np.ndarray  # sorted int64
+    file_ids: np.ndarray  # sorted int64
+    files_without_segments: np.ndarray  # sorted int64
+    keyword_files: list[int]  # files whose stored words differ from their names and tags
+
+    def summary(self) -> str:
+        return (f"{len(self.segment_ids):,} segments, {len(self.file_ids):,} files, "
+                f"{len(self.files_without_segments)} without segments, {len(self.keyword_files)} keyword mismatches")
+
+
+def catalog_checks(catalog: Catalog) -> CatalogChecks:
+    """The catalog side of `indexer verify`: every segment and file id (read as arrays, not row objects),
+    files that hold no segment (one probe per file of the segments' file_id index) and keyword consistency."""
+    return CatalogChecks(
+        segment_ids=catalog.ids("SELECT id FROM segments ORDER BY id"),
+        file_ids=catalog.ids("SELECT id FROM files ORDER BY id"),
+        files_without_segments=catalog.ids("SELECT f.id FROM files f WHERE NOT EXISTS "
+                                           "(SELECT 1 FROM segments s WHERE s.file_id = f.id) ORDER BY f.id"),
+        keyword_files=_keyword_files(catalog),
+    )
+
+
+def _keyword_files(catalog: Catalog) -> list[int]:
+    with catalog.session() as session:
+        return inconsistent_files(session)
 
 
 def _unreachable_media(index: Index) -> list[str]:
