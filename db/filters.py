@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -255,7 +256,7 @@ def _like_escape(text: str) -> str:
 def file_conditions(where: SearchFilter, corpora: dict[int, str]) -> list[ColumnElement[bool]]:
     """SQL conditions on FileRow (joined with CorpusRow) for the file-level parts of `where`;
     `corpora` maps corpus ids to their roots (for `under`)."""
-    from sqlalchemy import and_, exists, false, func, or_, select, true
+    from sqlalchemy import and_, false, func, or_, select
 
     from db.schema import CorpusRow, FileRow, FileTagRow
 
@@ -272,11 +273,18 @@ def file_conditions(where: SearchFilter, corpora: dict[int, str]) -> list[Column
         if not inside and where.under_relative is not None:
             # Not a folder from here that lies in a corpus: the folder inside each corpus root, as the
             # results table shows paths.
-            inside.append(true() if where.under_relative == "." else _path_inside(where.under_relative))
+            # Per corpus: the (corpus_id, path) index serves `corpus_id = ? AND path ...`, not the path alone.
+            inside.extend(FileRow.corpus_id == corpus_id if where.under_relative == "."
+                          else and_(FileRow.corpus_id == corpus_id, _path_inside(where.under_relative))
+                          for corpus_id in corpora)
         conditions.append(or_(*inside) if inside else false())
     if where.glob is not None:
         target = (CorpusRow.root + "/" + FileRow.path) if where.glob.startswith("/") else FileRow.path
         conditions.append(target.regexp_match(glob_regex(where.glob)))
+        literal = glob_prefix(where.glob)
+        if literal and not where.glob.startswith("/"):
+            # The pattern's literal start bounds an index range ('drums/*' reads drums/, not every file).
+            conditions.append(path_prefix(literal))
     if where.extensions:
         conditions.append(or_(*(func.lower(FileRow.path).like("%." + _like_escape(e), escape="\\")
                                 for e in where.extensions)))
@@ -289,8 +297,10 @@ def file_conditions(where: SearchFilter, corpora: dict[int, str]) -> list[Column
     if where.modified_before is not None:
         conditions.append(FileRow.mtime < where.modified_before)
     for key, value in where.tags:
-        conditions.append(exists(select(FileTagRow.file_id).where(
-            FileTagRow.file_id == FileRow.id, FileTagRow.key == key, FileTagRow.folded == value.casefold())))
+        # IN, not a correlated EXISTS: SQLite then reads the (key, folded) index once instead of probing the
+        # tags of every file (Postgres plans both as one semi-join).
+        conditions.append(FileRow.id.in_(select(FileTagRow.file_id).where(
+            FileTagRow.key == key, FileTagRow.folded == value.casefold())))
     return conditions
 
 
@@ -300,12 +310,62 @@ def _path_inside(relative: str) -> ColumnElement[bool]:
 
     from db.schema import FileRow
 
-    return or_(FileRow.path == relative, FileRow.path.like(_like_escape(relative) + "/%", escape="\\"))
+    return or_(FileRow.path == relative, path_prefix(relative.rstrip("/") + "/"))
+
+
+def glob_prefix(pattern: str) -> str:
+    """The literal start of a shell pattern, before its first wildcard or class ('' if it starts with one)."""
+    return re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+
+
+def path_prefix(prefix: str) -> ColumnElement[bool]:
+    """FileRow.path starts with `prefix`, case-sensitively (as paths are), in SQL an index range serves."""
+    return _prefix_class()(prefix)
+
+
+@lru_cache(maxsize=1)
+def _prefix_class() -> type:
+    """The SQL construct of path_prefix(), compiled per dialect (built on first use: SQLAlchemy is not
+    imported by a cold search that does not filter)."""
+    from sqlalchemy import Boolean, and_, func
+    from sqlalchemy.ext.compiler import compiles
+    from sqlalchemy.sql.expression import ColumnElement
+    from sqlalchemy.sql.visitors import InternalTraversal
+
+    from db.schema import FileRow
+
+    class PathPrefix(ColumnElement[bool]):
+        type = Boolean()
+        _is_implicitly_boolean = True  # a condition as it stands: no "= 1" where booleans are not native
+        inherit_cache = True
+        _traverse_internals = [("prefix", InternalTraversal.dp_string)]  # noqa: RUF012 (SQLAlchemy's protocol)
+
+        def __init__(self, prefix: str):
+            self.prefix = prefix
+
+    @compiles(PathPrefix)
+    def _like(element: PathPrefix, compiler, **kw) -> str:  # type: ignore[no-untyped-def]
+        # Postgres: LIKE is case-sensitive, and a constant prefix pattern bounds a btree range.
+        return compiler.process(FileRow.path.like(_like_escape(element.prefix) + "%", escape="\\"), **kw)
+
+    @compiles(PathPrefix, "sqlite")
+    def _range(element: PathPrefix, compiler, **kw) -> str:  # type: ignore[no-untyped-def]
+        # SQLite's LIKE ignores ASCII case and no BINARY index serves it; a range of the (corpus_id, path)
+        # index does (BINARY order of UTF-8 is code point order, so [prefix, next prefix) is exactly it).
+        prefix = element.prefix
+        last = ord(prefix[-1])
+        if last in (0xD7FF, 0x10FFFF):  # the next code point is a surrogate, or there is none
+            condition = and_(FileRow.path >= prefix, func.substr(FileRow.path, 1, len(prefix)) == prefix)
+        else:
+            condition = and_(FileRow.path >= prefix, FileRow.path < prefix[:-1] + chr(last + 1))
+        return f"({compiler.process(condition, **kw)})"
+
+    return PathPrefix
 
 
 def segment_query(where: SearchFilter, corpora: dict[int, str]):  # type: ignore[no-untyped-def]
     """SELECT of the ids of the segments that `where` admits (in no particular order)."""
-    from sqlalchemy import and_, select, true
+    from sqlalchemy import and_, literal_column, select, true
 
     from db.schema import CorpusRow, FileRow, SegmentRow
 
@@ -317,6 +377,10 @@ def segment_query(where: SearchFilter, corpora: dict[int, str]):  # type: ignore
         conditions.append(SegmentRow.file_id.in_(files))
     if where.modality is not None:
         conditions.append(SegmentRow.modalities.in_(_HOLDING[where.modality]))
+        if where.modality != "audio":
+            # Implied by the IN above; spelled as the partial index ix_segments_visual's own condition, so
+            # that a picture filter reads the few windows that hold one instead of all of them.
+            conditions.append(SegmentRow.modalities != literal_column("'audio'"))
     return select(SegmentRow.id).where(and_(true(), *conditions))
 
 

@@ -17,10 +17,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SCHEMA_VERSION = 3
+# The condition of the partial index of windows that hold a picture (ix_segments_visual).
+VISUAL_WINDOWS = "modalities <> 'audio'"
 
 # SQLite only makes INTEGER PRIMARY KEY an alias of its rowid (and so auto-incrementing); BIGINT on
 # Postgres, where vector ids may outgrow 2**31.
@@ -75,7 +78,12 @@ class FileRow(Base):
     """An indexed media file; its id is also the id of its file-level vector."""
 
     __tablename__ = "files"
-    __table_args__ = (UniqueConstraint("corpus_id", "path"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        UniqueConstraint("corpus_id", "path"),  # also what folder and glob filters read a range of
+        Index("ix_files_duration", "duration"),
+        Index("ix_files_mtime", "mtime"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
     corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id", ondelete="CASCADE"), index=True)
@@ -101,7 +109,11 @@ class SegmentRow(Base):
     """A window of a file; its id is the id of its vector in the segment index."""
 
     __tablename__ = "segments"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        # The few windows that hold a picture (db/filters.py repeats this condition; migration 0005).
+        Index("ix_segments_visual", "id", sqlite_where=text(VISUAL_WINDOWS), postgresql_where=text(VISUAL_WINDOWS)),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
     file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), index=True)

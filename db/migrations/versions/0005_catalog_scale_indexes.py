@@ -1,0 +1,37 @@
+"""Indexes for archive-scale catalogs (bench/catalog_scale.py, docs/scale.md "Catalog at 10M segments").
+
+- ix_segments_visual: the windows that hold a picture, a partial index (only those rows), so that a
+  `--has visual` / `--has av` filter reads them instead of every window (10M rows at 10M windows); the
+  filter's SQL repeats the index's condition (db/filters.py segment_query).
+- ix_files_duration, ix_files_mtime: duration and modified-time filters read a range of files instead of
+  all of them.
+
+On an existing catalog the upgrade builds these once (the partial index scans the segments table one time:
+seconds at 10M windows, see docs/scale.md).
+
+Revision ID: 0005_catalog_scale_indexes
+Revises: 0004_vector_files
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005_catalog_scale_indexes"
+down_revision = "0004_vector_files"
+branch_labels = None
+depends_on = None
+
+_VISUAL = "modalities <> 'audio'"
+
+
+def upgrade() -> None:
+    op.create_index("ix_segments_visual", "segments", ["id"], sqlite_where=sa.text(_VISUAL),
+                    postgresql_where=sa.text(_VISUAL))
+    op.create_index("ix_files_duration", "files", ["duration"])
+    op.create_index("ix_files_mtime", "files", ["mtime"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_files_mtime", table_name="files")
+    op.drop_index("ix_files_duration", table_name="files")
+    op.drop_index("ix_segments_visual", table_name="segments")
