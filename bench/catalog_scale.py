@@ -5,9 +5,11 @@ The catalog is filled by bulk SQL, not through the embedder: files in a few thou
 (60 windows each, as bench/scale.py's files), container tags on 30% of them, the keyword index
 (db/fulltext.py's own terms), 1% of the file ids gone (files removed since), a removed watch batch's ids in
 `vector_deletions`, sealed files in `vector_files` and a few hundred failures, as imports and watches leave
-them. It is filled at the revision before this bench's indexes (--before), measured, migrated to head (the
-migration's own time is printed: it runs on every existing catalog when resound is upgraded), and measured
-again, in one run. Each figure is the p50 / p95 of repeated calls of the code the commands run:
+them. It is filled at revision 0004 (before this bench's indexes), migrated to head (the migration's own time
+is printed: it runs on every existing catalog when resound is upgraded) and measured. For before/after, run
+an earlier commit's bench on the filled, unmigrated catalog first (`--reuse --json before.json`), then this
+one with `--reuse --compare before.json`. Each figure is the p50 / p95 of repeated calls of the code the
+commands run:
 
 - lookup of a query's 10 hits: `Index.segments` (SqliteReader.segments for SQLite, Catalog.segments for
   Postgres), and with their tags (`Engine.tagged`), for random ids;
@@ -18,8 +20,8 @@ again, in one run. Each figure is the p50 / p95 of repeated calls of the code th
   keyword index consistency; the FAISS side is bench/scale.py's);
 - keyword ranking (db/fulltext.rank_keywords over file_terms) for typed queries, alone and within a filter.
 
-Plans: EXPLAIN QUERY PLAN (SQLite) / EXPLAIN (Postgres) of each statement, before and after, with full scans
-of the big tables flagged. Run (the machine is shared: nice):
+Plans (--plans): EXPLAIN QUERY PLAN (SQLite) / EXPLAIN (Postgres) of each statement, with full scans of the
+big tables flagged. Run (the machine is shared: nice):
 
     nice -n 10 python bench/catalog_scale.py --n 10000000 --work /tmp/catalog-scale \
         --postgres postgresql+psycopg://postgres@127.0.0.1:5432/catalog_scale
@@ -369,6 +371,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--plans", action="store_true", help="print each statement's query plan")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="the --json of an earlier run (another commit, the catalog before migrating): print both")
     args = parser.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -395,26 +399,27 @@ def main() -> None:
             continue
         result: dict[str, object] = {}
         engine = make_engine(url)
-        if current_revision(engine) != head_revision():
-            result["before"] = measure(url, args.n, "before", args.repeats, args.plans)
+        at = current_revision(engine)
+        if at != head_revision():
             t = time.perf_counter()
             upgrade(engine)
             result["migration_s"] = round(time.perf_counter() - t, 1)
-            print(f"\n{kind}: migration {current_revision(engine)} of the {args.n:,}-segment catalog took "
-                  f"{result['migration_s']} s (load {os.getloadavg()[0]:.1f})")
+            print(f"\n{kind}: migration {at} -> {current_revision(engine)} of the {args.n:,}-segment catalog took "
+                  f"{result['migration_s']} s (load {os.getloadavg()[0]:.1f})", flush=True)
         engine.dispose()
         result["after"] = measure(url, args.n, "after", args.repeats, args.plans)
         if kind == "sqlite":
             result["file_bytes"] = (args.work / "catalog.sqlite").stat().st_size
         results[kind] = result
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
+    before_runs = json.loads(args.compare.read_text()) if args.compare else {}
     for kind, result in results.items():
-        before, after = result.get("before"), result["after"]
+        before = (before_runs.get(kind) or {}).get("after")
         if before:
-            print(f"\n{kind}: p50 ms before -> after (migration {result['migration_s']} s)")
-            for name, (p50, _) in after.items():  # type: ignore[union-attr]
-                old = before[name][0]  # type: ignore[index]
-                print(f"  {name:<52} {old:9.2f} -> {p50:9.2f}" + (f"  ({old / p50:.1f}x)" if p50 > 0 else ""))
+            print(f"\n{kind}: p50 ms, {args.compare} -> this run (migration {result.get('migration_s', '-')} s)")
+            for name, (p50, _) in result["after"].items():  # type: ignore[union-attr]
+                old = before.get(name, [float("nan")])[0]
+                print(f"  {name:<60} {old:9.2f} -> {p50:9.2f}" + (f"  ({old / p50:.1f}x)" if p50 > 0 else ""))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

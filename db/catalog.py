@@ -20,6 +20,7 @@ from db.schema import (
     FailureRow,
     FileRow,
     FileTagRow,
+    FileTermRow,
     IndexInfoRow,
     SegmentRow,
     VectorDeletionRow,
@@ -422,6 +423,11 @@ class CatalogWriter:
         if info is not None:
             info.generation = generation
             info.updated_at = utcnow()
+            # The keyword index's collection statistics, exact for the rows this transaction commits, so that a
+            # query reads two numbers instead of summing file_terms whole (db/fulltext.catalog_statistics).
+            self.session.flush()
+            info.keyword_files = self.session.scalar(select(func.count()).select_from(FileRow)) or 0
+            info.keyword_terms = self.session.scalar(select(func.coalesce(func.sum(FileTermRow.tf), 0))) or 0
         if files is not None:
             self._list_vector_files(generation, files, deletions or {})
         self.session.commit()

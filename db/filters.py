@@ -283,8 +283,10 @@ def file_conditions(where: SearchFilter, corpora: dict[int, str]) -> list[Column
         conditions.append(target.regexp_match(glob_regex(where.glob)))
         literal = glob_prefix(where.glob)
         if literal and not where.glob.startswith("/"):
-            # The pattern's literal start bounds an index range ('drums/*' reads drums/, not every file).
-            conditions.append(path_prefix(literal))
+            # The pattern's literal start bounds a range of the (corpus_id, path) index per corpus ('drums/*'
+            # reads drums/, not every file).
+            conditions.append(or_(*(and_(FileRow.corpus_id == corpus_id, path_prefix(literal)) for corpus_id in corpora))
+                              if corpora else path_prefix(literal))
     if where.extensions:
         conditions.append(or_(*(func.lower(FileRow.path).like("%." + _like_escape(e), escape="\\")
                                 for e in where.extensions)))

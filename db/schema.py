@@ -60,6 +60,10 @@ class IndexInfoRow(Base):
     search_params: Mapped[dict] = mapped_column(JSON, default=dict)
     versions: Mapped[dict] = mapped_column(JSON)
     generation: Mapped[int] = mapped_column(Integer, default=0)
+    # The keyword index's statistics at the last commit (files; sum of their term counts), which BM25 needs
+    # per query (db/fulltext.catalog_statistics); None until a commit writes them.
+    keyword_files: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
+    keyword_terms: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -5,6 +5,8 @@
   filter's SQL repeats the index's condition (db/filters.py segment_query).
 - ix_files_duration, ix_files_mtime: duration and modified-time filters read a range of files instead of
   all of them.
+- index_info.keyword_files / keyword_terms: the keyword index's statistics (files, sum of term counts),
+  written by every commit, so that a keyword or hybrid query does not sum file_terms whole.
 
 On an existing catalog the upgrade builds these once (the partial index scans the segments table one time:
 seconds at 10M windows, see docs/scale.md).
@@ -29,9 +31,16 @@ def upgrade() -> None:
                     postgresql_where=sa.text(_VISUAL))
     op.create_index("ix_files_duration", "files", ["duration"])
     op.create_index("ix_files_mtime", "files", ["mtime"])
+    op.add_column("index_info", sa.Column("keyword_files", sa.BigInteger(), nullable=True))
+    op.add_column("index_info", sa.Column("keyword_terms", sa.BigInteger(), nullable=True))
+    op.execute("UPDATE index_info SET keyword_files = (SELECT COUNT(*) FROM files), "
+               "keyword_terms = (SELECT COALESCE(SUM(tf), 0) FROM file_terms)")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("index_info") as batch:
+        batch.drop_column("keyword_terms")
+        batch.drop_column("keyword_files")
     op.drop_index("ix_files_mtime", table_name="files")
     op.drop_index("ix_files_duration", table_name="files")
     op.drop_index("ix_segments_visual", table_name="segments")
