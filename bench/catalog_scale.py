@@ -269,7 +269,7 @@ def plan(catalog: Catalog, sql: str) -> list[str]:
     with catalog.engine.connect() as connection:
         if connection.dialect.name == "sqlite":
             return [row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
-        return [row[0].strip() for row in connection.exec_driver_sql("EXPLAIN " + sql.replace("%", "%%"))]
+        return [row[0].strip() for row in connection.exec_driver_sql("EXPLAIN " + sql)]  # % already doubled
 
 
 BIG = ("segments", "files", "file_terms", "file_tags")

@@ -83,7 +83,11 @@ class FileRow(Base):
 
     __tablename__ = "files"
     __table_args__ = (
-        UniqueConstraint("corpus_id", "path"),  # also what folder and glob filters read a range of
+        UniqueConstraint("corpus_id", "path"),  # also what folder and glob filters read a range of (SQLite)
+        # Postgres: LIKE 'folder/%' reads a btree range only in byte order (text_pattern_ops) unless the
+        # database's collation is "C" (db/filters.py path_prefix).
+        Index("ix_files_path_pattern", "corpus_id", "path", postgresql_ops={"path": "text_pattern_ops"})
+        .ddl_if(dialect="postgresql"),
         Index("ix_files_duration", "duration"),
         Index("ix_files_mtime", "mtime"),
         {"sqlite_autoincrement": True},

@@ -181,3 +181,34 @@ def test_each_commit_stores_the_keyword_statistics_a_query_would_count(filled) -
     assert catalog_statistics(rows) == collection_statistics(rows)
     assert catalog_statistics(rows)[0] == len(PATHS) - 1
     assert before and rank_keywords(rows, query_terms("drums snare"))  # still ranks, with the new statistics
+
+
+def test_postgres_reads_a_folder_as_a_range_of_the_pattern_index(postgres_url: str) -> None:
+    """Whatever the database's collation, a folder's LIKE 'drums/%' can read a range of ix_files_path_pattern
+    (text_pattern_ops). A few rows never make the planner prefer an index, so the check rules out sequential
+    scans and, in a transaction it rolls back, the other indexes on corpus_id, which a 10M catalog's
+    statistics rule out (bench/catalog_scale.py --plans shows the plans at that size)."""
+    from db.filters import path_prefix
+    from db.schema import FileRow
+
+    catalog = Catalog(postgres_url)
+    try:
+        _fill(catalog)
+        statement = sa.select(FileRow.id).where(FileRow.corpus_id == 1, path_prefix("drums/"))
+        sql = str(statement.compile(dialect=catalog.engine.dialect, compile_kwargs={"literal_binds": True}))
+        with catalog.engine.connect() as connection, connection.begin() as transaction:
+            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            connection.exec_driver_sql("DROP INDEX ix_files_corpus_id")
+            connection.exec_driver_sql("ALTER TABLE files DROP CONSTRAINT files_corpus_id_path_key")
+            plan = "\n".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + sql))
+            transaction.rollback()
+        assert "using ix_files_path_pattern" in plan and "path ~>=~ 'drums/'" in plan, plan
+        assert sorted(p for p, _ in _admitted_paths(catalog, sql)) == ["drums/deep/tom.flac", "drums/snare.wav"]
+    finally:
+        catalog.close()
+
+
+def _admitted_paths(catalog: Catalog, files_sql: str) -> list[tuple[str, int]]:
+    with catalog.engine.connect() as connection:
+        return [(path, file_id) for path, file_id in connection.exec_driver_sql(
+            f"SELECT path, id FROM files WHERE id IN ({files_sql})")]

@@ -5,6 +5,9 @@
   filter's SQL repeats the index's condition (db/filters.py segment_query).
 - ix_files_duration, ix_files_mtime: duration and modified-time filters read a range of files instead of
   all of them.
+- ix_files_path_pattern (Postgres only): (corpus_id, path text_pattern_ops), so that a folder or glob
+  prefix (LIKE 'folder/%') reads a range whatever the database's collation; SQLite reads a range of the
+  (corpus_id, path) unique index instead.
 - index_info.keyword_files / keyword_terms: the keyword index's statistics (files, sum of term counts),
   written by every commit, so that a keyword or hybrid query does not sum file_terms whole.
 
@@ -31,6 +34,9 @@ def upgrade() -> None:
                     postgresql_where=sa.text(_VISUAL))
     op.create_index("ix_files_duration", "files", ["duration"])
     op.create_index("ix_files_mtime", "files", ["mtime"])
+    if op.get_bind().dialect.name == "postgresql":
+        op.create_index("ix_files_path_pattern", "files", ["corpus_id", "path"],
+                        postgresql_ops={"path": "text_pattern_ops"})
     op.add_column("index_info", sa.Column("keyword_files", sa.BigInteger(), nullable=True))
     op.add_column("index_info", sa.Column("keyword_terms", sa.BigInteger(), nullable=True))
     op.execute("UPDATE index_info SET keyword_files = (SELECT COUNT(*) FROM files), "
@@ -41,6 +47,8 @@ def downgrade() -> None:
     with op.batch_alter_table("index_info") as batch:
         batch.drop_column("keyword_terms")
         batch.drop_column("keyword_files")
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_files_path_pattern", table_name="files")
     op.drop_index("ix_files_mtime", table_name="files")
     op.drop_index("ix_files_duration", table_name="files")
     op.drop_index("ix_segments_visual", table_name="segments")
