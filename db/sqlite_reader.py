@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 # SQLite's limit on bound parameters is 32766 (3.32+); stay well below it.
 _MAX_PARAMS = 900
 # A query's hits: three primary-key lookups per id (tests/test_catalog_scale.py checks the plan).
-SEGMENTS_SQL = ('SELECT s.id, s.file_id, s.start, s."end", s.modalities, f.path, f.path_bytes, c.root '
-                "FROM segments s JOIN files f ON s.file_id = f.id JOIN corpora c ON f.corpus_id = c.id "
-                "WHERE s.id IN ({marks})")
+SEGMENTS_SELECT = ('SELECT s.id, s.file_id, s.start, s."end", s.modalities, f.path, f.path_bytes, c.root '
+                   "FROM segments s JOIN files f ON s.file_id = f.id JOIN corpora c ON f.corpus_id = c.id ")
+SEGMENTS_SQL = SEGMENTS_SELECT + "WHERE s.id IN ({marks})"
 
 
 class SqliteReader:
