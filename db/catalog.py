@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate
@@ -231,12 +231,20 @@ class Catalog:
     def counts(self) -> dict[str, int]:
         """Numbers of corpora, files, segments and failures."""
         with self.session() as s:
+            # The count the last commit stored (CatalogWriter.commit): counting 10M rows took 0.3-0.6 s.
+            segments = self.stored_segment_count()
             return {
                 "corpora": s.scalar(select(func.count()).select_from(CorpusRow)) or 0,
                 "files": s.scalar(select(func.count()).select_from(FileRow)) or 0,
-                "segments": s.scalar(select(func.count()).select_from(SegmentRow)) or 0,
+                "segments": segments if segments is not None else
+                s.scalar(select(func.count()).select_from(SegmentRow)) or 0,
                 "failures": s.scalar(select(func.count()).select_from(FailureRow)) or 0,
             }
+
+    def stored_segment_count(self) -> int | None:
+        """The segment count the last commit stored (None: none stored yet)."""
+        with self.session() as s:
+            return s.scalar(select(IndexInfoRow.segment_count).where(IndexInfoRow.id == 1))
 
     def corpus_roots(self) -> list[str]:
         with self.session() as s:
@@ -265,6 +273,7 @@ class CatalogWriter:
 
     def __init__(self, session: Session):
         self.session = session
+        self._segments_added = 0  # segment rows staged minus removed since the last commit
 
     def ensure_info(self, **provenance: object) -> IndexInfoRow:
         """The provenance row, created from `provenance` when the catalog is new."""
@@ -325,6 +334,7 @@ class CatalogWriter:
         self.session.flush()
         stage_terms(self.session, [(file_row.id, path, tags)], new=True)  # the keyword index, in the same transaction
         self.clear_failure(corpus_id, path)
+        self._segments_added += len(segment_rows)
         return file_row.id, [r.id for r in segment_rows]
 
     def file_ids(self, corpus_id: int, paths: Sequence[str]) -> dict[str, int]:
@@ -382,6 +392,7 @@ class CatalogWriter:
         if tag_rows:
             self.session.execute(insert(FileTagRow), tag_rows)
         stage_terms(self.session, [(file_id, f.path, f.tags) for file_id, f in zip(file_ids, files)], new=True)
+        self._segments_added += len(segment_ids)
         result, start = [], 0
         for file_id, f in zip(file_ids, files):
             result.append((file_id, segment_ids[start : start + len(f.spans)]))
@@ -394,6 +405,7 @@ class CatalogWriter:
         self.session.execute(delete(SegmentRow).where(SegmentRow.file_id == file_id))
         self.session.execute(delete(FileTagRow).where(FileTagRow.file_id == file_id))
         self.session.execute(delete(FileRow).where(FileRow.id == file_id))
+        self._segments_added -= len(segment_ids)
         return segment_ids
 
     def record_failure(self, corpus_id: int, path: str, content_hash: str, reason: str) -> None:
@@ -419,9 +431,23 @@ class CatalogWriter:
             self.session.flush()
             info.keyword_files = self.session.scalar(select(func.count()).select_from(FileRow)) or 0
             info.keyword_terms = self.session.scalar(select(func.coalesce(func.sum(FileTermRow.tf), 0))) or 0
+            # In SQL, not through the row object: it adds to what the database holds, whatever this session read.
+            unsynchronized = {"synchronize_session": False}
+            self.session.execute(update(IndexInfoRow).where(IndexInfoRow.id == 1, IndexInfoRow.segment_count.is_not(None))
+                                 .values(segment_count=IndexInfoRow.segment_count + self._segments_added),
+                                 execution_options=unsynchronized)
+            self.session.execute(update(IndexInfoRow).where(IndexInfoRow.id == 1, IndexInfoRow.segment_count.is_(None))
+                                 .values(segment_count=select(func.count()).select_from(SegmentRow).scalar_subquery()),
+                                 execution_options=unsynchronized)
         if files is not None:
             self._list_vector_files(generation, files, deletions or {})
         self.session.commit()
+        self._segments_added = 0
+
+    def recount(self) -> None:
+        """Stage a recount of the segment rows at the next commit (`indexer verify --repair`)."""
+        self.session.execute(update(IndexInfoRow).where(IndexInfoRow.id == 1).values(segment_count=None),
+                             execution_options={"synchronize_session": False})
 
     def _list_vector_files(self, generation: int, files: Sequence[VectorFile],
                            deletions: Mapping[str, Iterable[int]]) -> None:
@@ -443,6 +469,7 @@ class CatalogWriter:
 
     def rollback(self) -> None:
         self.session.rollback()
+        self._segments_added = 0
 
     def close(self) -> None:
         self.session.close()

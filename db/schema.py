@@ -64,6 +64,9 @@ class IndexInfoRow(Base):
     # per query (db/fulltext.catalog_statistics); None until a commit writes them.
     keyword_files: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
     keyword_terms: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
+    # Segment rows, kept by each commit from the rows its writer added and removed (`indexer info` at 10M
+    # windows need not count them); None until a commit counts them. `indexer verify` checks it.
+    segment_count: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -45,6 +45,7 @@ class VerifyReport:
     temporary_files: list[str] = field(default_factory=list)  # left by a writer that is gone
     vanished_failures: list[FailureRecord] = field(default_factory=list)  # failure rows of files that are gone
     keyword_files: list[int] = field(default_factory=list)  # files whose stored words are not their own
+    segment_count_off: bool = False  # the stored segment count (`indexer info`) is not the rows'
 
     @property
     def ok(self) -> bool:
@@ -109,6 +110,10 @@ def _verify(index: Index) -> VerifyReport:
         report.files_missing_vectors.extend(files_without_segments)
     report.files_missing_vectors = sorted(set(report.files_missing_vectors))
     report.keyword_files = checks.keyword_files
+    if checks.stored_segments is not None and checks.stored_segments != len(checks.segment_ids):
+        report.segment_count_off = True
+        report.problems.append(f"catalog: stored segment count {checks.stored_segments}, "
+                               f"{len(checks.segment_ids)} segment rows (recounted by --repair)")
     if report.keyword_files:
         report.problems.append(f"keyword index: {len(report.keyword_files)} files whose stored words differ from "
                                f"their names and tags (e.g. {report.keyword_files[:5]})")
@@ -136,10 +141,12 @@ class CatalogChecks:
     file_ids: np.ndarray  # sorted int64
     files_without_segments: np.ndarray  # sorted int64
     keyword_files: list[int]  # files whose stored words differ from their names and tags
+    stored_segments: int | None = None  # the segment count the last commit stored (`indexer info` shows it)
 
     def summary(self) -> str:
-        return (f"{len(self.segment_ids):,} segments, {len(self.file_ids):,} files, "
-                f"{len(self.files_without_segments)} without segments, {len(self.keyword_files)} keyword mismatches")
+        return (f"{len(self.segment_ids):,} segments (stored count {self.stored_segments}), {len(self.file_ids):,} "
+                f"files, {len(self.files_without_segments)} without segments, {len(self.keyword_files)} keyword "
+                f"mismatches")
 
 
 def catalog_checks(catalog: Catalog) -> CatalogChecks:
@@ -151,6 +158,7 @@ def catalog_checks(catalog: Catalog) -> CatalogChecks:
         files_without_segments=catalog.ids("SELECT f.id FROM files f WHERE NOT EXISTS "
                                            "(SELECT 1 FROM segments s WHERE s.file_id = f.id) ORDER BY f.id"),
         keyword_files=_keyword_files(catalog),
+        stored_segments=catalog.stored_segment_count(),
     )
 
 
@@ -286,6 +294,8 @@ def _drop_inconsistent(index_path: str | Path, db_url: str | None) -> VerifyRepo
                     stores["files"].remove([file_id])
                 _clear_failures(writer, report.vanished_failures)
                 repair_terms(writer.session, report.keyword_files)  # rewritten from the paths and tags
+                if report.segment_count_off:
+                    writer.recount()
                 index.commit_generation(stores, writer)
             except BaseException:
                 writer.rollback()

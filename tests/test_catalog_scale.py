@@ -156,7 +156,7 @@ def test_hit_lookup_and_filters_are_index_searches_not_scans(tmp_path: Path, whe
         catalog.close()
 
 
-def test_each_commit_stores_the_keyword_statistics_a_query_would_count(filled) -> None:  # type: ignore[no-untyped-def]
+def test_each_commit_stores_the_statistics_a_query_would_count(filled) -> None:  # type: ignore[no-untyped-def]
     from db.fulltext import catalog_statistics, collection_statistics, query_terms, rank_keywords
 
     catalog, _ = filled
@@ -180,6 +180,9 @@ def test_each_commit_stores_the_keyword_statistics_a_query_would_count(filled) -
     writer.close()
     assert catalog_statistics(rows) == collection_statistics(rows)
     assert catalog_statistics(rows)[0] == len(PATHS) - 1
+    # The segment count `indexer info` shows is kept the same way, from the rows each writer adds and removes.
+    assert catalog.counts()["segments"] == catalog.stored_segment_count() == rows("SELECT COUNT(*) FROM segments", [])[0][0]
+    assert catalog.stored_segment_count() == 2 * (len(PATHS) - 1)
     assert before and rank_keywords(rows, query_terms("drums snare"))  # still ranks, with the new statistics
 
 

@@ -10,6 +10,8 @@
   (corpus_id, path) unique index instead.
 - index_info.keyword_files / keyword_terms: the keyword index's statistics (files, sum of term counts),
   written by every commit, so that a keyword or hybrid query does not sum file_terms whole.
+- index_info.segment_count: the segment rows, kept by every commit, so that `indexer info` does not count
+  10M rows.
 
 On an existing catalog the upgrade builds these once (the partial index scans the segments table one time:
 seconds at 10M windows, see docs/scale.md).
@@ -39,12 +41,15 @@ def upgrade() -> None:
                         postgresql_ops={"path": "text_pattern_ops"})
     op.add_column("index_info", sa.Column("keyword_files", sa.BigInteger(), nullable=True))
     op.add_column("index_info", sa.Column("keyword_terms", sa.BigInteger(), nullable=True))
+    op.add_column("index_info", sa.Column("segment_count", sa.BigInteger(), nullable=True))
     op.execute("UPDATE index_info SET keyword_files = (SELECT COUNT(*) FROM files), "
-               "keyword_terms = (SELECT COALESCE(SUM(tf), 0) FROM file_terms)")
+               "keyword_terms = (SELECT COALESCE(SUM(tf), 0) FROM file_terms), "
+               "segment_count = (SELECT COUNT(*) FROM segments)")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("index_info") as batch:
+        batch.drop_column("segment_count")
         batch.drop_column("keyword_terms")
         batch.drop_column("keyword_files")
     if op.get_bind().dialect.name == "postgresql":
