@@ -354,7 +354,7 @@ def measure(url: str, n: int, label: str, repeats: int, show_plans: bool) -> dic
     p50, p95, _ = timed(lambda: rank_keywords(rows, query_terms("dog bark"), among), repeats)
     report("keywords 'dog bark' within the 1% filter", p50, p95)
 
-    p50, p95, checks = timed(lambda: catalog_checks(catalog), max(1, repeats // 3))
+    p50, p95, checks = timed(lambda: catalog_checks(catalog), max(1, repeats // 5))
     report("verify: catalog side (catalog_checks)", p50, p95, checks.summary())
     catalog.close()
     return out
