@@ -334,7 +334,7 @@ def measure(url: str, n: int, label: str, repeats: int, show_plans: bool) -> dic
         report(f"filter {name}", p50, p95, f"{len(ids):,} ids", sql=filter_sql(catalog, where))
 
     p50, p95, counts = timed(catalog.counts, repeats)
-    report("info: counts (indexer info)", p50, p95, json.dumps(counts), sql="SELECT count(*) FROM segments")
+    report("info: counts (indexer info)", p50, p95, json.dumps(counts), sql="SELECT count(*) FROM files")
     p50, p95, failed = timed(catalog.failures, repeats)
     report("info --failed: failures", p50, p95, f"{len(failed)} failures")
     p50, p95, _ = timed(catalog.info, repeats)
