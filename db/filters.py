@@ -308,11 +308,7 @@ def file_conditions(where: SearchFilter, corpora: dict[int, str]) -> list[Column
 
 def _path_inside(relative: str) -> ColumnElement[bool]:
     """FileRow.path is the corpus-relative `relative` or lies inside it."""
-    from sqlalchemy import or_
-
-    from db.schema import FileRow
-
-    return or_(FileRow.path == relative, path_prefix(relative.rstrip("/") + "/"))
+    return _prefix_class()(relative.rstrip("/") + "/", folder=True)
 
 
 def glob_prefix(pattern: str) -> str:
@@ -327,9 +323,9 @@ def path_prefix(prefix: str) -> ColumnElement[bool]:
 
 @lru_cache(maxsize=1)
 def _prefix_class() -> type:
-    """The SQL construct of path_prefix(), compiled per dialect (built on first use: SQLAlchemy is not
-    imported by a cold search that does not filter)."""
-    from sqlalchemy import Boolean, and_, func
+    """The SQL construct of path_prefix() and _path_inside(), compiled per dialect (built on first use:
+    SQLAlchemy is not imported by a cold search that does not filter)."""
+    from sqlalchemy import Boolean, and_, func, or_
     from sqlalchemy.ext.compiler import compiles
     from sqlalchemy.sql.expression import ColumnElement
     from sqlalchemy.sql.visitors import InternalTraversal
@@ -337,29 +333,44 @@ def _prefix_class() -> type:
     from db.schema import FileRow
 
     class PathPrefix(ColumnElement[bool]):
+        """FileRow.path starts with `prefix`; with `folder` (`prefix` then ends with "/"), or is the folder
+        itself (`prefix` without its "/")."""
+
         type = Boolean()
         _is_implicitly_boolean = True  # a condition as it stands: no "= 1" where booleans are not native
         inherit_cache = True
-        _traverse_internals = [("prefix", InternalTraversal.dp_string)]  # noqa: RUF012 (SQLAlchemy's protocol)
+        _traverse_internals = [("prefix", InternalTraversal.dp_string),  # noqa: RUF012 (SQLAlchemy's protocol)
+                               ("folder", InternalTraversal.dp_boolean)]
 
-        def __init__(self, prefix: str):
+        def __init__(self, prefix: str, folder: bool = False):
             self.prefix = prefix
+            self.folder = folder
 
     @compiles(PathPrefix)
     def _like(element: PathPrefix, compiler, **kw) -> str:  # type: ignore[no-untyped-def]
-        # Postgres: LIKE is case-sensitive, and a constant prefix pattern bounds a btree range.
-        return compiler.process(FileRow.path.like(_like_escape(element.prefix) + "%", escape="\\"), **kw)
+        # Postgres: LIKE is case-sensitive, and a constant prefix pattern bounds a range of
+        # ix_files_path_pattern (an OR of the folder itself is a second range: a BitmapOr).
+        condition = FileRow.path.like(_like_escape(element.prefix) + "%", escape="\\")
+        if element.folder:
+            condition = or_(FileRow.path == element.prefix[:-1], condition)
+        return f"({compiler.process(condition, **kw)})"
 
     @compiles(PathPrefix, "sqlite")
     def _range(element: PathPrefix, compiler, **kw) -> str:  # type: ignore[no-untyped-def]
         # SQLite's LIKE ignores ASCII case and no BINARY index serves it; a range of the (corpus_id, path)
-        # index does (BINARY order of UTF-8 is code point order, so [prefix, next prefix) is exactly it).
+        # index does (BINARY order of UTF-8 is code point order, so [prefix, next prefix) is exactly it). A
+        # folder is [folder, folder + "0"): itself and what starts "folder/" ("/" + 1 is "0"), less the
+        # names between them ("folder.wav", "folder-2/..."), which the last condition leaves out; one range,
+        # as an OR of two would not be one.
         prefix = element.prefix
+        low = prefix[:-1] if element.folder else prefix
         last = ord(prefix[-1])
         if last in (0xD7FF, 0x10FFFF):  # the next code point is a surrogate, or there is none
             condition = and_(FileRow.path >= prefix, func.substr(FileRow.path, 1, len(prefix)) == prefix)
         else:
-            condition = and_(FileRow.path >= prefix, FileRow.path < prefix[:-1] + chr(last + 1))
+            condition = and_(FileRow.path >= low, FileRow.path < prefix[:-1] + chr(last + 1))
+            if element.folder:
+                condition = and_(condition, or_(FileRow.path == low, FileRow.path >= prefix))
         return f"({compiler.process(condition, **kw)})"
 
     return PathPrefix

@@ -150,6 +150,8 @@ def test_hit_lookup_and_filters_are_index_searches_not_scans(tmp_path: Path, whe
             segments["drums/snare.wav"][1]].path == "/corpus/drums/snare.wav"
         sql = _filter_sql(catalog, where)
         assert _scans(_plan(catalog, sql)) == [], (sql, _plan(catalog, sql))
+        if where.under or where.under_relative or where.glob:  # a range of paths, not every file of a corpus
+            assert any("corpus_id=? AND path>" in line for line in _plan(catalog, sql)), _plan(catalog, sql)
         files = "SELECT f.id FROM files f WHERE NOT EXISTS (SELECT 1 FROM segments s WHERE s.file_id = f.id)"
         assert [line for line in _plan(catalog, files) if line.startswith("SCAN") and "s" in line.split()[1:2]] == []
     finally:
