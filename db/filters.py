@@ -273,10 +273,10 @@ def file_conditions(where: SearchFilter, corpora: dict[int, str]) -> list[Column
         if not inside and where.under_relative is not None:
             # Not a folder from here that lies in a corpus: the folder inside each corpus root, as the
             # results table shows paths.
-            # Per corpus: the (corpus_id, path) index serves `corpus_id = ? AND path ...`, not the path alone.
-            inside.extend(FileRow.corpus_id == corpus_id if where.under_relative == "."
-                          else and_(FileRow.corpus_id == corpus_id, _path_inside(where.under_relative))
-                          for corpus_id in corpora)
+            # With the corpus ids: the (corpus_id, path) indexes serve `corpus_id IN (...) AND path ...` (one
+            # range per corpus), not the path alone.
+            corpus_ids = FileRow.corpus_id.in_(sorted(corpora))
+            inside.append(corpus_ids if where.under_relative == "." else and_(corpus_ids, _path_inside(where.under_relative)))
         conditions.append(or_(*inside) if inside else false())
     if where.glob is not None:
         target = (CorpusRow.root + "/" + FileRow.path) if where.glob.startswith("/") else FileRow.path
@@ -285,8 +285,7 @@ def file_conditions(where: SearchFilter, corpora: dict[int, str]) -> list[Column
         if literal and not where.glob.startswith("/"):
             # The pattern's literal start bounds a range of the (corpus_id, path) index per corpus ('drums/*'
             # reads drums/, not every file).
-            conditions.append(or_(*(and_(FileRow.corpus_id == corpus_id, path_prefix(literal)) for corpus_id in corpora))
-                              if corpora else path_prefix(literal))
+            conditions.append(and_(FileRow.corpus_id.in_(sorted(corpora)), path_prefix(literal)))
     if where.extensions:
         conditions.append(or_(*(func.lower(FileRow.path).like("%." + _like_escape(e), escape="\\")
                                 for e in where.extensions)))
