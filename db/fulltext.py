@@ -165,22 +165,33 @@ def rank_keywords(rows: Rows, terms: Sequence[str], among: set[int] | None = Non
     if not terms:
         return []
     marks = ",".join("?" * len(terms))
-    # Each posting with its file's length, in one statement (a primary-key range per file), rather than a
-    # query per 500 files: 9,000 matching files at 10M windows (bench/catalog_scale.py).
-    postings = rows("SELECT t.file_id, t.term, t.tf, (SELECT SUM(l.tf) FROM file_terms l WHERE l.file_id = t.file_id) "
-                    f"FROM file_terms t WHERE t.term IN ({marks})", list(terms))
+    if among is None:
+        # Each posting with its file's length, in one statement (a primary-key range per file), rather than
+        # a query per 500 files: 9,000 matching files at 10M windows (bench/catalog_scale.py).
+        postings = rows("SELECT t.file_id, t.term, t.tf, (SELECT SUM(l.tf) FROM file_terms l WHERE l.file_id = t.file_id) "
+                        f"FROM file_terms t WHERE t.term IN ({marks})", list(terms))
+    else:  # lengths of the files the filter admits only (below): few, where the postings may be many
+        postings = [(*row, None) for row in rows(f"SELECT file_id, term, tf FROM file_terms WHERE term IN ({marks})",
+                                                 list(terms))]
     if not postings:
         return []
     n_files, total = catalog_statistics(rows)
     average = max(total / max(n_files, 1), 1e-9)
+    n_files = max(n_files, 1)
     df = Counter(term for _, term, _, _ in postings)
     by_file: dict[int, dict[str, int]] = {}
     lengths: dict[int, float] = {}
     for file_id, term, tf, length in postings:
         if among is None or file_id in among:
             by_file.setdefault(int(file_id), {})[term] = int(tf)
-            lengths[int(file_id)] = float(length)
-    n_files = max(n_files, 1)
+            if length is not None:
+                lengths[int(file_id)] = float(length)
+    ids = sorted(set(by_file) - set(lengths))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        lengths.update({int(f): float(n) for f, n in rows(
+            f"SELECT file_id, SUM(tf) FROM file_terms WHERE file_id IN ({','.join('?' * len(chunk))}) GROUP BY file_id",
+            chunk)})
     hits = []
     for file_id, found in by_file.items():
         norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths.get(file_id, average) / average)
