@@ -346,7 +346,6 @@ def measure(url: str, n: int, label: str, repeats: int, show_plans: bool) -> dic
     for text in KEYWORD_QUERIES:
         p50, p95, hits = timed(lambda text=text: rank_keywords(rows, query_terms(text)), repeats)
         report(f"keywords '{text}'", p50, p95, f"{len(hits):,} files")
-    report("keywords: SUM(tf) over file_terms", 0, 0, sql="SELECT COALESCE(SUM(tf), 0) FROM file_terms")
     where = filters(n)[0][1]
     admitted = catalog.matching_segment_ids(where)
     from search.more_like_this import file_ids_of_segments
