@@ -12,7 +12,8 @@ one with `--reuse --compare before.json`. Each figure is the p50 / p95 of repeat
 commands run:
 
 - lookup of a query's 10 hits: `Index.segments` (SqliteReader.segments for SQLite, Catalog.segments for
-  Postgres), and with their tags (`Engine.tagged`), for random ids;
+  Postgres) for random ids, the first touch of their pages; then the same ids again with their tags
+  (`Engine.tagged`), warm;
 - filters as users type them, through `Catalog.matching_segment_ids` (the sorted ids the FAISS side's
   selector or exact plan takes), the 1%-selectivity one among them;
 - `indexer info` (counts, provenance) and `info --failed`;
@@ -329,7 +330,7 @@ def measure(url: str, n: int, label: str, repeats: int, show_plans: bool) -> dic
         f"JOIN files f ON s.file_id = f.id JOIN corpora c ON f.corpus_id = c.id WHERE s.id IN ({ids})"))
     it = iter(lookups)
     p50, p95, _ = timed(lambda: tags_of(sorted({r.file_id for r in segments_of(next(it)).values()})), len(lookups))
-    report("hits + their tags (Index.segments, Engine.tagged)", p50, p95)
+    report("the same hits again, with their tags (warm pages)", p50, p95)
 
     for name, where in filters(n):
         p50, p95, ids = timed(lambda where=where: catalog.matching_segment_ids(where), repeats)
