@@ -171,10 +171,19 @@ class Catalog:
         """Ids of the segments `where` admits, sorted (int64): the set a filtered search looks among."""
         from db.filters import segment_query
 
+        return self._matching(segment_query, where)
+
+    def matching_file_ids(self, where: SearchFilter) -> np.ndarray:
+        """Ids of the files holding a segment `where` admits, sorted (int64)."""
+        from db.filters import file_query
+
+        return self._matching(file_query, where)
+
+    def _matching(self, query, where: SearchFilter) -> np.ndarray:  # type: ignore[no-untyped-def]
         with self.reads.connect() as connection:
             corpora = {corpus_id: root for corpus_id, root in connection.execute(select(CorpusRow.id, CorpusRow.root))}
-            compiled = segment_query(where, corpora).compile(dialect=connection.dialect,
-                                                             compile_kwargs={"render_postcompile": True})
+            compiled = query(where, corpora).compile(dialect=connection.dialect,
+                                                     compile_kwargs={"render_postcompile": True})
             params = compiled.construct_params()
             found = _driver_ids(connection, str(compiled), tuple(params[name] for name in compiled.positiontup or ())
                                 if compiled.positional else params)

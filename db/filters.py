@@ -396,6 +396,22 @@ def segment_query(where: SearchFilter, corpora: dict[int, str]):  # type: ignore
     return select(SegmentRow.id).where(and_(true(), *conditions))
 
 
+def file_query(where: SearchFilter, corpora: dict[int, str]):  # type: ignore[no-untyped-def]
+    """SELECT of the ids of the files holding a segment that `where` admits (in no particular order): what a
+    keyword or file-level search looks among, found from the files' own conditions rather than from the
+    admitted segments' ids (100k ids of a 1% filter at 10M windows took 0.5-0.8 s to map back on Postgres)."""
+    from sqlalchemy import and_, exists, select, true
+
+    from db.schema import CorpusRow, FileRow, SegmentRow
+
+    if where.modality is not None:  # a condition on windows: the files of the admitted windows
+        admitted = segment_query(where, corpora).subquery()
+        return select(SegmentRow.file_id).where(SegmentRow.id.in_(select(admitted.c.id))).distinct()
+    return (select(FileRow.id).join(CorpusRow, FileRow.corpus_id == CorpusRow.id)
+            .where(and_(true(), *file_conditions(where, corpora)),
+                   exists(select(SegmentRow.id).where(SegmentRow.file_id == FileRow.id))))
+
+
 def count_files(connection, where: SearchFilter, corpora: dict[int, str]) -> int:  # type: ignore[no-untyped-def]
     """How many indexed files hold at least one segment `where` admits (`connection`: SQLAlchemy)."""
     from sqlalchemy import distinct, func, select

@@ -217,3 +217,15 @@ def _admitted_paths(catalog: Catalog, files_sql: str) -> list[tuple[str, int]]:
     with catalog.engine.connect() as connection:
         return [(path, file_id) for path, file_id in connection.exec_driver_sql(
             f"SELECT path, id FROM files WHERE id IN ({files_sql})")]
+
+
+def test_a_filters_files_are_those_of_its_segments(filled) -> None:  # type: ignore[no-untyped-def]
+    """Keyword and file-level searches within a filter read the filter's files from the files' own conditions;
+    they are exactly the files of the segments the filter admits."""
+    catalog, _ = filled
+    for conditions in ({"under_relative": "drums"}, {"glob": "*.wav"}, {"modality": "visual"},
+                       {"tags": (("genre", "jazz"),)}, {"min_duration": 7.0, "modality": "audio"}, {"extensions": ("ogg",)}):
+        where = SearchFilter(**conditions)  # type: ignore[arg-type]
+        expected = catalog.file_ids_of_segments(catalog.matching_segment_ids(where)).tolist()
+        assert catalog.matching_file_ids(where).tolist() == expected, conditions
+    assert len(catalog.matching_file_ids(SearchFilter(glob="*.wav"))) == 4
