@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.search_1m import clustered
+from db.filters import TAG_KEYS
 from indexer.export import _Block, _write_parquet
 
 WINDOWS_PER_FILE = 60
@@ -56,7 +57,7 @@ def write_parts(out: Path, n: int, dim: int, clusters: int, first_row: int = 0, 
             segment_id=rows + 1, file_id=rows // WINDOWS_PER_FILE + 1,
             path=[f"/archive/{r // WINDOWS_PER_FILE:08d}.wav" for r in rows.tolist()],
             start=(rows % WINDOWS_PER_FILE) * 10.0, end=(rows % WINDOWS_PER_FILE) * 10.0 + 10.0,
-            modalities=["audio"] * len(rows), tags={k: [None] * len(rows) for k in ("title", "artist", "album", "genre")},
+            modalities=["audio"] * len(rows), tags={k: [None] * len(rows) for k in TAG_KEYS},
             vectors=vectors[start : start + len(rows)],
         )
         path = out / f"part{part:04d}.parquet"
