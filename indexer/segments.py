@@ -640,17 +640,26 @@ class SegmentedStore:
                 self.merge(*group)
 
     def merge(self, files: list[SealedFile], level: int) -> None:
-        """Stream the live vectors of `files` into one new file of `level`, which takes their place."""
-        target = self._empty()
+        """Stream the live vectors of `files` into one new file of `level`, which takes their place.
+
+        IVF files share their lists, so their codes are copied list by list (as faiss's merge_ondisk does),
+        not decoded and assigned again: a merge costs the bytes it moves, not nlist x dim a vector."""
         copy = TailCopy(self.dim)
+        target = self._codes_merged(files)
+        from_codes = target is not None
+        if target is None:
+            target = self._empty()
+        if not from_codes or self.rerank:
+            for f in files:
+                live = f.live_ids()
+                for start in range(0, len(live), CHUNK):
+                    block = live[start : start + CHUNK]
+                    vectors = f.vectors(block)
+                    if not from_codes:
+                        target.add(block, vectors)
+                    if self.rerank:
+                        copy.add(block, vectors)
         for f in files:
-            live = f.live_ids()
-            for start in range(0, len(live), CHUNK):
-                block = live[start : start + CHUNK]
-                vectors = f.vectors(block)
-                target.add(block, vectors)
-                if self.rerank:
-                    copy.add(block, vectors)
             self._unmapped(f)
         keep = [f for f in self.files if f not in files]
         if not target.ntotal and (keep or _untrained_ok(self.factory, self.dim)):
@@ -665,6 +674,42 @@ class SegmentedStore:
         position = min(self.files.index(f) for f in files)
         keep.insert(position, merged)
         self.files = keep
+
+    def _ivf_merge_ok(self) -> bool:
+        return self.gpu is None and _ivf(self.template.index) is not None
+
+    def _codes_merged(self, files: list[SealedFile]) -> VectorStore | None:
+        """An IVF store holding the live entries of `files`, their codes and ids copied list by list; None for
+        other types (and on a GPU, whose copies the merge rebuilds from vectors)."""
+        import faiss
+
+        if not self._ivf_merge_ok():
+            return None
+        target = _copy_of_template(self.template, self.factory)
+        ivf = _ivf(target.index)
+        ivf.set_direct_map_type(faiss.DirectMap.NoMap)  # sealed files are written without it anyway
+        size = int(ivf.code_size)
+        total = 0
+        for f in files:
+            source = _ivf(f.store.index).invlists
+            for number in range(int(ivf.nlist)):
+                n = source.list_size(number)
+                if not n:
+                    continue
+                ids_ptr, codes_ptr = source.get_ids(number), source.get_codes(number)
+                ids = faiss.rev_swig_ptr(ids_ptr, n).copy()
+                codes = faiss.rev_swig_ptr(codes_ptr, n * size).copy().reshape(n, size)
+                source.release_ids(number, ids_ptr)
+                source.release_codes(number, codes_ptr)
+                if len(f.deleted):
+                    keep = ~np.isin(ids, f.deleted)
+                    ids, codes = np.ascontiguousarray(ids[keep]), np.ascontiguousarray(codes[keep])
+                if len(ids):
+                    ivf.invlists.add_entries(number, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+                    total += len(ids)
+        ivf.ntotal = total
+        target.index.ntotal = total
+        return target
 
 
 def _file_bytes(f: SealedFile) -> int:

@@ -27,14 +27,14 @@ def test_auto_picks_the_most_exact_type_that_fits_the_budget() -> None:
     assert choose_factory(1_000_000, 512, GiB) == "IVF4096,SQ8"  # 504 MiB
     assert choose_factory(1_000_000, 512, 200 * MiB) == "IVF4096,PQ128"  # 138 MiB, re-ranked
     assert choose_factory(1_000_000, 512, 100 * MiB) == "IVF4096,PQ64"  # 77 MiB
-    assert choose_factory(10_000_000, 512, 6 * GiB) == "IVF16384,SQ8"  # 4.87 GiB; flat would need 19.2
+    assert choose_factory(10_000_000, 512, 6 * GiB) == "IVF4096,SQ8"  # 4.85 GiB; flat would need 19.2 (lists capped at 4,096)
     choice = choose_index(10_000_000, 512, int(1.5 * GiB))
-    assert choice.factory == "IVF16384,PQ128"
-    assert choice.reason == ("10,000,000 vectors of 512: IVF16384,PQ128, re-ranked from a float16 copy on disk needs "
-                             "1.30 GiB, within the 1.50 GiB budget; IVF16384,Flat, IVF16384,SQ8 would need 19.18 GiB, "
-                             "4.87 GiB")
+    assert choice.factory == "IVF4096,PQ128"
+    assert choice.reason == ("10,000,000 vectors of 512: IVF4096,PQ128, re-ranked from a float16 copy on disk needs "
+                             "1.27 GiB, within the 1.50 GiB budget; IVF4096,Flat, IVF4096,SQ8 would need 19.16 GiB, "
+                             "4.85 GiB")
     tight = choose_index(10_000_000, 512, MiB)
-    assert tight.factory == "IVF16384,PQ64" and "over the 1.00 MiB budget" in tight.reason
+    assert tight.factory == "IVF4096,PQ64" and "over the 1.00 MiB budget" in tight.reason
 
 
 def test_sizes_read_as_people_write_them() -> None:
@@ -156,3 +156,17 @@ def test_a_store_reopened_reads_its_copy_not_the_codes(tmp_path: Path) -> None:
     listed: dict = {"files": [], "deletions": {}}
     store = _commit(IndexDirectory(tmp_path), store, listed)
     np.testing.assert_allclose(store.reconstruct(np.arange(300) + 5), vectors, atol=1e-3)
+
+
+def test_ivf_merges_copy_codes_and_answer_as_one_index(tmp_path: Path) -> None:
+    store, live, listed = _segmented(tmp_path, "IVF16,SQ8", batches=MERGE_FACTOR + 1, per_batch=100,
+                                     trained_on=_vectors(2000, 42))
+    merged = [f for f in store.files if f.meta.level == 1]
+    assert len(merged) == 1 and store.ids().tolist() == sorted(live)
+    store.set_search_params({"nprobe": 4})
+    reference = _reference("IVF16,SQ8", live, store.template)
+    reference.set_search_params({"nprobe": 4})
+    queries = _vectors(40, 99)
+    found, expected = store.search(queries, 10), reference.search(queries, 10)
+    np.testing.assert_array_equal(found.ids, expected.ids)
+    np.testing.assert_allclose(found.scores, expected.scores, rtol=1e-5)
