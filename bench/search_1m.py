@@ -19,15 +19,31 @@ from indexer.store import VectorStore, choose_factory
 from indexer.tuning import exact_neighbours, recall_at, tune_search_params
 
 
-def clustered(n: int, dim: int, clusters: int, seed: int, noise: float = 1.0, block: int = 100_000) -> np.ndarray:
+def clustered_blocks(n: int, dim: int, clusters: int, seed: int, noise: float = 1.0, block: int = 100_000):
+    """`clustered`'s vectors `block` rows at a time (the same rows: one generator, one seed)."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, dim)).astype(np.float32)
-    out = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, block):
         m = min(block, n - start)
-        out[start : start + m] = l2_normalize(centres[rng.integers(0, clusters, m)]
-                                              + noise * rng.standard_normal((m, dim)).astype(np.float32))
+        yield l2_normalize(centres[rng.integers(0, clusters, m)]
+                           + noise * rng.standard_normal((m, dim)).astype(np.float32))
+
+
+def clustered(n: int, dim: int, clusters: int, seed: int, noise: float = 1.0, block: int = 100_000) -> np.ndarray:
+    """n unit vectors of `dim` around `clusters` random centres (seeded)."""
+    out = np.empty((n, dim), dtype=np.float32)
+    start = 0
+    for rows in clustered_blocks(n, dim, clusters, seed, noise, block):
+        out[start : start + len(rows)] = rows
+        start += len(rows)
     return out
+
+
+def held_out(n: int, dim: int, clusters: int, seed: int, query_seed: int = 99, noise: float = 1.0) -> np.ndarray:
+    """n new vectors around the same centres as `clustered(..., seed)` (its first draw), from their own seed."""
+    centres = np.random.default_rng(seed).standard_normal((clusters, dim)).astype(np.float32)
+    rng = np.random.default_rng(query_seed)
+    return l2_normalize(centres[rng.integers(0, clusters, n)] + noise * rng.standard_normal((n, dim)).astype(np.float32))
 
 
 def latency(store: VectorStore, queries: np.ndarray, k: int = 10) -> tuple[float, float]:
