@@ -22,8 +22,8 @@ from db.fulltext import inconsistent_files, repair_terms
 from db.schema import CorpusRow, FileRow
 from indexer.errors import IndexCorruptError
 from indexer.index import Index
-from indexer.segments import SegmentedStore
-from indexer.store import DEFAULT_FACTORY, STORE_NAMES, VectorStore
+from indexer.segments import ExactCopy, SegmentedStore
+from indexer.store import DEFAULT_FACTORY, STORE_NAMES, VectorStore, needs_rerank
 
 
 @dataclass
@@ -188,7 +188,9 @@ def readable_stores(index: Index) -> tuple[dict[str, SegmentedStore], dict[str, 
     for f in files:
         factory = provenance.faiss_factory if f.store == "segments" else DEFAULT_FACTORY
         try:
-            VectorStore.load(index.path / f.name, factory, mmap=True)
+            loaded = VectorStore.load(index.path / f.name, factory, mmap=True)
+            if needs_rerank(factory):
+                ExactCopy.open(index.path / f.name, provenance.dim, loaded.ntotal)
         except (IndexCorruptError, OSError) as e:
             unreadable[f.name] = "missing" if not (index.path / f.name).exists() else _first_words(e)
     stores = index.directory.load_stores(generation, provenance.dim, provenance.faiss_factory,
