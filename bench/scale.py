@@ -32,7 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.search_1m import clustered
+from bench.search_1m import clustered_blocks, held_out
+from db.filters import TAG_KEYS
 from indexer.export import _Block, _write_parquet
 
 WINDOWS_PER_FILE = 60
@@ -45,24 +46,46 @@ PROVENANCE = {
 
 
 def write_parts(out: Path, n: int, dim: int, clusters: int, first_row: int = 0, seed: int = 0) -> int:
-    """N rows of `indexer export`'s parquet (files of WINDOWS_PER_FILE windows) in parts; returns bytes written."""
+    """N rows of `indexer export`'s parquet (files of WINDOWS_PER_FILE windows) in parts, generated a part at a
+    time (10M x 512 is 20 GB: never in memory at once); returns bytes written."""
     out.mkdir(parents=True, exist_ok=True)
     meta = {**PROVENANCE, "dim": dim}
-    vectors = clustered(n, dim, clusters, seed=seed)
     written = 0
-    for part, start in enumerate(range(0, n, PART_ROWS)):
-        rows = np.arange(start, min(n, start + PART_ROWS)) + first_row
+    blocks = clustered_blocks(n, dim, clusters, seed=seed, block=PART_ROWS)
+    for part, (start, vectors) in enumerate(zip(range(0, n, PART_ROWS), blocks)):
+        rows = np.arange(start, start + len(vectors)) + first_row
         block = _Block(
             segment_id=rows + 1, file_id=rows // WINDOWS_PER_FILE + 1,
             path=[f"/archive/{r // WINDOWS_PER_FILE:08d}.wav" for r in rows.tolist()],
             start=(rows % WINDOWS_PER_FILE) * 10.0, end=(rows % WINDOWS_PER_FILE) * 10.0 + 10.0,
-            modalities=["audio"] * len(rows), tags={k: [None] * len(rows) for k in ("title", "artist", "album", "genre")},
-            vectors=vectors[start : start + len(rows)],
+            modalities=["audio"] * len(rows), tags={k: [None] * len(rows) for k in TAG_KEYS},
+            vectors=vectors,
         )
         path = out / f"part{part:04d}.parquet"
         _write_parquet(path, iter([block]), dim, meta)
         written += path.stat().st_size
     return written
+
+
+def exact_truth(parts: Path, queries: np.ndarray, k: int = 10) -> np.ndarray:
+    """Segment ids of each query's k nearest rows of the parts, by a streamed exact scan (faiss's
+    knn_ground_truth: one row group in memory at a time)."""
+    import faiss
+    import pyarrow.parquet as pq
+
+    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+    for path in sorted(parts.glob("*.parquet")):
+        parquet = pq.ParquetFile(str(path))
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group, columns=["segment_id", "vector"])
+            column = table.column("vector").combine_chunks()
+            vectors = np.asarray(column.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(table), -1)
+            ids = table.column("segment_id").to_numpy().astype(np.int64)
+            scores, rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+            heap.add_result(scores, np.where(rows >= 0, ids[np.maximum(rows, 0)], -1))
+            del vectors, table, column
+    heap.finalize()
+    return heap.I
 
 
 def run_child(args: list[str]) -> tuple[float, str]:
@@ -89,17 +112,26 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/resound-scale"))
     parser.add_argument("--postgres", default=None, help="A Postgres URL: the catalog lookup is measured there too.")
+    parser.add_argument("--max-memory", default=None, help="Passed to `indexer import` (auto's memory budget).")
+    parser.add_argument("--reuse-parts", action="store_true", help="Keep the parquet parts of an earlier run of this N.")
     args = parser.parse_args()
 
-    shutil.rmtree(args.work, ignore_errors=True)
     parts, index_path = args.work / "parts", args.work / "index"
-    t = time.perf_counter()
-    source_bytes = write_parts(parts, args.n, args.dim, args.clusters)
-    print(f"{args.n:,} x {args.dim} vectors ({args.n * args.dim * 4 / 2**30:.2f} GiB as float32) written as "
-          f"{source_bytes / 2**30:.2f} GiB of parquet in {time.perf_counter() - t:.0f} s")
+    shutil.rmtree(index_path, ignore_errors=True)
+    shutil.rmtree(args.work / "extra", ignore_errors=True)
+    if not (args.reuse_parts and parts.is_dir()):
+        shutil.rmtree(parts, ignore_errors=True)
+        t = time.perf_counter()
+        write_parts(parts, args.n, args.dim, args.clusters)
+        print(f"parts written in {time.perf_counter() - t:.0f} s")
+    source_bytes = sum(p.stat().st_size for p in parts.glob("*.parquet"))
+    print(f"{args.n:,} x {args.dim} vectors ({args.n * args.dim * 4 / 2**30:.2f} GiB as float32) as "
+          f"{source_bytes / 2**30:.2f} GiB of parquet")
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    seconds, out = run_child([sys.executable, "-m", "indexer.cli", "import", str(parts), "--index", str(index_path)])
+    budget = ["--max-memory", args.max_memory] if args.max_memory else []
+    seconds, out = run_child([sys.executable, "-m", "indexer.cli", "import", str(parts), "--index", str(index_path),
+                              *budget])
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     index_bytes = sum(p.stat().st_size for p in index_path.iterdir() if p.is_file())
     print(f"import: {seconds:.0f} s, peak RSS {peak / 2**30:.2f} GiB (children; {peak / (args.n * args.dim * 4):.2f}x "
@@ -115,13 +147,11 @@ def main() -> None:
     stores = index.load_stores()
     store = stores["segments"]
 
-    # Held-out queries from the same clusters (same centres: seed 0 makes them; rows past N are new windows).
-    queries = clustered(args.n + args.queries, args.dim, args.clusters, seed=0)[args.n :]
-    import faiss
-
-    vectors = clustered(args.n, args.dim, args.clusters, seed=0)
-    truth = faiss.knn(queries, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)[1] + 1  # segment ids start at 1
-    del vectors
+    # Held-out queries: new windows around the same centres (seed 0 draws them first), from their own seed.
+    queries = held_out(args.queries, args.dim, args.clusters, seed=0)
+    t = time.perf_counter()
+    truth = exact_truth(parts, queries)  # the import gives the parts' rows ids 1..N in order, as they carry
+    print(f"exact reference of {args.queries} queries (streamed scan of the parts): {time.perf_counter() - t:.0f} s")
     found = store.search(queries, 10).ids
     recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found.tolist(), truth.tolist())]))
     singles = []
@@ -149,10 +179,15 @@ def main() -> None:
     print(f"catalog lookup of 10 hits (SQLite): p50 {1000 * np.median(lookups):.3f} ms")
     index.close()
 
+    # A cold process as `search query` is one: open the index, embed a text query with the bundled starter's
+    # text tower (the synthetic vectors have no text tower of their own; its 256-d vector is tiled to the
+    # index's width), search, look up the 10 hits.
     cold_code = ("import time, numpy as np; t=time.perf_counter(); from indexer.index import Index; "
+                 "from indexer.encoders.resolver import load_encoder; "
                  f"i=Index({str(index_path)!r}); s=i.load_stores()['segments']; "
-                 f"r=s.search(np.ones((1,{args.dim}),dtype=np.float32)/{args.dim ** 0.5}, 10); i.segments(r.ids[0].tolist()); "
-                 "print(time.perf_counter()-t)")
+                 "q=load_encoder('starter').embed_text(['deep resonant organ in a cathedral']); "
+                 f"q=np.resize(q,(1,{args.dim})).astype(np.float32); q/=np.linalg.norm(q); "
+                 "r=s.search(q, 10); i.segments(r.ids[0].tolist()); print(time.perf_counter()-t)")
     torch_s = min(run_child([sys.executable, "-c", "import torch"])[0] for _ in range(3))
     cold = [run_child([sys.executable, "-c", cold_code]) for _ in range(3)]
     cold_s = min(c[0] for c in cold)
@@ -163,10 +198,13 @@ def main() -> None:
     # A watch batch: 10,000 new windows through `indexer import`, in this process to read its /proc/self/io.
     extra = args.work / "extra"
     write_parts(extra, 10_000, args.dim, args.clusters, first_row=args.n + args.queries, seed=7)
-    from indexer.import_vectors import import_vectors
+    from indexer.import_vectors import ImportOptions, import_vectors
+    from indexer.store import parse_size
+
+    budget_options = {"max_memory": parse_size(args.max_memory)} if args.max_memory else {}
 
     w, t = written_bytes(), time.perf_counter()
-    import_vectors([extra], index_path)
+    import_vectors([extra], index_path, ImportOptions(**budget_options))
     print(f"add 10,000 vectors: {time.perf_counter() - t:.2f} s, {(written_bytes() - w) / 2**20:.1f} MiB written")
 
     index = Index(index_path)

@@ -10,27 +10,46 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 
 from indexer.encoders.base import l2_normalize
-from indexer.store import VectorStore, choose_factory
-from indexer.tuning import exact_neighbours, recall_at, tune_search_params
+from indexer.segments import IndexDirectory, SegmentedStore
+from indexer.store import VectorStore, choose_index, parse_size
+from indexer.tuning import recall_at, tune_search_params
+
+
+def clustered_blocks(n: int, dim: int, clusters: int, seed: int, noise: float = 1.0, block: int = 100_000):
+    """`clustered`'s vectors `block` rows at a time (the same rows: one generator, one seed)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    for start in range(0, n, block):
+        m = min(block, n - start)
+        yield l2_normalize(centres[rng.integers(0, clusters, m)]
+                           + noise * rng.standard_normal((m, dim)).astype(np.float32))
 
 
 def clustered(n: int, dim: int, clusters: int, seed: int, noise: float = 1.0, block: int = 100_000) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    """n unit vectors of `dim` around `clusters` random centres (seeded)."""
     out = np.empty((n, dim), dtype=np.float32)
-    for start in range(0, n, block):
-        m = min(block, n - start)
-        out[start : start + m] = l2_normalize(centres[rng.integers(0, clusters, m)]
-                                              + noise * rng.standard_normal((m, dim)).astype(np.float32))
+    start = 0
+    for rows in clustered_blocks(n, dim, clusters, seed, noise, block):
+        out[start : start + len(rows)] = rows
+        start += len(rows)
     return out
 
 
-def latency(store: VectorStore, queries: np.ndarray, k: int = 10) -> tuple[float, float]:
+def held_out(n: int, dim: int, clusters: int, seed: int, query_seed: int = 99, noise: float = 1.0) -> np.ndarray:
+    """n new vectors around the same centres as `clustered(..., seed)` (its first draw), from their own seed."""
+    centres = np.random.default_rng(seed).standard_normal((clusters, dim)).astype(np.float32)
+    rng = np.random.default_rng(query_seed)
+    return l2_normalize(centres[rng.integers(0, clusters, n)] + noise * rng.standard_normal((n, dim)).astype(np.float32))
+
+
+def latency(store: VectorStore | SegmentedStore, queries: np.ndarray, k: int = 10) -> tuple[float, float]:
     """(median ms per single query, ms per query in one batch of all)."""
     singles = []
     for q in queries[:200]:
@@ -56,29 +75,52 @@ def main() -> None:
     # neighbouring cells, as in real embeddings (with one centre per list, one probed list holds them all).
     parser.add_argument("--clusters", type=int, default=1000)
     parser.add_argument("--target-recall", type=float, default=0.95)
+    parser.add_argument("--max-memory", default=None, help="auto's memory budget (default: a quarter of RAM)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/resound-search-1m"))
     args = parser.parse_args()
 
-    everything = clustered(args.n + args.queries, args.dim, args.clusters, seed=0)
-    vectors, queries = everything[: args.n], everything[args.n :]
-    ids = np.arange(args.n, dtype=np.int64)
-    print(f"{args.n:,} x {args.dim} vectors, {args.queries} held-out queries; peak RSS {rss_gib():.1f} GiB")
+    import faiss
 
+    # As `indexer build` and `indexer import` do: vectors stream into sealed files on disk a block at a time
+    # (the exact reference is kept as a running top 10 per query), the IVF index is trained on a seeded
+    # sample and filled chunk by chunk from them. Nothing holds all the vectors at once.
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    queries = held_out(args.queries, args.dim, args.clusters, seed=0)
+    heap = faiss.ResultHeap(len(queries), 10, keep_max=True)
+    flat = IndexDirectory(args.work).load_stores(0, args.dim, "IDMap2,Flat")["segments"]
     t = time.perf_counter()
-    flat = VectorStore.create(args.dim)
-    flat.add(ids, vectors)
-    print(f"exact (IDMap2,Flat): built in {time.perf_counter() - t:.1f} s")
-    truth = ids[exact_neighbours(vectors, queries, 10)]
+    start = 0
+    for block in clustered_blocks(args.n, args.dim, args.clusters, seed=0):
+        ids = np.arange(start, start + len(block), dtype=np.int64)
+        flat.add(ids, block)
+        scores, rows = faiss.knn(queries, block, 10, metric=faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(scores, ids[rows])
+        start += len(block)
+    flat.flush()
+    flat.committed()
+    heap.finalize()
+    truth = heap.I
+    vector_bytes = args.n * args.dim * 4
+    print(f"{args.n:,} x {args.dim} vectors ({vector_bytes / 2**30:.2f} GiB), {args.queries} held-out queries; "
+          f"exact (IDMap2,Flat, {len(flat.files)} sealed files) written in {time.perf_counter() - t:.1f} s; "
+          f"peak RSS {rss_gib():.2f} GiB")
 
-    factory = choose_factory(args.n)
+    choice = choose_index(args.n, args.dim, parse_size(args.max_memory) if args.max_memory else None)
+    factory = choice.factory
     t = time.perf_counter()
     ann = flat.converted(factory)
+    ann.flush()
+    ann.committed()
     build_s = time.perf_counter() - t
     t = time.perf_counter()
     tuning = tune_search_params(ann, args.target_recall)
     tune_s = time.perf_counter() - t
     recall = recall_at(ann.search(queries, 10).ids, truth)
-    print(f"{factory}: trained and filled in {build_s:.1f} s, tuned in {tune_s:.1f} s -> {tuning.params} "
-          f"(leave-one-out recall@10 {tuning.recall_at_10:.3f}); peak RSS {rss_gib():.1f} GiB")
+    peak = rss_gib()
+    print(f"{factory} ({choice.reason}): trained and filled in {build_s:.1f} s, tuned in {tune_s:.1f} s -> "
+          f"{tuning.params} (leave-one-out recall@10 {tuning.recall_at_10:.3f}); build peak RSS {peak:.2f} GiB = "
+          f"{peak * 2**30 / vector_bytes:.2f}x the vectors' bytes")
 
     flat_single, flat_batch = latency(flat, queries)
     ann_single, ann_batch = latency(ann, queries)
@@ -87,6 +129,7 @@ def main() -> None:
     print(f"{'exact flat':<16}{1.0:>10.3f}{flat_single:>11.2f}{flat_batch:>12.3f}")
     print(f"{factory:<16}{recall:>10.3f}{ann_single:>11.2f}{ann_batch:>12.3f}")
     print(f"speed-up: single {flat_single / ann_single:.1f}x, batched {flat_batch / ann_batch:.1f}x")
+    shutil.rmtree(args.work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import migrate
@@ -20,6 +21,7 @@ from db.schema import (
     FailureRow,
     FileRow,
     FileTagRow,
+    FileTermRow,
     IndexInfoRow,
     SegmentRow,
     VectorDeletionRow,
@@ -27,9 +29,11 @@ from db.schema import (
     utcnow,
 )
 from db.session import make_engine, redact_url
-from db.sqlite_reader import reader_for
+from db.sqlite_reader import SEGMENTS_SELECT, reader_for
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from db.filters import SearchFilter
 
 
@@ -94,6 +98,15 @@ class Catalog:
             migrate.upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
+    @cached_property
+    def reads(self) -> Engine:
+        """The engine for single-statement reads per request (a query's hits, their tags, a filter's ids): on
+        Postgres in autocommit, since a transaction around one SELECT costs a BEGIN and a ROLLBACK round
+        trip each (10 hits at 1M windows: 0.64 ms p50 against 2.73 ms, bench/catalog_scale.py's machine)."""
+        if self.engine.dialect.name == "postgresql":
+            return self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        return self.engine
+
     @property
     def display_url(self) -> str:
         return redact_url(self.url)
@@ -143,53 +156,62 @@ class Catalog:
         ids = [int(i) for i in ids]
         if not ids:
             return {}
-        # Columns through a Core connection, not ORM entities through a session: a query's hits are looked
-        # up per request, and the ORM's per-row objects cost Postgres lookups of 10 hits 7.8 ms p50 at 100k
-        # segments (bench/scale.py's catalog figures, docs/scale.md).
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(SegmentRow.id, SegmentRow.file_id, SegmentRow.start, SegmentRow.end, SegmentRow.modalities,
-                       FileRow.path, FileRow.path_bytes, CorpusRow.root)
-                .join(FileRow, SegmentRow.file_id == FileRow.id)
-                .join(CorpusRow, FileRow.corpus_id == CorpusRow.id)
-                .where(SegmentRow.id.in_(ids))
-            ).all()
-        return {
-            seg_id: SegmentRecord(seg_id, file_id, join_root(root, os.fsdecode(raw) if raw else path), start, end,
-                                  modalities, root)
-            for seg_id, file_id, start, end, modalities, path, raw, root in rows
-        }
+        # The driver's cursor, not SQLAlchemy: a query's hits are looked up per request, and at 10M windows
+        # Postgres answered 10 hits in 0.85 ms p50 this way against 4.5 ms through a compiled IN (...) (the
+        # ORM's row objects cost 7.8 ms at 100k before that): bench/catalog_scale.py, docs/scale.md.
+        found: dict[int, SegmentRecord] = {}
+        with self.reads.connect() as connection:
+            for seg_id, file_id, start, end, modalities, path, raw, root in _id_rows(connection, SEGMENTS_SELECT, "s.id",
+                                                                                    ids):
+                found[seg_id] = SegmentRecord(seg_id, file_id, join_root(root, os.fsdecode(raw) if raw else path),
+                                              start, end, modalities, root)
+        return found
 
     def matching_segment_ids(self, where: SearchFilter) -> np.ndarray:
         """Ids of the segments `where` admits, sorted (int64): the set a filtered search looks among."""
         from db.filters import segment_query
 
-        with self.engine.connect() as connection:
+        return self._matching(segment_query, where)
+
+    def matching_file_ids(self, where: SearchFilter) -> np.ndarray:
+        """Ids of the files holding a segment `where` admits, sorted (int64)."""
+        from db.filters import file_query
+
+        return self._matching(file_query, where)
+
+    def _matching(self, query, where: SearchFilter) -> np.ndarray:  # type: ignore[no-untyped-def]
+        with self.reads.connect() as connection:
             corpora = {corpus_id: root for corpus_id, root in connection.execute(select(CorpusRow.id, CorpusRow.root))}
-            # Hundreds of thousands of ids: read through the driver's cursor, not SQLAlchemy's row objects
-            # (6x faster; bench/filtered_search.py --catalog).
-            compiled = segment_query(where, corpora).compile(dialect=connection.dialect,
-                                                             compile_kwargs={"render_postcompile": True})
+            compiled = query(where, corpora).compile(dialect=connection.dialect,
+                                                     compile_kwargs={"render_postcompile": True})
             params = compiled.construct_params()
-            cursor = connection.connection.cursor()
-            try:
-                cursor.execute(str(compiled), tuple(params[name] for name in compiled.positiontup or ())
-                               if compiled.positional else params)
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
-        return np.sort(np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)))
+            found = _driver_ids(connection, str(compiled), tuple(params[name] for name in compiled.positiontup or ())
+                                if compiled.positional else params)
+        return np.sort(found)
+
+    def ids(self, sql: str) -> np.ndarray:
+        """The first column of a read-only statement (literal SQL, no parameters) as int64, in its order."""
+        with self.engine.connect() as connection:
+            return _driver_ids(connection, sql, ())
+
+    def file_ids_of_segments(self, segment_ids: Iterable[int]) -> np.ndarray:
+        """The sorted distinct file ids of `segment_ids` (unknown ids are left out)."""
+        ids = [int(i) for i in segment_ids]
+        if not ids:
+            return np.zeros(0, dtype=np.int64)
+        with self.reads.connect() as connection:
+            rows = _id_rows(connection, "SELECT DISTINCT file_id FROM segments ", "id", ids)
+        return np.unique(np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)))
 
     def file_tags(self, file_ids: Iterable[int]) -> dict[int, dict[str, str]]:
         """The container tags of files by file id (files without tags are left out)."""
         ids = [int(i) for i in file_ids]
         tags: dict[int, dict[str, str]] = {}
-        with self.session() as s:
-            for start in range(0, len(ids), 10_000):  # bounded IN lists
-                rows = s.execute(select(FileTagRow.file_id, FileTagRow.key, FileTagRow.value)
-                                 .where(FileTagRow.file_id.in_(ids[start : start + 10_000])))
-                for file_id, key, value in rows:
-                    tags.setdefault(file_id, {})[key] = value
+        if not ids:
+            return tags
+        with self.reads.connect() as connection:  # per request, as segments()
+            for file_id, key, value in _id_rows(connection, "SELECT file_id, key, value FROM file_tags ", "file_id", ids):
+                tags.setdefault(file_id, {})[key] = value
         return tags
 
     def iter_segments(self, block: int = 50_000) -> Iterator[list[SegmentRecord]]:
@@ -230,12 +252,20 @@ class Catalog:
     def counts(self) -> dict[str, int]:
         """Numbers of corpora, files, segments and failures."""
         with self.session() as s:
+            # The count the last commit stored (CatalogWriter.commit): counting 10M rows took 0.3-0.6 s.
+            segments = self.stored_segment_count()
             return {
                 "corpora": s.scalar(select(func.count()).select_from(CorpusRow)) or 0,
                 "files": s.scalar(select(func.count()).select_from(FileRow)) or 0,
-                "segments": s.scalar(select(func.count()).select_from(SegmentRow)) or 0,
+                "segments": segments if segments is not None else
+                s.scalar(select(func.count()).select_from(SegmentRow)) or 0,
                 "failures": s.scalar(select(func.count()).select_from(FailureRow)) or 0,
             }
+
+    def stored_segment_count(self) -> int | None:
+        """The segment count the last commit stored (None: none stored yet)."""
+        with self.session() as s:
+            return s.scalar(select(IndexInfoRow.segment_count).where(IndexInfoRow.id == 1))
 
     def corpus_roots(self) -> list[str]:
         with self.session() as s:
@@ -255,7 +285,7 @@ class Catalog:
             deletions = _grouped(s.execute(select(VectorDeletionRow.file, VectorDeletionRow.vector_id)))
         return (info.generation if info is not None else 0), files, deletions
 
-    def writer(self) -> "CatalogWriter":
+    def writer(self) -> CatalogWriter:
         return CatalogWriter(self.session())
 
 
@@ -264,6 +294,7 @@ class CatalogWriter:
 
     def __init__(self, session: Session):
         self.session = session
+        self._segments_added = 0  # segment rows staged minus removed since the last commit
 
     def ensure_info(self, **provenance: object) -> IndexInfoRow:
         """The provenance row, created from `provenance` when the catalog is new."""
@@ -324,6 +355,7 @@ class CatalogWriter:
         self.session.flush()
         stage_terms(self.session, [(file_row.id, path, tags)], new=True)  # the keyword index, in the same transaction
         self.clear_failure(corpus_id, path)
+        self._segments_added += len(segment_rows)
         return file_row.id, [r.id for r in segment_rows]
 
     def file_ids(self, corpus_id: int, paths: Sequence[str]) -> dict[str, int]:
@@ -359,16 +391,13 @@ class CatalogWriter:
              "channels": f.channels}
             for f in files
         ]
-        file_ids = list(self.session.scalars(insert(FileRow).returning(FileRow.id, sort_by_parameter_order=True), rows))
+        file_ids = self._inserted(FileRow, rows)
         segments = [
             {"file_id": file_id, "start": a, "end": b, "modalities": f.modalities}
             for file_id, f in zip(file_ids, files)
             for a, b in f.spans
         ]
-        segment_ids = (
-            list(self.session.scalars(insert(SegmentRow).returning(SegmentRow.id, sort_by_parameter_order=True), segments))
-            if segments else []
-        )
+        segment_ids = self._inserted(SegmentRow, segments) if segments else []
         by_corpus: dict[int, list[str]] = {}
         for f in files:
             by_corpus.setdefault(f.corpus_id, []).append(f.path)
@@ -381,11 +410,31 @@ class CatalogWriter:
         if tag_rows:
             self.session.execute(insert(FileTagRow), tag_rows)
         stage_terms(self.session, [(file_id, f.path, f.tags) for file_id, f in zip(file_ids, files)], new=True)
+        self._segments_added += len(segment_ids)
         result, start = [], 0
         for file_id, f in zip(file_ids, files):
             result.append((file_id, segment_ids[start : start + len(f.spans)]))
             start += len(f.spans)
         return result
+
+    def _inserted(self, table: type, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert `rows` into `table` (files or segments); returns their ids in `rows` order.
+
+        SQLite cannot promise RETURNING's order for a multi-row INSERT, so SQLAlchemy sends such an insert one
+        row per statement there (87 us a segment row: 15 minutes of a 10M-window import). Under the writer
+        lock no one else inserts, so on SQLite the ids are given here, after the largest ever handed out
+        (AUTOINCREMENT's sqlite_sequence: ids of removed rows are never reused, as FAISS deletions need), in
+        one executemany; other databases return them in order from batched statements."""
+        if self.session.get_bind().dialect.name != "sqlite":
+            return list(self.session.scalars(insert(table).returning(table.id, sort_by_parameter_order=True), rows))
+        name = table.__tablename__
+        used = self.session.execute(text("SELECT seq FROM sqlite_sequence WHERE name = :name"), {"name": name}).scalar()
+        largest = self.session.execute(select(func.max(table.id))).scalar()
+        first = max(used or 0, largest or 0) + 1
+        ids = list(range(first, first + len(rows)))
+        # The table's Core insert: the ORM's bulk path spends 14 us a row collecting what it already has.
+        self.session.execute(insert(table.__table__), [{"id": i, **row} for i, row in zip(ids, rows)])
+        return ids
 
     def remove_file(self, file_id: int) -> list[int]:
         """Stage the removal of a file and its segments; returns the segment ids removed."""
@@ -393,6 +442,7 @@ class CatalogWriter:
         self.session.execute(delete(SegmentRow).where(SegmentRow.file_id == file_id))
         self.session.execute(delete(FileTagRow).where(FileTagRow.file_id == file_id))
         self.session.execute(delete(FileRow).where(FileRow.id == file_id))
+        self._segments_added -= len(segment_ids)
         return segment_ids
 
     def record_failure(self, corpus_id: int, path: str, content_hash: str, reason: str) -> None:
@@ -413,9 +463,28 @@ class CatalogWriter:
         if info is not None:
             info.generation = generation
             info.updated_at = utcnow()
+            # The keyword index's collection statistics, exact for the rows this transaction commits, so that a
+            # query reads two numbers instead of summing file_terms whole (db/fulltext.catalog_statistics).
+            self.session.flush()
+            info.keyword_files = self.session.scalar(select(func.count()).select_from(FileRow)) or 0
+            info.keyword_terms = self.session.scalar(select(func.coalesce(func.sum(FileTermRow.tf), 0))) or 0
+            # In SQL, not through the row object: it adds to what the database holds, whatever this session read.
+            unsynchronized = {"synchronize_session": False}
+            self.session.execute(update(IndexInfoRow).where(IndexInfoRow.id == 1, IndexInfoRow.segment_count.is_not(None))
+                                 .values(segment_count=IndexInfoRow.segment_count + self._segments_added),
+                                 execution_options=unsynchronized)
+            self.session.execute(update(IndexInfoRow).where(IndexInfoRow.id == 1, IndexInfoRow.segment_count.is_(None))
+                                 .values(segment_count=select(func.count()).select_from(SegmentRow).scalar_subquery()),
+                                 execution_options=unsynchronized)
         if files is not None:
             self._list_vector_files(generation, files, deletions or {})
         self.session.commit()
+        self._segments_added = 0
+
+    def recount(self) -> None:
+        """Stage a recount of the segment rows at the next commit (`indexer verify --repair`)."""
+        self.session.execute(update(IndexInfoRow).where(IndexInfoRow.id == 1).values(segment_count=None),
+                             execution_options={"synchronize_session": False})
 
     def _list_vector_files(self, generation: int, files: Sequence[VectorFile],
                            deletions: Mapping[str, Iterable[int]]) -> None:
@@ -437,10 +506,49 @@ class CatalogWriter:
 
     def rollback(self) -> None:
         self.session.rollback()
+        self._segments_added = 0
 
     def close(self) -> None:
         self.session.close()
 
+
+
+def _id_rows(connection, select_from: str, column: str, ids: list[int]) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """Rows of `select_from` + a condition that `column` is one of `ids`, through the driver's cursor: one
+    statement text whatever the number of ids on Postgres (= ANY of an array, which psycopg prepares after a
+    few uses), IN lists of at most _IN_CHUNK ids elsewhere."""
+    cursor = connection.connection.cursor()
+    try:
+        if connection.dialect.name == "postgresql":
+            cursor.execute(f"{select_from}WHERE {column} = ANY(%s)", (ids,))
+            return list(cursor.fetchall())
+        rows: list[tuple] = []
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            cursor.execute(f"{select_from}WHERE {column} IN ({', '.join([mark] * len(chunk))})", chunk)
+            rows.extend(cursor.fetchall())
+        return rows
+    finally:
+        cursor.close()
+
+
+def _driver_ids(connection, sql: str, params: object) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The first column of `sql` as int64, read through the driver's cursor: hundreds of thousands of ids
+    cost 6x less than through SQLAlchemy's row objects (bench/filtered_search.py --catalog), and are read in
+    blocks, so that 10M ids (`indexer verify`) never exist as 10M Python tuples at once."""
+    cursor = connection.connection.cursor()
+    try:
+        if params:
+            cursor.execute(sql, params)
+        else:
+            cursor.execute(sql)
+        blocks = [np.zeros(0, dtype=np.int64)]
+        while rows := cursor.fetchmany(1 << 16):
+            blocks.append(np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)))
+    finally:
+        cursor.close()
+    return np.concatenate(blocks)
 
 
 def _grouped(pairs: Iterable[tuple[str, int]]) -> dict[str, np.ndarray]:

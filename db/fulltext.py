@@ -21,7 +21,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from functools import lru_cache
 
 MAX_TERM_CHARS = 64  # longer runs (hashes, base64 in a tag) are not words anyone types
 MAX_QUERY_TERMS = 32
@@ -71,30 +71,58 @@ def tokens(text: str, query: bool = False) -> list[str]:
     accents removed, lightly stemmed; stop words and over-long runs left out. Runs of Chinese, Japanese
     or Korean characters, written without spaces between words, become pairs of characters, and in a
     document (not a `query`, whose pairs say more) single characters too."""
+    return list(_tokens(text, query))
+
+
+# Folder names, tag values and words repeat across an archive's files: `indexer verify` tokenizes every
+# file's name, folders and tags again, 166k files at 10M windows (bench/catalog_scale.py).
+@lru_cache(maxsize=65536)
+def _tokens(text: str, query: bool = False) -> tuple[str, ...]:
     out = []
     for part in re.split(r"[^\w]+|_", unicodedata.normalize("NFKC", text)):
         for piece in _CAMEL.split(part):
             for run in _RUNS.findall(piece):
+                if run.isascii():  # no CJK character in it: the common case, without the split
+                    term = _term(run)
+                    if term is not None:
+                        out.append(term)
+                    continue
                 for script_run in _CJK.split(run):
                     if not script_run:
                         continue
                     if _CJK.fullmatch(script_run):
-                        out.extend(_bigrams(script_run, unigrams=not query))  # NFKC only: NFKD would strip a kana's voicing mark
+                        # NFKC only: NFKD would strip a kana's voicing mark.
+                        out.extend(_bigrams(script_run, unigrams=not query))
                         continue
-                    word = "".join(c for c in unicodedata.normalize("NFKD", script_run.casefold())
-                                   if not unicodedata.combining(c))
-                    if word.isdigit():
-                        word = word.lstrip("0") or "0"  # take 03 is take 3
-                    if word and word not in STOPWORDS and len(word) <= MAX_TERM_CHARS:
-                        out.append(_stem(word))
-    return out
+                    term = _term(script_run)
+                    if term is not None:
+                        out.append(term)
+    return tuple(out)
+
+
+@lru_cache(maxsize=65536)
+def _term(run: str) -> str | None:
+    """The term of a run of letters or digits (None: a stop word or an over-long run)."""
+    if run.isascii():
+        word = run.lower()  # what casefold and NFKD give an ASCII run, without their per-character work
+    else:
+        word = "".join(c for c in unicodedata.normalize("NFKD", run.casefold()) if not unicodedata.combining(c))
+    if word.isdigit():
+        word = word.lstrip("0") or "0"  # take 03 is take 3
+    if word and word not in STOPWORDS and len(word) <= MAX_TERM_CHARS:
+        return _stem(word)
+    return None
 
 
 def document_terms(path: str, tags: Mapping[str, str]) -> Counter[str]:
     """The terms of a file: its name (without the extension), its folders, its tags; with their counts."""
-    relative = PurePosixPath(path)
-    text = [relative.stem, *relative.parts[:-1], *tags.values()]
-    return Counter(t for piece in text for t in tokens(piece))
+    # String splits, not PurePosixPath (a third of `indexer verify`'s keyword check at 166k files): empty and
+    # "." parts, which PurePosixPath drops, hold no terms.
+    folders, _, name = path.rpartition("/")
+    dot = name.rfind(".")
+    stem = name[:dot] if 0 < dot < len(name) - 1 else name
+    text = [stem, *folders.split("/"), *tags.values()]
+    return Counter(t for piece in text for t in _tokens(piece))
 
 
 def query_terms(text: str) -> list[str]:
@@ -138,6 +166,22 @@ class KeywordHit:
     matched: tuple[str, ...]
 
 
+def catalog_statistics(rows: Rows) -> tuple[int, float]:
+    """(files, sum of all term counts): BM25's collection statistics. Read from the provenance row, where
+    each catalog commit writes them (CatalogWriter.commit), instead of summing file_terms whole per query;
+    summed here for a catalog no commit has written them in yet."""
+    stored = rows("SELECT keyword_files, keyword_terms FROM index_info WHERE id = 1", [])
+    if stored and stored[0][0] is not None and stored[0][1] is not None:
+        return int(stored[0][0]), float(stored[0][1])
+    return collection_statistics(rows)
+
+
+def collection_statistics(rows: Rows) -> tuple[int, float]:
+    """(files, sum of all term counts), counted."""
+    return (int(rows("SELECT COUNT(*) FROM files", [])[0][0]),
+            float(rows("SELECT COALESCE(SUM(tf), 0) FROM file_terms", [])[0][0]))
+
+
 def rank_keywords(rows: Rows, terms: Sequence[str], among: set[int] | None = None) -> list[KeywordHit]:
     """Files holding any of `terms`, best BM25 first (ties by file id), among `among` (None: all files).
 
@@ -147,19 +191,28 @@ def rank_keywords(rows: Rows, terms: Sequence[str], among: set[int] | None = Non
     if not terms:
         return []
     marks = ",".join("?" * len(terms))
-    postings = rows(f"SELECT file_id, term, tf FROM file_terms WHERE term IN ({marks})", list(terms))
+    if among is None:
+        # Each posting with its file's length, in one statement (a primary-key range per file), rather than
+        # a query per 500 files: 9,000 matching files at 10M windows (bench/catalog_scale.py).
+        postings = rows("SELECT t.file_id, t.term, t.tf, (SELECT SUM(l.tf) FROM file_terms l WHERE l.file_id = t.file_id) "
+                        f"FROM file_terms t WHERE t.term IN ({marks})", list(terms))
+    else:  # lengths of the files the filter admits only (below): few, where the postings may be many
+        postings = [(*row, None) for row in rows(f"SELECT file_id, term, tf FROM file_terms WHERE term IN ({marks})",
+                                                 list(terms))]
     if not postings:
         return []
-    n_files = max(int(rows("SELECT COUNT(*) FROM files", [])[0][0]), 1)
-    total = float(rows("SELECT COALESCE(SUM(tf), 0) FROM file_terms", [])[0][0])
-    average = max(total / n_files, 1e-9)
-    df = Counter(term for _, term, _ in postings)
+    n_files, total = catalog_statistics(rows)
+    average = max(total / max(n_files, 1), 1e-9)
+    n_files = max(n_files, 1)
+    df = Counter(term for _, term, _, _ in postings)
     by_file: dict[int, dict[str, int]] = {}
-    for file_id, term, tf in postings:
+    lengths: dict[int, float] = {}
+    for file_id, term, tf, length in postings:
         if among is None or file_id in among:
             by_file.setdefault(int(file_id), {})[term] = int(tf)
-    lengths: dict[int, float] = {}
-    ids = sorted(by_file)
+            if length is not None:
+                lengths[int(file_id)] = float(length)
+    ids = sorted(set(by_file) - set(lengths))
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
         lengths.update({int(f): float(n) for f, n in rows(
@@ -197,21 +250,39 @@ def fuse(rankings: Sequence[Sequence[int]], k: int = 60,
 
 
 # -- consistency ------------------------------------------------------------------------------------
-def inconsistent_files(session) -> list[int]:  # type: ignore[no-untyped-def]
-    """Ids of files whose stored terms differ from those of their path and tags (`indexer verify`)."""
-    from sqlalchemy import select
+def inconsistent_files(session, block: int = 20_000) -> list[int]:  # type: ignore[no-untyped-def]
+    """Ids of files whose stored terms differ from those of their path and tags (`indexer verify`), and of
+    terms stored for files that do not exist.
 
-    from db.schema import FileRow, FileTagRow, FileTermRow
+    Files are read `block` at a time in id order, with the tags and terms of their id range (both tables'
+    keys start with the file id): memory stays bounded at any catalog size, and Core rows, not ORM objects,
+    keep 166k files (10M windows) to seconds.
+    """
+    from sqlalchemy import text
 
-    tags: dict[int, dict[str, str]] = {}
-    for file_id, key, value in session.execute(select(FileTagRow.file_id, FileTagRow.key, FileTagRow.value)):
-        tags.setdefault(file_id, {})[key] = value
-    stored: dict[int, Counter[str]] = {}
-    for file_id, term, tf in session.execute(select(FileTermRow.file_id, FileTermRow.term, FileTermRow.tf)):
-        stored.setdefault(file_id, Counter())[term] = tf
-    bad = [file_id for file_id, path in session.execute(select(FileRow.id, FileRow.path))
-           if stored.pop(file_id, Counter()) != document_terms(path, tags.get(file_id, {}))]
-    return sorted(bad + list(stored))  # what is left in `stored` belongs to no file
+    connection = session.connection()
+    bad: list[int] = []
+    last = 0
+    while True:
+        files = connection.execute(text("SELECT id, path FROM files WHERE id > :last ORDER BY id LIMIT :n"),
+                                   {"last": last, "n": block}).all()
+        high = files[-1][0] if files else None
+        bounds = {"low": last, "high": high} if files else {"low": last}
+        within = "file_id > :low" + (" AND file_id <= :high" if files else "")
+        tags: dict[int, dict[str, str]] = {}
+        for file_id, key, value in connection.execute(text(f"SELECT file_id, key, value FROM file_tags WHERE {within}"),
+                                                      bounds):
+            tags.setdefault(file_id, {})[key] = value
+        stored: dict[int, dict[str, int]] = {}
+        for file_id, term, tf in connection.execute(text(f"SELECT file_id, term, tf FROM file_terms WHERE {within}"),
+                                                    bounds):
+            stored.setdefault(file_id, {})[term] = tf
+        bad.extend(file_id for file_id, path in files
+                   if stored.pop(file_id, {}) != document_terms(path, tags.get(file_id, {})))
+        bad.extend(stored)  # what is left in `stored` belongs to no file
+        if not files:
+            return sorted(bad)
+        last = high
 
 
 def repair_terms(session, file_ids: Sequence[int]) -> None:  # type: ignore[no-untyped-def]

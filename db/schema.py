@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
@@ -13,14 +13,17 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Text,
-    PrimaryKeyConstraint,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SCHEMA_VERSION = 3
+# The condition of the partial index of windows that hold a picture (ix_segments_visual).
+VISUAL_WINDOWS = "modalities <> 'audio'"
 
 # SQLite only makes INTEGER PRIMARY KEY an alias of its rowid (and so auto-incrementing); BIGINT on
 # Postgres, where vector ids may outgrow 2**31.
@@ -28,7 +31,7 @@ _Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -57,6 +60,13 @@ class IndexInfoRow(Base):
     search_params: Mapped[dict] = mapped_column(JSON, default=dict)
     versions: Mapped[dict] = mapped_column(JSON)
     generation: Mapped[int] = mapped_column(Integer, default=0)
+    # The keyword index's statistics at the last commit (files; sum of their term counts), which BM25 needs
+    # per query (db/fulltext.catalog_statistics); None until a commit writes them.
+    keyword_files: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
+    keyword_terms: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
+    # Segment rows, kept by each commit from the rows its writer added and removed (`indexer info` at 10M
+    # windows need not count them); None until a commit counts them. `indexer verify` checks it.
+    segment_count: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -75,7 +85,16 @@ class FileRow(Base):
     """An indexed media file; its id is also the id of its file-level vector."""
 
     __tablename__ = "files"
-    __table_args__ = (UniqueConstraint("corpus_id", "path"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        UniqueConstraint("corpus_id", "path"),  # also what folder and glob filters read a range of (SQLite)
+        # Postgres: LIKE 'folder/%' reads a btree range only in byte order (text_pattern_ops) unless the
+        # database's collation is "C" (db/filters.py path_prefix).
+        Index("ix_files_path_pattern", "corpus_id", "path", postgresql_ops={"path": "text_pattern_ops"})
+        .ddl_if(dialect="postgresql"),
+        Index("ix_files_duration", "duration"),
+        Index("ix_files_mtime", "mtime"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
     corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id", ondelete="CASCADE"), index=True)
@@ -91,17 +110,21 @@ class FileRow(Base):
     indexed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     corpus: Mapped[CorpusRow] = relationship()
-    segments: Mapped[list["SegmentRow"]] = relationship(
+    segments: Mapped[list[SegmentRow]] = relationship(
         back_populates="file", cascade="all, delete-orphan", passive_deletes=True
     )
-    tags: Mapped[list["FileTagRow"]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    tags: Mapped[list[FileTagRow]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
 
 class SegmentRow(Base):
     """A window of a file; its id is the id of its vector in the segment index."""
 
     __tablename__ = "segments"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        # The few windows that hold a picture (db/filters.py repeats this condition; migration 0005).
+        Index("ix_segments_visual", "id", sqlite_where=text(VISUAL_WINDOWS), postgresql_where=text(VISUAL_WINDOWS)),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(_Id, primary_key=True, autoincrement=True)
     file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), index=True)

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 # SQLite's limit on bound parameters is 32766 (3.32+); stay well below it.
 _MAX_PARAMS = 900
+# A query's hits: three primary-key lookups per id (tests/test_catalog_scale.py checks the plan).
+SEGMENTS_SELECT = ('SELECT s.id, s.file_id, s.start, s."end", s.modalities, f.path, f.path_bytes, c.root '
+                   "FROM segments s JOIN files f ON s.file_id = f.id JOIN corpora c ON f.corpus_id = c.id ")
+SEGMENTS_SQL = SEGMENTS_SELECT + "WHERE s.id IN ({marks})"
 
 
 class SqliteReader:
@@ -92,11 +96,7 @@ class SqliteReader:
         try:
             for at in range(0, len(ids), _MAX_PARAMS):
                 chunk = ids[at:at + _MAX_PARAMS]
-                for r in connection.execute(
-                    'SELECT s.id, s.file_id, s.start, s."end", s.modalities, f.path, f.path_bytes, c.root '
-                    "FROM segments s JOIN files f ON s.file_id = f.id JOIN corpora c ON f.corpus_id = c.id "
-                    f"WHERE s.id IN ({','.join('?' * len(chunk))})", chunk,
-                ):
+                for r in connection.execute(SEGMENTS_SQL.format(marks=",".join("?" * len(chunk))), chunk):
                     path = join_root(r["root"], os.fsdecode(r["path_bytes"]) if r["path_bytes"] else r["path"])
                     found[r["id"]] = SegmentRecord(r["id"], r["file_id"], path, r["start"], r["end"], r["modalities"],
                                                    r["root"])

@@ -18,6 +18,7 @@ import contextlib
 import gc
 import hashlib
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -54,7 +55,7 @@ from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.media.source import open_regular
 from indexer.media.tags import read_tags
 from indexer.segments import SegmentedStore
-from indexer.store import DEFAULT_FACTORY, IndexTypeError, VectorStore, choose_factory, faiss_gpu
+from indexer.store import DEFAULT_FACTORY, IndexTypeError, VectorStore, choose_index, faiss_gpu
 
 
 
@@ -83,6 +84,7 @@ class BuildOptions:
     checkpoint_seconds: float = 300.0  # commit finished files at least this often
     index_type: str = "auto"  # "auto" (by corpus size, see store.choose_factory) or a FAISS factory string
     target_recall: float = 0.95  # recall@10 against exact search that nprobe/efSearch are tuned to
+    max_memory: int | None = None  # bytes the searched index may take (auto's budget); None: store.default_max_memory
     max_file_seconds: float | None = DEFAULT_MAX_FILE_SECONDS  # longer files fail as too long (None: no limit)
 
     @classmethod
@@ -772,10 +774,16 @@ def _apply_index_type(store: SegmentedStore, options: BuildOptions, writer: Cata
     """
     from indexer.tuning import tune_search_params
 
+    chosen: dict[str, str] = {}
     if options.index_type == "auto":
-        target = choose_factory(store.ntotal)
+        choice = choose_index(store.ntotal, store.dim, options.max_memory)
+        target = choice.factory
         if target == DEFAULT_FACTORY and store.factory != DEFAULT_FACTORY:
             target = store.factory  # an index that shrank keeps its trained type; `indexer compact` changes it
+        elif _same_family(target, store.factory):
+            target = store.factory  # nlist follows sqrt(n) loosely: a retrain for a doubled list count is not worth it
+        if target == choice.factory:
+            chosen = {"chosen_because": choice.reason}
     else:
         target = options.index_type
     previous = dict(writer.ensure_info().search_params or {})
@@ -786,12 +794,23 @@ def _apply_index_type(store: SegmentedStore, options: BuildOptions, writer: Cata
           and previous.get("target_recall") == options.target_recall):
         return store
     tuning = tune_search_params(store, options.target_recall)
+    if not chosen and "chosen_because" in previous and target == store.factory:
+        chosen = {"chosen_because": previous["chosen_because"]}
     writer.update_info(
         faiss_factory=store.factory,
         search_params={**tuning.params, "recall_at_10": round(tuning.recall_at_10, 4),
-                       "target_recall": options.target_recall, "vectors": store.ntotal},
+                       "target_recall": options.target_recall, "vectors": store.ntotal, **chosen},
     )
     return store
+
+
+def _same_family(a: str, b: str) -> bool:
+    """Whether two IVF factory strings differ only in their list count within a factor of 2 (same codes)."""
+    pattern = re.compile(r"^IVF(\d+),(.+)$")
+    ma, mb = pattern.match(a), pattern.match(b)
+    if not ma or not mb or ma.group(2) != mb.group(2):
+        return False
+    return 0.5 <= int(ma.group(1)) / int(mb.group(1)) <= 2
 
 
 # A store is tuned again once its number of vectors moved by this share since its last tuning.

@@ -51,6 +51,26 @@ class FiniteRange(click.FloatRange):
         return number
 
 
+class ByteSize(click.ParamType):
+    """A memory size such as 1.5GiB, 800M or 2G (K/M/G/T in 1024s), as bytes; a usage error otherwise."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        from indexer.store import parse_size
+
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+MAX_MEMORY_HELP = ("Memory the searched index may take (e.g. 1.5GiB, 800M): `--index-type auto` picks the most exact "
+                   "type that fits (IVF flat, SQ8, PQ re-ranked from disk) and records why. Default: a quarter of RAM.")
+
+
 class LibraryDefault(click.Option):
     """An option left None on the command line, whose help shows the library's default value.
 
@@ -126,6 +146,7 @@ def print_model_hint(hint: str | None) -> None:
                    "IDMap2,HNSW32,Flat), or auto: exact below 100k windows, IVF beyond.")
 @click.option("--target-recall", default=0.95, show_default=True, type=FiniteRange(0, 1),
               help="recall@10 against exact search that nprobe/efSearch are tuned to.")
+@click.option("--max-memory", type=ByteSize(), default=None, help=MAX_MEMORY_HELP)
 @click.option("--batch-size", default=None, type=click.IntRange(1),
               help="Windows per forward pass (default: the model's fastest, measured; 8 for the starter on CPU).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
@@ -150,7 +171,8 @@ def print_model_hint(hint: str | None) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--verbose", is_flag=True, help="Also print each decoder's own message for files that failed.")
 def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, audio_weight: float,
-          visual_weight: float, frames_per_window: int, index_type: str, target_recall: float, batch_size: int | None,
+          visual_weight: float, frames_per_window: int, index_type: str, target_recall: float, max_memory: int | None,
+          batch_size: int | None,
           precision: str,
           hop_seconds: float | None, device: str, checkpoint_seconds: float, max_file_seconds: float, db_url: str | None,
           ray_address: str | None, ray_actors: int, ray_gpus_per_actor: float | None, ray_block_files: int,
@@ -178,7 +200,7 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
                            frames_per_window=frames_per_window, batch_size=batch_size, precision=precision,
                            hop_seconds=hop_seconds,
                            device=device, db_url=db_url, index_type=index_type, target_recall=target_recall,
-                           checkpoint_seconds=checkpoint_seconds, max_file_seconds=max_file_seconds)
+                           max_memory=max_memory, checkpoint_seconds=checkpoint_seconds, max_file_seconds=max_file_seconds)
     try:
         if ray_address is None:
             report = build_index(corpus, index_path, options, progress=progress)
@@ -329,11 +351,12 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
 @click.option("--index-type", default="auto", show_default=True, help="FAISS factory string, or auto (by size).")
 @click.option("--target-recall", default=0.95, show_default=True, type=FiniteRange(0, 1),
               help="recall@10 against exact search that nprobe/efSearch are tuned to.")
-def compact(index_path: Path, db_url: str | None, index_type: str, target_recall: float) -> None:
+@click.option("--max-memory", type=ByteSize(), default=None, help=MAX_MEMORY_HELP)
+def compact(index_path: Path, db_url: str | None, index_type: str, target_recall: float, max_memory: int | None) -> None:
     """Rewrite the segment index: retrain it on the current vectors and retune its search parameters."""
     from indexer.compact import compact_index
 
-    report = compact_index(index_path, index_type, target_recall, db_url)
+    report = compact_index(index_path, index_type, target_recall, db_url, max_memory=max_memory)
     click.echo(f"{index_path}: {report.vectors} vectors, {report.before} -> {report.after}, "
                f"search parameters {report.search_params}")
 
@@ -347,13 +370,14 @@ def compact(index_path: Path, db_url: str | None, index_type: str, target_recall
 @click.option("--index-type", default="auto", show_default=True, help="FAISS factory string, or auto (by size).")
 @click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1),
               help="recall@10 against exact search that nprobe/efSearch are tuned to.")
+@click.option("--max-memory", type=ByteSize(), default=None, help=MAX_MEMORY_HELP)
 def import_(sources: tuple[Path, ...], index_path: Path, db_url: str | None, map_prefix: tuple[str, ...],
-            index_type: str, target_recall: float) -> None:
+            index_type: str, target_recall: float, max_memory: int | None) -> None:
     """Add the vectors of SOURCES (files written by `indexer export`, or folders of them) with their files,
     windows, tags and provenance; creates the index from their provenance when there is none."""
     from indexer.import_vectors import ImportOptions, import_vectors, parse_map_prefix
 
-    options = ImportOptions(parse_map_prefix(map_prefix), index_type, target_recall, db_url)
+    options = ImportOptions(parse_map_prefix(map_prefix), index_type, target_recall, db_url, max_memory)
     report = import_vectors(sources, index_path, options)
     click.echo(f"{report.index}: {report.files} files ({report.replaced} replaced), {report.windows} windows "
                f"from {len(report.sources)} exports{' (new index)' if report.created else ''} "

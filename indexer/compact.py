@@ -12,7 +12,7 @@ from pathlib import Path
 
 from indexer.build import check_index_type
 from indexer.index import Index
-from indexer.store import choose_factory
+from indexer.store import choose_index
 from indexer.tuning import tune_search_params
 
 
@@ -25,7 +25,7 @@ class CompactReport:
 
 
 def compact_index(index_path: str | Path, index_type: str = "auto", target_recall: float = 0.95,
-                  db_url: str | None = None) -> CompactReport:
+                  db_url: str | None = None, max_memory: int | None = None) -> CompactReport:
     """Rebuild the segment store as `index_type` ("auto": by size, flat allowed again) and retune it."""
     index = Index(index_path, db_url=db_url)
     try:
@@ -33,10 +33,16 @@ def compact_index(index_path: str | Path, index_type: str = "auto", target_recal
             stores = index.load_stores()
             before = stores["segments"].factory
             check_index_type(index_type, stores["segments"].dim)
-            target = choose_factory(stores["segments"].ntotal) if index_type == "auto" else index_type
+            chosen = {}
+            if index_type == "auto":
+                choice = choose_index(stores["segments"].ntotal, stores["segments"].dim, max_memory)
+                target, chosen = choice.factory, {"chosen_because": choice.reason}
+            else:
+                target = index_type
             stores["segments"] = stores["segments"].converted(target)
             tuning = tune_search_params(stores["segments"], target_recall)
-            params = {**tuning.params, "recall_at_10": round(tuning.recall_at_10, 4), "target_recall": target_recall}
+            params = {**tuning.params, "recall_at_10": round(tuning.recall_at_10, 4), "target_recall": target_recall,
+                      "vectors": stores["segments"].ntotal, **chosen}
             writer = index.catalog.writer()
             try:
                 writer.update_info(faiss_factory=target, search_params=params)

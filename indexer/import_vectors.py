@@ -29,7 +29,7 @@ from db.filters import TAG_KEYS
 from indexer.corpus import catalog_text
 from indexer.errors import IndexLockedError, IndexMismatchError, ResoundError
 from indexer.index import Index, Provenance
-from indexer.segments import IndexDirectory
+from indexer.segments import IndexDirectory, SegmentedStore
 
 SOURCE_SUFFIXES = (".parquet", ".npz")
 # Rows read from a source at a time (parquet: one batch each), and committed per generation at most.
@@ -47,9 +47,10 @@ class ImportOptions:
     """How to import: path rewriting, and the index type and recall of the segment store."""
 
     map_prefix: Sequence[tuple[str, str]] = ()  # (old, new) pairs: the first whose old prefixes a path applies
-    index_type: str = "auto"  # "auto" (by size, store.choose_factory) or a FAISS factory string
+    index_type: str = "auto"  # "auto" (by size and memory budget, store.choose_index) or a FAISS factory string
     target_recall: float = 0.95
     db_url: str | None = None
+    max_memory: int | None = None  # bytes the searched index may take (auto's budget); None: a quarter of RAM
 
 
 @dataclass
@@ -197,6 +198,53 @@ def _mapped(path: str, map_prefix: Sequence[tuple[str, str]]) -> str:
     return path
 
 
+def count_rows(path: Path) -> int:
+    """Windows in an export, from its metadata (parquet) or its path column (npz)."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(str(path)).metadata.num_rows)
+    with np.load(path, allow_pickle=False) as data:
+        return len(data["path"])
+
+
+# Training samples are drawn from at most this many row groups (parquet) or files (npz), spread over the
+# sources by a seeded shuffle: reading every group would read the whole import once more.
+SAMPLE_GROUPS = 16
+
+
+def sample_vectors(paths: Sequence[Path], n: int, seed: int = 0) -> np.ndarray:
+    """About `n` vectors drawn at random (seeded) from row groups spread over the exports: what an IVF or PQ
+    index of an import is trained on before the vectors stream in (an export is ordered by file and
+    folder, so its first rows would be a biased sample)."""
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    groups: list[tuple[Path, int, int]] = []  # (file, row group or -1 for npz, rows)
+    for path in paths:
+        if path.suffix.lower() == ".parquet":
+            meta = pq.ParquetFile(str(path)).metadata
+            groups += [(path, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
+        else:
+            groups.append((path, -1, count_rows(path)))
+    chosen = [groups[i] for i in np.sort(rng.permutation(len(groups))[:SAMPLE_GROUPS])]
+    total = sum(rows for _, _, rows in chosen)
+    parts = []
+    for path, group, rows in chosen:
+        take = min(rows, max(1, round(n * rows / max(total, 1))))
+        if group >= 0:
+            column = pq.ParquetFile(str(path)).read_row_group(group, columns=["vector"]).column("vector")
+            dim = column.type.list_size
+            vectors = np.asarray(column.combine_chunks().values.to_numpy(zero_copy_only=False),
+                                 dtype=np.float32).reshape(-1, dim)
+        else:
+            with np.load(path, allow_pickle=False) as data:
+                vectors = np.asarray(data["vectors"], dtype=np.float32)
+        parts.append(vectors[np.sort(rng.choice(len(vectors), size=min(take, len(vectors)), replace=False))])
+        del vectors
+    return np.concatenate(parts)
+
+
 def _files(source: Path, map_prefix: Sequence[tuple[str, str]]) -> Iterator[_File]:
     """The source's files, each with all its windows (an export lists a file's windows together)."""
     current: _File | None = None
@@ -288,6 +336,8 @@ def _import(paths: list[Path], provenances: list[tuple[Path, Provenance]], index
                 if stored is not None:
                     stores["segments"].set_search_params({k: v for k, v in stored.search_params.items()
                                                           if k in ("nprobe", "efSearch")})
+                if stores["segments"].ntotal == 0:
+                    stores["segments"] = _trained_for(paths, stores["segments"], options, writer)
                 since_checkpoint = 0
                 seen: set[str] = set()  # paths imported by this run: a file's windows come from one source
                 for source in paths:
@@ -305,7 +355,8 @@ def _import(paths: list[Path], provenances: list[tuple[Path, Provenance]], index
                             index.commit_generation(stores, writer)
                             since_checkpoint = 0
                     since_checkpoint += _add(writer, stores, batch, report)
-                build_options = BuildOptions(index_type=options.index_type, target_recall=options.target_recall)
+                build_options = BuildOptions(index_type=options.index_type, target_recall=options.target_recall,
+                                             max_memory=options.max_memory)
                 stores["segments"] = _apply_index_type(stores["segments"], build_options, writer)
                 index.commit_generation(stores, writer)
             except BaseException:
@@ -316,6 +367,35 @@ def _import(paths: list[Path], provenances: list[tuple[Path, Provenance]], index
     finally:
         index.close()
     return report
+
+
+def _trained_for(paths: list[Path], store: SegmentedStore, options: ImportOptions,
+                 writer: CatalogWriter) -> SegmentedStore:
+    """An empty segment store of the type the whole import calls for (`--index-type`, or auto from the rows the
+    sources hold and the memory budget), trained on a seeded sample of them, so vectors stream straight into
+    their final files: no exact copy of everything is written and converted afterwards."""
+    from indexer.store import VectorStore, _ivf, choose_index
+
+    rows = sum(count_rows(p) for p in paths)
+    if options.index_type == "auto":
+        factory = choose_index(rows, store.dim, options.max_memory).factory
+    else:
+        factory = options.index_type
+    if factory == store.factory:
+        return store
+    template = VectorStore.create(store.dim, factory)
+    if not template.is_trained:
+        ivf = _ivf(template.index)
+        if ivf is not None and rows < ivf.nlist:
+            return store  # too few to train: the end of the import picks and converts as a build does
+        template.train(sample_vectors(paths, TRAIN_SAMPLE))
+    writer.update_info(faiss_factory=factory)
+    fresh = SegmentedStore(store.name, store.dim, factory, store.root, [], template, store.generation)
+    return fresh.to_gpu(store.gpu)
+
+
+# Vectors an import's index is trained on (the conversions of a build use as many: segments.converted).
+TRAIN_SAMPLE = 200_000
 
 
 def _add(writer: CatalogWriter, stores: dict[str, Any], batch: list[_File], report: ImportReport) -> int:

@@ -22,6 +22,7 @@ their size, and a process's memory grows with the lists its queries touch.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +34,7 @@ from db.records import VectorFile
 from indexer.errors import IndexCorruptError
 from indexer.store import (
     DEFAULT_FACTORY,
+    RERANK_CANDIDATES,
     STORE_NAMES,
     FaissGpu,
     IdSelector,
@@ -42,6 +44,7 @@ from indexer.store import (
     _build_on_gpu,
     _empty_result,
     _ivf,
+    needs_rerank,
 )
 
 # Files of one level that trigger a merge into the next (Lucene's mergeFactor, 10 there).
@@ -60,6 +63,8 @@ LEGACY_LEVEL = 99
 # Level of files too large to merge within MAX_MERGE_BYTES (and of a conversion's files): left as they are.
 OUT_OF_TIERS = 98
 FILE_NAME = re.compile(r"^(?P<store>[a-z]+)\.(?P<gen>\d+)(?:\.(?P<part>\d+))?\.faiss$")
+# A PQ store's re-ranking copy beside each sealed file: its ids sorted, and their float16 vectors in that order.
+COMPANION_NAME = re.compile(r"^(?P<stem>[a-z]+\.\d+(?:\.\d+)?)\.(?:ids|f16)\.npy$")
 # Vectors streamed per step when a file is merged or converted.
 CHUNK = 100_000
 
@@ -67,10 +72,12 @@ CHUNK = 100_000
 class SealedFile:
     """One sealed file of vectors, memory-mapped, with the ids deleted from it since it was written."""
 
-    def __init__(self, meta: VectorFile, store: VectorStore, deleted: np.ndarray | None = None, size: int = 0):
+    def __init__(self, meta: VectorFile, store: VectorStore, deleted: np.ndarray | None = None, size: int = 0,
+                 exact: ExactCopy | None = None):
         self.meta = meta
         self.store = store
         self.size = size  # bytes on disk: what merging it costs
+        self.exact = exact  # a PQ store's float16 re-ranking copy (memory-mapped), None for other types
         self.deleted = np.zeros(0, dtype=np.int64) if deleted is None else np.asarray(deleted, dtype=np.int64)
         self._ids: np.ndarray | None = None
         self._excluded: IdSelector | None = None
@@ -80,8 +87,16 @@ class SealedFile:
     def ids(self) -> np.ndarray:
         """Every id written into the file, sorted (deleted ones included)."""
         if self._ids is None:
-            self._ids = np.sort(self.store.ids())  # IDMap keeps insertion order
+            # The re-ranking copy lists them (8 bytes a vector, mapped); else IDMap keeps insertion order.
+            self._ids = self.exact.ids if self.exact is not None else np.sort(self.store.ids())
         return self._ids
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of `ids` (held here): from the float16 copy where there is one, which is
+        exact to 1e-3, not from product-quantised codes."""
+        if self.exact is not None:
+            return self.exact.vectors(ids)
+        return _reconstruct(self.store, ids)
 
     @property
     def live(self) -> int:
@@ -160,6 +175,112 @@ class _NotIn:
         self.selector = faiss.IDSelectorNot(self.inner.selector)
 
 
+class ExactCopy:
+    """A sealed file's float16 copy of its vectors for re-ranking: `{stem}.ids.npy` (sorted int64 ids) and
+    `{stem}.f16.npy` (their vectors in that order), both memory-mapped. A query reads the rows of its ~100
+    candidates, so the copy stays on disk however large the index."""
+
+    def __init__(self, ids: np.ndarray, rows: np.ndarray):
+        self.ids = ids
+        self.rows = rows
+
+    @staticmethod
+    def paths(index_file: Path) -> tuple[Path, Path]:
+        stem = index_file.name[: -len(".faiss")]
+        return index_file.with_name(f"{stem}.ids.npy"), index_file.with_name(f"{stem}.f16.npy")
+
+    @classmethod
+    def open(cls, index_file: Path, dim: int, expected: int | None = None) -> ExactCopy:
+        """Map the copy beside `index_file`; IndexCorruptError naming the file when it is missing, cut short
+        or of another shape."""
+        ids_path, rows_path = cls.paths(index_file)
+        try:
+            ids = np.load(ids_path, mmap_mode="r")
+            rows = np.load(rows_path, mmap_mode="r")
+        except FileNotFoundError as e:
+            raise IndexCorruptError(f"{e.filename}: missing (the re-ranking copy of {index_file.name})") from e
+        except (ValueError, OSError) as e:
+            raise IndexCorruptError(f"{ids_path.name[:-8]}: unreadable re-ranking copy ({str(e)[:120]})") from e
+        if ids.ndim != 1 or rows.shape != (len(ids), dim) or rows.dtype != np.float16 or ids.dtype != np.int64:
+            raise IndexCorruptError(f"{rows_path}: a re-ranking copy of shape {rows.shape}, {len(ids)} ids; "
+                                    f"expected ({len(ids)}, {dim}) float16")
+        if expected is not None and len(ids) != expected:
+            raise IndexCorruptError(f"{ids_path}: {len(ids)} ids, {index_file.name} holds {expected} vectors")
+        return cls(ids, rows)
+
+    @staticmethod
+    def write(index_file: Path, ids: np.ndarray, vectors: Iterable[tuple[np.ndarray, np.ndarray]], n: int,
+              dim: int) -> None:
+        """Write the copy of `n` vectors given as (sorted ids, rows) blocks in id order, atomically
+        (temporary names, fsync, rename), before the catalog lists `index_file`."""
+        ids_path, rows_path = ExactCopy.paths(index_file)
+        tmp_rows = rows_path.with_name(f".{rows_path.name}.{os.getpid()}.tmp")
+        out = np.lib.format.open_memmap(tmp_rows, mode="w+", dtype=np.float16, shape=(n, dim))
+        at = 0
+        for _, block in vectors:
+            out[at : at + len(block)] = block
+            at += len(block)
+        out.flush()
+        del out
+        _fsync(tmp_rows)
+        tmp_ids = ids_path.with_name(f".{ids_path.name}.{os.getpid()}.tmp")
+        with open(tmp_ids, "wb") as f:
+            np.save(f, np.ascontiguousarray(ids, dtype=np.int64))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_rows, rows_path)
+        os.replace(tmp_ids, ids_path)
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """float32 vectors of `ids` (all held here)."""
+        position = np.searchsorted(self.ids, ids)
+        order = np.argsort(position, kind="stable")  # read the mapped rows in file order
+        out = np.empty((len(ids), self.rows.shape[1]), dtype=np.float32)
+        out[order] = self.rows[position[order]]
+        return out
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+class TailCopy:
+    """The tail's float16 vectors by id, kept beside a PQ tail until it is sealed."""
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self.blocks: list[tuple[np.ndarray, np.ndarray]] = []
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.blocks.append((np.asarray(ids, dtype=np.int64), np.asarray(vectors, dtype=np.float16)))
+        self._sorted = None
+
+    def _all(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._sorted is None:
+            ids = np.concatenate([b[0] for b in self.blocks]) if self.blocks else np.zeros(0, dtype=np.int64)
+            rows = np.concatenate([b[1] for b in self.blocks]) if self.blocks else np.zeros((0, self.dim), np.float16)
+            order = np.argsort(ids, kind="stable")
+            ids, rows = ids[order], rows[order]
+            # An id removed and added again: its last addition is the live one (the stable sort keeps it last).
+            last = np.r_[ids[1:] != ids[:-1], True] if len(ids) else np.zeros(0, dtype=bool)
+            self._sorted = (ids[last], rows[last])
+            self.blocks = [self._sorted]
+        return self._sorted
+
+    def sorted(self, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, rows) of the `live` ids, sorted by id."""
+        ids, rows = self._all()
+        keep = np.isin(ids, live)
+        return ids[keep], rows[keep]
+
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """float32 vectors of `ids` (live ids of the tail)."""
+        held, rows = self._all()
+        return rows[np.searchsorted(held, ids)].astype(np.float32)
+
+
 def _dropped(found: SearchResult, deleted: np.ndarray, k: int) -> SearchResult:
     """`found` without the deleted ids, cut to k columns (padded with empty slots)."""
     scores = np.full((len(found.ids), k), -np.inf, dtype=np.float32)
@@ -214,7 +335,9 @@ class SegmentedStore:
         self._dim = dim
         self.search_params: dict[str, int] = dict(template.search_params)
         self.gpu: FaissGpu | None = None
+        self.rerank = needs_rerank(factory)  # PQ codes: answers re-scored from a float16 copy on disk
         self.tail = self._empty()
+        self.tail_copy = TailCopy(dim)
         self._new_deletions: dict[str, np.ndarray] = {}  # by file name: deleted since the last commit
 
     # -- opening ----------------------------------------------------------------------------------
@@ -232,7 +355,8 @@ class SegmentedStore:
                 raise IndexCorruptError(f"{path}: dimension {store.dim}, the catalog says {dim}")
             if meta.vectors < 0:  # a file of an index written before files were listed
                 meta = VectorFile(meta.name, meta.store, store.ntotal, meta.level)
-            files.append(SealedFile(meta, store, deletions.get(meta.name), path.stat().st_size))
+            exact = ExactCopy.open(path, dim, store.ntotal) if needs_rerank(factory) else None
+            files.append(SealedFile(meta, store, deletions.get(meta.name), _disk_bytes(path, exact), exact))
         template = _template_of(files[0].store, root / files[0].meta.name) if files else VectorStore.create(dim, factory)
         return cls(name, dim, factory, root, files, template, generation + 1)
 
@@ -288,8 +412,12 @@ class SegmentedStore:
             raise IndexTypeError(f"{self.name}: a store holding vectors is trained anew by `converted`")
         self.template.train(vectors)
         self.tail = self._empty()
+        self.tail_copy = TailCopy(self.dim)
 
     def add(self, ids: Iterable[int], vectors: np.ndarray) -> None:
+        if self.rerank:
+            ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64)
+            self.tail_copy.add(ids, vectors)
         self.tail.add(ids, vectors)
         if self.tail.ntotal * self.dim * 4 >= TAIL_MAX_BYTES:
             self._seal_tail()
@@ -314,15 +442,20 @@ class SegmentedStore:
         if queries.shape[1] != self.dim:
             raise ValueError(f"query dimension {queries.shape[1]} != index dimension {self.dim}")
         k = max(1, int(k))
+        fetch = max(k, RERANK_CANDIDATES) if self.rerank else k
         assigned = self._coarse_assignment(queries) if among is None else None
+        holders: list[Any] = [f for f in self.files if f.live]
         if assigned is not None:
-            results = [f.search_preassigned(queries, k, *assigned) for f in self.files if f.live]
+            results = [f.search_preassigned(queries, fetch, *assigned) for f in holders]
         else:
-            results = [f.search(queries, k, among) for f in self.files if f.live]
+            results = [f.search(queries, fetch, among) for f in holders]
         if self.tail.ntotal:
-            results.append(self.tail.search(queries, k, among=None if among is None else _held(self.tail, among)))
+            results.append(self.tail.search(queries, fetch, among=None if among is None else _held(self.tail, among)))
+            holders.append(self.tail_copy)
         if not results:
             return _empty_result(len(queries), k)
+        if self.rerank:
+            return _reranked(queries, results, holders, k, fetch)
         return merge_results(results, k)
 
     def _coarse_assignment(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -352,7 +485,7 @@ class SegmentedStore:
             mask = ~found
             mask[mask] = f.holds(ids[mask])
             if mask.any():
-                out[mask] = _reconstruct(f.store, ids[mask])
+                out[mask] = f.vectors(ids[mask])
                 found |= mask
         if not found.all() and self.tail.ntotal:
             rest = ~found
@@ -360,7 +493,7 @@ class SegmentedStore:
             mask = rest.copy()
             mask[rest] = held
             if mask.any():
-                out[mask] = _reconstruct(self.tail, ids[mask])
+                out[mask] = self.tail_copy.vectors(ids[mask]) if self.rerank else _reconstruct(self.tail, ids[mask])
                 found |= mask
         if not found.all():
             raise RuntimeError(f"{self.name}: no vector with id {int(ids[~found][0])}")
@@ -372,12 +505,12 @@ class SegmentedStore:
             live = f.live_ids()
             for start in range(0, len(live), chunk):
                 block = live[start : start + chunk]
-                yield block, _reconstruct(f.store, block)
+                yield block, f.vectors(block)
             self._unmapped(f)
-        tail_ids = self.tail.ids()
+        tail_ids = np.sort(self.tail.ids())
         for start in range(0, len(tail_ids), chunk):
             block = tail_ids[start : start + chunk]
-            yield block, _reconstruct(self.tail, block)
+            yield block, self.tail_copy.vectors(block) if self.rerank else _reconstruct(self.tail, block)
 
     # -- training anew ----------------------------------------------------------------------------
     def converted(self, factory: str, train_size: int = 200_000, seed: int = 0) -> SegmentedStore:
@@ -436,9 +569,13 @@ class SegmentedStore:
             return
         vectors = self.tail.ntotal
         path = self._new_path()
+        if self.rerank:
+            ids, rows = self.tail_copy.sorted(self.tail.ids())
+            ExactCopy.write(path, ids, [(ids, rows)], len(ids), self.dim)
         self.tail.without_id_map().save(path)
         self.files.append(self._reopened(VectorFile(path.name, self.name, vectors, level), path))
         self.tail = self._empty()
+        self.tail_copy = TailCopy(self.dim)
 
     def _unmapped(self, f: SealedFile) -> None:
         """Map `f` afresh once it has been read through: the pages a whole-file read touched leave this
@@ -446,6 +583,8 @@ class SegmentedStore:
         fresh = VectorStore.load(self.root / f.meta.name, self.factory, mmap=True)
         fresh.set_search_params(f.store.search_params)
         f.store = fresh.to_gpu(self.gpu)
+        if f.exact is not None:
+            f.exact = ExactCopy.open(self.root / f.meta.name, self.dim)
 
     def _needs_template_file(self) -> bool:
         """A trained store keeps at least one file (possibly empty): its quantizer must survive a reopen."""
@@ -454,7 +593,8 @@ class SegmentedStore:
     def _reopened(self, meta: VectorFile, path: Path) -> SealedFile:
         store = VectorStore.load(path, self.factory, mmap=True)
         store.set_search_params(self.search_params)
-        return SealedFile(meta, store.to_gpu(self.gpu), size=path.stat().st_size)
+        exact = ExactCopy.open(path, self.dim, store.ntotal) if self.rerank else None
+        return SealedFile(meta, store.to_gpu(self.gpu), size=_disk_bytes(path, exact), exact=exact)
 
     def _new_path(self) -> Path:
         """A file name of the generation being written that no file (listed or left over) has."""
@@ -500,28 +640,111 @@ class SegmentedStore:
                 self.merge(*group)
 
     def merge(self, files: list[SealedFile], level: int) -> None:
-        """Stream the live vectors of `files` into one new file of `level`, which takes their place."""
-        target = self._empty()
+        """Stream the live vectors of `files` into one new file of `level`, which takes their place.
+
+        IVF files share their lists, so their codes are copied list by list (as faiss's merge_ondisk does),
+        not decoded and assigned again: a merge costs the bytes it moves, not nlist x dim a vector."""
+        copy = TailCopy(self.dim)
+        target = self._codes_merged(files)
+        from_codes = target is not None
+        if target is None:
+            target = self._empty()
+        if not from_codes or self.rerank:
+            for f in files:
+                live = f.live_ids()
+                for start in range(0, len(live), CHUNK):
+                    block = live[start : start + CHUNK]
+                    vectors = f.vectors(block)
+                    if not from_codes:
+                        target.add(block, vectors)
+                    if self.rerank:
+                        copy.add(block, vectors)
         for f in files:
-            live = f.live_ids()
-            for start in range(0, len(live), CHUNK):
-                block = live[start : start + CHUNK]
-                target.add(block, _reconstruct(f.store, block))
             self._unmapped(f)
         keep = [f for f in self.files if f not in files]
         if not target.ntotal and (keep or _untrained_ok(self.factory, self.dim)):
             self.files = keep
             return
         path = self._new_path()
+        if self.rerank:
+            ids, rows = copy.sorted(target.ids())
+            ExactCopy.write(path, ids, [(ids, rows)], len(ids), self.dim)
         target.without_id_map().save(path)
         merged = self._reopened(VectorFile(path.name, self.name, target.ntotal, level), path)
         position = min(self.files.index(f) for f in files)
         keep.insert(position, merged)
         self.files = keep
 
+    def _ivf_merge_ok(self) -> bool:
+        return self.gpu is None and _ivf(self.template.index) is not None
+
+    def _codes_merged(self, files: list[SealedFile]) -> VectorStore | None:
+        """An IVF store holding the live entries of `files`, their codes and ids copied list by list; None for
+        other types (and on a GPU, whose copies the merge rebuilds from vectors)."""
+        import faiss
+
+        if not self._ivf_merge_ok():
+            return None
+        target = _copy_of_template(self.template, self.factory)
+        ivf = _ivf(target.index)
+        ivf.set_direct_map_type(faiss.DirectMap.NoMap)  # sealed files are written without it anyway
+        size = int(ivf.code_size)
+        total = 0
+        for f in files:
+            source = _ivf(f.store.index).invlists
+            for number in range(int(ivf.nlist)):
+                n = source.list_size(number)
+                if not n:
+                    continue
+                ids_ptr, codes_ptr = source.get_ids(number), source.get_codes(number)
+                ids = faiss.rev_swig_ptr(ids_ptr, n).copy()
+                codes = faiss.rev_swig_ptr(codes_ptr, n * size).copy().reshape(n, size)
+                source.release_ids(number, ids_ptr)
+                source.release_codes(number, codes_ptr)
+                if len(f.deleted):
+                    keep = ~np.isin(ids, f.deleted)
+                    ids, codes = np.ascontiguousarray(ids[keep]), np.ascontiguousarray(codes[keep])
+                if len(ids):
+                    ivf.invlists.add_entries(number, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+                    total += len(ids)
+        ivf.ntotal = total
+        target.index.ntotal = total
+        return target
+
 
 def _file_bytes(f: SealedFile) -> int:
     return f.size or int(f.store.ntotal) * f.store.dim * 4
+
+
+def _disk_bytes(path: Path, exact: ExactCopy | None) -> int:
+    """A sealed file's bytes on disk with its re-ranking copy: what merging it reads and holds."""
+    size = path.stat().st_size
+    if exact is not None:
+        size += exact.rows.nbytes + exact.ids.nbytes
+    return size
+
+
+def _reranked(queries: np.ndarray, results: list[SearchResult], holders: list[Any], k: int,
+              fetch: int) -> SearchResult:
+    """The k best of the `fetch` best candidates over all parts (by their quantised scores, as one index
+    holding every vector would rank them), re-scored exactly from the parts' float16 copies."""
+    scores = np.concatenate([r.scores for r in results], axis=1)
+    ids = np.concatenate([r.ids for r in results], axis=1)
+    origin = np.concatenate([np.full(r.ids.shape, i, dtype=np.int32) for i, r in enumerate(results)], axis=1)
+    scores = np.where(ids >= 0, scores, -np.inf)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :fetch]
+    ids = np.take_along_axis(ids, order, axis=1)
+    origin = np.take_along_axis(origin, order, axis=1)
+    exact = np.full(ids.shape, -np.inf, dtype=np.float32)
+    for i, holder in enumerate(holders):
+        rows, cols = np.nonzero((origin == i) & (ids >= 0))
+        if len(rows):
+            vectors = holder.vectors(ids[rows, cols])
+            exact[rows, cols] = np.einsum("ij,ij->i", vectors, queries[rows])
+    best = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+    return _fitted(SearchResult(np.take_along_axis(exact, best, axis=1),
+                                np.where(np.take_along_axis(exact, best, axis=1) > -np.inf,
+                                         np.take_along_axis(ids, best, axis=1), -1)), k)
 
 
 def _held(store: VectorStore, among: np.ndarray) -> np.ndarray:
@@ -595,13 +818,16 @@ def remove_unlisted(root: Path, listed: Iterable[str]) -> list[str]:
     removed = []
     for path in Path(root).iterdir():
         stale_tmp = path.name.startswith(".") and path.name.endswith(".tmp")
-        if (FILE_NAME.match(path.name) and path.name not in keep) or stale_tmp:
+        companion = COMPANION_NAME.match(path.name)
+        orphan = companion is not None and f"{companion['stem']}.faiss" not in keep
+        if (FILE_NAME.match(path.name) and path.name not in keep) or stale_tmp or orphan:
             path.unlink(missing_ok=True)
             removed.append(path.name)
     return removed
 
 
-__all__ = ["DEFAULT_FACTORY", "SealedFile", "SegmentedStore", "legacy_files", "merge_results", "remove_unlisted"]
+__all__ = ["DEFAULT_FACTORY", "ExactCopy", "SealedFile", "SegmentedStore", "legacy_files", "merge_results",
+           "remove_unlisted"]
 
 
 class IndexDirectory:

@@ -11,20 +11,19 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
 
-from db.catalog import CatalogWriter, FailureRecord
+from db.catalog import Catalog, CatalogWriter, FailureRecord
 from db.fulltext import inconsistent_files, repair_terms
-from db.schema import CorpusRow, FileRow, SegmentRow
+from db.schema import CorpusRow, FileRow
 from indexer.errors import IndexCorruptError
 from indexer.index import Index
-from indexer.segments import SegmentedStore
-from indexer.store import DEFAULT_FACTORY, STORE_NAMES, VectorStore
+from indexer.segments import ExactCopy, SegmentedStore
+from indexer.store import DEFAULT_FACTORY, STORE_NAMES, VectorStore, needs_rerank
 
 
 @dataclass
@@ -46,6 +45,7 @@ class VerifyReport:
     temporary_files: list[str] = field(default_factory=list)  # left by a writer that is gone
     vanished_failures: list[FailureRecord] = field(default_factory=list)  # failure rows of files that are gone
     keyword_files: list[int] = field(default_factory=list)  # files whose stored words are not their own
+    segment_count_off: bool = False  # the stored segment count (`indexer info`) is not the rows'
 
     @property
     def ok(self) -> bool:
@@ -76,45 +76,44 @@ def _verify(index: Index) -> VerifyReport:
     for name, reason in unreadable.items():
         report.unreadable_files.append(name)
         report.problems.append(f"{name}: {reason}; its vectors are re-embedded by `indexer verify --repair`")
-    with index.catalog.session() as s:
-        rows = {
-            "segments": list(s.scalars(select(SegmentRow.id))),
-            "files": list(s.scalars(select(FileRow.id))),
-        }
-        segments_of_file = dict(Counter(s.scalars(select(SegmentRow.file_id))))
+    checks = catalog_checks(index.catalog)
+    rows = {"segments": checks.segment_ids, "files": checks.file_ids}
     for name in STORE_NAMES:
         store = stores[name]
-        ids = store.ids().tolist()
+        # Sorted int64 arrays on both sides: at 10M windows, Python sets and Counters of ids cost gigabytes.
+        ids = np.asarray(store.ids(), dtype=np.int64)
         report.counts[f"{name}_rows"] = len(rows[name])
         report.counts[f"{name}_vectors"] = len(ids)
         if store.dim != provenance.dim:
             report.problems.append(f"{name}: FAISS dimension {store.dim}, provenance says {provenance.dim}")
-        duplicates = sorted(i for i, n in Counter(ids).items() if n > 1)
+        unique, times = np.unique(ids, return_counts=True)
+        duplicates = unique[times > 1].tolist()
         if duplicates:
             report.duplicate_ids[name] = duplicates
             report.problems.append(f"{name}: {len(duplicates)} ids with several vectors (e.g. {duplicates[:5]})")
-        orphans = sorted(set(ids) - set(rows[name]))
+        orphans = np.setdiff1d(unique, rows[name], assume_unique=True).tolist()
         if orphans:
             report.orphan_vectors[name] = orphans
             report.problems.append(f"{name}: {len(orphans)} vectors without a catalog row (e.g. {orphans[:5]})")
-        missing = sorted(set(rows[name]) - set(ids))
+        missing = np.setdiff1d(rows[name], unique, assume_unique=True).tolist()
         if missing:
             report.problems.append(f"{name}: {len(missing)} catalog rows without a vector (e.g. {missing[:5]})")
             if name == "files":
                 report.files_missing_vectors.extend(missing)
             else:
-                with index.catalog.session() as s:
-                    file_ids = set(s.scalars(select(SegmentRow.file_id).where(SegmentRow.id.in_(missing))))
-                report.files_missing_vectors.extend(sorted(file_ids))
+                report.files_missing_vectors.extend(index.catalog.file_ids_of_segments(missing).tolist())
         if len(ids) and not np.all(np.isfinite(store.reconstruct(ids[:1000]))):
             report.problems.append(f"{name}: non-finite vector values")
-    files_without_segments = sorted(set(rows["files"]) - set(segments_of_file))
+    files_without_segments = checks.files_without_segments.tolist()
     if files_without_segments:
         report.problems.append(f"{len(files_without_segments)} files without segments (e.g. {files_without_segments[:5]})")
         report.files_missing_vectors.extend(files_without_segments)
     report.files_missing_vectors = sorted(set(report.files_missing_vectors))
-    with index.catalog.session() as session:
-        report.keyword_files = inconsistent_files(session)
+    report.keyword_files = checks.keyword_files
+    if checks.stored_segments is not None and checks.stored_segments != len(checks.segment_ids):
+        report.segment_count_off = True
+        report.problems.append(f"catalog: stored segment count {checks.stored_segments}, "
+                               f"{len(checks.segment_ids)} segment rows (recounted by --repair)")
     if report.keyword_files:
         report.problems.append(f"keyword index: {len(report.keyword_files)} files whose stored words differ from "
                                f"their names and tags (e.g. {report.keyword_files[:5]})")
@@ -132,6 +131,40 @@ def _verify(index: Index) -> VerifyReport:
     report.vanished_failures = [f for f in index.catalog.failures() if _vanished(f)]
     report.unreachable_media = _unreachable_media(index)
     return report
+
+
+@dataclass(frozen=True)
+class CatalogChecks:
+    """What `indexer verify` reads from the catalog alone (the FAISS side is compared with it in _verify)."""
+
+    segment_ids: np.ndarray  # sorted int64
+    file_ids: np.ndarray  # sorted int64
+    files_without_segments: np.ndarray  # sorted int64
+    keyword_files: list[int]  # files whose stored words differ from their names and tags
+    stored_segments: int | None = None  # the segment count the last commit stored (`indexer info` shows it)
+
+    def summary(self) -> str:
+        return (f"{len(self.segment_ids):,} segments (stored count {self.stored_segments}), {len(self.file_ids):,} "
+                f"files, {len(self.files_without_segments)} without segments, {len(self.keyword_files)} keyword "
+                f"mismatches")
+
+
+def catalog_checks(catalog: Catalog) -> CatalogChecks:
+    """The catalog side of `indexer verify`: every segment and file id (read as arrays, not row objects),
+    files that hold no segment (one probe per file of the segments' file_id index) and keyword consistency."""
+    return CatalogChecks(
+        segment_ids=catalog.ids("SELECT id FROM segments ORDER BY id"),
+        file_ids=catalog.ids("SELECT id FROM files ORDER BY id"),
+        files_without_segments=catalog.ids("SELECT f.id FROM files f WHERE NOT EXISTS "
+                                           "(SELECT 1 FROM segments s WHERE s.file_id = f.id) ORDER BY f.id"),
+        keyword_files=_keyword_files(catalog),
+        stored_segments=catalog.stored_segment_count(),
+    )
+
+
+def _keyword_files(catalog: Catalog) -> list[int]:
+    with catalog.session() as session:
+        return inconsistent_files(session)
 
 
 def _unreachable_media(index: Index) -> list[str]:
@@ -155,7 +188,9 @@ def readable_stores(index: Index) -> tuple[dict[str, SegmentedStore], dict[str, 
     for f in files:
         factory = provenance.faiss_factory if f.store == "segments" else DEFAULT_FACTORY
         try:
-            VectorStore.load(index.path / f.name, factory, mmap=True)
+            loaded = VectorStore.load(index.path / f.name, factory, mmap=True)
+            if needs_rerank(factory):
+                ExactCopy.open(index.path / f.name, provenance.dim, loaded.ntotal)
         except (IndexCorruptError, OSError) as e:
             unreadable[f.name] = "missing" if not (index.path / f.name).exists() else _first_words(e)
     stores = index.directory.load_stores(generation, provenance.dim, provenance.faiss_factory,
@@ -261,6 +296,8 @@ def _drop_inconsistent(index_path: str | Path, db_url: str | None) -> VerifyRepo
                     stores["files"].remove([file_id])
                 _clear_failures(writer, report.vanished_failures)
                 repair_terms(writer.session, report.keyword_files)  # rewritten from the paths and tags
+                if report.segment_count_off:
+                    writer.recount()
                 index.commit_generation(stores, writer)
             except BaseException:
                 writer.rollback()

@@ -199,9 +199,7 @@ class Engine:
             return []
         among = None
         if admitted is not None:
-            from search.more_like_this import file_ids_of_segments
-
-            among = set(file_ids_of_segments(self.index.catalog, admitted).tolist())
+            among = set(self.index.catalog.matching_file_ids(where).tolist())  # type: ignore[arg-type]
         words = rank_keywords(keyword_rows(self.index), query_terms(text), among)
         by_file = {w.file_id: w for w in words}
         if not per_file:  # windows by vector; the words of their files beside them
@@ -294,13 +292,13 @@ class Engine:
     def _similar_files(self, vector: np.ndarray, k: int, where: SearchFilter | None, first: int | None,
                        leave_out: frozenset[int]) -> list[Hit]:
         """Files ranked by file vector (search/more_like_this.py), each with its best-matching windows."""
-        from search.more_like_this import file_ids_of_segments, rank_files
+        from search.more_like_this import rank_files
 
         admitted = self.matching_segment_ids(where)
         if admitted is not None and not len(admitted):
             self.answer_notes.append(self.empty_answer_note(where))  # type: ignore[arg-type]
             return []
-        among = None if admitted is None else file_ids_of_segments(self.index.catalog, admitted)
+        among = None if admitted is None else self.index.catalog.matching_file_ids(where)  # type: ignore[arg-type]
         ranked = rank_files(self.stores()["files"], vector, k, among, first, leave_out)
         return self.tagged(self._window_hits(vector, ranked, admitted))
 

@@ -63,17 +63,7 @@ def indexed_copies(catalog: Catalog, path: str | Path) -> list[IndexedCopy]:
 
 def file_ids_of_segments(catalog: Catalog, segment_ids: np.ndarray) -> np.ndarray:
     """The sorted distinct file ids of `segment_ids` (a filter's admitted segments)."""
-    from sqlalchemy import select
-
-    from db.schema import SegmentRow
-
-    found: set[int] = set()
-    ids = [int(i) for i in segment_ids]
-    with catalog.session() as s:
-        for start in range(0, len(ids), 10_000):  # bounded IN lists
-            found.update(s.scalars(select(SegmentRow.file_id).distinct()
-                                   .where(SegmentRow.id.in_(ids[start:start + 10_000]))))
-    return np.array(sorted(found), dtype=np.int64)
+    return catalog.file_ids_of_segments(segment_ids)
 
 
 def segments_of_files(rows: Rows, file_ids: list[int]) -> dict[int, list[int]]:

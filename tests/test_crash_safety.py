@@ -25,10 +25,10 @@ from tests import helpers
 KILLS = 8
 
 
-def _corpus(root: Path) -> Path:
+def _corpus(root: Path, files: range = range(120)) -> Path:
     """Files of many windows, so that a kill lands mid-file as well as between files."""
     pitches = helpers.ToneEncoder.PITCHES
-    for i in range(120):
+    for i in files:
         audio = np.concatenate([helpers.tone(pitches[(i + j) % len(pitches)], 2.0, rate=16000) for j in range(12)])
         helpers.write_audio(root / f"clip{i:02d}.flac", audio, rate=16000)
     return root
@@ -46,11 +46,12 @@ def _snapshot(index_path: Path) -> dict[tuple[str, float, float], np.ndarray]:
     return out
 
 
-def _start_build(corpus: Path, index_path: Path, checkpoint: Path) -> tuple[subprocess.Popen, threading.Event]:
+def _start_build(corpus: Path, index_path: Path, checkpoint: Path,
+                 index_type: str = "auto") -> tuple[subprocess.Popen, threading.Event]:
     """A build in its own process; the event is set once it starts embedding (the progress bar appears)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "indexer.cli", "build", str(corpus), "--index", str(index_path), "--model",
-         str(checkpoint), "--batch-size", "4", "--checkpoint-seconds", "0"],
+         str(checkpoint), "--batch-size", "4", "--checkpoint-seconds", "0", "--index-type", index_type],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONWARNINGS": "ignore"},
         start_new_session=True,  # its own process group: the kill takes its decoding workers too
     )
@@ -67,17 +68,31 @@ def _start_build(corpus: Path, index_path: Path, checkpoint: Path) -> tuple[subp
     return process, embedding
 
 
-def test_sigkill_at_random_points_then_resume(tmp_path: Path, tone_model: Path) -> None:
-    corpus = _corpus(tmp_path / "corpus")
+# A product-quantised type: its sealed files carry float16 re-ranking copies, written and merged beside them.
+PQ_TYPE = "IVF4,PQ2"
+
+
+@pytest.mark.parametrize("index_type", ["auto", PQ_TYPE])
+def test_sigkill_at_random_points_then_resume(tmp_path: Path, tone_model: Path, index_type: str) -> None:
+    corpus = tmp_path / "corpus"
+    index_path = tmp_path / "index"
     reference_path = tmp_path / "reference"
-    build_index(corpus, reference_path, BuildOptions(model=str(tone_model)))
+    options = BuildOptions(model=str(tone_model), index_type=index_type)
+    if index_type == PQ_TYPE:
+        # A trained index to grow: the first half built (and trained) whole, the kills land in the second.
+        _corpus(corpus, range(60))
+        build_index(corpus, reference_path, options)
+        build_index(corpus, index_path, options)
+        _corpus(corpus, range(60, 120))
+    else:
+        _corpus(corpus)
+    build_index(corpus, reference_path, options)
     reference = _snapshot(reference_path)
 
-    index_path = tmp_path / "index"
     rng = np.random.default_rng(1234)
     killed_while_embedding = 0
     for _ in range(KILLS):
-        process, embedding = _start_build(corpus, index_path, tone_model)
+        process, embedding = _start_build(corpus, index_path, tone_model, index_type)
         deadline = time.monotonic() + 120
         while not embedding.wait(timeout=0.05) and process.poll() is None:
             if time.monotonic() > deadline:
@@ -99,7 +114,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, tone_model: Path) 
         assert report.ok, report.problems
     assert killed_while_embedding >= KILLS - 1  # the kills really landed mid-build
 
-    process, _ = _start_build(corpus, index_path, tone_model)
+    process, _ = _start_build(corpus, index_path, tone_model, index_type)
     assert process.wait(timeout=600) == 0
     assert verify_index(index_path).ok
     resumed = _snapshot(index_path)
@@ -108,6 +123,9 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path, tone_model: Path) 
     index.close()
     assert max(f.level for f in files) >= 1  # sealed files were merged along the way
     assert sorted(p.name for p in index_path.glob("*.faiss")) == sorted(f.name for f in files)  # no leftovers
+    stems = sorted(f.name[: -len(".faiss")] for f in files if f.store == "segments")
+    expected_copies = [f"{s}.{kind}.npy" for s in stems for kind in ("f16", "ids")] if index_type == PQ_TYPE else []
+    assert sorted(p.name for p in index_path.glob("*.npy")) == sorted(expected_copies)
     assert sorted(resumed) == sorted(reference)  # every window once: nothing lost, nothing twice
     for key, vector in reference.items():
         np.testing.assert_allclose(resumed[key], vector, atol=1e-5)

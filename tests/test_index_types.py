@@ -22,9 +22,10 @@ def clustered(n: int, dim: int, clusters: int, seed: int, noise: float = 1.0) ->
 
 
 def test_auto_choice_by_size() -> None:
-    assert choose_factory(5_000) == "IDMap2,Flat"
-    assert choose_factory(1_000_000) == "IVF4096,Flat"
-    assert choose_factory(5_000_000) == "IVF8192,SQ8"
+    budget = 6 << 30  # a quarter of a 24 GiB machine (tests/test_memory_budget.py: smaller budgets)
+    assert choose_factory(5_000, 512, budget) == "IDMap2,Flat"
+    assert choose_factory(1_000_000, 512, budget) == "IVF4096,Flat"
+    assert choose_factory(5_000_000, 512, budget) == "IVF4096,SQ8"
 
 
 @pytest.mark.parametrize("factory", ["IVF64,Flat", "IVF64,SQ8", "IDMap2,HNSW16,Flat"])

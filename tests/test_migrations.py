@@ -15,16 +15,20 @@ from db.schema import Base
 
 def _schema_drift(catalog: Catalog) -> list:
     with catalog.engine.connect() as connection:
-        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        # Alembic does not read `ddl_if`: an index the models create on another database only is no drift.
+        elsewhere = {index.name for table in Base.metadata.tables.values() for index in table.indexes
+                     if index._ddl_if is not None and index._ddl_if.dialect not in (None, connection.dialect.name)}
+        return [d for d in diffs if not (d[0] == "add_index" and d[1].name in elsewhere)]
 
 
 def test_sqlite_catalog_is_migrated_to_head_and_matches_the_models(tmp_path: Path) -> None:
     catalog = Catalog(sqlite_url(tmp_path / "c.sqlite"))
-    assert current_revision(catalog.engine) == head_revision() == head_revision_of_files() == "0004_vector_files"
+    assert current_revision(catalog.engine) == head_revision() == head_revision_of_files() == "0005_catalog_scale_indexes"
     assert _schema_drift(catalog) == []
     catalog.close()
     reopened = Catalog(sqlite_url(tmp_path / "c.sqlite"))  # opening again applies nothing twice
-    assert current_revision(reopened.engine) == "0004_vector_files"
+    assert current_revision(reopened.engine) == "0005_catalog_scale_indexes"
     reopened.close()
 
 
@@ -47,8 +51,8 @@ def _upgrade_from_0001_keeps_rows_and_adds_tags(url: str) -> None:
     engine.dispose()
     catalog = Catalog(url)  # migrates to head on open
     try:
-        assert current_revision(catalog.engine) == "0004_vector_files" and _schema_drift(catalog) == []
-        assert list(catalog.segments([9]).values())[0].path == "/c/a.wav"
+        assert current_revision(catalog.engine) == "0005_catalog_scale_indexes" and _schema_drift(catalog) == []
+        assert catalog.segments([9])[9].path == "/c/a.wav"
         writer = catalog.writer()
         file_id, _ = writer.add_file(1, "b.wav", "h2", 10, 1.0, 2.0, 16000, 1, [(0.0, 2.0)], tags={"genre": "Jazz"})
         writer.commit(1)

@@ -180,6 +180,10 @@ def test_an_index_written_before_files_were_listed_opens_and_grows(tmp_path: Pat
     build_index(corpus, index_path, BuildOptions(model=str(tone_model)))
     # As revision 0003_file_terms left it: generation 1 in segments.1.faiss and files.1.faiss, no listing.
     with sqlite3.connect(index_path / "catalog.sqlite") as db:
+        for index_name in ("ix_segments_visual", "ix_files_duration", "ix_files_mtime"):  # revision 0005's
+            db.execute(f"DROP INDEX {index_name}")
+        for column in ("keyword_files", "keyword_terms", "segment_count"):
+            db.execute(f"ALTER TABLE index_info DROP COLUMN {column}")
         db.execute("DROP TABLE vector_deletions")
         db.execute("DROP TABLE vector_files")
         db.execute("UPDATE alembic_version SET version_num = '0003_file_terms'")

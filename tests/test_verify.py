@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 
 from db.schema import SegmentRow
 from indexer import BuildOptions, Index, build_index
@@ -85,6 +85,23 @@ def test_rows_without_vectors_after_catalog_damage(small_index: tuple[Path, Path
     assert report.orphan_vectors == {"segments": [1]}
     repair_index(index_path, reembed=False)
     assert verify_index(index_path).ok
+
+
+def test_a_stored_segment_count_that_is_off_is_reported_and_recounted(small_index: tuple[Path, Path]) -> None:
+    """`indexer info` shows the segment count each commit keeps; verify checks it against the rows."""
+    _, index_path = small_index
+    index = Index(index_path)
+    assert index.catalog.counts()["segments"] == 4
+    with index.catalog.session() as s:
+        s.execute(text("UPDATE index_info SET segment_count = segment_count + 5"))
+        s.commit()
+    index.close()
+    report = verify_index(index_path)
+    assert report.problems == ["catalog: stored segment count 9, 4 segment rows (recounted by --repair)"]
+    repair_index(index_path, reembed=False)
+    assert verify_index(index_path).ok
+    result = CliRunner().invoke(indexer_cli, ["info", "--index", str(index_path), "--json"])
+    assert json.loads(result.stdout)["counts"]["segments"] == 4
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "missing"])
