@@ -65,7 +65,7 @@ SHORT_CLIP_MIN_MATCH = 0.9
 # of one instrument with other notes, one voice, one drum kit), while clips of 2-5 s of one instrument
 # reached 0.88. It confirms a copy that lossy coding left few landmarks in (opus at 24 kbit/s), or a
 # sparse recording with few peaks (two marimba notes in 16 s). The envelope counts sound, not silence, so
-# one held note matches a note of the neighbouring pitch at about 0.75-0.8: the landmarks, which see the
+# one held note matches a note two semitones away at 0.79: the landmarks, which see the
 # pitch, must agree, and the margin stays (tests/test_landmarks.py).
 LONG_OVERLAP_SECONDS = 10.0
 LONG_MIN_MATCH = 0.8

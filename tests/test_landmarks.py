@@ -163,7 +163,7 @@ def _sparse(notes: list[tuple[float, float]], seconds: float = 14.0) -> np.ndarr
 def test_a_long_sparse_recording_groups_with_its_copies_by_its_envelope(tmp_path: Path) -> None:
     """The other pair type bench/duplicates.py lost: one note held in 14 s has too few landmarks to confirm
     a copy (one moment); over 10 s of overlap the spectral envelope does, where a landmark lines up at its
-    offset. A note of the neighbouring pitch (envelope about 0.75, landmarks apart) and a recording that
+    offset. A note two semitones away (envelope 0.79, no landmark in common) and a recording that
     starts with the same note, then plays another, are not copies."""
     from search.fingerprint import spectral_print
     from search.landmarks import landmarks
