@@ -126,7 +126,7 @@ class DuplicateMemberOut(BaseModel):
 
 
 class DuplicateGroupOut(BaseModel):
-    members: list[DuplicateMemberOut] = Field(description="the longest file first, then by similarity")
+    members: list[DuplicateMemberOut] = Field(description="the group's reference first (its likeliest original: full length, lossless, most landmarks), then by similarity")
 
 
 class DuplicatesResponse(BaseModel):
