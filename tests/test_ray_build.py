@@ -187,7 +187,7 @@ class TestLocalRay:
             build_index_on_ray(corpus, tmp_path / "ray", BuildOptions(model=str(model), batch_size=4),
                                RayOptions(block_files=BLOCK_FILES))
         assert not (tmp_path / "ray" / "manifest.json").exists()  # nothing committed
-        assert list(shards.glob("*.npz"))  # what was finished waits for the next run
+        assert list(shards.glob("*.parquet"))  # what was finished waits for the next run
 
 
 # -- two Ray nodes on this machine ---------------------------------------------------------------------------
@@ -273,24 +273,24 @@ class TestTwoNodes:
             stderr=subprocess.PIPE, start_new_session=True,
         )
         deadline = time.monotonic() + 120
-        while len(list(shards.glob("*.npz"))) < 2:
+        while len(list(shards.glob("*.parquet"))) < 2:
             if driver.poll() is not None or time.monotonic() > deadline:
                 _stop(driver)
                 pytest.fail(f"the driver wrote no shards: {driver.stderr.read().decode(errors='replace')[-2000:]}")
             time.sleep(0.2)
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-        finished = [read_shard(p) for p in shards.glob("*.npz")]
+        finished = [read_shard(p) for p in shards.glob("*.parquet")]
         assert len(finished) == 2 and not (tmp_path / "ray" / "manifest.json").exists()  # nothing committed
 
         _control(model)  # the encoder behaves again
         report = build_index_on_ray(corpus, tmp_path / "ray", options,
                                     RayOptions(address=two_nodes, block_files=BLOCK_FILES))
-        reused = [entry for shard in finished for entry in shard.values()]
+        reused = [f for shard in finished for f in shard.files]
         to_embed = local.added + len(local.failed)
         assert report.files_reused == len(reused) == 2 * BLOCK_FILES
         assert report.blocks_embedded == math.ceil((to_embed - len(reused)) / BLOCK_FILES)
         # Files of finished shards are not embedded again: only the other windows went through the encoder.
-        assert report.windows_embedded == local.segments_added - sum(len(e.spans) for e in reused)
+        assert report.windows_embedded == local.segments_added - sum(f.windows for f in reused)
         assert _changes(report) == _changes(local)
         _assert_same_index(_snapshot(tmp_path / "ray"), _snapshot(tmp_path / "local"))
