@@ -37,10 +37,17 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "PYTHONW
 
 
 def rss_kib(field: str = "VmRSS") -> int:
+    return memory_kib().get(field, 0)
+
+
+def memory_kib() -> dict[str, int]:
+    """This process's memory fields from /proc/self/status (VmRSS, VmHWM, RssAnon, RssFile, RssShmem), KiB."""
+    fields = {}
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
+            fields[name] = int(value.split()[0])
+    return fields
 
 
 def make_corpus(root: Path, windows: int, per_file: int) -> int:
@@ -63,42 +70,70 @@ def make_corpus(root: Path, windows: int, per_file: int) -> int:
 
 def driver(args: argparse.Namespace) -> None:
     """The build itself, in this (child) process: prints one JSON line with the driver's figures."""
-    import ray
-
     from indexer import BuildOptions
-    from indexer.distributed import RayOptions, build_index_on_ray
+    from indexer.distributed import RayOptions, build_index_on_ray, ray_build
 
-    samples: list[tuple[float, int]] = []
+    merge_from = [float("inf")]
+    if hasattr(ray_build, "import_vectors"):  # the merge through `indexer import` (absent from older code)
+        real_import = ray_build.import_vectors
+
+        def marked_import(*args, **kwargs):  # type: ignore[no-untyped-def]
+            merge_from[0] = time.monotonic()
+            return real_import(*args, **kwargs)
+
+        ray_build.import_vectors = marked_import
+    # The segment store's tier merges (indexer/segments.py) build their output in memory: record each one's
+    # input bytes and the driver's peak RSS once it is done, to tell their share of the peak.
+    from indexer import segments
+
+    merges: list[tuple[int, int]] = []
+    if hasattr(segments, "SegmentedStore"):
+        real_merge = segments.SegmentedStore.merge
+
+        def recorded_merge(self, files, level):  # type: ignore[no-untyped-def]
+            inputs = sum(segments._file_bytes(f) for f in files)
+            result = real_merge(self, files, level)
+            merges.append((inputs, rss_kib("VmHWM")))
+            return result
+
+        segments.SegmentedStore.merge = recorded_merge
+
+    samples: list[tuple[float, dict[str, int]]] = []
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            samples.append((time.monotonic(), rss_kib()))
-            done.wait(0.5)
+            samples.append((time.monotonic(), memory_kib()))
+            done.wait(0.25)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    ray.init(address="local", num_cpus=2, object_store_memory=512 * 2**20, include_dashboard=False,
-             log_to_driver=False)
+    # The build starts a local Ray instance itself (all of this machine's CPUs: 2) and stops it once the
+    # Ray job is over, as `indexer build --ray` does.
     started = time.monotonic()
     report = build_index_on_ray(args.corpus, args.index,
                                 BuildOptions(model=str(args.model), batch_size=4096, device="cpu",
                                              index_type=args.index_type),
                                 RayOptions(block_files=args.block_files, actors=1))
     ended = time.monotonic()
-    ray.shutdown()
     done.set()
     sampler.join()
     import_seconds = getattr(report, "import_seconds", 0.0)
-    merge_from = ended - import_seconds
     print(json.dumps({
         "peak_rss_kib": rss_kib("VmHWM"), "files": report.added, "windows": report.segments_added,
         "failed": len(report.failed), "seconds": ended - started, "embed_seconds": report.embed_seconds,
         "import_seconds": import_seconds,
-        "peak_rss_before_import_kib": max((r for t, r in samples if t < merge_from), default=0),
-        "peak_rss_import_kib": max((r for t, r in samples if t >= merge_from), default=0),
+        # Sampled every 0.25 s, so below VmHWM: where the memory was (anonymous, file pages, shared memory).
+        **{f"{phase}_{field}_kib": max((m.get(field, 0) for t, m in samples if (t >= merge_from[0]) == (phase == "merge")),
+                                       default=0)
+           for phase in ("plan", "merge") for field in ("VmRSS", "RssAnon", "RssFile", "RssShmem")},
         "shards_imported": len(getattr(report, "shards_imported", [])),
+        "merges": merges,
     }))
+
+
+def _gib(figures: dict, field: str) -> str:
+    return f"{figures[f'plan_{field}_kib'] / 2**20:.2f} / {figures[f'merge_{field}_kib'] / 2**20:.2f}"
 
 
 def main() -> None:
@@ -145,11 +180,15 @@ def main() -> None:
         index_bytes = sum(p.stat().st_size for p in (work / "index").rglob("*") if p.is_file())
         results[n] = figures
         print(f"{n:,} windows x {args.dim} ({n * args.dim * 4 / 2**30:.2f} GiB of float32), {files:,} files: "
-              f"driver peak RSS {figures['peak_rss_kib'] / 2**20:.2f} GiB (before the merge "
-              f"{figures['peak_rss_before_import_kib'] / 2**20:.2f}, merging {figures['peak_rss_import_kib'] / 2**20:.2f}); "
+              f"driver peak RSS {figures['peak_rss_kib'] / 2**20:.2f} GiB; sampled peaks, GiB, while planning and "
+              f"embedding / while merging: RSS {_gib(figures, 'VmRSS')}, anonymous {_gib(figures, 'RssAnon')}, "
+              f"file pages {_gib(figures, 'RssFile')}, shared memory {_gib(figures, 'RssShmem')}; "
               f"build {figures['seconds']:.0f} s (Ray job {figures['embed_seconds']:.0f} s, merge "
               f"{figures['import_seconds']:.0f} s, {figures['shards_imported']} shards); index {index_bytes / 2**30:.2f} GiB",
               flush=True)
+        if figures["merges"]:
+            print("  tier merges (input MiB -> driver peak RSS GiB after it): " + ", ".join(
+                f"{inputs / 2**20:.0f} -> {peak / 2**20:.2f}" for inputs, peak in figures["merges"]), flush=True)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     sizes = sorted(results)
