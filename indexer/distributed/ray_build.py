@@ -73,6 +73,7 @@ from indexer.index import Index, Provenance
 from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.media.tags import read_tags
 from indexer.prefetch import STREAM_READ_AHEAD_PARTS, read_ahead
+from indexer.store import DEFAULT_FACTORY
 
 # Ray Data retries a task whose worker died, and an actor's block, without end; a file that crashes its
 # decoder or the model every time would then hang the build. Three retries, then the build fails (keeping
@@ -150,17 +151,18 @@ def build_index_on_ray(
     options = replace(options, model=choose_build_model(index_path, options.model, options.db_url).model)
     stage = RayEmbedStage(index_path / SHARD_DIR, options.encoder_spec(), ray_options, options.precision,
                           DecodeLimits.for_seconds(options.max_file_seconds))
-    # Step 1 adds no vectors, so it keeps the index type there is (a new index: the exact default); the
-    # type asked for is applied by step 2, once every vector is in, as a local build applies it at its end.
-    # The driver loads the model only to read its identity and windows: on the CPU, whatever the actors use.
-    kept_type = _stored_factory(index_path, options.db_url) or "auto"
+    # Step 1 adds no vectors, so it keeps the index type there is (a new index: the exact default, named, so
+    # that no reason for choosing it is recorded); the type asked for is applied by step 2, once every vector
+    # is in, as a local build applies it at its end. The driver loads the model only to read its identity
+    # and windows: on the CPU, whatever the actors use.
+    kept_type = _stored_factory(index_path, options.db_url) or DEFAULT_FACTORY
     report = build_index(corpus, index_path, replace(options, device="cpu", decode_workers=0, index_type=kept_type),
                          progress, embed_stage=stage)
     import_started = time.monotonic()
     if stage.sources:
         imported = import_vectors(stage.sources, index_path, ImportOptions(
-            index_type=options.index_type, target_recall=options.target_recall, db_url=options.db_url,
-            corpus=str(corpus)))
+            index_type=options.index_type, target_recall=options.target_recall, max_memory=options.max_memory,
+            db_url=options.db_url, corpus=str(corpus)))
         report.added += imported.files - imported.replaced
         report.updated += imported.replaced
         report.segments_added += imported.windows
