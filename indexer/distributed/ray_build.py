@@ -11,8 +11,8 @@ Two steps, each one committed transaction of the index's own code:
 2. `import_vectors` (`indexer import`) merges the shards, in corpus order, into the index on disk: rows in
    blocks, vectors into the segment store, whose tail is sealed to a file every few hundred MiB. The catalog
    rows are those a local build writes, in the same order, hence the same ids; the index type is chosen
-   and trained (once, on a seeded sample) at the end, as a local build does. The driver's memory is that
-   of an import: it does not grow with the corpus.
+   and trained (once, on a seeded sample) as an import does it. The driver's memory is an import's: its
+   peak is the segment store's merges, bounded by their size, not the corpus (bench/ray_driver_rss.py).
 
 Crash safety: a block whose worker dies is retried by Ray (task retries, actor restarts) and rewrites the
 same shard, so nothing is added twice. A driver killed at any point leaves the last committed generation
