@@ -171,7 +171,7 @@ def main() -> None:
             [sys.executable, str(Path(__file__).resolve()), "--driver", "--corpus", str(work / "corpus"),
              "--index", str(work / "index"), "--model", str(model), "--index-type", args.index_type,
              "--block-files", str(args.block_files)],
-            capture_output=True, text=True, env=env, cwd=REPO, check=False)
+            capture_output=True, text=True, env=env, cwd=args.code.resolve(), check=False)
         if done.returncode:
             raise SystemExit(f"the driver failed at {n:,} windows:\n{done.stderr[-4000:]}")
         figures = json.loads(done.stdout.strip().splitlines()[-1])
