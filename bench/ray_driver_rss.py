@@ -1,12 +1,12 @@
 """The Ray build's driver memory against the corpus size: the same build at 1M and 4M windows, the driver's
 peak RSS each time, and their ratio (issue 26: it must differ by < 10%).
 
-Each size is a real `build_index_on_ray` on a local Ray instance of 2 CPUs (one encoder actor, decoding
-tasks), run by a child process, the driver, whose own peak RSS (VmHWM: anonymous and file-backed pages,
+Each size is a real `build_index_on_ray` on a local Ray instance that the build starts, as `indexer build
+--ray` does, with the machine's CPUs (2 here; one encoder actor, decoding tasks), run by a child process, the driver, whose own peak RSS (VmHWM: anonymous and file-backed pages,
 not the Ray workers') is measured. The corpus is synthetic: WAV files of --windows-per-file 50 ms windows
 of 1 kHz noise, embedded by a stub encoder (bench/rss_stub_encoder.py) into random unit vectors of --dim
 dimensions. So every path of the build runs for real (scan and hashes on the driver, decoding and
-embedding on the workers, shards written by the actors, failures, the merge into the index through
+embedding on the workers, shards written by the actors, the merge into the index through
 `indexer import`), with no model's compute. The index type is fixed (--index-type, default exact
 IDMap2,Flat): training and tuning an IVF index is the import's cost, measured by bench/scale.py.
 
