@@ -9,6 +9,11 @@ The media need not be reachable from this machine: an imported file keeps its ve
 a corpus that holds it, and that it can read, finds it gone (indexer/build.py removes only what a scan of
 a readable corpus no longer sees). Its content hash is unknown (""), so such a build embeds it afresh.
 A file imported again replaces its earlier rows and vectors.
+
+Optional file columns (a distributed build's shards carry them, indexer/distributed/shards.py):
+content_hash, size, mtime, duration, source_rate, channels. Where a source has them, the catalog row keeps
+them as a build would have written it, so a later build of a corpus holding the file skips it when its
+content hash is unchanged.
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ class ImportOptions:
     target_recall: float = 0.95
     db_url: str | None = None
     max_memory: int | None = None  # bytes the searched index may take (auto's budget); None: a quarter of RAM
+    # The corpus root the files belong to (as `indexer build` records them: paths relative to it, one corpus
+    # row), instead of each file's own folder. Every imported path must lie under it. `indexer build --ray`
+    # merges its shards this way.
+    corpus: str | None = None
 
 
 @dataclass
@@ -59,6 +68,7 @@ class ImportReport:
     sources: list[Path] = field(default_factory=list)
     files: int = 0
     replaced: int = 0  # files imported before, whose rows and vectors this import replaced
+    segments_replaced: int = 0  # the windows of those earlier versions
     windows: int = 0
     created: bool = False  # the index was created from the sources' provenance
     seconds: float = 0.0
@@ -133,6 +143,12 @@ class _File:
     modalities: str = "audio"
     tags: dict[str, str] = field(default_factory=dict)
     vectors: list[np.ndarray] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)  # the optional file columns (FILE_COLUMNS) a source has
+
+
+# Optional columns of a file's catalog row (the same value on each of its rows), with the value when absent.
+FILE_COLUMNS: dict[str, Any] = {"content_hash": "", "size": 0, "mtime": 0.0, "duration": None, "source_rate": 0,
+                                "channels": 0}
 
 
 def _rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -154,6 +170,7 @@ def _rows(path: Path) -> Iterator[dict[str, Any]]:
                 "modalities": batch.column("modalities").to_pylist(),
                 "tags": {key: batch.column(key).to_pylist() for key in TAG_KEYS if key in names},
                 "vectors": vectors,
+                "facts": {key: batch.column(key).to_pylist() for key in FILE_COLUMNS if key in names},
             }
         return
     with np.load(path, allow_pickle=False) as data:
@@ -168,6 +185,7 @@ def _rows(path: Path) -> Iterator[dict[str, Any]]:
                 "modalities": data["modalities"][block].tolist(),
                 "tags": {key: [v or None for v in data[key][block].tolist()] for key in TAG_KEYS if key in data.files},
                 "vectors": np.asarray(data["vectors"][block], dtype=np.float32),
+                "facts": {key: data[key][block].tolist() for key in FILE_COLUMNS if key in data.files},
             }
 
 
@@ -255,7 +273,8 @@ def _files(source: Path, map_prefix: Sequence[tuple[str, str]]) -> Iterator[_Fil
                 if current is not None:
                     yield current
                 current = _File(path, modalities=block["modalities"][i],
-                                tags={k: v[i] for k, v in block["tags"].items() if v[i]})
+                                tags={k: v[i] for k, v in block["tags"].items() if v[i]},
+                                facts={k: v[i] for k, v in block["facts"].items() if v[i] is not None})
             current.starts.append(float(block["start"][i]))
             current.ends.append(float(block["end"][i]))
             current.vectors.append(block["vectors"][i])
@@ -349,12 +368,12 @@ def _import(paths: list[Path], provenances: list[tuple[Path, Provenance]], index
                         seen.add(f.path)
                         batch.append(f)
                         if sum(len(b.vectors) for b in batch) >= BLOCK_ROWS:
-                            since_checkpoint += _add(writer, stores, batch, report)
+                            since_checkpoint += _add(writer, stores, batch, report, options.corpus)
                             batch = []
                         if since_checkpoint >= CHECKPOINT_ROWS:
                             index.commit_generation(stores, writer)
                             since_checkpoint = 0
-                    since_checkpoint += _add(writer, stores, batch, report)
+                    since_checkpoint += _add(writer, stores, batch, report, options.corpus)
                 build_options = BuildOptions(index_type=options.index_type, target_recall=options.target_recall,
                                              max_memory=options.max_memory)
                 stores["segments"] = _apply_index_type(stores["segments"], build_options, writer)
@@ -398,15 +417,28 @@ def _trained_for(paths: list[Path], store: SegmentedStore, options: ImportOption
 TRAIN_SAMPLE = 200_000
 
 
-def _add(writer: CatalogWriter, stores: dict[str, Any], batch: list[_File], report: ImportReport) -> int:
-    """Stage `batch`'s files (replacing earlier imports of the same paths) and add their vectors."""
+def _corpus_place(path: str, corpus: str) -> tuple[str, str, bytes | None]:
+    """_catalog_place for a file of `corpus`: the corpus root, the path below it as catalog text, and its
+    exact bytes when they differ from that text (as indexer.corpus.CorpusFile has them)."""
+    prefix = corpus.rstrip("/") + "/"
+    if not path.startswith(prefix):
+        raise ImportSourceError(f"{path}: not under the corpus {corpus} the import was given")
+    relative = path[len(prefix):]
+    text = catalog_text(relative)
+    return corpus, text, (os.fsencode(relative) if text != relative else None)
+
+
+def _add(writer: CatalogWriter, stores: dict[str, Any], batch: list[_File], report: ImportReport,
+         corpus: str | None = None) -> int:
+    """Stage `batch`'s files (replacing earlier imports of the same paths) and add their vectors; `corpus`:
+    see ImportOptions.corpus."""
     from indexer.encoders import l2_normalize
 
     if not batch:
         return 0
     by_root: dict[str, list[tuple[_File, str, bytes | None]]] = {}
     for f in batch:
-        root, relative, raw = _catalog_place(f.path)
+        root, relative, raw = _catalog_place(f.path) if corpus is None else _corpus_place(f.path, corpus)
         by_root.setdefault(root, []).append((f, relative, raw))
     new: list[NewFile] = []
     for root, files in by_root.items():
@@ -419,8 +451,12 @@ def _add(writer: CatalogWriter, stores: dict[str, Any], batch: list[_File], repo
                 stores["segments"].remove(segment_ids)
                 stores["files"].remove([previous])
                 report.replaced += 1
-            new.append(NewFile(corpus_id, relative, "", 0, 0.0, max(f.ends), 0, 0, list(zip(f.starts, f.ends)),
-                               f.modalities, path_bytes=raw, tags=f.tags))
+                report.segments_replaced += len(segment_ids)
+            facts = {**FILE_COLUMNS, **f.facts}
+            duration = max(f.ends) if facts["duration"] is None else float(facts["duration"])
+            new.append(NewFile(corpus_id, relative, str(facts["content_hash"]), int(facts["size"]),
+                               float(facts["mtime"]), duration, int(facts["source_rate"]), int(facts["channels"]),
+                               list(zip(f.starts, f.ends)), f.modalities, path_bytes=raw, tags=f.tags))
     ids = writer.add_files(new)
     vectors = [np.stack(f.vectors) for files in by_root.values() for f, _, _ in files]
     stores["segments"].add([i for _, segments in ids for i in segments], np.concatenate(vectors))

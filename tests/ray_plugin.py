@@ -29,7 +29,7 @@ class ControlledToneEncoder(ToneEncoder):
     def embed_audio(self, windows):  # type: ignore[no-untyped-def]
         control = json.loads(self.control.read_text()) if self.control.is_file() else {}
         shards = Path(control.get("shards", "/nonexistent"))
-        done = len(list(shards.glob("*.npz"))) if shards.is_dir() else 0
+        done = len(list(shards.glob("*.parquet"))) if shards.is_dir() else 0
         if "kill_at_shards" in control and done >= control["kill_at_shards"]:
             try:
                 Path(control["marker"]).touch(exist_ok=False)

@@ -1,12 +1,14 @@
 """`indexer build --ray`: on a local Ray instance and on a cluster of two Ray nodes, the index (vectors, catalog
-rows and their ids, failures) equals a local build's; an encoder worker killed mid-run changes nothing; a
-driver killed mid-run is resumed from the shards it had finished, which are not embedded again."""
+rows and their ids, failures) equals a local build's; the shards reach it on disk, as parquet exports merged
+by `indexer import`; an encoder worker killed mid-run changes nothing; a driver killed mid-run is resumed
+from the shards it had finished, which are not embedded again."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +24,7 @@ from sqlalchemy import select
 from db.schema import FailureRow, FileRow, SegmentRow
 from indexer import BuildOptions, Index, build_index
 from indexer.build import BuildReport
-from indexer.distributed import DistributedBuildError, RayOptions, build_index_on_ray
+from indexer.distributed import DistributedBuildError, RayOptions, build_index_on_ray, ray_build
 from indexer.distributed.shards import read_shard
 from tests import helpers
 
@@ -170,6 +172,58 @@ class TestLocalRay:
         assert distributed.blocks_embedded == 1  # only the two files to embed went to the cluster
         _assert_same_index(_snapshot(tmp_path / "ray"), _snapshot(tmp_path / "local"))
 
+    def test_shards_reach_the_index_through_import_on_disk(self, tmp_path: Path, corpus: Path, model: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from indexer.import_vectors import read_provenance
+
+        imports = []
+
+        def spy(sources, index_path, options):  # type: ignore[no-untyped-def]
+            imports.append([Path(p) for p in sources])
+            return real(sources, index_path, options)
+
+        real = ray_build.import_vectors
+        monkeypatch.setattr(ray_build, "import_vectors", spy)
+        options = BuildOptions(model=str(model), batch_size=4)
+        local = build_index(corpus, tmp_path / "local", options)
+        report = build_index_on_ray(corpus, tmp_path / "ray", options,
+                                    RayOptions(block_files=BLOCK_FILES, keep_shards=True))
+        # The driver handed the actors' shard files, in corpus order, to `indexer import`'s library function:
+        # parquet exports of the index's model, one per block with an embedded file (the broken file's block too).
+        assert imports == [report.shards_imported]
+        assert len(report.shards_imported) == report.blocks_embedded
+        for shard in report.shards_imported:
+            assert shard.parent == tmp_path / "ray" / "shards" and shard.suffix == ".parquet"
+            assert read_provenance(shard).model_id == Index(tmp_path / "ray").provenance().model_id
+        # The index holds the shards' rows, row for row: segment ids in corpus order, vectors as written.
+        rows = pa.concat_tables([pq.read_table(p) for p in report.shards_imported])
+        snapshot = _snapshot(tmp_path / "ray")
+        ids, vectors = snapshot["vectors"]["segments"]
+        assert rows.num_rows == len(ids) == report.segments_added == local.segments_added
+        assert [(s[2], s[3]) for s in snapshot["segments"]] == list(zip(rows["start"].to_pylist(),
+                                                                         rows["end"].to_pylist()))
+        np.testing.assert_array_equal(vectors, np.stack(rows["vector"].to_numpy(zero_copy_only=False)))
+        _assert_same_index(snapshot, _snapshot(tmp_path / "local"))
+
+    def test_finished_shards_are_taken_as_whole_blocks(self, tmp_path: Path, corpus: Path, model: Path) -> None:
+        options = BuildOptions(model=str(model), batch_size=4)
+        first = build_index_on_ray(corpus, tmp_path / "first", options,
+                                   RayOptions(block_files=BLOCK_FILES, keep_shards=True))
+        # As if a build of `ray` had been killed once the cluster had written every shard.
+        shutil.copytree(tmp_path / "first" / "shards", tmp_path / "ray" / "shards")
+        # A new file sorts into the first block (caf\xe9.wav, set0/clip00, set0/clip03): that block's shard no
+        # longer holds a run of the files to add, so its files are embedded again with the new one.
+        helpers.write_audio(corpus / "set0" / "clip00b.flac", helpers.tone(440, 4.0, rate=16000), rate=16000)
+        local = build_index(corpus, tmp_path / "local", options)
+        report = build_index_on_ray(corpus, tmp_path / "ray", options, RayOptions(block_files=BLOCK_FILES))
+        assert report.files_reused == first.added + len(first.failed) - BLOCK_FILES
+        assert report.blocks_embedded == math.ceil((BLOCK_FILES + 1) / BLOCK_FILES)
+        assert _changes(report) == _changes(local)
+        _assert_same_index(_snapshot(tmp_path / "ray"), _snapshot(tmp_path / "local"))
+
     def test_encoder_worker_killed_mid_run(self, tmp_path: Path, corpus: Path, model: Path) -> None:
         options = BuildOptions(model=str(model), batch_size=4)
         reference = build_index(corpus, tmp_path / "local", options)
@@ -187,7 +241,7 @@ class TestLocalRay:
             build_index_on_ray(corpus, tmp_path / "ray", BuildOptions(model=str(model), batch_size=4),
                                RayOptions(block_files=BLOCK_FILES))
         assert not (tmp_path / "ray" / "manifest.json").exists()  # nothing committed
-        assert list(shards.glob("*.npz"))  # what was finished waits for the next run
+        assert list(shards.glob("*.parquet"))  # what was finished waits for the next run
 
 
 # -- two Ray nodes on this machine ---------------------------------------------------------------------------
@@ -273,24 +327,24 @@ class TestTwoNodes:
             stderr=subprocess.PIPE, start_new_session=True,
         )
         deadline = time.monotonic() + 120
-        while len(list(shards.glob("*.npz"))) < 2:
+        while len(list(shards.glob("*.parquet"))) < 2:
             if driver.poll() is not None or time.monotonic() > deadline:
                 _stop(driver)
                 pytest.fail(f"the driver wrote no shards: {driver.stderr.read().decode(errors='replace')[-2000:]}")
             time.sleep(0.2)
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-        finished = [read_shard(p) for p in shards.glob("*.npz")]
+        finished = [read_shard(p) for p in shards.glob("*.parquet")]
         assert len(finished) == 2 and not (tmp_path / "ray" / "manifest.json").exists()  # nothing committed
 
         _control(model)  # the encoder behaves again
         report = build_index_on_ray(corpus, tmp_path / "ray", options,
                                     RayOptions(address=two_nodes, block_files=BLOCK_FILES))
-        reused = [entry for shard in finished for entry in shard.values()]
+        reused = [f for shard in finished for f in shard.files]
         to_embed = local.added + len(local.failed)
         assert report.files_reused == len(reused) == 2 * BLOCK_FILES
         assert report.blocks_embedded == math.ceil((to_embed - len(reused)) / BLOCK_FILES)
         # Files of finished shards are not embedded again: only the other windows went through the encoder.
-        assert report.windows_embedded == local.segments_added - sum(len(e.spans) for e in reused)
+        assert report.windows_embedded == local.segments_added - sum(f.windows for f in reused)
         assert _changes(report) == _changes(local)
         _assert_same_index(_snapshot(tmp_path / "ray"), _snapshot(tmp_path / "local"))

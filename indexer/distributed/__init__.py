@@ -1,5 +1,5 @@
 """Building an index across many machines: blocks of files decoded and embedded on a Ray cluster, written
-as shards to shared storage, merged into the index by the local build's own code.
+as shards (parquet exports) to shared storage, merged into the index on disk by `indexer import`.
 
 `ray` is imported only when a distributed build runs (`pip install "resound[ray]"`).
 """

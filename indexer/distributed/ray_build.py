@@ -1,15 +1,24 @@
 """`indexer build --ray`: the build's decode and embed steps on a Ray cluster, with Ray Data.
 
-The driver plans as a local build does (scan, content hashes, unchanged / new / changed / deleted files)
-and cuts the files to embed into blocks. Ray Data streams the blocks through decoding tasks (CPU) and a
-pool of encoder actors (GPU where the cluster has them); each actor writes its block's windows and vectors
-as a shard to `<index>/shards/` (see shards.py). The driver merges the shards in corpus order through the
-local build's own code (`build_index` with this module's embed stage): the same catalog rows in the same
-order, hence the same ids, the same index-type choice and training, the same checkpoints and failures.
+Two steps, each one committed transaction of the index's own code:
+
+1. `build_index` with this module's embed stage: the driver plans as a local build does (scan, content
+   hashes, unchanged / new / changed / deleted / moved files), removes what is gone and records failures.
+   The stage cuts the files to embed into blocks; Ray Data streams them through decoding tasks (CPU) and a
+   pool of encoder actors (GPU where the cluster has them); each actor writes its block as a shard to
+   `<index>/shards/`: an `indexer export` parquet file with the catalog's file columns (see shards.py).
+   The stage reads only the shards' footers (failures, windows): no vector reaches the driver here.
+2. `import_vectors` (`indexer import`) merges the shards, in corpus order, into the index on disk: rows in
+   blocks, vectors into the segment store, whose tail is sealed to a file every few hundred MiB. The catalog
+   rows are those a local build writes, in the same order, hence the same ids; the index type is chosen
+   and trained (once, on a seeded sample) as an import does it. The driver's memory is an import's: its
+   peak is the segment store's merges, bounded by their size, not the corpus (bench/ray_driver_rss.py).
 
 Crash safety: a block whose worker dies is retried by Ray (task retries, actor restarts) and rewrites the
-same shard, so nothing is added twice; a driver killed mid-run leaves finished shards, which the next run
-takes instead of embedding those files again. Shards are deleted once the build has committed.
+same shard, so nothing is added twice. A driver killed at any point leaves the last committed generation
+(step 2 commits every import checkpoint) and the finished shards; the next run plans again, takes each
+finished shard whose files are exactly a run of the files still to add, and embeds only the others.
+Shards are deleted once the import has committed.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import pickle
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +40,8 @@ from indexer.build import (
     BuildOptions,
     BuildReport,
     ProgressCallback,
+    _apply_index_type,
+    _record_precision,
     build_index,
     choose_build_model,
     record_decode_failure,
@@ -41,22 +52,28 @@ from indexer.distributed.shards import (
     ShardDirectory,
     ShardEntry,
     ShardIdentity,
+    ShardMeta,
     block_key,
     read_shard,
     write_shard,
 )
 from indexer.embed import SegmentInputs, StreamedInputs, WindowPlan, embed_inputs, file_inputs, modalities_of
 from indexer.encoders import Encoder, EncoderSpec
+from indexer.encoders.precision import resolve_precision
 from indexer.errors import (
     AudioDecodeError,
     IndexLockedError,
     IndexMismatchError,
+    IndexNotFoundError,
     MissingDependencyError,
     ResoundError,
 )
-from indexer.index import Index
+from indexer.import_vectors import ImportOptions, import_vectors
+from indexer.index import Index, Provenance
 from indexer.media.decode import NO_LIMITS, DecodeLimits
+from indexer.media.tags import read_tags
 from indexer.prefetch import STREAM_READ_AHEAD_PARTS, read_ahead
+from indexer.store import DEFAULT_FACTORY
 
 # Ray Data retries a task whose worker died, and an actor's block, without end; a file that crashes its
 # decoder or the model every time would then hang the build. Three retries, then the build fails (keeping
@@ -104,6 +121,8 @@ class RayBuildReport(BuildReport):
     files_reused: int = 0  # files taken from shards an earlier, interrupted run had finished
     windows_embedded: int = 0
     embed_seconds: float = 0.0  # from the start of the Ray job to its last shard
+    shards_imported: list[Path] = field(default_factory=list)  # merged by `import_vectors`, in corpus order
+    import_seconds: float = 0.0
 
 
 def build_index_on_ray(
@@ -119,24 +138,82 @@ def build_index_on_ray(
     build_index raises, MissingDependencyError without Ray, and DistributedBuildError when the cluster fails.
     """
     import_ray()
+    started = time.monotonic()
     options = options or BuildOptions()
     ray_options = ray_options or RayOptions()
     if ray_options.actors < 1 or ray_options.block_files < 1:
         raise ValueError("actors and block_files must be at least 1")
     index_path = Path(index_path).expanduser().resolve()
+    corpus = Path(corpus).expanduser().resolve()  # as build_index records it: the import places files under it
     if ray_options.gpus_per_actor is None and options.device == "cpu":
         ray_options = replace(ray_options, gpus_per_actor=0.0)  # --device cpu: CPU actors, even on GPU nodes
     # Every actor must embed with the same model: `auto` is decided here, once.
     options = replace(options, model=choose_build_model(index_path, options.model, options.db_url).model)
     stage = RayEmbedStage(index_path / SHARD_DIR, options.encoder_spec(), ray_options, options.precision,
                           DecodeLimits.for_seconds(options.max_file_seconds))
-    # The driver loads the model only to read its identity and windows: on the CPU, whatever the actors use.
-    report = build_index(corpus, index_path, replace(options, device="cpu", decode_workers=0), progress,
-                         embed_stage=stage)
+    # Step 1 adds no vectors, so it keeps the index type there is (a new index: the exact default, named, so
+    # that no reason for choosing it is recorded); the type asked for is applied by step 2, once every vector
+    # is in, as a local build applies it at its end. The driver loads the model only to read its identity
+    # and windows: on the CPU, whatever the actors use.
+    kept_type = _stored_factory(index_path, options.db_url) or DEFAULT_FACTORY
+    report = build_index(corpus, index_path, replace(options, device="cpu", decode_workers=0, index_type=kept_type),
+                         progress, embed_stage=stage)
+    import_started = time.monotonic()
+    if stage.sources:
+        imported = import_vectors(stage.sources, index_path, ImportOptions(
+            index_type=options.index_type, target_recall=options.target_recall, max_memory=options.max_memory,
+            db_url=options.db_url, corpus=str(corpus)))
+        report.added += imported.files - imported.replaced
+        report.updated += imported.replaced
+        report.segments_added += imported.windows
+        report.segments_removed += imported.segments_replaced
+    elif report.changed and options.index_type != kept_type:
+        _apply_index_type_alone(index_path, options)  # removals only: the type asked for, as a local build
+    import_seconds = time.monotonic() - import_started
     if not ray_options.keep_shards:
         _remove_shards(index_path, options.db_url, stage.shard_root)
+    report.seconds = time.monotonic() - started
     return RayBuildReport(**vars(report), blocks_embedded=stage.blocks_embedded, files_reused=stage.files_reused,
-                          windows_embedded=stage.windows_embedded, embed_seconds=stage.embed_seconds)
+                          windows_embedded=stage.windows_embedded, embed_seconds=stage.embed_seconds,
+                          shards_imported=list(stage.sources), import_seconds=import_seconds)
+
+
+def _stored_factory(index_path: Path, db_url: str | None) -> str | None:
+    """The FAISS factory of the index at `index_path`, None where there is no index yet."""
+    try:
+        index = Index(index_path, db_url=db_url)
+    except IndexNotFoundError:
+        return None
+    try:
+        stored = index.provenance()
+    finally:
+        index.close()
+    return stored.faiss_factory if stored is not None else None
+
+
+def _apply_index_type_alone(index_path: Path, options: BuildOptions) -> None:
+    """Give the index the type `options` asks for (a build that only removed files), as build_index does."""
+    index = Index(index_path, db_url=options.db_url)
+    try:
+        with index.writer_lock():
+            stored = index.provenance()
+            if stored is None:
+                return
+            writer = index.catalog.writer()
+            try:
+                generation, files, deletions = index.vector_files()
+                stores = index.directory.load_stores(generation, stored.dim, stored.faiss_factory, files, deletions)
+                stores["segments"].set_search_params({k: v for k, v in stored.search_params.items()
+                                                      if k in ("nprobe", "efSearch")})
+                stores["segments"] = _apply_index_type(stores["segments"], options, writer)
+                index.commit_generation(stores, writer)
+            except BaseException:
+                writer.rollback()
+                raise
+            finally:
+                writer.close()
+    finally:
+        index.close()
 
 
 def _remove_shards(index_path: Path, db_url: str | None, shard_root: Path) -> None:
@@ -151,9 +228,20 @@ def _remove_shards(index_path: Path, db_url: str | None, shard_root: Path) -> No
         index.close()
 
 
+@dataclass(frozen=True)
+class _Run:
+    """Consecutive jobs [start, stop) whose results are one shard: a finished one (key None) or a new block."""
+
+    start: int
+    stop: int
+    path: Path
+    key: str | None
+
+
 class RayEmbedStage:
-    """The build's embed stage (indexer.build.EmbedStage) on Ray: shards are written by the cluster and
-    read back by the driver, in the order of the jobs."""
+    """The build's embed stage (indexer.build.EmbedStage) on Ray: the cluster writes the shards; the stage
+    records the failures they list and yields no job to store (None for each, in the order of the jobs).
+    `sources` are then the shards with vectors, in job order, for `import_vectors`."""
 
     def __init__(self, shard_root: Path, spec: EncoderSpec, options: RayOptions, precision: str = "auto",
                  limits: DecodeLimits = NO_LIMITS):
@@ -166,60 +254,47 @@ class RayEmbedStage:
         self.files_reused = 0
         self.windows_embedded = 0
         self.embed_seconds = 0.0
+        self.sources: list[Path] = []
 
     def __call__(self, jobs: list, encoder: Encoder, hop_seconds: float, batch_size: int, writer: CatalogWriter,
                  corpus_id: int, report: BuildReport) -> Iterator[Any]:
         identity = ShardIdentity(encoder.info.model_id, encoder.info.checkpoint_sha256, float(hop_seconds))
+        # What the shards carry for `indexer import` to check: the provenance this build has just recorded.
+        provenance = asdict(Provenance.from_row(writer.ensure_info()))
         shards = ShardDirectory(self.shard_root)
-        finished = shards.finished(identity)
-        job_shards: list[Path | None] = []
-        to_embed: list[BlockFile] = []
-        to_embed_at: list[int] = []  # their positions in `jobs`
-        for i, job in enumerate(jobs):
-            file = BlockFile(str(job.file.absolute), job.file.catalog_path, job.content_hash)
-            shard = finished.get((file.catalog_path, file.content_hash))
-            if shard is None:
-                to_embed.append(file)
-                to_embed_at.append(i)
-            job_shards.append(shard)  # new blocks' shards are filled in below
-        ready = {p for p in job_shards if p is not None}
-        self.files_reused = len(jobs) - len(to_embed)
-        blocks = []
-        for start in range(0, len(to_embed), self.options.block_files):
-            files = to_embed[start : start + self.options.block_files]
-            key = block_key(identity, files)
-            blocks.append((key, files))
-            for i in to_embed_at[start : start + self.options.block_files]:
-                job_shards[i] = shards.path(key)
-        # Shards no job needs (merged by an interrupted run, another model, unreadable) only take space.
-        shards.remove(keep=set(job_shards))
+        files = [BlockFile(str(job.file.absolute), job.file.catalog_path, job.content_hash, job.file.size,
+                           job.file.mtime) for job in jobs]
+        runs = plan_runs(files, shards.finished(identity), self.options.block_files, identity, shards)
+        # Shards no run takes (merged by an interrupted run, another model, unreadable) only take space.
+        shards.remove(keep={run.path for run in runs})
+        self.files_reused = sum(run.stop - run.start for run in runs if run.key is None)
+        ready = {run.path for run in runs if run.key is None}
+        blocks = [(run.key, files[run.start : run.stop]) for run in runs if run.key is not None]
+        self.sources = []
 
-        results = self._run(blocks, WindowPlan.of(encoder, hop_seconds, self.limits), identity, encoder.info.dim, batch_size,
-                            shards)
-        cached: tuple[Path | None, dict[tuple[str, str], ShardEntry]] = (None, {})
+        results = self._run(blocks, WindowPlan.of(encoder, hop_seconds, self.limits), identity, provenance,
+                            encoder.info.dim, batch_size, shards)
         try:
-            for job, shard in zip(jobs, job_shards):
-                while shard not in ready:
+            for run in runs:
+                while run.path not in ready:
                     key = next(results, None)
                     if key is None:
-                        raise DistributedBuildError(f"{shard}: the Ray job ended without writing this shard")
+                        raise DistributedBuildError(f"{run.path}: the Ray job ended without writing this shard")
                     ready.add(shards.path(key))
-                if cached[0] != shard:
-                    cached = (shard, read_shard(shard))
-                entry = cached[1][(job.file.catalog_path, job.content_hash)]
-                if entry.failure is not None:
-                    record_decode_failure(writer, corpus_id, job, entry.failure, report)
-                    yield None
-                    continue
-                job.duration, job.source_rate, job.channels = entry.duration, entry.source_rate, entry.channels
-                job.modalities, job.spans = entry.modalities, list(entry.spans)
-                job.vectors = list(entry.vectors)
-                yield job
+                meta = _read_run(run, files)
+                for job, f in zip(jobs[run.start : run.stop], meta.files):
+                    if f.failure is not None:
+                        record_decode_failure(writer, corpus_id, job, f.failure, report)
+                    yield None  # embedded files enter the index through the import of `sources`
+                if meta.windows:
+                    self.sources.append(run.path)
         finally:
             results.close()  # stops the Ray job when the build stops early
+        if self.sources:  # as build_index records it for the vectors it adds
+            _record_precision(writer, resolve_precision(encoder, self.precision))
 
-    def _run(self, blocks: Sequence[tuple[str, list[BlockFile]]], plan: WindowPlan, identity: ShardIdentity,
-             dim: int, batch_size: int, shards: ShardDirectory) -> Iterator[str]:
+    def _run(self, blocks: Sequence[tuple[str | None, list[BlockFile]]], plan: WindowPlan, identity: ShardIdentity,
+             provenance: dict[str, Any], dim: int, batch_size: int, shards: ShardDirectory) -> Iterator[str]:
         """Run the blocks on the cluster; yields each block's key once its shard is written (any order)."""
         if not blocks:
             return
@@ -259,7 +334,8 @@ class RayEmbedStage:
                     batch_size=1,
                     compute=ray.data.ActorPoolStrategy(size=self.options.actors),
                     fn_constructor_kwargs={"spec": self.spec, "device": "cuda" if gpus > 0 else "cpu",
-                                           "identity": identity, "shard_root": str(shards.root), "dim": dim,
+                                           "identity": identity, "provenance": provenance,
+                                           "shard_root": str(shards.root), "dim": dim,
                                            "batch_size": batch_size, "precision": self.precision},
                     num_cpus=self.options.cpus_per_actor,
                     num_gpus=gpus or None,
@@ -302,12 +378,15 @@ def _decode_block(row: dict[str, Any], plan: WindowPlan) -> list[dict[str, Any]]
     """
     files: list[BlockFile] = pickle.loads(row["files"])
     results: list[SegmentInputs | StreamedInputs | tuple[str, list[str]]] = []
+    tags: list[dict[str, str]] = []
     for file in files:
         try:
             results.append(file_inputs(plan, file.path))
+            tags.append(read_tags(file.path))  # read here, as the local build reads them on its side
         except AudioDecodeError as e:
             results.append((e.path, e.reasons))
-    return [{"key": row["key"], "inputs": pickle.dumps((files, results), protocol=5)}]
+            tags.append({})
+    return [{"key": row["key"], "inputs": pickle.dumps((files, results, tags), protocol=5)}]
 
 
 @dataclass
@@ -379,8 +458,8 @@ def embed_block(encoder: Encoder, files: Sequence[BlockFile],
 class _ShardWriter:
     """An encoder actor: embeds decoded blocks and writes each as a shard."""
 
-    def __init__(self, spec: EncoderSpec, device: str, identity: ShardIdentity, shard_root: str, dim: int,
-                 batch_size: int, precision: str):
+    def __init__(self, spec: EncoderSpec, device: str, identity: ShardIdentity, provenance: dict[str, Any],
+                 shard_root: str, dim: int, batch_size: int, precision: str):
         self.encoder = spec.load(device=device)
         info = self.encoder.info
         if (info.model_id, info.checkpoint_sha256) != (identity.model_id, identity.checkpoint_sha256):
@@ -390,6 +469,7 @@ class _ShardWriter:
                 f"here, {identity.model_id} (sha256 {identity.checkpoint_sha256[:12]}) on the driver"
             )
         self.identity = identity
+        self.provenance = provenance
         self.shards = ShardDirectory(Path(shard_root))
         self.dim = dim
         self.batch_size = batch_size
@@ -398,14 +478,58 @@ class _ShardWriter:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         keys, windows = [], []
         for key, payload in zip(batch["key"], batch["inputs"]):
-            files, results = pickle.loads(payload)
+            files, results, tags = pickle.loads(payload)
             inputs = [AudioDecodeError(*r) if isinstance(r, tuple) else r for r in results]
             entries = embed_block(self.encoder, files, inputs, self.batch_size, self.precision)
-            write_shard(self.shards.path(str(key)), self.identity, entries, self.dim)
+            entries = [replace(e, tags=t) for e, t in zip(entries, tags)]
+            write_shard(self.shards.path(str(key)), self.identity, self.provenance, files, entries, self.dim)
             keys.append(str(key))
             windows.append(sum(len(e.spans) for e in entries))
         return {"key": np.asarray(keys), "windows": np.asarray(windows, dtype=np.int64)}
 
 
+def plan_runs(files: Sequence[BlockFile], finished: dict[tuple[str, str, int, float], tuple[Path, ShardMeta]],
+              block_files: int, identity: ShardIdentity, shards: ShardDirectory) -> list[_Run]:
+    """Cut `files` (the jobs, in corpus order) into runs: a finished shard whose files are exactly the next
+    files is taken as it is; the others go to new blocks of up to `block_files`, never spanning a finished
+    shard. Importing the runs' shards in order then adds the files in corpus order, as a local build does
+    (ids included). A finished shard that is not such a run (some of its files merged or changed since,
+    or a new file among them) is left out and its files embedded again."""
+    runs: list[_Run] = []
+    pending = 0  # first file of the run of files to embed that ends at i
+
+    def new_blocks(start: int, stop: int) -> None:
+        for a in range(start, stop, block_files):
+            block = files[a : min(stop, a + block_files)]
+            key = block_key(identity, block)
+            runs.append(_Run(a, a + len(block), shards.path(key), key))
+
+    i = 0
+    while i < len(files):
+        hit = finished.get(files[i].key)
+        if hit is not None:
+            path, meta = hit
+            n = len(meta.files)
+            if [f.key for f in meta.files] == [f.key for f in files[i : i + n]]:
+                new_blocks(pending, i)
+                runs.append(_Run(i, i + n, path, None))
+                i = pending = i + n
+                continue
+        i += 1
+    new_blocks(pending, len(files))
+    return runs
+
+
+def _read_run(run: _Run, files: Sequence[BlockFile]) -> ShardMeta:
+    """The shard of `run`, checked to list exactly the run's files (its metadata only)."""
+    try:
+        meta = read_shard(run.path)
+    except (OSError, ValueError) as e:
+        raise DistributedBuildError(f"{run.path}: unreadable shard ({e})") from e
+    if [f.key for f in meta.files] != [f.key for f in files[run.start : run.stop]]:
+        raise DistributedBuildError(f"{run.path}: the shard does not hold the files of its block")
+    return meta
+
+
 __all__ = ["DistributedBuildError", "RayBuildReport", "RayEmbedStage", "RayOptions", "build_index_on_ray",
-           "embed_block", "import_ray"]
+           "embed_block", "import_ray", "plan_runs"]
