@@ -104,6 +104,56 @@ def written_bytes() -> int:
     return 0
 
 
+def serve(index_path: Path, args: argparse.Namespace) -> None:
+    """What a user of an existing index pays: warm and filtered queries, hit lookups, cold processes."""
+    from indexer.index import Index
+
+    index = Index(index_path)
+    store = index.load_stores()["segments"]
+    queries = held_out(300, args.dim, args.clusters, seed=0)
+    singles, lookups, filtered = [], [], []
+    for q in queries:
+        t = time.perf_counter()
+        found = store.search(q[None], 10).ids[0]
+        singles.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        index.segments(found.tolist())
+        lookups.append(time.perf_counter() - t)
+    among = np.sort(np.random.default_rng(1).choice(np.arange(1, store.ntotal + 1), store.ntotal // 100, replace=False))
+    for q in queries[:100]:
+        t = time.perf_counter()
+        store.search(q[None], 10, among=among)
+        filtered.append(time.perf_counter() - t)
+    index.close()
+    print(f"warm single query p50 {1000 * np.median(singles):.2f} ms; filtered at 1% p50 "
+          f"{1000 * np.median(filtered[1:]):.2f} ms; catalog lookup of 10 hits p50 {1000 * np.median(lookups):.3f} ms")
+    cold(index_path, args.dim, args.cold_runs)
+
+
+def cold(index_path: Path, dim: int, runs: int) -> None:
+    """Cold processes against `python -c "import torch"`, interleaved so that they see the same load: one
+    that opens the index, embeds a text query with the bundled starter's text tower (the synthetic vectors
+    have none of their own; its 256-d vector is tiled to the index's width), searches and looks up the 10
+    hits, as `search query` does; and one that does the same without the text tower (the index's share)."""
+    setup = ("import time, numpy as np; t=time.perf_counter(); from indexer.index import Index; "
+             f"i=Index({str(index_path)!r}); s=i.load_stores()['segments']; ")
+    text = ("from indexer.encoders.resolver import load_encoder; "
+            "q=load_encoder('starter').embed_text(['deep resonant organ in a cathedral']); "
+            f"q=np.resize(q,(1,{dim})).astype(np.float32); ")
+    plain = f"q=np.ones((1,{dim}),dtype=np.float32); "
+    finish = "q/=np.linalg.norm(q); r=s.search(q, 10); i.segments(r.ids[0].tolist()); print(time.perf_counter()-t)"
+    timings: dict[str, list[float]] = {"torch": [], "text": [], "index": []}
+    for _ in range(runs):
+        timings["torch"].append(run_child([sys.executable, "-c", "import torch"])[0])
+        timings["text"].append(run_child([sys.executable, "-c", setup + text + finish])[0])
+        timings["index"].append(run_child([sys.executable, "-c", setup + plain + finish])[0])
+    median = {k: float(np.median(v)) for k, v in timings.items()}
+    print(f"cold process, medians of {runs} interleaved runs (load {os.getloadavg()[0]:.1f}): open + text query + "
+          f"its 10 hits {median['text']:.2f} s, vs `python -c 'import torch'` {median['torch']:.2f} s -> "
+          f"{median['text'] / median['torch']:.2f}x; without the text tower (open + search + hits) "
+          f"{median['index']:.2f} s -> {median['index'] / median['torch']:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=100_000)
@@ -114,9 +164,15 @@ def main() -> None:
     parser.add_argument("--postgres", default=None, help="A Postgres URL: the catalog lookup is measured there too.")
     parser.add_argument("--max-memory", default=None, help="Passed to `indexer import` (auto's memory budget).")
     parser.add_argument("--reuse-parts", action="store_true", help="Keep the parquet parts of an earlier run of this N.")
+    parser.add_argument("--serve-only", action="store_true",
+                        help="Measure an index an earlier run imported: queries, filters, lookups, cold processes.")
+    parser.add_argument("--cold-runs", type=int, default=3)
     args = parser.parse_args()
 
     parts, index_path = args.work / "parts", args.work / "index"
+    if args.serve_only:
+        serve(index_path, args)
+        return
     shutil.rmtree(index_path, ignore_errors=True)
     shutil.rmtree(args.work / "extra", ignore_errors=True)
     if not (args.reuse_parts and parts.is_dir()):
@@ -179,21 +235,7 @@ def main() -> None:
     print(f"catalog lookup of 10 hits (SQLite): p50 {1000 * np.median(lookups):.3f} ms")
     index.close()
 
-    # A cold process as `search query` is one: open the index, embed a text query with the bundled starter's
-    # text tower (the synthetic vectors have no text tower of their own; its 256-d vector is tiled to the
-    # index's width), search, look up the 10 hits.
-    cold_code = ("import time, numpy as np; t=time.perf_counter(); from indexer.index import Index; "
-                 "from indexer.encoders.resolver import load_encoder; "
-                 f"i=Index({str(index_path)!r}); s=i.load_stores()['segments']; "
-                 "q=load_encoder('starter').embed_text(['deep resonant organ in a cathedral']); "
-                 f"q=np.resize(q,(1,{args.dim})).astype(np.float32); q/=np.linalg.norm(q); "
-                 "r=s.search(q, 10); i.segments(r.ids[0].tolist()); print(time.perf_counter()-t)")
-    torch_s = min(run_child([sys.executable, "-c", "import torch"])[0] for _ in range(3))
-    cold = [run_child([sys.executable, "-c", cold_code]) for _ in range(3)]
-    cold_s = min(c[0] for c in cold)
-    print(f"cold process (open + first query + its 10 hits): {cold_s:.2f} s whole process "
-          f"({min(float(c[1]) for c in cold) * 1000:.0f} ms inside it) vs `python -c 'import torch'` {torch_s:.2f} s "
-          f"-> {cold_s / torch_s:.2f}x")
+    cold(index_path, args.dim, args.cold_runs)
 
     # A watch batch: 10,000 new windows through `indexer import`, in this process to read its /proc/self/io.
     extra = args.work / "extra"
