@@ -786,6 +786,7 @@ def _apply_index_type(store: SegmentedStore, options: BuildOptions, writer: Cata
             chosen = {"chosen_because": choice.reason}
     else:
         target = options.index_type
+        chosen = {"chosen_because": f"given as --index-type {target}"}
     previous = dict(writer.ensure_info().search_params or {})
     tuned_at = previous.get("vectors")
     if target != store.factory:

@@ -143,7 +143,7 @@ def print_model_hint(hint: str | None) -> None:
               help="Frames per window: 1 is the middle frame, k averages k evenly spaced frames.")
 @click.option("--index-type", default="auto", show_default=True,
               help="FAISS factory string (IDMap2,Flat / IVF4096,Flat / IVF4096,SQ8 / OPQ64,IVF4096,PQ64 / "
-                   "IDMap2,HNSW32,Flat), or auto: exact below 100k windows, IVF beyond.")
+                   "IDMap2,HNSW32,Flat), or auto: exact below 100k windows, beyond the most exact IVF type that fits --max-memory.")
 @click.option("--target-recall", default=0.95, show_default=True, type=FiniteRange(0, 1),
               help="recall@10 against exact search that nprobe/efSearch are tuned to.")
 @click.option("--max-memory", type=ByteSize(), default=None, help=MAX_MEMORY_HELP)

@@ -393,7 +393,8 @@ def _trained_for(paths: list[Path], store: SegmentedStore, options: ImportOption
     """An empty segment store of the type the whole import calls for (`--index-type`, or auto from the rows the
     sources hold and the memory budget), trained on a seeded sample of them, so vectors stream straight into
     their final files: no exact copy of everything is written and converted afterwards."""
-    from indexer.store import VectorStore, _ivf, choose_index
+    from indexer.segments import training_minimum
+    from indexer.store import VectorStore, choose_index
 
     rows = sum(count_rows(p) for p in paths)
     if options.index_type == "auto":
@@ -404,9 +405,8 @@ def _trained_for(paths: list[Path], store: SegmentedStore, options: ImportOption
         return store
     template = VectorStore.create(store.dim, factory)
     if not template.is_trained:
-        ivf = _ivf(template.index)
-        if ivf is not None and rows < ivf.nlist:
-            return store  # too few to train: the end of the import picks and converts as a build does
+        if rows < training_minimum(template):
+            return store  # too few to train: the end of the import picks (or refuses in one line) as a build does
         template.train(sample_vectors(paths, TRAIN_SAMPLE))
     writer.update_info(faiss_factory=factory)
     fresh = SegmentedStore(store.name, store.dim, factory, store.root, [], template, store.generation)

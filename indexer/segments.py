@@ -194,18 +194,23 @@ class ExactCopy:
         """Map the copy beside `index_file`; IndexCorruptError naming the file when it is missing, cut short
         or of another shape."""
         ids_path, rows_path = cls.paths(index_file)
-        try:
-            ids = np.load(ids_path, mmap_mode="r")
-            rows = np.load(rows_path, mmap_mode="r")
-        except FileNotFoundError as e:
-            raise IndexCorruptError(f"{e.filename}: missing (the re-ranking copy of {index_file.name})") from e
-        except (ValueError, OSError) as e:
-            raise IndexCorruptError(f"{ids_path.name[:-8]}: unreadable re-ranking copy ({str(e)[:120]})") from e
+        repair = "; `indexer verify --repair` embeds its files again"
+        loaded = []
+        for path in (ids_path, rows_path):
+            try:
+                loaded.append(np.load(path, mmap_mode="r"))
+            except FileNotFoundError as e:
+                raise IndexCorruptError(f"{index_file}: its re-ranking copy {path.name} is missing{repair}") from e
+            except (ValueError, OSError) as e:
+                raise IndexCorruptError(f"{index_file}: its re-ranking copy {path.name} is cut short or damaged "
+                                        f"({str(e)[:100]}){repair}") from e
+        ids, rows = loaded
         if ids.ndim != 1 or rows.shape != (len(ids), dim) or rows.dtype != np.float16 or ids.dtype != np.int64:
-            raise IndexCorruptError(f"{rows_path}: a re-ranking copy of shape {rows.shape}, {len(ids)} ids; "
-                                    f"expected ({len(ids)}, {dim}) float16")
+            raise IndexCorruptError(f"{index_file}: its re-ranking copy {rows_path.name} holds {rows.shape} "
+                                    f"{rows.dtype} for {len(ids)} ids, not ({len(ids)}, {dim}) float16{repair}")
         if expected is not None and len(ids) != expected:
-            raise IndexCorruptError(f"{ids_path}: {len(ids)} ids, {index_file.name} holds {expected} vectors")
+            raise IndexCorruptError(f"{index_file}: its re-ranking copy {ids_path.name} lists {len(ids)} ids for "
+                                    f"{expected} vectors{repair}")
         return cls(ids, rows)
 
     @staticmethod
@@ -519,11 +524,10 @@ class SegmentedStore:
         become current when a generation listing them commits."""
         template = VectorStore.create(self.dim, factory)
         if not template.is_trained:
-            ivf = _ivf(template.index)
-            needed = int(ivf.nlist) if ivf is not None else 1
+            needed = training_minimum(template)
             if self.ntotal < needed:
-                raise IndexTypeError(f"index type {factory} needs at least {needed} vectors to train "
-                                     f"(39 x {needed} for good lists); the index has {self.ntotal}")
+                raise IndexTypeError(f"index type {factory} needs at least {needed} vectors to train; the index "
+                                     f"has {self.ntotal}: use IDMap2,Flat (or --index-type auto) until it grows")
             ids = self.ids()
             rng = np.random.default_rng(seed)
             sample_ids = ids if len(ids) <= train_size else np.sort(rng.choice(ids, train_size, replace=False))
@@ -752,6 +756,21 @@ class SegmentedStore:
 
 def _is_flat_id_map(factory: str) -> bool:
     return factory == DEFAULT_FACTORY
+
+
+def training_minimum(template: VectorStore) -> int:
+    """The fewest vectors FAISS trains an index of `template`'s type on: one per IVF list, 256 per product
+    quantiser's codebook (8-bit codes); 1 for other types."""
+    import faiss
+
+    needed = 1
+    ivf = _ivf(template.index)
+    if ivf is not None:
+        needed = int(ivf.nlist)
+        inner = faiss.downcast_index(ivf)
+        if hasattr(inner, "pq"):
+            needed = max(needed, 1 << int(inner.pq.nbits))
+    return needed
 
 
 def _file_bytes(f: SealedFile) -> int:

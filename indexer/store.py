@@ -90,10 +90,13 @@ def choose_index(n_vectors: int, dim: int, max_memory: int | None = None) -> Ind
     budget = max_memory if max_memory is not None else default_max_memory()
     size = _human_bytes(budget)
     if n_vectors < AUTO_IVF_MIN_VECTORS:
+        # Too few to train lists and codebooks well (PQ alone needs 256 per sub-quantizer), and at most
+        # ~200 MB exact: exact search whatever the budget.
         flat = index_memory_bytes(DEFAULT_FACTORY, n_vectors, dim)
-        if flat <= budget:
-            return IndexChoice(DEFAULT_FACTORY, f"{n_vectors:,} vectors: exact search ({_human_bytes(flat)} "
-                                                f"within the {size} budget)")
+        within = "within" if flat <= budget else "over"
+        return IndexChoice(DEFAULT_FACTORY, f"{n_vectors:,} vectors: exact search ({_human_bytes(flat)}, {within} the "
+                                            f"{size} budget; below {AUTO_IVF_MIN_VECTORS:,} vectors too few to train "
+                                            "IVF lists or product codes)")
     nlist = min(MAX_AUTO_NLIST, 2 ** round(math.log2(4 * math.sqrt(max(n_vectors, 64)))))
     ladder = [f"IVF{nlist},Flat", f"IVF{nlist},SQ8"]
     ladder += [f"IVF{nlist},PQ{m}" for m in (dim // 4, dim // 8) if m >= 1 and dim % m == 0]

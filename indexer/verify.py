@@ -286,6 +286,12 @@ def _drop_inconsistent(index_path: str | Path, db_url: str | None) -> VerifyRepo
             stores, _ = readable_stores(index)  # a corrupt file is left out: its files' rows go, then come back
             writer = index.catalog.writer()
             try:
+                if not stores["segments"].is_trained:
+                    # Every file holding the trained quantizer was dropped: start again from exact search,
+                    # which the re-embedding build fills and converts to the type its size calls for.
+                    stores["segments"] = SegmentedStore.open("segments", index.path, [], {}, stores["segments"].dim,
+                                                             DEFAULT_FACTORY, index.generation())
+                    writer.update_info(faiss_factory=DEFAULT_FACTORY, search_params={})
                 for name, ids in report.orphan_vectors.items():
                     stores[name].remove(ids)
                 for name, ids in report.duplicate_ids.items():

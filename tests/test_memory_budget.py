@@ -99,22 +99,21 @@ def test_pq_deletions_never_come_back_after_merges_and_merged_copies_are_removed
 
 
 def test_an_import_streams_into_the_type_its_budget_calls_for(tmp_path: Path) -> None:
-    write_parts(tmp_path / "parts", 12_000, 32, clusters=50)
-    held_out = write_parts(tmp_path / "more", 60, 32, clusters=50, first_row=12_000, seed=1)
-    assert held_out
-    budget = "400KiB"  # 12,000 x 32: flat 1.6 MB, SQ8 480 kB, PQ8 192 kB
+    write_parts(tmp_path / "parts", 100_000, 16, clusters=50)
+    write_parts(tmp_path / "more", 60, 16, clusters=50, first_row=100_020, seed=1)  # a file of its own
+    budget = "1.5MiB"  # 100,000 x 16: flat 7.2 MB, SQ8 2.5 MB, PQ4 1.27 MB
     result = CliRunner().invoke(indexer_cli, ["import", str(tmp_path / "parts"), "--index", str(tmp_path / "idx"),
                                               "--max-memory", budget])
     assert result.exit_code == 0, result.output
     info = json.loads(CliRunner().invoke(indexer_cli, ["info", "--index", str(tmp_path / "idx"), "--json"]).output)
     provenance = info["provenance"]
-    assert provenance["faiss_factory"] == "IVF512,PQ8"
-    assert provenance["search_params"]["chosen_because"].startswith("12,000 vectors of 32: IVF512,PQ8, re-ranked")
+    assert provenance["faiss_factory"] == "IVF1024,PQ4"
+    assert provenance["search_params"]["chosen_because"].startswith("100,000 vectors of 16: IVF1024,PQ4, re-ranked")
     assert provenance["search_params"]["recall_at_10"] >= 0.9
     names = sorted(p.name for p in (tmp_path / "idx").iterdir() if p.name.startswith("segments."))
-    assert names == ["segments.1.f16.npy", "segments.1.faiss", "segments.1.ids.npy"]  # no exact copy converted
+    assert all(n.split(".")[-1] in ("faiss", "npy") for n in names) and "segments.1.f16.npy" in names
+    assert len([n for n in names if n.endswith(".faiss")]) * 2 == len([n for n in names if n.endswith(".npy")])
     # A window of the import finds itself first.
-    directory = IndexDirectory(tmp_path / "idx")
     from indexer.index import Index
 
     index = Index(tmp_path / "idx")
@@ -123,11 +122,24 @@ def test_an_import_streams_into_the_type_its_budget_calls_for(tmp_path: Path) ->
     vectors = stores["segments"].reconstruct(ids[:20])
     assert stores["segments"].search(vectors, 1).ids[:, 0].tolist() == ids[:20].tolist()
     index.close()
-    assert directory.exists()
     # Adding to it keeps its type and budget reason.
     import_vectors([tmp_path / "more"], tmp_path / "idx", ImportOptions(max_memory=parse_size(budget)))
     again = json.loads(CliRunner().invoke(indexer_cli, ["info", "--index", str(tmp_path / "idx"), "--json"]).output)
-    assert again["provenance"]["faiss_factory"] == "IVF512,PQ8" and again["counts"]["segments"] == 12_060
+    assert again["provenance"]["faiss_factory"] == "IVF1024,PQ4" and again["counts"]["segments"] == 100_060
+
+
+def test_too_few_vectors_to_train_stay_exact_or_are_refused_in_one_line(tmp_path: Path) -> None:
+    small = choose_index(50_000, 512, MiB)
+    assert small.factory == "IDMap2,Flat" and "over the 1.00 MiB budget" in small.reason
+    write_parts(tmp_path / "parts", 120, 16, clusters=5)
+    result = CliRunner().invoke(indexer_cli, ["import", str(tmp_path / "parts"), "--index", str(tmp_path / "a"),
+                                              "--max-memory", "1KiB"])
+    assert result.exit_code == 0, result.output  # auto: exact search, the reason says why
+    result = CliRunner().invoke(indexer_cli, ["import", str(tmp_path / "parts"), "--index", str(tmp_path / "b"),
+                                              "--index-type", "IVF4,PQ4"])
+    assert result.exit_code == 1
+    assert result.output.strip() == ("Error: index type IVF4,PQ4 needs at least 256 vectors to train; the index has "
+                                     "120: use IDMap2,Flat (or --index-type auto) until it grows")
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated"])
@@ -141,7 +153,8 @@ def test_a_damaged_re_ranking_copy_is_reported_by_verify(tmp_path: Path, damage:
         copy.write_bytes(copy.read_bytes()[:1000])
     report = verify_index(tmp_path / "idx")
     assert not report.ok and report.unreadable_files == ["segments.1.faiss"]
-    assert "segments.1.f16.npy" in report.problems[0] or "re-ranking copy" in report.problems[0]
+    reason = "is missing" if damage == "missing" else "is cut short or damaged"
+    assert report.problems[0].startswith(f"segments.1.faiss: its re-ranking copy segments.1.f16.npy {reason}")
     repair_index(tmp_path / "idx", reembed=False)  # imported media are out of reach: dropped, reported
     assert verify_index(tmp_path / "idx").ok
     assert not copy.exists() and not (tmp_path / "idx" / "segments.1.ids.npy").exists()
@@ -159,7 +172,7 @@ def test_a_store_reopened_reads_its_copy_not_the_codes(tmp_path: Path) -> None:
 
 
 def test_ivf_merges_copy_codes_and_answer_as_one_index(tmp_path: Path) -> None:
-    store, live, listed = _segmented(tmp_path, "IVF16,SQ8", batches=MERGE_FACTOR + 1, per_batch=100,
+    store, live, _ = _segmented(tmp_path, "IVF16,SQ8", batches=MERGE_FACTOR + 1, per_batch=100,
                                      trained_on=_vectors(2000, 42))
     merged = [f for f in store.files if f.meta.level == 1]
     assert len(merged) == 1 and store.ids().tolist() == sorted(live)
@@ -170,3 +183,20 @@ def test_ivf_merges_copy_codes_and_answer_as_one_index(tmp_path: Path) -> None:
     found, expected = store.search(queries, 10), reference.search(queries, 10)
     np.testing.assert_array_equal(found.ids, expected.ids)
     np.testing.assert_allclose(found.scores, expected.scores, rtol=1e-5)
+
+
+def test_repair_of_a_pq_index_whose_only_file_is_damaged_embeds_its_files_again(tmp_path: Path,
+                                                                                  tone_model: Path) -> None:
+    from indexer import BuildOptions, build_index
+    from tests.test_crash_safety import _corpus, _snapshot
+
+    corpus = _corpus(tmp_path / "corpus", range(30))  # 360 windows: enough to train 256-entry codebooks
+    build_index(corpus, tmp_path / "idx", BuildOptions(model=str(tone_model), index_type="IVF4,PQ2"))
+    before = _snapshot(tmp_path / "idx")
+    for copy in (tmp_path / "idx").glob("segments.*.f16.npy"):
+        copy.unlink()
+    assert not verify_index(tmp_path / "idx").ok
+    repair_index(tmp_path / "idx")
+    assert verify_index(tmp_path / "idx").ok
+    after = _snapshot(tmp_path / "idx")
+    assert sorted(after) == sorted(before)  # every window back, embedded again from the corpus
