@@ -139,22 +139,10 @@ class SealedFile:
     def search_preassigned(self, queries: np.ndarray, k: int, lists: np.ndarray, scores: np.ndarray) -> SearchResult:
         """The k best live vectors in the given IVF lists of each query (their coarse assignment, shared by
         the files of a store): what `search` answers, without computing the assignment again."""
-        import faiss
-
-        ivf = faiss.downcast_index(self.store.index)
-        kk = max(1, min(k, self.store.ntotal))
-        params = None
-        if len(self.deleted):
-            if self._excluded is None:
-                self._excluded = _NotIn(self.deleted)
-            params = faiss.SearchParametersIVF(sel=self._excluded.selector, nprobe=lists.shape[1])
-        found_scores = np.empty((len(queries), kk), dtype=np.float32)
-        found_ids = np.empty((len(queries), kk), dtype=np.int64)
-        # The C++ method: faiss's Python wrapper of search_preassigned takes no search parameters.
-        ivf.search_preassigned_c(len(queries), faiss.swig_ptr(queries), kk, faiss.swig_ptr(lists),
-                                 faiss.swig_ptr(scores), faiss.swig_ptr(found_scores), faiss.swig_ptr(found_ids),
-                                 False, params)
-        return SearchResult(found_scores, found_ids)
+        if len(self.deleted) and self._excluded is None:
+            self._excluded = _NotIn(self.deleted)
+        selector = self._excluded.selector if len(self.deleted) else None  # type: ignore[union-attr]
+        return preassigned_search(self.store, queries, k, lists, scores, selector)
 
     def _among_here(self, among: np.ndarray) -> np.ndarray:
         """The filter's ids that are live vectors of this file, kept while the filter's array is the same
@@ -163,6 +151,25 @@ class SealedFile:
             here = among[self.holds(among)] if len(among) else among
             self._among = (among, here)
         return self._among[1]
+
+
+def preassigned_search(store: VectorStore, queries: np.ndarray, k: int, lists: np.ndarray, scores: np.ndarray,
+                       selector: Any = None) -> SearchResult:
+    """The k best vectors of an IVF `store` in the given lists of each query (`selector`: the ids admitted)."""
+    import faiss
+
+    ivf = faiss.downcast_index(store.index)
+    kk = max(1, min(k, store.ntotal))
+    # nprobe must be the assignment's width: without parameters FAISS reads only the index's own nprobe columns.
+    params = faiss.SearchParametersIVF(sel=selector, nprobe=lists.shape[1]) if selector is not None else \
+        faiss.SearchParametersIVF(nprobe=lists.shape[1])
+    found_scores = np.empty((len(queries), kk), dtype=np.float32)
+    found_ids = np.empty((len(queries), kk), dtype=np.int64)
+    # The C++ method: faiss's Python wrapper of search_preassigned takes no search parameters.
+    ivf.search_preassigned_c(len(queries), faiss.swig_ptr(queries), kk, faiss.swig_ptr(lists),
+                             faiss.swig_ptr(scores), faiss.swig_ptr(found_scores), faiss.swig_ptr(found_ids),
+                             False, params)
+    return SearchResult(found_scores, found_ids)
 
 
 class _NotIn:
@@ -448,14 +455,34 @@ class SegmentedStore:
             raise ValueError(f"query dimension {queries.shape[1]} != index dimension {self.dim}")
         k = max(1, int(k))
         fetch = max(k, RERANK_CANDIDATES) if self.rerank else k
-        assigned = self._coarse_assignment(queries) if among is None else None
+        nprobe = None
+        while True:
+            result = self._search_once(queries, k, fetch, among, nprobe)
+            # The IVF lists probed may hold fewer than k live vectors (a small or freshly trained index, a
+            # large k): probe 4x as many lists, up to all, rather than answer short.
+            ivf = self._plain_cpu_ivf()
+            short = ((result.ids >= 0).sum(axis=1) < min(k, self.ntotal)).any()
+            if among is not None or ivf is None or not short:
+                return result
+            current = nprobe or min(int(self.search_params.get("nprobe", ivf.nprobe)), int(ivf.nlist))
+            if current >= int(ivf.nlist):
+                return result
+            nprobe = min(int(ivf.nlist), current * 4)
+
+    def _search_once(self, queries: np.ndarray, k: int, fetch: int, among: np.ndarray | None,
+                     nprobe: int | None) -> SearchResult:
+        assigned = self._coarse_assignment(queries, nprobe) if among is None else None
         holders: list[Any] = [f for f in self.files if f.live]
         if assigned is not None:
             results = [f.search_preassigned(queries, fetch, *assigned) for f in holders]
         else:
             results = [f.search(queries, fetch, among) for f in holders]
         if self.tail.ntotal:
-            results.append(self.tail.search(queries, fetch, among=None if among is None else _held(self.tail, among)))
+            if assigned is not None:
+                results.append(preassigned_search(self.tail, queries, fetch, *assigned))
+            else:
+                results.append(self.tail.search(queries, fetch,
+                                                among=None if among is None else _held(self.tail, among)))
             holders.append(self.tail_copy)
         if not results:
             return _empty_result(len(queries), k)
@@ -463,17 +490,23 @@ class SegmentedStore:
             return _reranked(queries, results, holders, k, fetch)
         return merge_results(results, k)
 
-    def _coarse_assignment(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """(lists, centroid scores) of the nprobe nearest IVF lists of each query, computed once for every
-        file (they share the quantizer; each would otherwise compute it again), for a plain IVF index
-        searched on CPU with several files; None otherwise."""
+    def _plain_cpu_ivf(self) -> Any:
+        """The template's IVF index when this store's searches run on CPU (shared coarse assignments)."""
         import faiss
 
-        index = self.template.index
-        if len(self.files) < 2 or self.gpu is not None or not isinstance(faiss.downcast_index(index), faiss.IndexIVF):
+        index = faiss.downcast_index(self.template.index)
+        return index if self.gpu is None and isinstance(index, faiss.IndexIVF) else None
+
+    def _coarse_assignment(self, queries: np.ndarray,
+                           nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(lists, centroid scores) of the nprobe nearest IVF lists of each query, computed once for every
+        file and the tail (they share the quantizer; each would otherwise compute it again), for a plain IVF
+        index searched on CPU; None otherwise."""
+        ivf = self._plain_cpu_ivf()
+        if ivf is None:
             return None
-        ivf = faiss.downcast_index(index)
-        nprobe = min(int(self.search_params.get("nprobe", ivf.nprobe)), int(ivf.nlist))
+        if nprobe is None:
+            nprobe = min(int(self.search_params.get("nprobe", ivf.nprobe)), int(ivf.nlist))
         scores, lists = ivf.quantizer.search(queries, nprobe)
         return np.ascontiguousarray(lists, dtype=np.int64), np.ascontiguousarray(scores, dtype=np.float32)
 

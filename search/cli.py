@@ -78,10 +78,14 @@ def _max_seconds_option(f):  # type: ignore[no-untyped-def]
                         help="Refuse a file whose audio goes on longer (decoding stops there, whatever its header says).")(f)
 
 
+# The most results one command prints: a million would hold gigabytes of answers (the API allows 100).
+MAX_K = 10_000
+
+
 def _common(f):  # type: ignore[no-untyped-def]
     for option in reversed([
         index_option,
-        click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1),
+        click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, MAX_K),
                      help="Number of results: files (each with its best window), or windows with --per-window."),
         click.option("--model", default=None, help="Model to embed the query with (default: the index's own)."),
         click.option("--device", default="auto", show_default=True,
@@ -388,7 +392,7 @@ def _label_set(labels_file: Path | None, label_set: str | None, family: str | No
 @click.option("--vision-model", default=None, help="CLIP model (ARCH/TAG or ARCH:/path): classify video by sound and picture.")
 @click.option("--modality", type=click.Choice(["audio", "visual", "av"]), default="av", show_default=True,
               help="With --vision-model: score sound, picture or both.")
-@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1), help="Labels per file.")
+@click.option("-k", "k", default=5, show_default=True, type=click.IntRange(1, MAX_K), help="Labels per file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the per-window timeline).")
 @click.option("--index", "index_path", type=click.Path(file_okay=False, path_type=Path), default=default_index,
               show_default="$RESOUND_INDEX or ./resound_index",
@@ -486,7 +490,7 @@ def _end_partial(failures: list, total: int) -> None:
 @click.option("--texts", "texts_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Captions or labels to rank, one per line.")
 @_model_option
-@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1), help="Number of texts to print.")
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, MAX_K), help="Number of texts to print.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def caption(file: Path, texts_file: Path, model: str, k: int, as_json: bool) -> None:
     """Audio to text: rank the lines of --texts by how well they describe FILE."""

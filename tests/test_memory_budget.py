@@ -200,3 +200,17 @@ def test_repair_of_a_pq_index_whose_only_file_is_damaged_embeds_its_files_again(
     assert verify_index(tmp_path / "idx").ok
     after = _snapshot(tmp_path / "idx")
     assert sorted(after) == sorted(before)  # every window back, embedded again from the corpus
+
+
+def test_an_ivf_search_probes_more_lists_rather_than_answer_short(tmp_path: Path) -> None:
+    template = VectorStore.create(DIM, "IVF32,Flat")
+    template.train(_vectors(3000, 1))
+    store = SegmentedStore("segments", DIM, "IVF32,Flat", tmp_path, [], template, 1)
+    vectors = _vectors(200, 2)
+    store.add(np.arange(150) + 1, vectors[:150])  # a sealed file and a tail
+    store.flush()
+    store.add(np.arange(150, 200) + 1, vectors[150:])
+    store.set_search_params({"nprobe": 1})  # one list of 32 holds ~6 of 200 vectors
+    found = store.search(_vectors(5, 3), 50)
+    assert ((found.ids >= 0).sum(axis=1) == 50).all()
+    assert store.search(_vectors(1, 4), 500).ids[0].tolist().count(-1) == 300  # all 200 there are, no more
