@@ -93,6 +93,32 @@ def tower_cache(cache_dir: Path) -> dict[str, object]:
     return data
 
 
+def companion_cache(cache_dir: Path) -> dict[str, np.ndarray]:
+    """The shipped starter's vectors of the same windows (for "aisfx+starter" heads), computed once."""
+    from indexer.starter.companion import COMPANION_PATH, StarterCompanion
+
+    key = hashlib.sha256(f"{file_sha256(COMPANION_PATH)}-{MAX_WINDOWS}-{FREEPATS_SEED}-{FREEPATS_PER_CLASS}".encode()).hexdigest()[:12]
+    path = cache_dir / f"aisfx-eval-companion-{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    companion, size = StarterCompanion(), AISFX_CONFIG.window_samples
+    recordings = []
+    for clip in evaluation_recordings():
+        samples = decode_audio(clip.path, 44100).samples
+        windows = [w.samples for w in cut_windows(samples, size, size)][:MAX_WINDOWS]
+        recordings.append(companion.embed(companion.windows(windows, 44100)).numpy())
+    classes = held_out_classes("freepats")
+    directory = ensure_corpus(cache_dir, CorpusSpec("freepats", FREEPATS_PER_CLASS * len(classes), FREEPATS_SEED, classes))
+    from indexer.demo import read_demo_corpus
+
+    windows = [read_clip(directory / c.path, 44100)[:size] for c in read_demo_corpus(directory)]
+    freepats = [companion.embed(companion.windows(windows[s : s + 64], 44100)).numpy() for s in range(0, len(windows), 64)]
+    data = {"recordings": np.concatenate(recordings), "freepats": np.concatenate(freepats)}
+    np.savez(path, **data)
+    return data
+
+
 def head_vectors(encoder: StarterEncoder, pooled: np.ndarray) -> np.ndarray:
     """Unit window vectors of pooled tower embeddings through `encoder`'s head (as embed_prepared)."""
     with torch.inference_mode():
@@ -102,6 +128,9 @@ def head_vectors(encoder: StarterEncoder, pooled: np.ndarray) -> np.ndarray:
 def measure(model: str, data: dict[str, object]) -> dict[str, float]:
     """Every figure of the module docstring for one checkpoint."""
     encoder = StarterEncoder(Path(model))
+    if encoder.companion is not None:  # an "aisfx+starter" head reads the starter's vectors after aiSFX's
+        extra = companion_cache(Path(str(data["cache_dir"])))
+        data = {**data, **{k: np.concatenate([data[k], extra[k]], axis=1) for k in ("recordings", "freepats")}}
     windows = head_vectors(encoder, data["recordings"])
     owner = data["recording_owner"]
     truth = [str(x) for x in data["recording_labels"]]
@@ -131,7 +160,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data = tower_cache(args.cache_dir)
+    data = {**tower_cache(args.cache_dir), "cache_dir": str(args.cache_dir)}
     results = {model: measure(model, data) for model in args.model}
     if args.json:
         print(json.dumps({"load_average": os.getloadavg(), "results": results}, indent=2))
