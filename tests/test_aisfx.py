@@ -178,3 +178,36 @@ def test_tiny_aisfx_training_run_lowers_the_loss(tmp_path: Path) -> None:
     )
     encoder = StarterEncoder(result.weights_path)
     assert encoder.embed_text(["piano"]).shape == (1, 32)
+
+
+def test_aisfx_starter_head_reads_the_shipped_starters_vector_beside_aisfx(tmp_path: Path) -> None:
+    from indexer.starter import StarterEncoder
+    from indexer.starter.checkpoint import save_starter
+    from indexer.starter.companion import COMPANION_KEY, StarterCompanion
+    from indexer.starter.encoder import AUDIO_TOWER_KEY
+    from indexer.starter.model import StarterModel
+    from indexer.training.train import _frozen_tower_metadata
+
+    config = replace(TINY_AISFX, audio_tower="aisfx+starter")
+    torch.manual_seed(0)
+    model = StarterModel(config).eval()
+    text_model = {"id": "sentence-transformers/all-MiniLM-L6-v2", "sha256": "0" * 64}
+    metadata = _frozen_tower_metadata(config)
+    path = save_starter(model, tmp_path / "a.safetensors", text_model, torch.float32, metadata)
+    encoder = StarterEncoder(path)
+    samples = decode_audio(DATA / "aisfx-clip.wav", 44100).samples
+    vectors = encoder.embed_audio([samples])
+    # The head's input: aiSFX's mean of blocks, then the CNN starter's unit vector of the window at 16 kHz.
+    companion = StarterCompanion()
+    with torch.inference_mode():
+        pooled = encoder.tower(window_blocks(encoder.prepare_audio([samples])[0][0])).mean(dim=0, keepdim=True)
+        second = companion.embed(companion.windows([samples], 44100))
+        expected = model.embed_mel(torch.cat([pooled, second], dim=1)).numpy()
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    assert encoder.info.preprocessing["companion"]["sha256"] == metadata[COMPANION_KEY]
+    other = save_starter(
+        model, tmp_path / "b.safetensors", text_model, torch.float32,
+        {AUDIO_TOWER_KEY: metadata[AUDIO_TOWER_KEY], COMPANION_KEY: "0" * 64},
+    )
+    with pytest.raises(CheckpointError, match=r"b.safetensors: trained beside the starter with sha256 000000000000"):
+        StarterEncoder(other)

@@ -7,7 +7,7 @@ constant from this code: a checkpoint trained with other sizes loads as long as 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from indexer.errors import CheckpointError
@@ -30,7 +30,8 @@ class StarterConfig:
     # Which audio tower: "cnn", the CNN below trained by resound from scratch; or "aisfx", aiSFX's pretrained
     # sound-effects tower (aisfx.py, weights/aisfx_tower.safetensors), frozen, whose block embeddings are
     # averaged per window and read by a learned head (model.PretrainedAudioHead). An "aisfx" config uses
-    # aiSFX's own front end (44.1 kHz, 96 mels, 2048/1024 STFT): see AISFX_CONFIG.
+    # aiSFX's own front end (44.1 kHz, 96 mels, 2048/1024 STFT): see AISFX_CONFIG. "aisfx+starter": the same,
+    # with the shipped CNN starter's 256-d audio vector of the window beside aiSFX's (companion.py).
     audio_tower: str = "cnn"
     audio_hidden: int = 1024  # width of the "aisfx" head's hidden layer
     # Audio encoder: conv blocks (two 3x3 convs, BN, ReLU, 2x2 average pool) of these widths.
@@ -59,7 +60,7 @@ class StarterConfig:
 
     @property
     def window_samples(self) -> int:
-        return int(round(self.window_seconds * self.sample_rate))
+        return round(self.window_seconds * self.sample_rate)
 
     def to_json(self) -> str:
         """The config as a JSON object (tuples become lists)."""
@@ -88,7 +89,7 @@ class StarterConfig:
         return cls(**raw)
 
 
-AUDIO_TOWERS = ("cnn", "aisfx")
+AUDIO_TOWERS = ("cnn", "aisfx", "aisfx+starter")
 
 # The frozen-aiSFX generation: aiSFX's front end (the fields below describe it for provenance; aisfx.py
 # holds its constants) and windows of exactly two of its 100-frame blocks (199 hops of 1024 samples,
@@ -106,6 +107,7 @@ AISFX_CONFIG = StarterConfig(
     time_pool=1,
     audio_channels=(),
 )
+AISFX_STARTER_CONFIG = replace(AISFX_CONFIG, audio_tower="aisfx+starter")
 TINY_CONFIG = StarterConfig(
     audio_channels=(8, 16),
     text_hidden=32,

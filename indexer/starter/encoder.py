@@ -8,7 +8,8 @@ audio-only build never reads it; its weights must hash to what the checkpoint wa
 A checkpoint whose config names the "aisfx" audio tower instead reads 44.1 kHz windows of 4.62 s through
 aiSFX's front end and its frozen pretrained tower (aisfx.py; weights in weights/aisfx_tower.safetensors,
 whose sha256 the checkpoint records), averages the window's 100-frame blocks and projects the mean with
-the learned head.
+the learned head; an "aisfx+starter" checkpoint puts the shipped CNN starter's audio vector of the window
+(companion.py) beside that mean.
 """
 
 from __future__ import annotations
@@ -67,6 +68,20 @@ def _load_frozen_tower(checkpoint: Path, metadata: dict[str, str], device: str):
     return tower.to(memory_format=torch.channels_last)
 
 
+def _load_companion(checkpoint: Path, metadata: dict[str, str], device: str):  # -> companion.StarterCompanion
+    """The frozen CNN starter an "aisfx+starter" checkpoint read beside aiSFX; CheckpointError if the shipped
+    starter's sha256 is not the one the checkpoint records."""
+    from indexer.starter.companion import COMPANION_KEY, COMPANION_PATH, StarterCompanion
+
+    expected = metadata.get(COMPANION_KEY)
+    actual = file_sha256(COMPANION_PATH)
+    if expected != actual:
+        raise CheckpointError(
+            f"{checkpoint}: trained beside the starter with sha256 {str(expected)[:12]}, but {COMPANION_PATH} has {actual[:12]}"
+        )
+    return StarterCompanion(COMPANION_PATH, device)
+
+
 def _log_mel_preprocessing(config: StarterConfig) -> dict[str, object]:
     """Provenance of the CNN tower's audio path (features.LogMelFrontEnd)."""
     return {
@@ -98,7 +113,17 @@ def _aisfx_preprocessing(metadata: dict[str, str]) -> dict[str, object]:
         "mel": {"n_mels": 96, "f_min": 0.0, "f_max": 22050.0, "scale": "htk", "norm": "unit_sum"},
         "log": "log10(1e4*power+1)/9.457799",
         "audio_tower": {"name": "aisfx-0.1.2", "sha256": metadata.get(AUDIO_TOWER_KEY), "blocks": "100 frames, no overlap, mean"},
+        **_companion_preprocessing(metadata),
     }
+
+
+def _companion_preprocessing(metadata: dict[str, str]) -> dict[str, object]:
+    """Provenance of an "aisfx+starter" model's second input (nothing for "aisfx"): the CNN starter's vector."""
+    from indexer.starter.companion import COMPANION_KEY
+
+    if COMPANION_KEY not in metadata:
+        return {}
+    return {"companion": {"name": "starter", "sha256": metadata[COMPANION_KEY], "input": "16 kHz soxr_hq, first 4 s"}}
 
 
 class StarterEncoder:
@@ -129,8 +154,11 @@ class StarterEncoder:
         self._anchor_projected: torch.Tensor | None = None  # the text anchors' projections, on first query
         config = self.model.config
         self.tower = None  # the frozen aiSFX tower of an "aisfx" model
-        if config.audio_tower == "aisfx":
+        self.companion = None  # and the frozen CNN starter of an "aisfx+starter" one
+        if config.audio_tower in ("aisfx", "aisfx+starter"):
             self.tower = _load_frozen_tower(checkpoint, self.metadata, device)
+        if config.audio_tower == "aisfx+starter":
+            self.companion = _load_companion(checkpoint, self.metadata, device)
         # Channels-last convolutions (oneDNN's native layout): 1.36x fp32 and 1.28x bf16 on CPU, same top 10,
         # cosine 1.000000 to the default layout (bench/model_speedups.py; torch.compile, faster still, costs
         # ~30 s of compiling per process and is not used).
@@ -168,15 +196,21 @@ class StarterEncoder:
     # embed_audio in two steps, so that a build can run the front end where the windows are decoded (the
     # decoding thread, see indexer/prefetch.py) and only the CNN where the model runs: equal to embed_audio
     # up to float rounding (the front end treats each window on its own).
-    def prepare_audio(self, windows: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        """The front end's log-mel features (frames, n_mels) of each window (on CPU), in the order given."""
+    def prepare_audio(self, windows: Sequence[np.ndarray]) -> list:
+        """The front end's log-mel features (frames, n_mels) of each window (on CPU), in the order given; for
+        an "aisfx+starter" model, (frames, the companion's padded 16 kHz samples) pairs."""
         if self.tower is not None:
             from indexer.starter.aisfx import window_features
 
-            features: list[torch.Tensor] = []
+            features: list = []
             for start in range(0, len(windows), AUDIO_BATCH):
-                chunk = window_features(self.model.front_end, windows[start : start + AUDIO_BATCH], self.model.config.window_samples)
-                features.extend(f.cpu() for f in chunk)
+                part = windows[start : start + AUDIO_BATCH]
+                chunk = [f.cpu() for f in window_features(self.model.front_end, part, self.model.config.window_samples)]
+                if self.companion is not None:
+                    # Each window's aiSFX frames with the companion's 16 kHz samples: (frames, padded).
+                    padded = self.companion.windows(part, self.model.config.sample_rate)
+                    chunk = list(zip(chunk, padded.unbind(0)))
+                features.extend(chunk)
             return features
         padded = pad_windows(windows, self.model.config)
         features: list[torch.Tensor] = []
@@ -186,13 +220,17 @@ class StarterEncoder:
                 features.extend(self.model.front_end(batch).cpu().unbind(0))
         return features
 
-    def embed_prepared(self, features: Sequence[torch.Tensor]) -> np.ndarray:
+    def embed_prepared(self, features: Sequence) -> np.ndarray:
         """(n, dim) unit vectors of windows from their `prepare_audio` features."""
         if self.tower is not None:
             from indexer.starter.aisfx import pooled_embeddings
 
             with torch.inference_mode():
-                pooled = pooled_embeddings(self.tower, features, batch_size=AUDIO_BATCH).to(self.device)
+                frames = [f[0] for f in features] if self.companion is not None else features
+                pooled = pooled_embeddings(self.tower, frames, batch_size=AUDIO_BATCH).to(self.device)
+                if self.companion is not None:
+                    companion = self.companion.embed(torch.stack([f[1] for f in features]))
+                    pooled = torch.cat([pooled.float(), companion.to(pooled.device)], dim=1)
                 return self.model.embed_mel(pooled).float().cpu().numpy()
         out = np.zeros((len(features), self.info.dim), dtype=np.float32)
         with torch.inference_mode():

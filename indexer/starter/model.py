@@ -3,6 +3,7 @@ encoder's vectors (minilm.py), a shared embedding space and a learnable temperat
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 
@@ -43,7 +44,7 @@ class AudioEncoder(nn.Module):
         self.bn0 = nn.BatchNorm2d(config.n_mels)
         self.time_pool = config.time_pool
         widths = (1, *config.audio_channels)
-        self.blocks = nn.ModuleList(ConvBlock(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.blocks = nn.ModuleList(ConvBlock(a, b) for a, b in itertools.pairwise(widths))
         width = config.audio_channels[-1]
         # Mel bins left after the blocks' pooling: kept apart rather than averaged, since where in
         # frequency a pattern sits (register, formants, brightness) tells instruments apart.
@@ -156,9 +157,12 @@ class StarterModel(nn.Module):
         self.config = config
         self.front_end: nn.Module
         self.audio: nn.Module
-        if config.audio_tower == "aisfx":
+        if config.audio_tower in ("aisfx", "aisfx+starter"):
+            from indexer.starter.companion import COMPANION_DIM
+
             self.front_end = aisfx.AisfxFrontEnd()
-            self.audio = PretrainedAudioHead(config)
+            companion = COMPANION_DIM if config.audio_tower == "aisfx+starter" else 0
+            self.audio = PretrainedAudioHead(config, aisfx.EMBED_DIM + companion)
         else:
             self.front_end = LogMelFrontEnd(config)
             self.audio = AudioEncoder(config)
@@ -168,7 +172,8 @@ class StarterModel(nn.Module):
 
     def embed_mel(self, mel: torch.Tensor) -> torch.Tensor:
         """Unit vectors for the audio tower's input: log-mel features (batch, frames, n_mels) for the CNN,
-        pooled aiSFX embeddings (batch, 512) for the "aisfx" head."""
+        pooled aiSFX embeddings (batch, 512) for the "aisfx" head (batch, 768 with the companion's vectors
+        after them for "aisfx+starter")."""
         return F.normalize(self.audio(mel), dim=-1)
 
     def embed_waveforms(self, waveforms: torch.Tensor) -> torch.Tensor:

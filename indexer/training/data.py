@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +123,14 @@ class WindowFeaturiser:
     def __init__(self, config: StarterConfig):
         self.config = config
         self.tower = None
-        if config.audio_tower == "aisfx":
+        self.companion = None
+        if config.audio_tower == "aisfx+starter":
+            # Only the companion's part: load_corpus and load_recordings put the "aisfx" part (cached
+            # under its own key) before it, so adding the companion never recomputes aiSFX's embeddings.
+            from indexer.starter.companion import StarterCompanion
+
+            self.companion = StarterCompanion()
+        elif config.audio_tower == "aisfx":
             from indexer.starter.aisfx import AisfxFrontEnd, load_aisfx_tower
 
             self.front_end: torch.nn.Module = AisfxFrontEnd()
@@ -132,6 +139,8 @@ class WindowFeaturiser:
             self.front_end = LogMelFrontEnd(config)
 
     def __call__(self, windows: Sequence[np.ndarray]) -> torch.Tensor:
+        if self.companion is not None:
+            return self.companion.embed(self.companion.windows(windows, self.config.sample_rate)).to(torch.float16)
         if self.tower is None:
             with torch.inference_mode():
                 return self.front_end(pad_windows(windows, self.config)).to(torch.float16)
@@ -142,6 +151,10 @@ class WindowFeaturiser:
             return pooled_embeddings(self.tower, features).to(torch.float16)
 
     def empty(self) -> torch.Tensor:
+        if self.companion is not None:
+            from indexer.starter.companion import COMPANION_DIM
+
+            return torch.zeros((0, COMPANION_DIM), dtype=torch.float16)
         if self.tower is None:
             frames = self.config.window_samples // self.config.hop_length + 1
             return torch.zeros((0, frames, self.config.n_mels), dtype=torch.float16)
@@ -165,6 +178,10 @@ def _front_end_key(config: StarterConfig) -> str:
         from indexer.starter.aisfx import TOWER_PATH
 
         fields = (*fields, config.audio_tower, file_sha256(TOWER_PATH))
+    if config.audio_tower == "aisfx+starter":
+        from indexer.starter.companion import COMPANION_PATH
+
+        fields = (*fields, file_sha256(COMPANION_PATH))
     return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
 
 
@@ -176,6 +193,19 @@ def read_clip(path: Path, sample_rate: int) -> np.ndarray:
 
 def load_corpus(directory: Path, config: StarterConfig) -> LabelledClips:
     """The clips of a rendered corpus as log-mels of the model's window (cut or repeat-padded to it)."""
+    if config.audio_tower == "aisfx+starter":
+        return _with_companion(load_corpus(directory, replace(config, audio_tower="aisfx")), _load_corpus(directory, config))
+    return _load_corpus(directory, config)
+
+
+def _with_companion(base: LabelledClips, companion: LabelledClips) -> LabelledClips:
+    """`base` (aiSFX's pooled embeddings) with `companion`'s vectors of the same windows after them."""
+    if len(base) != len(companion):
+        raise ValueError(f"{len(base)} aiSFX embeddings but {len(companion)} companion vectors")
+    return LabelledClips(torch.cat([base.features, companion.features], dim=1), base.labels, base.captions, base.sample_sets, base.scenes)
+
+
+def _load_corpus(directory: Path, config: StarterConfig) -> LabelledClips:
     from indexer.demo import read_demo_corpus
 
     clips = read_demo_corpus(directory)
@@ -234,6 +264,20 @@ def load_recordings(
     each with its label, the label as plain caption and the label's caption texts; cached in `cache_dir`
     under a key of the recordings' paths, sizes and the front end. A file that cannot be decoded is
     skipped with a one-line message."""
+    if config.audio_tower == "aisfx+starter":
+        base = load_recordings(recordings, captions_of, replace(config, audio_tower="aisfx"), cache_dir, max_windows, log)
+        return _with_companion(base, _load_recordings(recordings, captions_of, config, cache_dir, max_windows, log))
+    return _load_recordings(recordings, captions_of, config, cache_dir, max_windows, log)
+
+
+def _load_recordings(
+    recordings: Sequence,
+    captions_of: Callable[[str], Sequence[str]],
+    config: StarterConfig,
+    cache_dir: Path,
+    max_windows: int,
+    log: Callable[[str], None],
+) -> LabelledClips:
     from indexer.errors import AudioDecodeError
     from indexer.media import decode_audio
 

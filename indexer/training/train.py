@@ -74,8 +74,8 @@ class TrainConfig:
     validation_clips_per_class: int = 10
     validation_seed: int = 1000
     validation_classes: tuple[str, ...] | None = None
-    model: StarterConfig = StarterConfig()
-    augment: AugmentConfig = crop_only()
+    model: StarterConfig = StarterConfig()  # noqa: RUF009 (frozen: one shared instance is safe)
+    augment: AugmentConfig = crop_only()  # noqa: RUF009 (frozen)
     epochs: int = 17
     batch_size: int = 64
     learning_rate: float = 2e-3
@@ -575,7 +575,7 @@ def load_audio_tower(model: StarterModel, path: Path) -> None:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt", device="cpu") as f:
-        tensors = {key: f.get_tensor(key) for key in f.keys() if key.startswith("audio.") or key == "logit_scale"}
+        tensors = {key: f.get_tensor(key) for key in f.keys() if key.startswith("audio.") or key == "logit_scale"}  # noqa: SIM118
     state = model.state_dict()
     wanted = {key for key in state if key.startswith("audio.")}
     if not wanted <= set(tensors) or any(tensors[k].shape != state[k].shape for k in wanted):
@@ -809,14 +809,19 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
 
 def _frozen_tower_metadata(config: StarterConfig) -> dict[str, str]:
     """{AUDIO_TOWER_KEY: sha256 of the frozen tower file} for an "aisfx" config (the encoder refuses another
-    tower file), else nothing."""
+    tower file), and the companion starter's sha256 for "aisfx+starter"; nothing for the CNN."""
     if config.audio_tower == "cnn":
         return {}
     from indexer.encoders.checkpoints import file_sha256
     from indexer.starter.aisfx import TOWER_PATH
     from indexer.starter.encoder import AUDIO_TOWER_KEY
 
-    return {AUDIO_TOWER_KEY: file_sha256(TOWER_PATH)}
+    metadata = {AUDIO_TOWER_KEY: file_sha256(TOWER_PATH)}
+    if config.audio_tower == "aisfx+starter":
+        from indexer.starter.companion import COMPANION_KEY, COMPANION_PATH
+
+        metadata[COMPANION_KEY] = file_sha256(COMPANION_PATH)
+    return metadata
 
 
 def _write_metrics(

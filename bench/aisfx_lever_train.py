@@ -1,0 +1,55 @@
+"""Train one lever of the frozen-aiSFX generation: the recipe (`indexer train --audio-tower aisfx`) with one
+thing changed, on the cached tower embeddings (the first run computes them; every lever reuses them).
+
+    nice -n 15 python bench/aisfx_lever_train.py LEVER --out-dir DIR [--train-sets fluidr3,timgm6mb] [--threads 1]
+
+then `python bench/aisfx_levers.py --model DIR/LEVER.safetensors` measures it. Levers:
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from indexer.starter.config import AISFX_CONFIG, AISFX_STARTER_CONFIG
+from indexer.training.train import TrainConfig, train_starter
+
+LEVERS = {
+    "recipe": ({}, "the recipe as `indexer train --audio-tower aisfx` runs it"),
+    "hidden512": ({"model": replace(AISFX_CONFIG, audio_hidden=512)}, "head hidden width 512 (recipe 1024)"),
+    "hidden2048": ({"model": replace(AISFX_CONFIG, audio_hidden=2048)}, "head hidden width 2048"),
+    "temp003": ({"model": replace(AISFX_CONFIG, init_logit_scale=math.log(1 / 0.03))}, "initial temperature 0.03 (recipe 0.07, learnable)"),
+    "temp015": ({"model": replace(AISFX_CONFIG, init_logit_scale=math.log(1 / 0.15))}, "initial temperature 0.15"),
+    "recordings2": ({"recording_repeats": 2}, "each real-recording window twice an epoch (recipe once)"),
+    "concat": ({"model": AISFX_STARTER_CONFIG}, "aisfx+starter: the shipped starter's audio vector beside aiSFX's"),
+    "concat_recordings2": ({"model": AISFX_STARTER_CONFIG, "recording_repeats": 2}, "aisfx+starter, recordings twice"),
+}
+__doc__ += "\n".join(f"- {name}: {text}" for name, (_, text) in LEVERS.items()) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("lever", choices=sorted(LEVERS))
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's 17")
+    parser.add_argument("--train-sets", default=None, help="comma-separated sample sets (the recipe: all four)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (the recipe: 2)")
+    args = parser.parse_args()
+    overrides, _ = LEVERS[args.lever]
+    config = TrainConfig(out_path=args.out_dir / f"{args.lever}.safetensors", metrics_path=args.out_dir / f"{args.lever}.json", model=AISFX_CONFIG)
+    extra = {
+        "epochs": args.epochs,
+        "threads": args.threads,
+        "train_sample_sets": tuple(args.train_sets.split(",")) if args.train_sets else None,
+    }
+    config = replace(config, **overrides, **{k: v for k, v in extra.items() if v is not None})
+    train_starter(config, log=lambda line: print(line, file=sys.stderr, flush=True))
+
+
+if __name__ == "__main__":
+    main()
