@@ -371,13 +371,18 @@ def compact(index_path: Path, db_url: str | None, index_type: str, target_recall
 @click.option("--target-recall", default=0.95, show_default=True, type=click.FloatRange(0, 1),
               help="recall@10 against exact search that nprobe/efSearch are tuned to.")
 @click.option("--max-memory", type=ByteSize(), default=None, help=MAX_MEMORY_HELP)
+@click.option("--corpus", "corpus_root", default=None, metavar="ROOT",
+              help="The corpus folder the files lie under (after --map-prefix): kept as one corpus with paths "
+                   "relative to it, as `indexer build` records them, so --under and --glob work as on the original. "
+                   "Default: each file's own folder.")
 def import_(sources: tuple[Path, ...], index_path: Path, db_url: str | None, map_prefix: tuple[str, ...],
-            index_type: str, target_recall: float, max_memory: int | None) -> None:
+            index_type: str, target_recall: float, max_memory: int | None, corpus_root: str | None) -> None:
     """Add the vectors of SOURCES (files written by `indexer export`, or folders of them) with their files,
     windows, tags and provenance; creates the index from their provenance when there is none."""
     from indexer.import_vectors import ImportOptions, import_vectors, parse_map_prefix
 
-    options = ImportOptions(parse_map_prefix(map_prefix), index_type, target_recall, db_url, max_memory)
+    options = ImportOptions(parse_map_prefix(map_prefix), index_type, target_recall, db_url, max_memory,
+                            corpus=os.path.abspath(corpus_root) if corpus_root else None)
     report = import_vectors(sources, index_path, options)
     click.echo(f"{report.index}: {report.files} files ({report.replaced} replaced), {report.windows} windows "
                f"from {len(report.sources)} exports{' (new index)' if report.created else ''} "

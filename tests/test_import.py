@@ -114,3 +114,22 @@ def test_another_models_vectors_are_refused_in_one_line(exported: tuple[Path, Pa
         from indexer.import_vectors import parse_map_prefix
 
         parse_map_prefix(["no-equals"])
+
+
+def test_import_with_its_corpus_root_keeps_one_corpus_and_relative_paths(exported: tuple[Path, Path, Path],
+                                                                          tmp_path: Path) -> None:
+    corpus, _, exports = exported
+    result = CliRunner().invoke(indexer_cli, ["import", str(exports), "--index", str(tmp_path / "rooted"),
+                                              "--corpus", str(corpus)])
+    assert result.exit_code == 0, result.output
+    index = Index(tmp_path / "rooted")
+    try:
+        assert index.catalog.corpus_roots() == [str(corpus)]
+        ids = index.load_stores()["segments"].ids()
+        paths = sorted({s.path for s in index.catalog.segments(ids.tolist()).values()})
+    finally:
+        index.close()
+    assert [Path(p).relative_to(corpus).as_posix() for p in paths] == ["a.wav", "c.ogg", "sub/b.flac"]
+    elsewhere = CliRunner().invoke(indexer_cli, ["import", str(exports), "--index", str(tmp_path / "x"),
+                                                 "--corpus", str(tmp_path / "nowhere")])
+    assert elsewhere.exit_code == 1 and "not under the corpus" in elsewhere.output
