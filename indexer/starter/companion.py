@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from indexer.media.decode import resample
+from indexer.starter.config import COMPANION_DIM
 
 COMPANION_PATH = Path(__file__).with_name("weights") / "starter.safetensors"
-COMPANION_DIM = 256
 # Metadata key of an "aisfx+starter" checkpoint: the sha256 of the companion starter its head read.
 COMPANION_KEY = "companion_sha256"
 

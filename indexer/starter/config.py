@@ -90,6 +90,8 @@ class StarterConfig:
 
 
 AUDIO_TOWERS = ("cnn", "aisfx", "aisfx+starter")
+# Width of the shipped CNN starter's audio vector, which the "aisfx+starter" tower reads beside aiSFX's.
+COMPANION_DIM = 256
 
 # The frozen-aiSFX generation: aiSFX's front end (the fields below describe it for provenance; aisfx.py
 # holds its constants) and windows of exactly two of its 100-frame blocks (199 hops of 1024 samples,

@@ -158,7 +158,7 @@ class StarterModel(nn.Module):
         self.front_end: nn.Module
         self.audio: nn.Module
         if config.audio_tower in ("aisfx", "aisfx+starter"):
-            from indexer.starter.companion import COMPANION_DIM
+            from indexer.starter.config import COMPANION_DIM
 
             self.front_end = aisfx.AisfxFrontEnd()
             companion = COMPANION_DIM if config.audio_tower == "aisfx+starter" else 0

@@ -152,7 +152,7 @@ class WindowFeaturiser:
 
     def empty(self) -> torch.Tensor:
         if self.companion is not None:
-            from indexer.starter.companion import COMPANION_DIM
+            from indexer.starter.config import COMPANION_DIM
 
             return torch.zeros((0, COMPANION_DIM), dtype=torch.float16)
         if self.tower is None:
