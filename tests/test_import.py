@@ -30,6 +30,17 @@ def _windows(index_path: Path) -> dict[tuple[str, float, float], np.ndarray]:
     return out
 
 
+def foreign_export(npz: Path, out: Path) -> Path:
+    """A copy of the npz export `npz` whose provenance names another model (laion-clap/other)."""
+    with np.load(npz) as data:
+        arrays = dict(data)
+    meta = json.loads(str(arrays["provenance"]))
+    meta.update(model_id="laion-clap/other", checkpoint_sha256="f" * 64)
+    arrays["provenance"] = np.array(json.dumps(meta))
+    np.savez(out, **arrays)
+    return out
+
+
 @pytest.fixture
 def exported(tmp_path: Path, tone_model: Path) -> tuple[Path, Path, Path]:
     corpus = tmp_path / "corpus"
@@ -93,13 +104,7 @@ def test_importing_again_replaces_and_a_build_elsewhere_keeps_imported_files(
 
 def test_another_models_vectors_are_refused_in_one_line(exported: tuple[Path, Path, Path], tmp_path: Path) -> None:
     _, original, _ = exported
-    with np.load(tmp_path / "part.npz") as data:
-        arrays = dict(data)
-    meta = json.loads(str(arrays["provenance"]))
-    meta.update(model_id="laion-clap/other", checkpoint_sha256="f" * 64)
-    arrays["provenance"] = np.array(json.dumps(meta))
-    foreign = tmp_path / "foreign.npz"
-    np.savez(foreign, **arrays)
+    foreign = foreign_export(tmp_path / "part.npz", tmp_path / "foreign.npz")
     with pytest.raises(IndexMismatchError, match="vectors of model laion-clap/other"):
         import_vectors([foreign], original)
     result = CliRunner().invoke(indexer_cli, ["import", str(foreign), "--index", str(original)])

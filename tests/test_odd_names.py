@@ -23,7 +23,7 @@ from search.engine import Engine
 from tests.test_duplicates import MELODY, RATE, played
 from tests.test_export import _wav
 from tests.test_findings_issue25 import cli, error_line
-from tests.test_import import _windows
+from tests.test_import import _windows, foreign_export
 
 RAW = os.fsdecode(b"bad\xff.wav")  # not UTF-8: Python holds the byte as the surrogate \udcff
 RAW_FOLDER = os.fsdecode(b"caf\xe9")
@@ -86,13 +86,7 @@ def test_a_failed_import_into_a_new_folder_leaves_nothing_half_made(odd_index: t
     _, built = odd_index
     good = tmp_path / "good.npz"
     export_index(built, good)
-    with np.load(good) as data:
-        arrays = dict(data)
-    meta = json.loads(str(arrays["provenance"]))
-    meta.update(model_id="laion-clap/other", checkpoint_sha256="f" * 64)
-    arrays["provenance"] = np.array(json.dumps(meta))
-    foreign = tmp_path / "foreign.npz"
-    np.savez(foreign, **arrays)
+    foreign = foreign_export(good, tmp_path / "foreign.npz")
 
     target = tmp_path / "new"
     with pytest.raises(IndexMismatchError):

@@ -201,10 +201,7 @@ def _apply_index_type_alone(index_path: Path, options: BuildOptions) -> None:
                 return
             writer = index.catalog.writer()
             try:
-                generation, files, deletions = index.vector_files()
-                stores = index.directory.load_stores(generation, stored.dim, stored.faiss_factory, files, deletions)
-                stores["segments"].set_search_params({k: v for k, v in stored.search_params.items()
-                                                      if k in ("nprobe", "efSearch")})
+                stores = index.load_stores()  # the current generation, its tuned search parameters set
                 stores["segments"] = _apply_index_type(stores["segments"], options, writer)
                 index.commit_generation(stores, writer)
             except BaseException:
