@@ -115,6 +115,38 @@ def test_ivf_files_share_one_quantizer_and_answer_as_the_merged_index(tmp_path: 
     np.testing.assert_allclose(found.scores, expected.scores, rtol=1e-5)
 
 
+@pytest.mark.parametrize("factory", ["IVF16,Flat", "IVF16,SQ8"])
+def test_ivf_files_without_deletions_answer_in_one_faiss_call_as_the_merged_index(tmp_path: Path,
+                                                                                   factory: str) -> None:
+    store = SegmentedStore("segments", DIM, factory, tmp_path, [], VectorStore.create(DIM, factory), 1)
+    store.train(_vectors(2000, 42))
+    live: dict[int, np.ndarray] = {}
+    for b in range(4):
+        ids, vectors = np.arange(b * 10_000, b * 10_000 + 300), _vectors(300, b)
+        store.add(ids, vectors)
+        live.update(zip(ids.tolist(), vectors))
+        store.flush()
+        store.committed()
+    store.add(np.arange(90_000, 90_050), _vectors(50, 99))  # and a tail
+    live.update(zip(range(90_000, 90_050), _vectors(50, 99)))
+    store.set_search_params({"nprobe": 3})
+    reference = _reference(factory, live, store.template)
+    reference.set_search_params({"nprobe": 3})
+    queries = _vectors(50, 4321)
+    found, expected = store.search(queries, 10), reference.search(queries, 10)
+    assert store._shards is not None and store._shards.index.count() == len(store.files) + 1  # FAISS's fan-out
+    np.testing.assert_array_equal(found.ids, expected.ids)
+    np.testing.assert_allclose(found.scores, expected.scores, rtol=1e-5)
+    # k beyond what the probed lists hold: padded as one index pads, then wider probes fill it.
+    wide = store.search(queries[:2], len(live) + 5)
+    assert (wide.ids[:, : len(live)] >= 0).all() and (wide.ids[:, len(live) :] == -1).all()
+    assert np.isneginf(wide.scores[:, len(live) :]).all()
+    # A deletion leaves FAISS's fan-out (it takes no selector): the answer drops the deleted id.
+    gone = int(next(i for i in found.ids[0] if i < 90_000))  # in a sealed file, not the tail
+    assert store.remove([gone]) == 1
+    assert gone not in store.search(queries, 10).ids and store._shards is None
+
+
 def test_deletions_never_come_back_after_merges(tmp_path: Path) -> None:
     store, live, listed = _segmented(tmp_path, "IDMap2,Flat", batches=MERGE_FACTOR + 3, per_batch=100)
     levels = sorted(f.level for f in listed["files"])
