@@ -49,17 +49,25 @@ def held_out(n: int, dim: int, clusters: int, seed: int, query_seed: int = 99, n
     return l2_normalize(centres[rng.integers(0, clusters, n)] + noise * rng.standard_normal((n, dim)).astype(np.float32))
 
 
-def latency(store: VectorStore | SegmentedStore, queries: np.ndarray, k: int = 10) -> tuple[float, float]:
-    """(median ms per single query, ms per query in one batch of all)."""
-    singles = []
-    for q in queries[:200]:
+def latency(store: VectorStore | SegmentedStore, queries: np.ndarray, k: int = 10) -> tuple[float, float, float, float]:
+    """(median ms per single query on its first pass, the same queries again, ms per query in one batch of
+    all, that batch again). Sealed files are memory-mapped: a query's first touch of a list's pages faults
+    them into the process (from the page cache); a long-running process answers from mapped pages, as the
+    second passes do (and as an index read whole into memory answered before)."""
+    passes = []
+    for _ in range(2):
+        singles = []
+        for q in queries[:200]:
+            t = time.perf_counter()
+            store.search(q[None], k)
+            singles.append(time.perf_counter() - t)
+        passes.append(1000 * float(np.median(singles)))
+    batches = []
+    for _ in range(2):
         t = time.perf_counter()
-        store.search(q[None], k)
-        singles.append(time.perf_counter() - t)
-    t = time.perf_counter()
-    store.search(queries, k)
-    batched = (time.perf_counter() - t) / len(queries)
-    return 1000 * float(np.median(singles)), 1000 * batched
+        store.search(queries, k)
+        batches.append(1000 * (time.perf_counter() - t) / len(queries))
+    return passes[0], passes[1], batches[0], batches[1]
 
 
 def rss_gib() -> float:
@@ -110,7 +118,7 @@ def main() -> None:
     factory = choice.factory
     t = time.perf_counter()
     ann = flat.converted(factory)
-    ann.flush()
+    ann_listed, _ = ann.flush()
     ann.committed()
     build_s = time.perf_counter() - t
     t = time.perf_counter()
@@ -122,13 +130,21 @@ def main() -> None:
           f"{tuning.params} (leave-one-out recall@10 {tuning.recall_at_10:.3f}); build peak RSS {peak:.2f} GiB = "
           f"{peak * 2**30 / vector_bytes:.2f}x the vectors' bytes")
 
-    flat_single, flat_batch = latency(flat, queries)
-    ann_single, ann_batch = latency(ann, queries)
+    # Latency from the stores as a new query process opens them: mapped afresh (the files' pages are in the
+    # page cache, none yet in this mapping), so the first pass pays each list's first touch.
+    directory = IndexDirectory(args.work)
+    flat = directory.load_stores(flat.generation - 1, args.dim, flat.factory, [f.meta for f in flat.files])["segments"]
+    ann = directory.load_stores(ann.generation - 1, args.dim, factory, ann_listed)["segments"]
+    ann.set_search_params(tuning.params)
+    ann_files = len(ann.files)
+    flat_figures = latency(flat, queries)
+    ann_figures = latency(ann, queries)
     print()
-    print(f"{'index':<16}{'recall@10':>10}{'single ms':>11}{'batch ms/q':>12}")
-    print(f"{'exact flat':<16}{1.0:>10.3f}{flat_single:>11.2f}{flat_batch:>12.3f}")
-    print(f"{factory:<16}{recall:>10.3f}{ann_single:>11.2f}{ann_batch:>12.3f}")
-    print(f"speed-up: single {flat_single / ann_single:.1f}x, batched {flat_batch / ann_batch:.1f}x")
+    print(f"{'index':<16}{'files':>6}{'recall@10':>10}   single ms: first pass, warm   batch ms/q: first pass, warm")
+    for name, files, r, (first, warm, batch_first, batch_warm) in (
+            ("exact flat", len(flat.files), 1.0, flat_figures), (factory, ann_files, recall, ann_figures)):
+        print(f"{name:<16}{files:>6}{r:>10.3f}{first:>16.2f}{warm:>8.2f}{batch_first:>26.3f}{batch_warm:>8.3f}")
+    print(f"speed-up (warm): single {flat_figures[1] / ann_figures[1]:.1f}x, batched {flat_figures[3] / ann_figures[3]:.1f}x")
     shutil.rmtree(args.work, ignore_errors=True)
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from db.records import VectorFile
 from indexer.errors import IndexCorruptError
+from indexer.ivf_files import write_merged_ivf
 from indexer.store import (
     DEFAULT_FACTORY,
     RERANK_CANDIDATES,
@@ -645,6 +646,14 @@ class SegmentedStore:
         for ids, vectors in self.iter_vectors():
             fresh.add(ids, vectors)
         fresh._seal_tail()
+        if len(fresh.files) > 1 and fresh._streams_ivf_merges():
+            # One file: a query then scans each probed list once, not once a file. These files were never
+            # listed by a generation, so they go at once (the merge streams; its memory is one list's).
+            written = list(fresh.files)
+            fresh.merge(written, OUT_OF_TIERS)
+            for f in written:
+                f.store = None  # type: ignore[assignment]  # unmapped before the file goes
+                (self.root / f.meta.name).unlink(missing_ok=True)
         if len(fresh.files) > 1:  # files of TAIL_MAX_BYTES each: left out of the tiers, as merges' largest are
             for f in fresh.files:
                 f.meta = VectorFile(f.meta.name, f.meta.store, f.meta.vectors, OUT_OF_TIERS)
@@ -746,6 +755,9 @@ class SegmentedStore:
 
         IVF files share their lists, so their codes are copied list by list (as faiss's merge_ondisk does),
         not decoded and assigned again: a merge costs the bytes it moves, not nlist x dim a vector."""
+        if self._streams_ivf_merges():
+            self._streamed_merge(files, level)
+            return
         copy = TailCopy(self.dim)
         target = self._codes_merged(files)  # unmaps each file once its lists are copied
         from_codes = target is not None
@@ -777,6 +789,29 @@ class SegmentedStore:
         merged = self._reopened(VectorFile(path.name, self.name, target.ntotal, level), path)
         position = min(self.files.index(f) for f in files)
         keep.insert(position, merged)
+        self.files = keep
+
+    def _streams_ivf_merges(self) -> bool:
+        """IVF files without a re-ranking copy merge by streaming their lists into the output file."""
+        return self._ivf_merge_ok() and not self.rerank
+
+    def _streamed_merge(self, files: list[SealedFile], level: int) -> None:
+        """`merge` for IVF files: their codes and ids written list by list straight into the new file
+        (indexer/ivf_files.py), so the merge's memory is one list's, whatever the files' size."""
+        import faiss
+
+        template = _copy_of_template(self.template, self.factory)
+        _ivf(template.index).set_direct_map_type(faiss.DirectMap.NoMap)  # sealed files are written without it
+        path = self._new_path()
+        total = write_merged_ivf(path, template.index,
+                                 [(_ivf(f.store.index).invlists, f.deleted) for f in files])
+        keep = [f for f in self.files if f not in files]
+        if not total and (keep or _untrained_ok(self.factory, self.dim)):
+            path.unlink()
+            self.files = keep
+            return
+        merged = self._reopened(VectorFile(path.name, self.name, total, level), path)
+        keep.insert(min(self.files.index(f) for f in files), merged)
         self.files = keep
 
     def _live_blocks(self, f: SealedFile) -> Iterable[tuple[np.ndarray, np.ndarray]]:
