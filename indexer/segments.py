@@ -76,7 +76,7 @@ class SealedFile:
     def __init__(self, meta: VectorFile, store: VectorStore, deleted: np.ndarray | None = None, size: int = 0,
                  exact: ExactCopy | None = None):
         self.meta = meta
-        self.store = store
+        self._store = store
         self.size = size  # bytes on disk: what merging it costs
         self.exact = exact  # a PQ store's float16 re-ranking copy (memory-mapped), None for other types
         self.deleted = np.zeros(0, dtype=np.int64) if deleted is None else np.asarray(deleted, dtype=np.int64)
@@ -85,11 +85,22 @@ class SealedFile:
         self._among: tuple[np.ndarray, np.ndarray] | None = None  # (a filter's ids, those live here)
 
     @property
+    def store(self) -> VectorStore:
+        return self._store
+
+    @store.setter
+    def store(self, store: VectorStore) -> None:
+        # `ids` may be a view of the old store's id map (VectorStore.sorted_ids), freed with it.
+        self._store = store
+        self._ids = None
+
+    @property
     def ids(self) -> np.ndarray:
-        """Every id written into the file, sorted (deleted ones included)."""
+        """Every id written into the file, sorted (deleted ones included; for a flat file, a view of its id
+        map, valid while this file keeps its store)."""
         if self._ids is None:
             # The re-ranking copy lists them (8 bytes a vector, mapped); else IDMap keeps insertion order.
-            self._ids = self.exact.ids if self.exact is not None else np.sort(self.store.ids())
+            self._ids = self.exact.ids if self.exact is not None else self.store.sorted_ids()
         return self._ids
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
@@ -827,7 +838,10 @@ class SegmentedStore:
         held up to twice (three times while copying) a 1 GiB merge's bytes."""
         import faiss
 
-        n = sum(len(f.live_ids()) for f in files)
+        # Rows in id order: the file's sorted id map is then its own id -> position lookup once reopened
+        # (store._lean_id_map), with no hash map and no sorted copy in memory.
+        everything = np.sort(np.concatenate([f.live_ids() for f in files]))
+        n = len(everything)
         target = VectorStore.create(self.dim, self.factory)
         inner = faiss.downcast_index(target.index.index)
         if not isinstance(inner, faiss.IndexFlat) or n == 0:
@@ -836,13 +850,13 @@ class SegmentedStore:
         rows = faiss.rev_swig_ptr(inner.codes.data(), n * self.dim * 4).view(np.float32).reshape(n, self.dim)
         target.index.id_map.resize(n)
         ids = faiss.rev_swig_ptr(target.index.id_map.data(), n)
-        at = 0
         for f in files:
             for block, vectors in self._live_blocks(f):
-                rows[at : at + len(block)] = vectors
-                ids[at : at + len(block)] = block
-                at += len(block)
+                at = np.searchsorted(everything, block)
+                rows[at] = vectors
+                ids[at] = block
             self._unmapped(f)
+        del everything
         inner.ntotal = n
         target.index.ntotal = n
         target.index.construct_rev_map()
@@ -947,12 +961,8 @@ def _held(store: VectorStore, among: np.ndarray) -> np.ndarray:
 
 
 def _reconstruct(store: VectorStore, ids: np.ndarray) -> np.ndarray:
-    """Vectors of ids known to be in `store`, in blocks (reconstruct_batch reads the id map once)."""
-    if not len(ids):
-        return np.zeros((0, store.dim), dtype=np.float32)
-    store.reconstructable()
-    return np.concatenate([store.index.reconstruct_batch(np.ascontiguousarray(ids[i : i + CHUNK]))
-                           for i in range(0, len(ids), CHUNK)])
+    """Vectors of ids known to be in `store`, in blocks."""
+    return store.read_back(np.asarray(ids, dtype=np.int64))
 
 
 def _template_of(store: VectorStore, path: Path) -> VectorStore:
