@@ -231,3 +231,28 @@ def test_an_index_written_before_files_were_listed_opens_and_grows(tmp_path: Pat
     assert sorted(f.name for f in index.vector_files()[1]) == ["files.1.faiss", "files.2.faiss", "segments.1.faiss",
                                                                "segments.2.faiss"]
     index.close()
+
+
+@pytest.mark.parametrize("ids_in_order", [True, False])
+def test_a_sealed_flat_file_reads_vectors_back_without_a_hash_map(tmp_path: Path, ids_in_order: bool) -> None:
+    import faiss
+
+    ids = np.arange(1000, 1300) if ids_in_order else np.random.default_rng(1).permutation(np.arange(1000, 1300))
+    vectors = _vectors(300, 8)
+    written = VectorStore.create(DIM, "IDMap2,Flat")
+    written.add(ids, vectors)
+    written.save(tmp_path / "segments.1.faiss")
+    sealed = VectorStore.load(tmp_path / "segments.1.faiss", "IDMap2,Flat", mmap=True)
+    assert type(sealed.index) is faiss.IndexIDMap  # the file was an IndexIDMap2: no id -> position map kept
+    wanted = np.array([1299, 1000, 1150])
+    expected = np.stack([vectors[int(np.flatnonzero(ids == i)[0])] for i in wanted])
+    np.testing.assert_array_equal(sealed.read_back(wanted), expected)
+    np.testing.assert_array_equal(sealed.reconstruct(wanted.tolist()), expected)
+    assert sealed.sorted_ids().tolist() == list(range(1000, 1300))
+    with pytest.raises(RuntimeError, match="id 5 is not stored"):
+        sealed.read_back(np.array([1000, 5]))
+    found = sealed.search(vectors[:3], 1).ids[:, 0]  # search answers with the file's ids
+    assert found.tolist() == ids[:3].tolist()
+    among = np.array([1001, 1002, 1003])
+    exact = sealed.search_among(vectors[:1], 2, among, exact=True)
+    assert set(exact.ids[0].tolist()) <= set(among.tolist()) and (exact.ids[0] >= 0).all()
