@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, text, update
@@ -290,11 +290,24 @@ class Catalog:
 
 
 class CatalogWriter:
-    """One build's open transaction. Nothing is visible to readers until `commit(generation)`."""
+    """One build's open transaction. Nothing is visible to readers until `commit(generation)`.
+
+    Used as a context manager: what was not committed when the block ends is rolled back on an exception
+    (a kill leaves it uncommitted anyway), and the session is closed either way."""
 
     def __init__(self, session: Session):
         self.session = session
         self._segments_added = 0  # segment rows staged minus removed since the last commit
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            if exc_type is not None:
+                self.rollback()
+        finally:
+            self.close()
 
     def ensure_info(self, **provenance: object) -> IndexInfoRow:
         """The provenance row, created from `provenance` when the catalog is new."""

@@ -292,62 +292,58 @@ def _build_locked(
     # the garbage collector's full passes skip them. Each such pass walks ~280k objects otherwise, 0.15 s
     # of the model's thread in one build of 100 files in three (bench/stage_profile.py).
     gc.freeze()
-    writer = index.catalog.writer()
     try:
-        checkpoint = str(resolve_model(options.model).checkpoint)
-        writer.ensure_info(**vars(Provenance.of(encoder.info, checkpoint, hop_seconds, precision=precision)))
-        corpus_id = writer.corpus_id(str(corpus))
-        generation, files, deletions = index.vector_files()
-        factory = stored.faiss_factory if stored is not None else DEFAULT_FACTORY
-        stores = index.directory.load_stores(generation, encoder.info.dim, factory, files, deletions)
-        if stored is not None:
-            stores["segments"].set_search_params({k: v for k, v in stored.search_params.items()
-                                                  if k in ("nprobe", "efSearch")})
-        if placement.faiss_gpu is not None:
-            stores["segments"].to_gpu(faiss_gpu(placement.faiss_gpu))  # trains, converts and tunes there
+        with index.catalog.writer() as writer:
+            checkpoint = str(resolve_model(options.model).checkpoint)
+            writer.ensure_info(**vars(Provenance.of(encoder.info, checkpoint, hop_seconds, precision=precision)))
+            corpus_id = writer.corpus_id(str(corpus))
+            generation, files, deletions = index.vector_files()
+            factory = stored.faiss_factory if stored is not None else DEFAULT_FACTORY
+            stores = index.directory.load_stores(generation, encoder.info.dim, factory, files, deletions)
+            if stored is not None:
+                stores["segments"].set_search_params({k: v for k, v in stored.search_params.items()
+                                                      if k in ("nprobe", "efSearch")})
+            if placement.faiss_gpu is not None:
+                stores["segments"].to_gpu(faiss_gpu(placement.faiss_gpu))  # trains, converts and tunes there
 
-        limits = DecodeLimits.for_seconds(options.max_file_seconds)
-        jobs = _plan(index, writer, corpus_id, scan.files, report, limits)
-        _keep_unreadable(index, writer, corpus_id, scan, report, only)
-        deleted = _deleted(index, corpus_id, scan, only)
-        jobs, deleted = _moved(writer, jobs, deleted, report)
-        for record in deleted:
-            _remove_file(writer, stores, record, report)
+            limits = DecodeLimits.for_seconds(options.max_file_seconds)
+            jobs = _plan(index, writer, corpus_id, scan.files, report, limits)
+            _keep_unreadable(index, writer, corpus_id, scan, report, only)
+            deleted = _deleted(index, corpus_id, scan, only)
+            jobs, deleted = _moved(writer, jobs, deleted, report)
+            for record in deleted:
+                _remove_file(writer, stores, record, report)
 
-        last_checkpoint = time.monotonic()
-        done = 0
-        stage = embed_stage or partial(_embedded_jobs, decode_workers=options.decode_workers, precision=precision,
-                                       limits=limits, decode_thread=options.decode_thread,
-                                       model_threads=options.model_threads,
-                                       front_end_on_decode=options.front_end_on_decode)
-        batch = _StoreBatch(corpus_id)
-        for job in stage(jobs, encoder, hop_seconds, batch_size, writer, corpus_id, report):
-            if job is not None:
-                batch.stage(writer, stores, job, report)
-            done += 1
-            if progress:
-                progress(done, len(jobs))
-            if time.monotonic() - last_checkpoint >= options.checkpoint_seconds and done < len(jobs):
-                batch.write(writer, stores, report)
+            last_checkpoint = time.monotonic()
+            done = 0
+            stage = embed_stage or partial(_embedded_jobs, decode_workers=options.decode_workers, precision=precision,
+                                           limits=limits, decode_thread=options.decode_thread,
+                                           model_threads=options.model_threads,
+                                           front_end_on_decode=options.front_end_on_decode)
+            batch = _StoreBatch(corpus_id)
+            for job in stage(jobs, encoder, hop_seconds, batch_size, writer, corpus_id, report):
+                if job is not None:
+                    batch.stage(writer, stores, job, report)
+                done += 1
+                if progress:
+                    progress(done, len(jobs))
+                if time.monotonic() - last_checkpoint >= options.checkpoint_seconds and done < len(jobs):
+                    batch.write(writer, stores, report)
+                    generation = index.commit_generation(stores, writer)
+                    last_checkpoint = time.monotonic()
+                elif batch.windows >= STORE_BATCH_WINDOWS:
+                    batch.write(writer, stores, report)
+            batch.write(writer, stores, report)
+            if report.segments_added:
+                _record_precision(writer, precision)
+            if report.changed or index.generation() == 0:
+                stores["segments"] = _apply_index_type(stores["segments"], options, writer)
+                if stores["segments"].gpu_note:
+                    report.notes.append(stores["segments"].gpu_note)
                 generation = index.commit_generation(stores, writer)
-                last_checkpoint = time.monotonic()
-            elif batch.windows >= STORE_BATCH_WINDOWS:
-                batch.write(writer, stores, report)
-        batch.write(writer, stores, report)
-        if report.segments_added:
-            _record_precision(writer, precision)
-        if report.changed or index.generation() == 0:
-            stores["segments"] = _apply_index_type(stores["segments"], options, writer)
-            if stores["segments"].gpu_note:
-                report.notes.append(stores["segments"].gpu_note)
-            generation = index.commit_generation(stores, writer)
-        else:
-            writer.commit(generation)  # failures of unchanged files may have been cleared
-    except BaseException:
-        writer.rollback()
-        raise
+            else:
+                writer.commit(generation)  # failures of unchanged files may have been cleared
     finally:
-        writer.close()
         gc.unfreeze()
     index.remove_unlisted_files()
     _ensure_hubness_correction(index, encoder, report)

@@ -43,15 +43,9 @@ def compact_index(index_path: str | Path, index_type: str = "auto", target_recal
             tuning = tune_search_params(stores["segments"], target_recall)
             params = {**tuning.params, "recall_at_10": round(tuning.recall_at_10, 4), "target_recall": target_recall,
                       "vectors": stores["segments"].ntotal, **chosen}
-            writer = index.catalog.writer()
-            try:
+            with index.catalog.writer() as writer:
                 writer.update_info(faiss_factory=target, search_params=params)
                 index.commit_generation(stores, writer)
-            except BaseException:
-                writer.rollback()
-                raise
-            finally:
-                writer.close()
             return CompactReport(before, target, stores["segments"].ntotal, params)
     finally:
         index.close()

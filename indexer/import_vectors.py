@@ -343,8 +343,7 @@ def _import(paths: list[Path], provenances: list[tuple[Path, Provenance]], index
             first = provenances[0][1]
             for path, theirs in provenances:
                 check_same_model(path, theirs, stored or first, index.path)
-            writer = index.catalog.writer()
-            try:
+            with index.catalog.writer() as writer:
                 if stored is None:
                     fields = {name: getattr(first, name) for name in _PROVENANCE_FIELDS if name != "search_params"}
                     writer.ensure_info(**{**fields, "faiss_factory": "IDMap2,Flat", "search_params": {}})
@@ -378,11 +377,6 @@ def _import(paths: list[Path], provenances: list[tuple[Path, Provenance]], index
                                              max_memory=options.max_memory)
                 stores["segments"] = _apply_index_type(stores["segments"], build_options, writer)
                 index.commit_generation(stores, writer)
-            except BaseException:
-                writer.rollback()
-                raise
-            finally:
-                writer.close()
     finally:
         index.close()
     return report

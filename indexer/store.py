@@ -615,8 +615,12 @@ class VectorStore:
             raise RuntimeError(f"id {int(ids[stored[at] != ids][0])} is not stored here")
         positions = at if order is None else order[at]
         inner = faiss.downcast_index(self.index.index)
-        return np.concatenate([inner.reconstruct_batch(np.ascontiguousarray(positions[i : i + 100_000]))
-                               for i in range(0, len(positions), 100_000)])
+        if not isinstance(inner, faiss.IndexFlat):
+            return inner.reconstruct_batch(np.ascontiguousarray(positions))
+        # The rows themselves (mapped): one copy of what is read, where reconstruct_batch gathers the codes
+        # into a buffer first and decodes them into a second.
+        rows = faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * self.dim).reshape(inner.ntotal, self.dim)
+        return rows[positions]
 
     def sorted_ids(self) -> np.ndarray:
         """Every stored id, sorted: for a sealed flat file whose ids were written in order, a view of its id

@@ -276,16 +276,12 @@ def _drop_inconsistent(index_path: str | Path, db_url: str | None) -> VerifyRepo
             for name in report.temporary_files:  # no writer is at work: this process holds the lock
                 (index.path / name).unlink(missing_ok=True)
             if report.ok and not report.stale_files:
-                writer = index.catalog.writer()
-                try:
+                with index.catalog.writer() as writer:
                     _clear_failures(writer, report.vanished_failures)
                     writer.commit(index.generation())
-                finally:
-                    writer.close()
                 return report
             stores, _ = readable_stores(index)  # a corrupt file is left out: its files' rows go, then come back
-            writer = index.catalog.writer()
-            try:
+            with index.catalog.writer() as writer:
                 if not stores["segments"].is_trained:
                     # Every file holding the trained quantizer was dropped: start again from exact search,
                     # which the re-embedding build fills and converts to the type its size calls for.
@@ -305,11 +301,6 @@ def _drop_inconsistent(index_path: str | Path, db_url: str | None) -> VerifyRepo
                 if report.segment_count_off:
                     writer.recount()
                 index.commit_generation(stores, writer)
-            except BaseException:
-                writer.rollback()
-                raise
-            finally:
-                writer.close()
             return report
     finally:
         index.close()

@@ -229,3 +229,19 @@ def test_a_filters_files_are_those_of_its_segments(filled) -> None:  # type: ign
         expected = catalog.file_ids_of_segments(catalog.matching_segment_ids(where)).tolist()
         assert catalog.matching_file_ids(where).tolist() == expected, conditions
     assert len(catalog.matching_file_ids(SearchFilter(glob="*.wav"))) == 4
+
+
+def test_a_writer_block_that_raises_leaves_nothing_of_its_rows(filled) -> None:  # type: ignore[no-untyped-def]
+    catalog, _ = filled
+    before = catalog.counts()
+    with pytest.raises(KeyError, match="the build failed"):
+        with catalog.writer() as writer:
+            corpus = writer.corpus_id("/corpus")
+            writer.add_files([NewFile(corpus, "late.wav", "hx", 10, 1.0, 2.0, 16000, 1, [(0.0, 2.0)])])
+            raise KeyError("the build failed")
+    assert catalog.counts() == before
+    with catalog.writer() as writer:  # the block commits what it commits; the session is closed after it
+        corpus = writer.corpus_id("/corpus")
+        writer.add_files([NewFile(corpus, "late.wav", "hx", 10, 1.0, 2.0, 16000, 1, [(0.0, 2.0)])])
+        writer.commit(2)
+    assert catalog.counts()["segments"] == before["segments"] + 1

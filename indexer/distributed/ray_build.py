@@ -199,16 +199,10 @@ def _apply_index_type_alone(index_path: Path, options: BuildOptions) -> None:
             stored = index.provenance()
             if stored is None:
                 return
-            writer = index.catalog.writer()
-            try:
+            with index.catalog.writer() as writer:
                 stores = index.load_stores()  # the current generation, its tuned search parameters set
                 stores["segments"] = _apply_index_type(stores["segments"], options, writer)
                 index.commit_generation(stores, writer)
-            except BaseException:
-                writer.rollback()
-                raise
-            finally:
-                writer.close()
     finally:
         index.close()
 
