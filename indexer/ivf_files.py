@@ -43,7 +43,8 @@ def write_merged_ivf(path: Path, template: Any, sources: Sequence[tuple[Any, np.
     empty = _EMPTY_LISTS.unpack_from(header, len(header) - _EMPTY_LISTS.size)
     if template.ntotal or empty != (b"ilar", nlist, code_size, b"sprs", 0):
         raise ValueError("the template must be an empty IVF index whose lists faiss writes last")
-    tmp = path.with_name(path.name + ".tmp")
+    # The project's temporary name (a killed writer's leftover is removed by the next commit or `verify`).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         total = _write(tmp, header[: len(header) - _EMPTY_LISTS.size], nlist, code_size, sources)
     except BaseException:
