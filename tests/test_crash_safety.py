@@ -70,15 +70,17 @@ def _start_build(corpus: Path, index_path: Path, checkpoint: Path,
 
 # A product-quantised type: its sealed files carry float16 re-ranking copies, written and merged beside them.
 PQ_TYPE = "IVF4,PQ2"
+# An IVF type without re-ranking copies: its merges stream list by list into the new file (indexer/ivf_files.py).
+IVF_TYPE = "IVF4,Flat"
 
 
-@pytest.mark.parametrize("index_type", ["auto", PQ_TYPE])
+@pytest.mark.parametrize("index_type", ["auto", PQ_TYPE, IVF_TYPE])
 def test_sigkill_at_random_points_then_resume(tmp_path: Path, tone_model: Path, index_type: str) -> None:
     corpus = tmp_path / "corpus"
     index_path = tmp_path / "index"
     reference_path = tmp_path / "reference"
     options = BuildOptions(model=str(tone_model), index_type=index_type)
-    if index_type == PQ_TYPE:
+    if index_type != "auto":
         # A trained index to grow: the first half built (and trained) whole, the kills land in the second.
         _corpus(corpus, range(60))
         build_index(corpus, reference_path, options)
