@@ -497,20 +497,22 @@ class SegmentedStore:
         k = max(1, int(k))
         fetch = max(k, RERANK_CANDIDATES) if self.rerank else k
         ivf = self._plain_cpu_ivf()
-        nprobe = None
-        while True:
-            result = self._search_once(queries, k, fetch, among, nprobe, ivf)
-            if among is not None or ivf is None:
-                return result
-            # The IVF lists probed may hold fewer than k live vectors (a small or freshly trained index, a
-            # large k): probe 4x as many lists, up to all, rather than answer short.
-            found = (result.ids >= 0).sum(axis=1)
-            if found.min() >= k or not (found < min(k, self.ntotal)).any():
-                return result
-            current = nprobe or self._nprobe(ivf)
-            if current >= int(ivf.nlist):
-                return result
-            nprobe = min(int(ivf.nlist), current * 4)
+        result = self._search_once(queries, k, fetch, among, None, ivf)
+        if among is not None or ivf is None:
+            return result
+        # The IVF lists probed may hold fewer than k live vectors (a small or freshly trained index, a
+        # large k): those queries alone probe 4x as many lists, up to all, rather than answer short. Per
+        # query, so an answer does not depend on the batch it came in (and tuning measures what a single
+        # query gets).
+        wanted = min(k, self.ntotal)
+        nprobe = self._nprobe(ivf)
+        short = np.flatnonzero((result.ids >= 0).sum(axis=1) < wanted)
+        while len(short) and nprobe < int(ivf.nlist):
+            nprobe = min(int(ivf.nlist), nprobe * 4)
+            wider = self._search_once(queries[short], k, fetch, None, nprobe, ivf)
+            result.ids[short], result.scores[short] = wider.ids, wider.scores
+            short = short[(wider.ids >= 0).sum(axis=1) < wanted]
+        return result
 
     def _nprobe(self, ivf: Any) -> int:
         return min(int(self.search_params.get("nprobe", ivf.nprobe)), int(ivf.nlist))

@@ -256,3 +256,23 @@ def test_a_sealed_flat_file_reads_vectors_back_without_a_hash_map(tmp_path: Path
     among = np.array([1001, 1002, 1003])
     exact = sealed.search_among(vectors[:1], 2, among, exact=True)
     assert set(exact.ids[0].tolist()) <= set(among.tolist()) and (exact.ids[0] >= 0).all()
+
+
+def test_a_query_short_of_k_probes_wider_alone_so_its_batch_does_not_change_answers(tmp_path: Path) -> None:
+    store = SegmentedStore("segments", DIM, "IVF16,Flat", tmp_path, [], VectorStore.create(DIM, "IVF16,Flat"), 1)
+    store.train(_vectors(2000, 42))
+    store.add(np.arange(400), _vectors(400, 3))  # ~25 a list: nprobe 1 leaves some queries short of k = 20
+    store.flush()
+    store.committed()
+    store.set_search_params({"nprobe": 1})
+    queries = _vectors(60, 11)
+    first = store._search_once(queries, 20, 20, None, None, store._plain_cpu_ivf())  # nprobe 1 as it is
+    found = (first.ids >= 0).sum(axis=1)
+    assert (found < 20).any() and (found == 20).any()  # the batch mixes short and full queries
+    batch = store.search(queries, 20)
+    alone = [store.search(q[None], 20) for q in queries]
+    assert (batch.ids >= 0).all()  # the short ones were widened until they had k
+    np.testing.assert_array_equal(batch.ids, np.concatenate([a.ids for a in alone]))
+    np.testing.assert_allclose(batch.scores, np.concatenate([a.scores for a in alone]), rtol=1e-6)
+    # The full ones kept their nprobe-1 answer (a whole-batch widening would have changed them).
+    np.testing.assert_array_equal(batch.ids[found == 20], first.ids[found == 20])
