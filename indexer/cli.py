@@ -306,12 +306,18 @@ def watch(corpus: Path, index_path: Path, model: str | None, hop_seconds: float 
 @db_option
 @click.option("--repair", is_flag=True, help="Drop vectors and rows that do not map, then re-index the files affected; "
                                            "clear leftover temporary files and failure rows of files that are gone.")
+@click.option("--drop-unreachable", is_flag=True,
+              help="With --repair: drop files whose vectors are lost and whose media is out of reach here "
+                   "(without it the repair refuses and changes nothing).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) -> None:
+def verify(index_path: Path, db_url: str | None, repair: bool, drop_unreachable: bool, as_json: bool) -> None:
     """Check that every vector maps to exactly one catalog row and back, and provenance agrees."""
     from indexer.verify import repair_index, verify_index
 
-    report = repair_index(index_path, db_url) if repair else verify_index(index_path, db_url)
+    if drop_unreachable and not repair:
+        raise click.UsageError("--drop-unreachable goes with --repair")
+    report = repair_index(index_path, db_url, drop_unreachable=drop_unreachable) if repair \
+        else verify_index(index_path, db_url)
     if as_json:
         click.echo(json.dumps({"index": str(report.index), "generation": report.generation, "ok": report.ok,
                                "counts": report.counts, "problems": report.problems,
@@ -334,8 +340,10 @@ def verify(index_path: Path, db_url: str | None, repair: bool, as_json: bool) ->
         for failure in report.vanished_failures:
             click.echo(one_line(f"failure row of a file that is gone: {Path(failure.corpus_root) / failure.path}"))
         if not report.ok:
-            click.echo("repaired (files whose vectors were missing were embedded again)" if repair
-                       else "inconsistent: run `indexer verify --repair`")
+            missing = len(report.files_missing_vectors)
+            click.echo((f"repaired: {missing} files whose vectors were missing were embedded again"
+                        + (" or, out of reach here, dropped" if drop_unreachable else "") if missing else "repaired")
+                       if repair else "inconsistent: run `indexer verify --repair`")
         elif report.leftovers:
             click.echo("consistent; leftovers cleared" if repair
                        else "consistent; `indexer verify --repair` clears the leftovers above")

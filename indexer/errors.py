@@ -83,6 +83,10 @@ class IndexLockedError(ResoundError):
     """Another process is writing the index."""
 
 
+class RepairRefusedError(ResoundError):
+    """A repair that would drop files it cannot embed again (their media is out of reach here)."""
+
+
 class DeviceError(ResoundError):
     """A device that was asked for and is not there (no CUDA GPU), or a device name resound does not know."""
 

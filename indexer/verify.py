@@ -20,7 +20,7 @@ from sqlalchemy import select
 from db.catalog import Catalog, CatalogWriter, FailureRecord
 from db.fulltext import inconsistent_files, repair_terms
 from db.schema import CorpusRow, FileRow
-from indexer.errors import IndexCorruptError
+from indexer.errors import IndexCorruptError, RepairRefusedError
 from indexer.index import Index
 from indexer.segments import ExactCopy, SegmentedStore
 from indexer.store import DEFAULT_FACTORY, STORE_NAMES, VectorStore, needs_rerank
@@ -167,6 +167,20 @@ def _keyword_files(catalog: Catalog) -> list[int]:
         return inconsistent_files(session)
 
 
+def _out_of_reach(index: Index, file_ids: list[int]) -> list[str]:
+    """Absolute paths of the files `file_ids` whose media does not exist here, sorted."""
+    missing = []
+    with index.catalog.session() as s:
+        for start in range(0, len(file_ids), 500):
+            for root, path, raw in s.execute(select(CorpusRow.root, FileRow.path, FileRow.path_bytes)
+                                             .join(CorpusRow, FileRow.corpus_id == CorpusRow.id)
+                                             .where(FileRow.id.in_(list(file_ids[start : start + 500])))):
+                name = os.path.join(os.fsencode(root), raw if raw else _path_bytes(path))
+                if not os.path.lexists(name):
+                    missing.append(os.fsdecode(name))
+    return sorted(missing)
+
+
 def _unreachable_media(index: Index) -> list[str]:
     """Absolute paths of indexed files that do not exist here, sorted (their vectors are never removed for it)."""
     missing = []
@@ -246,11 +260,15 @@ def _path_bytes(catalog_path: str) -> bytes:
     return re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes([int(m[1], 16)]), catalog_path.encode("utf-8"))
 
 
-def repair_index(index_path: str | Path, db_url: str | None = None, reembed: bool = True) -> VerifyReport:
+def repair_index(index_path: str | Path, db_url: str | None = None, reembed: bool = True,
+                 drop_unreachable: bool = False) -> VerifyReport:
     """Make the index consistent: drop orphan and duplicate vectors and the catalog rows of files whose
     vectors are missing, then (with `reembed`) build again from each corpus root that still exists, which
-    embeds exactly the dropped files. Returns the report of the problems found before repair."""
-    report = _drop_inconsistent(index_path, db_url)
+    embeds exactly the dropped files. Returns the report of the problems found before repair.
+
+    Files whose vectors are lost and whose media is out of reach here cannot be embedded again: the repair
+    refuses (RepairRefusedError, nothing changed) unless `drop_unreachable` says to drop them."""
+    report = _drop_inconsistent(index_path, db_url, check_reachable=reembed and not drop_unreachable)
     if reembed and report.files_missing_vectors:
         from indexer.build import BuildOptions, build_index
 
@@ -266,13 +284,21 @@ def repair_index(index_path: str | Path, db_url: str | None = None, reembed: boo
     return report
 
 
-def _drop_inconsistent(index_path: str | Path, db_url: str | None) -> VerifyReport:
+def _drop_inconsistent(index_path: str | Path, db_url: str | None, check_reachable: bool = True) -> VerifyReport:
     index = Index(index_path, db_url=db_url)
     try:
         with index.writer_lock():
             report = _verify(index)
             if report.ok and not report.leftovers:
                 return report
+            if check_reachable and report.files_missing_vectors:
+                lost = _out_of_reach(index, report.files_missing_vectors)
+                if lost:
+                    raise RepairRefusedError(
+                        f"{index.path}: {len(lost)} of the {len(report.files_missing_vectors)} files whose vectors "
+                        f"are missing cannot be embedded again here: their media is out of reach (e.g. {lost[0]}); "
+                        "nothing was changed. Make the media reachable, or import their vectors again "
+                        "(`indexer import`), then repair; `--drop-unreachable` drops them from the index instead")
             for name in report.temporary_files:  # no writer is at work: this process holds the lock
                 (index.path / name).unlink(missing_ok=True)
             if report.ok and not report.stale_files:

@@ -126,3 +126,25 @@ def test_a_damaged_vector_file_is_reported_and_its_files_re_embedded(small_index
     assert sorted(after) == sorted(before)  # every window back, from the catalog's corpus
     for key, vector in before.items():
         np.testing.assert_allclose(after[key], vector, atol=1e-6)
+
+
+def test_a_repair_that_cannot_embed_lost_files_again_refuses_and_changes_nothing(
+        small_index: tuple[Path, Path], tmp_path: Path) -> None:
+    corpus, index_path = small_index
+    target = index_path / "segments.1.faiss"
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    corpus.rename(tmp_path / "elsewhere")  # the media is out of reach (an imported archive, a lost mount)
+
+    result = CliRunner().invoke(indexer_cli, ["verify", "--index", str(index_path), "--repair"])
+    assert result.exit_code != 0
+    assert "3 of the 3 files whose vectors are missing cannot be embedded again here" in result.output
+    assert "nothing was changed" in result.output and "--drop-unreachable" in result.output
+    assert "repaired" not in result.output
+    assert not verify_index(index_path).ok  # still reported, rows kept: the user decides
+    assert Index(index_path).catalog.counts()["files"] == 3
+
+    result = CliRunner().invoke(indexer_cli, ["verify", "--index", str(index_path), "--repair", "--drop-unreachable"])
+    assert result.exit_code == 0, result.output
+    assert "repaired: 3 files whose vectors were missing were embedded again or, out of reach here, dropped" in result.output
+    assert verify_index(index_path).ok
+    assert Index(index_path).catalog.counts()["files"] == 0
