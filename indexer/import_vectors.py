@@ -263,10 +263,12 @@ def sample_vectors(paths: Sequence[Path], n: int, seed: int = 0) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _files(source: Path, map_prefix: Sequence[tuple[str, str]]) -> Iterator[_File]:
-    """The source's files, each with all its windows (an export lists a file's windows together)."""
+def _files(source: Path, map_prefix: Sequence[tuple[str, str]], dim: int | None = None) -> Iterator[_File]:
+    """The source's files, each with all its windows (an export lists a file's windows together). Vectors
+    of another width than `dim` (the source's provenance) or holding NaN or infinite values are refused."""
     current: _File | None = None
     for block in _rows(source):
+        _check_vectors(source, block, dim)
         for i, raw in enumerate(block["path"]):
             path = _mapped(raw, map_prefix)
             if current is None or current.path != path:
@@ -280,6 +282,18 @@ def _files(source: Path, map_prefix: Sequence[tuple[str, str]]) -> Iterator[_Fil
             current.vectors.append(block["vectors"][i])
     if current is not None:
         yield current
+
+
+def _check_vectors(source: Path, block: dict[str, Any], dim: int | None) -> None:
+    vectors = block["vectors"]
+    if dim is not None and vectors.shape[1] != dim:
+        raise ImportSourceError(f"{source}: its vectors have {vectors.shape[1]} values, its provenance says {dim}")
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise ImportSourceError(
+            f"{source}: {int((~finite).sum())} vectors hold NaN or infinite values (the first: the window of "
+            f"{block['path'][row]} at {float(block['start'][row]):.2f} s); vectors must be finite")
 
 
 def import_vectors(sources: Sequence[str | Path], index_path: str | Path,
@@ -360,7 +374,7 @@ def _import(paths: list[Path], provenances: list[tuple[Path, Provenance]], index
                 seen: set[str] = set()  # paths imported by this run: a file's windows come from one source
                 for source in paths:
                     batch: list[_File] = []
-                    for f in _files(source, options.map_prefix):
+                    for f in _files(source, options.map_prefix, dict(provenances)[source].dim):
                         if f.path in seen:
                             raise ImportSourceError(f"{source}: windows of {f.path} continue from an earlier "
                                                     "source or row; an export holds each file's windows together")

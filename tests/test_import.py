@@ -5,6 +5,7 @@ for being out of reach."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,25 @@ def test_import_with_its_corpus_root_keeps_one_corpus_and_relative_paths(exporte
     elsewhere = CliRunner().invoke(indexer_cli, ["import", str(exports), "--index", str(tmp_path / "x"),
                                                  "--corpus", str(tmp_path / "nowhere")])
     assert elsewhere.exit_code == 1 and "not under the corpus" in elsewhere.output
+
+
+@pytest.mark.parametrize("damage", ["width", "nan"])
+def test_vectors_of_the_wrong_width_or_not_finite_are_refused_naming_the_source(
+        exported: tuple[Path, Path, Path], tmp_path: Path, damage: str) -> None:
+    with np.load(tmp_path / "part.npz") as data:
+        arrays = dict(data)
+    if damage == "width":
+        arrays["vectors"] = arrays["vectors"][:, :-2]
+    else:
+        arrays["vectors"] = arrays["vectors"].copy()
+        arrays["vectors"][1, 0] = np.nan
+    bad = tmp_path / f"bad-{damage}.npz"
+    np.savez(bad, **arrays)
+    dim = np.load(tmp_path / "part.npz")["vectors"].shape[1]
+    expected = (f"its vectors have {dim - 2} values, its provenance says {dim}" if damage == "width"
+                else "1 vectors hold NaN or infinite values (the first: the window of")
+    with pytest.raises(ImportSourceError, match=re.escape(expected)):
+        import_vectors([bad], tmp_path / "new")
+    assert not (tmp_path / "new").exists()  # nothing half-made
+    result = CliRunner().invoke(indexer_cli, ["import", str(bad), "--index", str(tmp_path / "new")])
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {bad}: ") and "internal error" not in result.output
