@@ -226,6 +226,7 @@ def build(corpus: Path, index_path: Path, model: str, vision_model: str | None, 
                    f"{report.embed_seconds:.1f} s; {report.files_reused} files from shards of an interrupted run")
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
+    _note_recall_short_of_target(index_path, db_url)
     print_model_hint(choice.hint)
     for failure in report.failed:
         detail = f" [{failure.detail}]" if verbose and failure.detail and failure.detail != failure.reason else ""
@@ -367,6 +368,7 @@ def compact(index_path: Path, db_url: str | None, index_type: str, target_recall
     report = compact_index(index_path, index_type, target_recall, db_url, max_memory=max_memory)
     click.echo(f"{index_path}: {report.vectors} vectors, {report.before} -> {report.after}, "
                f"search parameters {report.search_params}")
+    _note_recall_short_of_target(index_path, db_url)
 
 
 @main.command("import", short_help="Add precomputed vectors (parquet/npz exports) to an index.")
@@ -395,6 +397,22 @@ def import_(sources: tuple[Path, ...], index_path: Path, db_url: str | None, map
     click.echo(f"{report.index}: {report.files} files ({report.replaced} replaced), {report.windows} windows "
                f"from {len(report.sources)} exports{' (new index)' if report.created else ''} "
                f"in {report.seconds:.1f} s")
+    _note_recall_short_of_target(report.index, db_url)
+
+
+def _note_recall_short_of_target(index_path: Path, db_url: str | None) -> None:
+    """Say so on stderr when the index's tuned search stays below its target recall."""
+    from indexer.index import Index
+    from indexer.tuning import short_of_target
+
+    index = Index(index_path, db_url=db_url)
+    try:
+        provenance = index.provenance()
+    finally:
+        index.close()
+    note = short_of_target(provenance.faiss_factory, provenance.search_params or {}) if provenance else None
+    if note:
+        click.echo(f"note: {note}", err=True)
 
 
 @main.command(short_help="Write the vectors with file, window and tag columns.")

@@ -76,6 +76,19 @@ EXACT_BUDGET = 200_000_000
 MIN_TUNING_QUERIES = 200
 
 
+def short_of_target(factory: str, search_params: dict) -> str | None:
+    """A plain-words note when the tuning stored in an index's provenance (`search_params`) stayed below its
+    target recall (the type cannot reach it even at its widest search); None when it reached it or was not
+    tuned."""
+    recall, target = search_params.get("recall_at_10"), search_params.get("target_recall")
+    if recall is None or target is None or float(recall) >= float(target):
+        return None
+    widest = ", ".join(f"{k} {v}" for k, v in search_params.items() if k in ("nprobe", "efSearch"))
+    return (f"{factory} reaches recall@10 {float(recall):.3f} against exact search, below the target "
+            f"{float(target):.2f}{f' even at {widest}' if widest else ''}: a less compressed type (a larger "
+            "--max-memory, or --index-type) gets closer")
+
+
 def tuning_queries(n_vectors: int) -> int:
     """How many queries tuning measures recall on for a store of `n_vectors`."""
     return int(min(1000, max(MIN_TUNING_QUERIES, EXACT_BUDGET // max(n_vectors, 1))))

@@ -214,3 +214,18 @@ def test_an_ivf_search_probes_more_lists_rather_than_answer_short(tmp_path: Path
     found = store.search(_vectors(5, 3), 50)
     assert ((found.ids >= 0).sum(axis=1) == 50).all()
     assert store.search(_vectors(1, 4), 500).ids[0].tolist().count(-1) == 300  # all 200 there are, no more
+
+
+def test_a_tuning_short_of_its_target_is_said_in_plain_words(tmp_path: Path) -> None:
+    from indexer.tuning import short_of_target
+
+    assert short_of_target("IVF64,PQ8", {"nprobe": 64, "recall_at_10": 0.7362, "target_recall": 0.95}) == (
+        "IVF64,PQ8 reaches recall@10 0.736 against exact search, below the target 0.95 even at nprobe 64: a less "
+        "compressed type (a larger --max-memory, or --index-type) gets closer")
+    assert short_of_target("IVF64,Flat", {"nprobe": 4, "recall_at_10": 0.96, "target_recall": 0.95}) is None
+    write_parts(tmp_path / "parts", 3000, 16, clusters=20)
+    result = CliRunner().invoke(indexer_cli, ["import", str(tmp_path / "parts"), "--index", str(tmp_path / "idx"),
+                                              "--index-type", "IVF16,PQ1x4", "--target-recall", "0.999"])
+    assert result.exit_code == 0, result.output  # 4 bits a vector: not even every list and re-ranking reach it
+    assert "note: IVF16,PQ1x4 reaches recall@10 0." in result.output
+    assert "below the target 1.00 even at nprobe 16: a less compressed type" in result.output
