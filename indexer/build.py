@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -770,20 +771,25 @@ def _apply_index_type(store: SegmentedStore, options: BuildOptions, writer: Cata
     """
     from indexer.tuning import tune_search_params
 
-    chosen: dict[str, str] = {}
+    chosen: dict[str, Any] = {}
+    previous = dict(writer.ensure_info().search_params or {})
+    # The budget an index was given stays its budget until another is given (a later build, watch batch or
+    # compact without --max-memory must not pick a type 10x larger than the user allowed).
+    budget = options.max_memory if options.max_memory is not None else previous.get("max_memory")
+    if budget is not None:
+        chosen["max_memory"] = int(budget)
     if options.index_type == "auto":
-        choice = choose_index(store.ntotal, store.dim, options.max_memory)
+        choice = choose_index(store.ntotal, store.dim, budget)
         target = choice.factory
         if target == DEFAULT_FACTORY and store.factory != DEFAULT_FACTORY:
             target = store.factory  # an index that shrank keeps its trained type; `indexer compact` changes it
         elif _same_family(target, store.factory):
             target = store.factory  # nlist follows sqrt(n) loosely: a retrain for a doubled list count is not worth it
         if target == choice.factory:
-            chosen = {"chosen_because": choice.reason}
+            chosen["chosen_because"] = choice.reason
     else:
         target = options.index_type
-        chosen = {"chosen_because": f"given as --index-type {target}"}
-    previous = dict(writer.ensure_info().search_params or {})
+        chosen["chosen_because"] = f"given as --index-type {target}"
     tuned_at = previous.get("vectors")
     if target != store.factory:
         store = store.converted(target)
@@ -791,8 +797,8 @@ def _apply_index_type(store: SegmentedStore, options: BuildOptions, writer: Cata
           and previous.get("target_recall") == options.target_recall):
         return store
     tuning = tune_search_params(store, options.target_recall)
-    if not chosen and "chosen_because" in previous and target == store.factory:
-        chosen = {"chosen_because": previous["chosen_because"]}
+    if "chosen_because" not in chosen and "chosen_because" in previous and target == store.factory:
+        chosen["chosen_because"] = previous["chosen_because"]
     writer.update_info(
         faiss_factory=store.factory,
         search_params={**tuning.params, "recall_at_10": round(tuning.recall_at_10, 4),

@@ -357,11 +357,13 @@ def verify(index_path: Path, db_url: str | None, repair: bool, drop_unreachable:
 @main.command(short_help="Retrain and retune the segment index.")
 @index_option
 @db_option
-@click.option("--index-type", default="auto", show_default=True, help="FAISS factory string, or auto (by size).")
+@click.option("--index-type", default=None, help="FAISS factory string, or auto (by size). Default: the type the "
+              "index was given at build or import time, else auto within the budget it was given.")
 @click.option("--target-recall", default=0.95, show_default=True, type=FiniteRange(0, 1),
               help="recall@10 against exact search that nprobe/efSearch are tuned to.")
 @click.option("--max-memory", type=ByteSize(), default=None, help=MAX_MEMORY_HELP)
-def compact(index_path: Path, db_url: str | None, index_type: str, target_recall: float, max_memory: int | None) -> None:
+def compact(index_path: Path, db_url: str | None, index_type: str | None, target_recall: float,
+            max_memory: int | None) -> None:
     """Rewrite the segment index: retrain it on the current vectors and retune its search parameters."""
     from indexer.compact import compact_index
 

@@ -80,7 +80,7 @@ def test_compact_retrains_and_can_return_to_exact_search(tmp_path: Path, clap_ch
     before = Index(tmp_path / "index").load_stores()["segments"]
     ids = before.ids()
     vectors = before.reconstruct(ids)
-    result = CliRunner().invoke(main, ["compact", "--index", str(tmp_path / "index")])
+    result = CliRunner().invoke(main, ["compact", "--index", str(tmp_path / "index"), "--index-type", "auto"])
     assert result.exit_code == 0, result.output
     assert "12 vectors, IVF2,Flat -> IDMap2,Flat" in result.stdout  # auto: 12 vectors need no IVF
     index = Index(tmp_path / "index")

@@ -126,6 +126,26 @@ def test_an_import_streams_into_the_type_its_budget_calls_for(tmp_path: Path) ->
     import_vectors([tmp_path / "more"], tmp_path / "idx", ImportOptions(max_memory=parse_size(budget)))
     again = json.loads(CliRunner().invoke(indexer_cli, ["info", "--index", str(tmp_path / "idx"), "--json"]).output)
     assert again["provenance"]["faiss_factory"] == "IVF1024,PQ4" and again["counts"]["segments"] == 100_060
+    # The budget is the index's: a compact (or build) without --max-memory keeps it, and says so.
+    assert again["provenance"]["search_params"]["max_memory"] == parse_size(budget)
+    result = CliRunner().invoke(indexer_cli, ["compact", "--index", str(tmp_path / "idx")])
+    assert result.exit_code == 0, result.output
+    compacted = json.loads(CliRunner().invoke(indexer_cli, ["info", "--index", str(tmp_path / "idx"), "--json"]).output)
+    assert compacted["provenance"]["faiss_factory"] == "IVF1024,PQ4"
+    assert "within the 1.50 MiB budget" in compacted["provenance"]["search_params"]["chosen_because"]
+
+
+def test_compact_keeps_the_type_the_index_was_given(tmp_path: Path) -> None:
+    write_parts(tmp_path / "parts", 3000, 16, clusters=20)
+    result = CliRunner().invoke(indexer_cli, ["import", str(tmp_path / "parts"), "--index", str(tmp_path / "idx"),
+                                              "--index-type", "IVF16,Flat"])
+    assert result.exit_code == 0, result.output
+    for options in ([], ["--index-type", "auto"]):
+        result = CliRunner().invoke(indexer_cli, ["compact", "--index", str(tmp_path / "idx"), *options])
+        assert result.exit_code == 0, result.output
+        info = json.loads(CliRunner().invoke(indexer_cli, ["info", "--index", str(tmp_path / "idx"), "--json"]).output)
+        # Kept when none is named; `auto` asked for by name goes by size (3,000 vectors: exact search).
+        assert info["provenance"]["faiss_factory"] == ("IVF16,Flat" if not options else "IDMap2,Flat")
 
 
 def test_too_few_vectors_to_train_stay_exact_or_are_refused_in_one_line(tmp_path: Path) -> None:
