@@ -371,6 +371,9 @@ def _import(paths: list[Path], provenances: list[tuple[Path, Provenance]], index
                 if stores["segments"].ntotal == 0:
                     stores["segments"] = _trained_for(paths, stores["segments"], options, writer)
                 since_checkpoint = 0
+                # Without --corpus, a file under a corpus the index already has joins it (so an export
+                # imported back replaces the rows of its files, not doubles them): the longest root first.
+                roots = [] if options.corpus else sorted(index.catalog.corpus_roots(), key=len, reverse=True)
                 seen: set[str] = set()  # paths imported by this run: a file's windows come from one source
                 for source in paths:
                     batch: list[_File] = []
@@ -381,12 +384,12 @@ def _import(paths: list[Path], provenances: list[tuple[Path, Provenance]], index
                         seen.add(f.path)
                         batch.append(f)
                         if sum(len(b.vectors) for b in batch) >= BLOCK_ROWS:
-                            since_checkpoint += _add(writer, stores, batch, report, options.corpus)
+                            since_checkpoint += _add(writer, stores, batch, report, options.corpus, roots)
                             batch = []
                         if since_checkpoint >= CHECKPOINT_ROWS:
                             index.commit_generation(stores, writer)
                             since_checkpoint = 0
-                    since_checkpoint += _add(writer, stores, batch, report, options.corpus)
+                    since_checkpoint += _add(writer, stores, batch, report, options.corpus, roots)
                 build_options = BuildOptions(index_type=options.index_type, target_recall=options.target_recall,
                                              max_memory=options.max_memory)
                 stores["segments"] = _apply_index_type(stores["segments"], build_options, writer)
@@ -437,16 +440,17 @@ def _corpus_place(path: str, corpus: str) -> tuple[str, str, bytes | None]:
 
 
 def _add(writer: CatalogWriter, stores: dict[str, Any], batch: list[_File], report: ImportReport,
-         corpus: str | None = None) -> int:
-    """Stage `batch`'s files (replacing earlier imports of the same paths) and add their vectors; `corpus`:
-    see ImportOptions.corpus."""
+         corpus: str | None = None, roots: Sequence[str] = ()) -> int:
+    """Stage `batch`'s files (replacing earlier rows of the same paths) and add their vectors; `corpus`:
+    see ImportOptions.corpus; without it, a file under one of `roots` (longest first) is placed in it."""
     from indexer.encoders import l2_normalize
 
     if not batch:
         return 0
     by_root: dict[str, list[tuple[_File, str, bytes | None]]] = {}
     for f in batch:
-        root, relative, raw = _catalog_place(f.path) if corpus is None else _corpus_place(f.path, corpus)
+        home = corpus or next((r for r in roots if f.path.startswith(r.rstrip("/") + "/")), None)
+        root, relative, raw = _catalog_place(f.path) if home is None else _corpus_place(f.path, home)
         by_root.setdefault(root, []).append((f, relative, raw))
     new: list[NewFile] = []
     for root, files in by_root.items():

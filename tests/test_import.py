@@ -161,3 +161,18 @@ def test_vectors_of_the_wrong_width_or_not_finite_are_refused_naming_the_source(
     assert not (tmp_path / "new").exists()  # nothing half-made
     result = CliRunner().invoke(indexer_cli, ["import", str(bad), "--index", str(tmp_path / "new")])
     assert result.exit_code == 1 and result.output.startswith(f"Error: {bad}: ") and "internal error" not in result.output
+
+
+def test_an_export_imported_back_into_its_index_replaces_its_files_not_doubles_them(
+        exported: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, original, exports = exported
+    before = _windows(original)
+    report = import_vectors([exports], original)  # no --corpus: the files lie under the index's own corpus
+    assert (report.files, report.replaced) == (3, 3)
+    index = Index(original)
+    assert index.catalog.counts()["files"] == 3 and len(index.catalog.corpus_roots()) == 1
+    index.close()
+    after = _windows(original)
+    assert sorted(after) == sorted(before)
+    for key, vector in before.items():
+        np.testing.assert_allclose(after[key], vector, atol=1e-6)
