@@ -99,6 +99,12 @@ class TrainConfig:
     # step's texts' cosines after projection and in MiniLM, so that paraphrases no caption uses stay
     # near the captions they paraphrase.
     text_geometry_weight: float = 0.5
+    # Keep a frozen tower's own audio neighbourhoods (an "aisfx" head only; 0: off): KL divergence between
+    # each clip's softmax over the batch's other clips by the tower's cosines and by the head's
+    # (`audio_neighbourhood_loss`), at this temperature. A head trained for text matching alone gives up
+    # the tower's audio-to-audio neighbours (docs/starter-model.md, lever table).
+    audio_neighbourhood_weight: float = 0.0
+    audio_neighbourhood_temperature: float = 0.05
     text_model_dir: Path | None = None  # None: minilm.find_minilm's search
     # Text anchors kept with the weights (model.TextAnchors): this many training texts, drawn at random
     # (seeded) from `training_texts`, their sentence vectors stored; 0: none. A random draw spreads the
@@ -309,6 +315,26 @@ def text_geometry_loss(projected: torch.Tensor, sentences: torch.Tensor) -> torc
     return (difference.square().sum() - difference.diagonal().square().sum()) / max(1, n * (n - 1))
 
 
+def audio_neighbourhood_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) of each clip's distribution over the batch's other clips, mean over clips.
+
+    Each row's distribution is the softmax of its cosines to the other rows (the diagonal left out)
+    divided by `temperature`, for the teacher's vectors (a frozen tower's embeddings) and the student's
+    (the head's outputs) alike; the widths may differ. Zero when the student's cosines equal the
+    teacher's, or when one row's cosines differ from the teacher's by a constant.
+    """
+    n = len(student)
+    if n < 2:
+        return student.new_zeros((), dtype=torch.float32)
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=student.device)
+
+    def log_neighbours(x: torch.Tensor) -> torch.Tensor:
+        unit = F.normalize(x.float(), dim=-1)
+        return F.log_softmax((unit @ unit.T)[off_diagonal].view(n, n - 1) / temperature, dim=1)
+
+    return F.kl_div(log_neighbours(student), log_neighbours(teacher), log_target=True, reduction="batchmean")
+
+
 def training_loss(
     model: StarterModel,
     sentences: SentenceTable,
@@ -318,8 +344,9 @@ def training_loss(
     config: TrainConfig,
     rng: np.random.Generator,
 ) -> torch.Tensor:
-    """The step's loss: InfoNCE + class loss + scene loss + label-in-scene loss + text geometry, weighted
-    by `config`. Real recordings (scene -1) take no part in the scene terms.
+    """The step's loss: InfoNCE + class loss + scene loss + label-in-scene loss + text geometry (+ the frozen
+    tower's audio neighbourhoods), weighted by `config`. Real recordings (scene -1) take no part in the
+    scene terms.
 
     Forward passes run under bf16 autocast (when `config.bf16`); the losses are computed in float32.
     The prompts of the class and scene terms are drawn from `rng` in that order.
@@ -366,6 +393,16 @@ def training_loss(
         loss = loss + config.scene_pair_loss_weight * F.cross_entropy(pair_logits, batch.scene_ids[chosen])
     if config.text_geometry_weight > 0:
         loss = loss + config.text_geometry_weight * text_geometry_loss(text_all, text_inputs)
+    if config.audio_neighbourhood_weight > 0:
+        if model.config.audio_tower == "cnn":
+            raise ValueError("the audio neighbourhood term needs a frozen tower's embeddings (an \"aisfx\" head)")
+        from indexer.starter.aisfx import EMBED_DIM
+
+        # aiSFX's pooled embedding comes first in the head's input ("aisfx+starter" appends the companion's).
+        teacher = batch.mel[:, :EMBED_DIM]
+        loss = loss + config.audio_neighbourhood_weight * audio_neighbourhood_loss(
+            audio, teacher, config.audio_neighbourhood_temperature
+        )
     return loss
 
 
