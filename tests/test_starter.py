@@ -154,6 +154,10 @@ def test_audio_neighbourhood_loss_on_three_clips() -> None:
     # The student's cosines equal the teacher's (any widths, any scale): nothing to learn.
     same = torch.tensor([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     assert abs(float(audio_neighbourhood_loss(same, teacher, 0.05))) < 1e-7
+    # A teacher at half the temperature is the teacher with its cosines doubled.
+    doubled = audio_neighbourhood_loss(student, teacher, 1.0, 0.5)
+    p = 1 / (1 + math.e**2)
+    assert math.isclose(float(doubled), 2 / 3 * (math.log(2) + p * math.log(p) + (1 - p) * math.log(1 - p)), rel_tol=1e-6)
     # Two clips: each row has one neighbour, whose probability is 1 whatever the cosines.
     assert float(audio_neighbourhood_loss(student[:2], teacher[:2], 0.05)) == 0.0
 

@@ -101,10 +101,13 @@ class TrainConfig:
     text_geometry_weight: float = 0.5
     # Keep a frozen tower's own audio neighbourhoods (an "aisfx" head only; 0: off): KL divergence between
     # each clip's softmax over the batch's other clips by the tower's cosines and by the head's
-    # (`audio_neighbourhood_loss`), at this temperature. A head trained for text matching alone gives up
-    # the tower's audio-to-audio neighbours (docs/starter-model.md, lever table).
+    # (`audio_neighbourhood_loss`). A head trained for text matching alone gives up the tower's
+    # audio-to-audio neighbours (docs/starter-model.md, lever table). aiSFX's ReLU embeddings are close
+    # together (in-batch cosines 0.71-0.94, a row's spread 0.045 against ~0.25 for a trained head), so the
+    # teacher's softmax is sharper than the head's: the head keeps who is near whom, not how near.
     audio_neighbourhood_weight: float = 0.0
-    audio_neighbourhood_temperature: float = 0.05
+    audio_neighbourhood_temperature: float = 0.1  # the head's
+    audio_neighbourhood_teacher_temperature: float = 0.02  # the tower's
     text_model_dir: Path | None = None  # None: minilm.find_minilm's search
     # Text anchors kept with the weights (model.TextAnchors): this many training texts, drawn at random
     # (seeded) from `training_texts`, their sentence vectors stored; 0: none. A random draw spreads the
@@ -315,24 +318,28 @@ def text_geometry_loss(projected: torch.Tensor, sentences: torch.Tensor) -> torc
     return (difference.square().sum() - difference.diagonal().square().sum()) / max(1, n * (n - 1))
 
 
-def audio_neighbourhood_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+def audio_neighbourhood_loss(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float, teacher_temperature: float | None = None
+) -> torch.Tensor:
     """KL(teacher || student) of each clip's distribution over the batch's other clips, mean over clips.
 
     Each row's distribution is the softmax of its cosines to the other rows (the diagonal left out)
-    divided by `temperature`, for the teacher's vectors (a frozen tower's embeddings) and the student's
-    (the head's outputs) alike; the widths may differ. Zero when the student's cosines equal the
-    teacher's, or when one row's cosines differ from the teacher's by a constant.
+    divided by a temperature: `temperature` for the student's vectors (the head's outputs),
+    `teacher_temperature` (default: the same) for the teacher's (a frozen tower's embeddings); the widths
+    may differ. At equal temperatures it is zero when the student's cosines equal the teacher's, or
+    when one row's cosines differ from the teacher's by a constant.
     """
     n = len(student)
     if n < 2:
         return student.new_zeros((), dtype=torch.float32)
     off_diagonal = ~torch.eye(n, dtype=torch.bool, device=student.device)
 
-    def log_neighbours(x: torch.Tensor) -> torch.Tensor:
+    def log_neighbours(x: torch.Tensor, t: float) -> torch.Tensor:
         unit = F.normalize(x.float(), dim=-1)
-        return F.log_softmax((unit @ unit.T)[off_diagonal].view(n, n - 1) / temperature, dim=1)
+        return F.log_softmax((unit @ unit.T)[off_diagonal].view(n, n - 1) / t, dim=1)
 
-    return F.kl_div(log_neighbours(student), log_neighbours(teacher), log_target=True, reduction="batchmean")
+    teacher_log = log_neighbours(teacher, temperature if teacher_temperature is None else teacher_temperature)
+    return F.kl_div(log_neighbours(student, temperature), teacher_log, log_target=True, reduction="batchmean")
 
 
 def training_loss(
@@ -401,7 +408,7 @@ def training_loss(
         # aiSFX's pooled embedding comes first in the head's input ("aisfx+starter" appends the companion's).
         teacher = batch.mel[:, :EMBED_DIM]
         loss = loss + config.audio_neighbourhood_weight * audio_neighbourhood_loss(
-            audio, teacher, config.audio_neighbourhood_temperature
+            audio, teacher, config.audio_neighbourhood_temperature, config.audio_neighbourhood_teacher_temperature
         )
     return loss
 
