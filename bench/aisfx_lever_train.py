@@ -31,6 +31,7 @@ LEVERS = {
     "a2a": ({"audio_neighbourhood_weight": 1.0}, "audio neighbourhood term (KL to the tower's in-batch neighbours; temperatures 0.1 head, 0.02 tower), weight 1"),
     "a2a_w03": ({"audio_neighbourhood_weight": 0.3}, "audio neighbourhood term, weight 0.3"),
     "a2a_w3": ({"audio_neighbourhood_weight": 3.0}, "audio neighbourhood term, weight 3"),
+    "a2a_w10": ({"audio_neighbourhood_weight": 10.0}, "audio neighbourhood term, weight 10"),
     "a2a_sharp": ({"audio_neighbourhood_weight": 1.0, "audio_neighbourhood_teacher_temperature": 0.01}, "audio neighbourhood term, weight 1, tower temperature 0.01"),
 }
 __doc__ += "\n".join(f"- {name}: {text}" for name, (_, text) in LEVERS.items()) + "\n"
