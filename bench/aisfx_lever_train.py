@@ -44,12 +44,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's 17")
     parser.add_argument("--train-sets", default=None, help="comma-separated sample sets (the recipe: all four)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (the recipe: 2)")
+    parser.add_argument("--order-seed", type=int, default=None,
+                        help="seed of initialisation and batch order only (renders keep seed 0): a lever's spread")
     args = parser.parse_args()
     overrides, _ = LEVERS[args.lever]
-    config = TrainConfig(out_path=args.out_dir / f"{args.lever}.safetensors", metrics_path=args.out_dir / f"{args.lever}.json", model=AISFX_CONFIG)
+    name = args.lever if args.order_seed is None else f"{args.lever}-o{args.order_seed}"
+    config = TrainConfig(out_path=args.out_dir / f"{name}.safetensors", metrics_path=args.out_dir / f"{name}.json", model=AISFX_CONFIG)
     extra = {
         "epochs": args.epochs,
         "threads": args.threads,
+        "order_seed": args.order_seed,
         "train_sample_sets": tuple(args.train_sets.split(",")) if args.train_sets else None,
     }
     config = replace(config, **overrides, **{k: v for k, v in extra.items() if v is not None})

@@ -63,6 +63,9 @@ class TrainConfig:
     metrics_path: Path | None = None
     cache_dir: Path = DEFAULT_CACHE
     seed: int = 0
+    # Seed of the initialisation, batch order, captions and anchors alone (None: `seed`); the renders keep
+    # `seed`, so runs that differ only here reuse the cached corpora and embeddings (a lever's spread).
+    order_seed: int | None = None
     # Training data: `clips_per_set` clips of every class each set renders, set i rendered with seed + i.
     # Four independent sources of instrument sounds: three recorded sample sets and FM synthesis.
     # (MuseScore General derives from Fluid R3, so it adds little and is left out.)
@@ -684,9 +687,10 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
         text_model = {"id": text_encoder.model_id, "sha256": text_encoder.sha256}
         model_config = replace(config.model, text_model=text_encoder.model_id, text_input_dim=text_encoder.dim)
 
-        torch.manual_seed(config.seed)
-        rng = np.random.default_rng(config.seed)
-        generator = torch.Generator().manual_seed(config.seed)
+        order_seed = config.seed if config.order_seed is None else config.order_seed
+        torch.manual_seed(order_seed)
+        rng = np.random.default_rng(order_seed)
+        generator = torch.Generator().manual_seed(order_seed)
         model = StarterModel(model_config)
         if config.init_audio_from is not None:
             load_audio_tower(model, config.init_audio_from)
@@ -792,7 +796,7 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
             model.load_state_dict(best_state)
         model.eval()
         if config.text_anchors > 0:
-            model.set_text_anchors(choose_text_anchors(sentences, config.text_anchors, config.seed))
+            model.set_text_anchors(choose_text_anchors(sentences, config.text_anchors, order_seed))
         dtype = getattr(torch, config.weights_dtype)
         save_starter(
             model,
@@ -805,6 +809,7 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
                 "caption_vocabulary": caption_vocabulary(sentences.index),
                 "training": {
                     "seed": config.seed,
+                    "order_seed": order_seed,
                     "train_sample_sets": list(config.train_sample_sets),
                     "clips_per_set": config.clips_per_set,
                     "recording_windows": n_recorded,
