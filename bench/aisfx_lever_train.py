@@ -32,6 +32,8 @@ LEVERS = {
     "a2a_w03": ({"audio_neighbourhood_weight": 0.3}, "audio neighbourhood term, weight 0.3"),
     "a2a_w3": ({"audio_neighbourhood_weight": 3.0}, "audio neighbourhood term, weight 3"),
     "a2a_w10": ({"audio_neighbourhood_weight": 10.0}, "audio neighbourhood term, weight 10"),
+    "a2a_recordings2": ({"audio_neighbourhood_weight": 1.0, "recording_repeats": 2}, "audio neighbourhood term, weight 1; recordings twice an epoch"),
+    "a2a_hidden2048": ({"audio_neighbourhood_weight": 1.0, "model": replace(AISFX_CONFIG, audio_hidden=2048)}, "audio neighbourhood term, weight 1; head hidden width 2048"),
     "a2a_sharp": ({"audio_neighbourhood_weight": 1.0, "audio_neighbourhood_teacher_temperature": 0.01}, "audio neighbourhood term, weight 1, tower temperature 0.01"),
 }
 __doc__ += "\n".join(f"- {name}: {text}" for name, (_, text) in LEVERS.items()) + "\n"
