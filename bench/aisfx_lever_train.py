@@ -28,6 +28,13 @@ LEVERS = {
     "recordings2": ({"recording_repeats": 2}, "each real-recording window twice an epoch (recipe once)"),
     "concat": ({"model": AISFX_STARTER_CONFIG}, "aisfx+starter: the shipped starter's audio vector beside aiSFX's"),
     "concat_recordings2": ({"model": AISFX_STARTER_CONFIG, "recording_repeats": 2}, "aisfx+starter, recordings twice"),
+    "a2a": ({"audio_neighbourhood_weight": 1.0}, "audio neighbourhood term (KL to the tower's in-batch neighbours; temperatures 0.1 head, 0.02 tower), weight 1"),
+    "a2a_w03": ({"audio_neighbourhood_weight": 0.3}, "audio neighbourhood term, weight 0.3"),
+    "a2a_w3": ({"audio_neighbourhood_weight": 3.0}, "audio neighbourhood term, weight 3"),
+    "a2a_w10": ({"audio_neighbourhood_weight": 10.0}, "audio neighbourhood term, weight 10"),
+    "a2a_recordings2": ({"audio_neighbourhood_weight": 1.0, "recording_repeats": 2}, "audio neighbourhood term, weight 1; recordings twice an epoch"),
+    "a2a_hidden2048": ({"audio_neighbourhood_weight": 1.0, "model": replace(AISFX_CONFIG, audio_hidden=2048)}, "audio neighbourhood term, weight 1; head hidden width 2048"),
+    "a2a_sharp": ({"audio_neighbourhood_weight": 1.0, "audio_neighbourhood_teacher_temperature": 0.01}, "audio neighbourhood term, weight 1, tower temperature 0.01"),
 }
 __doc__ += "\n".join(f"- {name}: {text}" for name, (_, text) in LEVERS.items()) + "\n"
 
@@ -39,12 +46,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's 17")
     parser.add_argument("--train-sets", default=None, help="comma-separated sample sets (the recipe: all four)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (the recipe: 2)")
+    parser.add_argument("--order-seed", type=int, default=None,
+                        help="seed of initialisation and batch order only (renders keep seed 0): a lever's spread")
     args = parser.parse_args()
     overrides, _ = LEVERS[args.lever]
-    config = TrainConfig(out_path=args.out_dir / f"{args.lever}.safetensors", metrics_path=args.out_dir / f"{args.lever}.json", model=AISFX_CONFIG)
+    name = args.lever if args.order_seed is None else f"{args.lever}-o{args.order_seed}"
+    config = TrainConfig(out_path=args.out_dir / f"{name}.safetensors", metrics_path=args.out_dir / f"{name}.json", model=AISFX_CONFIG)
     extra = {
         "epochs": args.epochs,
         "threads": args.threads,
+        "order_seed": args.order_seed,
         "train_sample_sets": tuple(args.train_sets.split(",")) if args.train_sets else None,
     }
     config = replace(config, **overrides, **{k: v for k, v in extra.items() if v is not None})

@@ -19,7 +19,13 @@ from indexer.starter.features import pad_windows
 from indexer.starter.model import StarterModel
 from indexer.training.augment import AugmentConfig
 from indexer.training.evaluate import retrieval_metrics, scene_metrics, zero_shot_accuracy
-from indexer.training.train import TrainConfig, contrastive_loss, text_geometry_loss, train_starter
+from indexer.training.train import (
+    TrainConfig,
+    audio_neighbourhood_loss,
+    contrastive_loss,
+    text_geometry_loss,
+    train_starter,
+)
 
 SAMPLE_RATE = 16000
 
@@ -133,6 +139,27 @@ def test_text_geometry_loss_matches_a_loop() -> None:
     assert math.isclose(float(text_geometry_loss(projected, sentences)), expected, rel_tol=1e-5)
     assert float(text_geometry_loss(sentences, sentences)) < 1e-12
 
+
+
+def test_audio_neighbourhood_loss_on_three_clips() -> None:
+    """Teacher: clips 1 and 3 identical, clip 2 orthogonal; student: three orthogonal clips. At temperature 1,
+    rows 1 and 3 have teacher neighbours softmax(0, 1) against the student's uniform (1/2, 1/2), row 2 is
+    uniform in both: the mean KL is 2/3 (log 2 - H(softmax(0, 1)))."""
+    teacher = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])  # norms differ: only cosines count
+    student = torch.eye(3)
+    p = 1 / (1 + math.e)
+    expected = 2 / 3 * (math.log(2) + p * math.log(p) + (1 - p) * math.log(1 - p))
+    assert math.isclose(float(audio_neighbourhood_loss(student, teacher, 1.0)), expected, rel_tol=1e-6)
+    assert math.isclose(expected, 0.0739627, rel_tol=1e-5)
+    # The student's cosines equal the teacher's (any widths, any scale): nothing to learn.
+    same = torch.tensor([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    assert abs(float(audio_neighbourhood_loss(same, teacher, 0.05))) < 1e-7
+    # A teacher at half the temperature is the teacher with its cosines doubled.
+    doubled = audio_neighbourhood_loss(student, teacher, 1.0, 0.5)
+    p = 1 / (1 + math.e**2)
+    assert math.isclose(float(doubled), 2 / 3 * (math.log(2) + p * math.log(p) + (1 - p) * math.log(1 - p)), rel_tol=1e-6)
+    # Two clips: each row has one neighbour, whose probability is 1 whatever the cosines.
+    assert float(audio_neighbourhood_loss(student[:2], teacher[:2], 0.05)) == 0.0
 
 def test_missing_and_corrupt_weights_name_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "absent.safetensors"

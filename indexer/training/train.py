@@ -63,6 +63,9 @@ class TrainConfig:
     metrics_path: Path | None = None
     cache_dir: Path = DEFAULT_CACHE
     seed: int = 0
+    # Seed of the initialisation, batch order, captions and anchors alone (None: `seed`); the renders keep
+    # `seed`, so runs that differ only here reuse the cached corpora and embeddings (a lever's spread).
+    order_seed: int | None = None
     # Training data: `clips_per_set` clips of every class each set renders, set i rendered with seed + i.
     # Four independent sources of instrument sounds: three recorded sample sets and FM synthesis.
     # (MuseScore General derives from Fluid R3, so it adds little and is left out.)
@@ -99,6 +102,15 @@ class TrainConfig:
     # step's texts' cosines after projection and in MiniLM, so that paraphrases no caption uses stay
     # near the captions they paraphrase.
     text_geometry_weight: float = 0.5
+    # Keep a frozen tower's own audio neighbourhoods (an "aisfx" head only; 0: off): KL divergence between
+    # each clip's softmax over the batch's other clips by the tower's cosines and by the head's
+    # (`audio_neighbourhood_loss`). A head trained for text matching alone gives up the tower's
+    # audio-to-audio neighbours (docs/starter-model.md, lever table). aiSFX's ReLU embeddings are close
+    # together (in-batch cosines 0.71-0.94, a row's spread 0.045 against ~0.25 for a trained head), so the
+    # teacher's softmax is sharper than the head's: the head keeps who is near whom, not how near.
+    audio_neighbourhood_weight: float = 0.0
+    audio_neighbourhood_temperature: float = 0.1  # the head's
+    audio_neighbourhood_teacher_temperature: float = 0.02  # the tower's
     text_model_dir: Path | None = None  # None: minilm.find_minilm's search
     # Text anchors kept with the weights (model.TextAnchors): this many training texts, drawn at random
     # (seeded) from `training_texts`, their sentence vectors stored; 0: none. A random draw spreads the
@@ -309,6 +321,30 @@ def text_geometry_loss(projected: torch.Tensor, sentences: torch.Tensor) -> torc
     return (difference.square().sum() - difference.diagonal().square().sum()) / max(1, n * (n - 1))
 
 
+def audio_neighbourhood_loss(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float, teacher_temperature: float | None = None
+) -> torch.Tensor:
+    """KL(teacher || student) of each clip's distribution over the batch's other clips, mean over clips.
+
+    Each row's distribution is the softmax of its cosines to the other rows (the diagonal left out)
+    divided by a temperature: `temperature` for the student's vectors (the head's outputs),
+    `teacher_temperature` (default: the same) for the teacher's (a frozen tower's embeddings); the widths
+    may differ. At equal temperatures it is zero when the student's cosines equal the teacher's, or
+    when one row's cosines differ from the teacher's by a constant.
+    """
+    n = len(student)
+    if n < 2:
+        return student.new_zeros((), dtype=torch.float32)
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=student.device)
+
+    def log_neighbours(x: torch.Tensor, t: float) -> torch.Tensor:
+        unit = F.normalize(x.float(), dim=-1)
+        return F.log_softmax((unit @ unit.T)[off_diagonal].view(n, n - 1) / t, dim=1)
+
+    teacher_log = log_neighbours(teacher, temperature if teacher_temperature is None else teacher_temperature)
+    return F.kl_div(log_neighbours(student, temperature), teacher_log, log_target=True, reduction="batchmean")
+
+
 def training_loss(
     model: StarterModel,
     sentences: SentenceTable,
@@ -318,8 +354,9 @@ def training_loss(
     config: TrainConfig,
     rng: np.random.Generator,
 ) -> torch.Tensor:
-    """The step's loss: InfoNCE + class loss + scene loss + label-in-scene loss + text geometry, weighted
-    by `config`. Real recordings (scene -1) take no part in the scene terms.
+    """The step's loss: InfoNCE + class loss + scene loss + label-in-scene loss + text geometry (+ the frozen
+    tower's audio neighbourhoods), weighted by `config`. Real recordings (scene -1) take no part in the
+    scene terms.
 
     Forward passes run under bf16 autocast (when `config.bf16`); the losses are computed in float32.
     The prompts of the class and scene terms are drawn from `rng` in that order.
@@ -366,6 +403,16 @@ def training_loss(
         loss = loss + config.scene_pair_loss_weight * F.cross_entropy(pair_logits, batch.scene_ids[chosen])
     if config.text_geometry_weight > 0:
         loss = loss + config.text_geometry_weight * text_geometry_loss(text_all, text_inputs)
+    if config.audio_neighbourhood_weight > 0:
+        if model.config.audio_tower == "cnn":
+            raise ValueError("the audio neighbourhood term needs a frozen tower's embeddings (an \"aisfx\" head)")
+        from indexer.starter.aisfx import EMBED_DIM
+
+        # aiSFX's pooled embedding comes first in the head's input ("aisfx+starter" appends the companion's).
+        teacher = batch.mel[:, :EMBED_DIM]
+        loss = loss + config.audio_neighbourhood_weight * audio_neighbourhood_loss(
+            audio, teacher, config.audio_neighbourhood_temperature, config.audio_neighbourhood_teacher_temperature
+        )
     return loss
 
 
@@ -640,9 +687,10 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
         text_model = {"id": text_encoder.model_id, "sha256": text_encoder.sha256}
         model_config = replace(config.model, text_model=text_encoder.model_id, text_input_dim=text_encoder.dim)
 
-        torch.manual_seed(config.seed)
-        rng = np.random.default_rng(config.seed)
-        generator = torch.Generator().manual_seed(config.seed)
+        order_seed = config.seed if config.order_seed is None else config.order_seed
+        torch.manual_seed(order_seed)
+        rng = np.random.default_rng(order_seed)
+        generator = torch.Generator().manual_seed(order_seed)
         model = StarterModel(model_config)
         if config.init_audio_from is not None:
             load_audio_tower(model, config.init_audio_from)
@@ -748,7 +796,7 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
             model.load_state_dict(best_state)
         model.eval()
         if config.text_anchors > 0:
-            model.set_text_anchors(choose_text_anchors(sentences, config.text_anchors, config.seed))
+            model.set_text_anchors(choose_text_anchors(sentences, config.text_anchors, order_seed))
         dtype = getattr(torch, config.weights_dtype)
         save_starter(
             model,
@@ -761,6 +809,7 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
                 "caption_vocabulary": caption_vocabulary(sentences.index),
                 "training": {
                     "seed": config.seed,
+                    "order_seed": order_seed,
                     "train_sample_sets": list(config.train_sample_sets),
                     "clips_per_set": config.clips_per_set,
                     "recording_windows": n_recorded,
