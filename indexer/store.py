@@ -154,6 +154,10 @@ def parse_size(text: str) -> int:
     value = float(match["number"]) * _UNITS[unit]
     if value < 1:
         raise ValueError(f"{text!r}: a memory budget must be at least one byte")
+    if not unit and value < _UNITS["K"]:
+        # A bare number counts bytes; one this small is a unit forgotten (1.5 for 1.5G), not a budget.
+        raise ValueError(f"{text!r} would be {int(value)} bytes: write the unit (e.g. {match['number']}G or "
+                         f"{match['number']}M)")
     return int(value)
 
 

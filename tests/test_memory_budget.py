@@ -41,6 +41,8 @@ def test_sizes_read_as_people_write_them() -> None:
     assert parse_size("1.5GiB") == 1536 * MiB
     assert parse_size("800M") == parse_size("800MiB") == parse_size("800 mb") == 800 * MiB
     assert parse_size("2g") == 2 * GiB and parse_size("512KiB") == 512 << 10 and parse_size("1000000") == 1_000_000
+    with pytest.raises(ValueError, match=r"'1\.5' would be 1 bytes: write the unit \(e\.g\. 1\.5G or 1\.5M\)"):
+        parse_size("1.5")  # a forgotten unit, not a budget of one byte
     for bad in ("lots", "-1G", "1.5XB", "", "0"):
         with pytest.raises(ValueError):
             parse_size(bad)
