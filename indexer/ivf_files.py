@@ -63,7 +63,7 @@ def _write(tmp: Path, header: bytes, nlist: int, code_size: int, sources: Sequen
         sizes = np.zeros(nlist, dtype=np.uint64)
         out.write(sizes.tobytes())
         for number in range(nlist):
-            codes, ids = _list_entries(number, code_size, sources)
+            codes, ids = list_entries(number, code_size, sources)
             out.write(codes.tobytes())
             out.write(ids.tobytes())
             sizes[number] = len(ids)
@@ -78,9 +78,10 @@ def _write(tmp: Path, header: bytes, nlist: int, code_size: int, sources: Sequen
     return total
 
 
-def _list_entries(number: int, code_size: int, sources: Sequence[tuple[Any, np.ndarray]]
+def list_entries(number: int, code_size: int, sources: Sequence[tuple[Any, np.ndarray]]
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, ids) of list `number` over all sources, the left-out ids dropped."""
+    """(codes, ids) of list `number` over all sources ((inverted lists, sorted ids to leave out)), the
+    left-out ids dropped, both contiguous."""
     import faiss
 
     codes_parts, ids_parts = [], []

@@ -32,7 +32,7 @@ import numpy as np
 
 from db.records import VectorFile
 from indexer.errors import IndexCorruptError
-from indexer.ivf_files import write_merged_ivf
+from indexer.ivf_files import list_entries, write_merged_ivf
 from indexer.store import (
     DEFAULT_FACTORY,
     RERANK_CANDIDATES,
@@ -79,7 +79,8 @@ class SealedFile:
         self._store = store
         self.size = size  # bytes on disk: what merging it costs
         self.exact = exact  # a PQ store's float16 re-ranking copy (memory-mapped), None for other types
-        self.deleted = np.zeros(0, dtype=np.int64) if deleted is None else np.asarray(deleted, dtype=np.int64)
+        # Sorted and unique: merges find a list's deleted entries by binary search (indexer/ivf_files.py).
+        self.deleted = np.zeros(0, dtype=np.int64) if deleted is None else np.unique(np.asarray(deleted, dtype=np.int64))
         self._ids: np.ndarray | None = None
         self._excluded: IdSelector | None = None
         self._among: tuple[np.ndarray, np.ndarray] | None = None  # (a filter's ids, those live here)
@@ -772,7 +773,7 @@ class SegmentedStore:
             self._streamed_merge(files, level)
             return
         copy = TailCopy(self.dim)
-        target = self._codes_merged(files)  # unmaps each file once its lists are copied
+        target = self._codes_merged(files)
         from_codes = target is not None
         if target is None:
             target = self._flat_merged(files) if _is_flat_id_map(self.factory) else None
@@ -868,8 +869,9 @@ class SegmentedStore:
         return self.gpu is None and _ivf(self.template.index) is not None
 
     def _codes_merged(self, files: list[SealedFile]) -> VectorStore | None:
-        """An IVF store holding the live entries of `files`, their codes and ids copied list by list; None for
-        other types (and on a GPU, whose copies the merge rebuilds from vectors)."""
+        """An IVF store holding the live entries of `files`, their codes and ids copied list by list into
+        memory (a re-ranked store's merge, whose float16 copies are merged beside it; others stream: see
+        `_streamed_merge`); None for other types (and on a GPU, whose copies the merge rebuilds from vectors)."""
         import faiss
 
         if not self._ivf_merge_ok():
@@ -877,27 +879,13 @@ class SegmentedStore:
         target = _copy_of_template(self.template, self.factory)
         ivf = _ivf(target.index)
         ivf.set_direct_map_type(faiss.DirectMap.NoMap)  # sealed files are written without it anyway
-        size = int(ivf.code_size)
+        sources = [(_ivf(f.store.index).invlists, f.deleted) for f in files]
         total = 0
-        for f in files:
-            source = _ivf(f.store.index).invlists
-            for number in range(int(ivf.nlist)):
-                n = source.list_size(number)
-                if not n:
-                    continue
-                ids_ptr, codes_ptr = source.get_ids(number), source.get_codes(number)
-                ids = faiss.rev_swig_ptr(ids_ptr, n).copy()
-                codes = faiss.rev_swig_ptr(codes_ptr, n * size).copy().reshape(n, size)
-                source.release_ids(number, ids_ptr)
-                source.release_codes(number, codes_ptr)
-                if len(f.deleted):
-                    keep = ~np.isin(ids, f.deleted)
-                    ids, codes = np.ascontiguousarray(ids[keep]), np.ascontiguousarray(codes[keep])
-                if len(ids):
-                    ivf.invlists.add_entries(number, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(codes))
-                    total += len(ids)
-            if not self.rerank:
-                self._unmapped(f)
+        for number in range(int(ivf.nlist)):
+            codes, ids = list_entries(number, int(ivf.code_size), sources)
+            if len(ids):
+                ivf.invlists.add_entries(number, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+                total += len(ids)
         ivf.ntotal = total
         target.index.ntotal = total
         return target
