@@ -43,11 +43,11 @@ from indexer.training.train import (
     RECORDED_SCENE,
     SentenceTable,
     TrainConfig,
-    TrainingBatch,
     audio_neighbourhood_loss,
     choose_captions,
     deterministic_torch,
     prepare_data,
+    training_batch,
     training_loss,
     training_texts,
 )
@@ -184,17 +184,8 @@ def train_variant(name: str, trainable_block4: bool, args: argparse.Namespace, p
             indices = order[batch_start : batch_start + config.batch_size]
             captions = choose_captions(train, indices, rng, config.plain_caption_prob)
             index = torch.from_numpy(indices)
-            batch = TrainingBatch(
-                mel=train.features[index].float(),
-                captions=captions,
-                caption_ids=torch.tensor([caption_index[c] for c in captions]),
-                label_ids=torch.tensor([label_index[train.labels[i]] for i in indices]),
-                scene_ids=torch.tensor([scene_index[train.scenes[i]] for i in indices]),
-                plain_captions=torch.tensor(
-                    [c == train.captions[i][0] or train.scenes[i] == RECORDED_SCENE for c, i in zip(captions, indices)]
-                ),
-                labels=[train.labels[i] for i in indices],
-            )
+            batch = training_batch(train, indices, captions, train.features[index].float(), caption_index,
+                                   label_index, scene_index)
             warm = min(1.0, (step + 1) / 20)
             for group, peak in zip(optimizer.param_groups, peaks):
                 group["lr"] = peak * warm * 0.5 * (1 + np.cos(np.pi * step / total))

@@ -445,6 +445,24 @@ def choose_captions(clips: LabelledClips, indices: np.ndarray, rng: np.random.Ge
     return chosen
 
 
+def training_batch(clips: LabelledClips, indices: np.ndarray, captions: list[str], mel: torch.Tensor,
+                   caption_index: dict[str, int], label_index: dict[str, int],
+                   scene_index: dict[str, int]) -> TrainingBatch:
+    """The batch of `clips[indices]` with their chosen `captions` and audio input `mel` (the trainer's and
+    the levers' benches'): a caption is plain when it is the clip's first or the clip is a recording."""
+    return TrainingBatch(
+        mel=mel,
+        captions=captions,
+        caption_ids=torch.tensor([caption_index[c] for c in captions]),
+        label_ids=torch.tensor([label_index[clips.labels[i]] for i in indices]),
+        scene_ids=torch.tensor([scene_index[clips.scenes[i]] for i in indices]),
+        plain_captions=torch.tensor(
+            [c == clips.captions[i][0] or clips.scenes[i] == RECORDED_SCENE for c, i in zip(captions, indices)]
+        ),
+        labels=[clips.labels[i] for i in indices],
+    )
+
+
 def embed_clips(model: StarterModel, features: torch.Tensor, batch_size: int = 64) -> np.ndarray:
     """Unit audio vectors of full-window log-mels, in eval mode and float32 (as the encoder runs)."""
     model.eval()
@@ -744,17 +762,7 @@ def train_starter(config: TrainConfig, log: Callable[[str], None] = print) -> Tr
                 features = train.features[torch.from_numpy(indices)]
                 # A frozen tower's pooled embeddings are computed once per window: no crop to augment.
                 mel = features.float() if model_config.audio_tower != "cnn" else augment_batch(features, config.augment, generator)
-                batch = TrainingBatch(
-                    mel=mel,
-                    captions=captions,
-                    caption_ids=torch.tensor([caption_index[c] for c in captions]),
-                    label_ids=torch.tensor([label_index[train.labels[i]] for i in indices]),
-                    scene_ids=torch.tensor([scene_index[train.scenes[i]] for i in indices]),
-                    plain_captions=torch.tensor(
-                        [c == train.captions[i][0] or train.scenes[i] == RECORDED_SCENE for c, i in zip(captions, indices)]
-                    ),
-                    labels=[train.labels[i] for i in indices],
-                )
+                batch = training_batch(train, indices, captions, mel, caption_index, label_index, scene_index)
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate_at(step, total_steps, config)
                 loss = training_loss(model, sentences, batch, all_labels, all_scenes, config, rng)
