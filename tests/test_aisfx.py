@@ -160,10 +160,13 @@ def test_aisfx_head_round_trip_and_the_tower_it_was_trained_on(tmp_path: Path) -
     other = save_starter(
         model, tmp_path / "b.safetensors", text_model, torch.float32, {AUDIO_TOWER_KEY: "0" * 64}
     )
+    # The tower loads on the first audio (a text query never reads it): that is where another tower is refused.
+    other_encoder = StarterEncoder(other)
+    assert other_encoder.info.preprocessing["audio_tower"]["sha256"] == "0" * 64
     with pytest.raises(
         CheckpointError, match=r"b.safetensors: trained on the aiSFX tower with sha256 000000000000"
     ):
-        StarterEncoder(other)
+        other_encoder.embed_audio([samples])
 
 
 def test_tiny_aisfx_training_run_lowers_the_loss(tmp_path: Path) -> None:
@@ -210,4 +213,4 @@ def test_aisfx_starter_head_reads_the_shipped_starters_vector_beside_aisfx(tmp_p
         {AUDIO_TOWER_KEY: metadata[AUDIO_TOWER_KEY], COMPANION_KEY: "0" * 64},
     )
     with pytest.raises(CheckpointError, match=r"b.safetensors: trained beside the starter with sha256 000000000000"):
-        StarterEncoder(other)
+        StarterEncoder(other).embed_audio([samples])

@@ -153,12 +153,11 @@ class StarterEncoder:
                 self.glosser = QueryGlosser(json.loads(vocabulary), WordNet(wordnet))
         self._anchor_projected: torch.Tensor | None = None  # the text anchors' projections, on first query
         config = self.model.config
-        self.tower = None  # the frozen aiSFX tower of an "aisfx" model
-        self.companion = None  # and the frozen CNN starter of an "aisfx+starter" one
-        if config.audio_tower in ("aisfx", "aisfx+starter"):
-            self.tower = _load_frozen_tower(checkpoint, self.metadata, device)
-        if config.audio_tower == "aisfx+starter":
-            self.companion = _load_companion(checkpoint, self.metadata, device)
+        # The frozen aiSFX tower of an "aisfx" model (and the CNN starter beside it for "aisfx+starter") load
+        # on the first audio: a text query never reads their 19 MB nor hashes them.
+        self._frozen = config.audio_tower in ("aisfx", "aisfx+starter")
+        self._tower = None
+        self._companion = None
         # Channels-last convolutions (oneDNN's native layout): 1.36x fp32 and 1.28x bf16 on CPU, same top 10,
         # cosine 1.000000 to the default layout (bench/model_speedups.py; torch.compile, faster still, costs
         # ~30 s of compiling per process and is not used).
@@ -172,7 +171,7 @@ class StarterEncoder:
             window_seconds=config.window_seconds,
             checkpoint_sha256=file_sha256(checkpoint),
             preprocessing={
-                **(_aisfx_preprocessing(self.metadata) if self.tower is not None else _log_mel_preprocessing(config)),
+                **(_aisfx_preprocessing(self.metadata) if self._frozen else _log_mel_preprocessing(config)),
                 # The frozen text model the projection was trained on: an index built with one refuses
                 # another (check_encoder compares preprocessing).
                 "text_model": self.text_model["id"],
@@ -181,9 +180,23 @@ class StarterEncoder:
             },
         )
 
+    @property
+    def tower(self):  # -> aisfx.AisfxTower | None
+        """The frozen aiSFX tower of an "aisfx" model, loaded and checked on first use; None for the CNN."""
+        if self._frozen and self._tower is None:
+            self._tower = _load_frozen_tower(self.checkpoint, self.metadata, str(self.device))
+        return self._tower
+
+    @property
+    def companion(self):  # -> companion.StarterCompanion | None
+        """The frozen CNN starter an "aisfx+starter" model reads beside aiSFX, loaded on first use."""
+        if self.model.config.audio_tower == "aisfx+starter" and self._companion is None:
+            self._companion = _load_companion(self.checkpoint, self.metadata, str(self.device))
+        return self._companion
+
     def embed_audio(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """(n, dim) unit vectors for mono windows at `info.sample_rate` of at most `info.window_seconds`."""
-        if self.tower is not None:
+        if self._frozen:
             return self.embed_prepared(self.prepare_audio(windows))
         padded = pad_windows(windows, self.model.config)
         out = np.zeros((len(padded), self.info.dim), dtype=np.float32)
@@ -199,7 +212,7 @@ class StarterEncoder:
     def prepare_audio(self, windows: Sequence[np.ndarray]) -> list:
         """The front end's log-mel features (frames, n_mels) of each window (on CPU), in the order given; for
         an "aisfx+starter" model, (frames, the companion's padded 16 kHz samples) pairs."""
-        if self.tower is not None:
+        if self._frozen:
             from indexer.starter.aisfx import window_features
 
             features: list = []
@@ -222,7 +235,7 @@ class StarterEncoder:
 
     def embed_prepared(self, features: Sequence) -> np.ndarray:
         """(n, dim) unit vectors of windows from their `prepare_audio` features."""
-        if self.tower is not None:
+        if self._frozen:
             from indexer.starter.aisfx import pooled_embeddings
 
             with torch.inference_mode():
