@@ -480,9 +480,10 @@ def demo_corpus(out: Path, size: int, seed: int | None, sample_set: str, duratio
               help="Peak learning rate.")
 @click.option("--threads", type=click.IntRange(1), cls=LibraryDefault, default_of="indexer.training.train:TrainConfig.threads",
               help="torch threads; 1 is much faster on a machine other jobs load (threads wait on each other).")
-@click.option("--audio-tower", type=click.Choice(["cnn", "aisfx", "aisfx+starter"]), default="cnn", show_default=True,
-              help="cnn: train the small CNN from scratch; aisfx: a head on aiSFX's frozen pretrained tower; "
-                   "aisfx+starter: a head on aiSFX's and the shipped starter's audio vectors together.")
+@click.option("--audio-tower", type=click.Choice(["aisfx", "cnn", "aisfx+starter"]), default="aisfx", show_default=True,
+              help="aisfx: a head on aiSFX's frozen pretrained tower (the default model, starter-aisfx); cnn: the "
+                   "small CNN from scratch (the model `starter`); aisfx+starter: a head on aiSFX's and the "
+                   "shipped starter's audio vectors together.")
 def train(out_path: Path, metrics_path: Path | None, cache_dir: Path | None, seed: int | None, train_sets: str | None,
           clips_per_set: int | None, epochs: int | None, batch_size: int | None, learning_rate: float | None,
           threads: int | None, audio_tower: str) -> None:
@@ -490,18 +491,15 @@ def train(out_path: Path, metrics_path: Path | None, cache_dir: Path | None, see
     from dataclasses import replace
 
     from indexer.starter.prompts import PROMPT_STYLES
-    from indexer.training.train import TrainConfig, train_starter
+    from indexer.training.train import TrainConfig, recipe, train_starter
 
     overrides = {
         "metrics_path": metrics_path, "cache_dir": cache_dir, "seed": seed, "clips_per_set": clips_per_set,
         "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "threads": threads,
         "train_sample_sets": tuple(train_sets.split(",")) if train_sets else None,
     }
-    if audio_tower != "cnn":
-        from indexer.starter.config import AISFX_CONFIG, AISFX_STARTER_CONFIG
-
-        overrides["model"] = AISFX_CONFIG if audio_tower == "aisfx" else AISFX_STARTER_CONFIG
-    config = replace(TrainConfig(out_path=out_path), **{k: v for k, v in overrides.items() if v is not None})
+    config = replace(TrainConfig(out_path=out_path), **recipe(audio_tower),
+                     **{k: v for k, v in overrides.items() if v is not None})
     result = train_starter(config, log=lambda line: click.echo(line, err=True))
     click.echo(f"{result.weights_path}: epoch {result.best_epoch} saved; held-out zero-shot accuracy "
                + ", ".join(f"{style} {result.validation[style]['accuracy']:.1f}%" for style in PROMPT_STYLES))

@@ -61,7 +61,7 @@ def corpus_index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     (corpus / "text.wav").write_text("this is a text file renamed .wav\n" * 20)
     (corpus / "truncated.ogg").write_bytes((corpus / "noise.ogg").read_bytes()[:200])
     index = tmp_path_factory.mktemp("idx") / "index"
-    cli(indexer_cli, ["build", corpus, "--index", index, "--model", "starter", "--quiet"], EXIT_PARTIAL)
+    cli(indexer_cli, ["build", corpus, "--index", index, "--quiet"], EXIT_PARTIAL)
     return corpus, index
 
 
@@ -191,8 +191,8 @@ def test_finding4_another_model_is_refused_without_the_hub(corpus_index: tuple[P
 
     monkeypatch.setattr("indexer.encoders.resolver.resolve_hub_file", no_hub)
     line = error_line(cli(search_cli, ["query", "drum", "--index", index, "--model", "630k-audioset-best"], 1))
-    assert line == (f"Error: {index}: index was built with model starter, not 630k-audioset-best; "
-                    f"search it with --model starter or rebuild it")
+    assert line == (f"Error: {index}: index was built with model starter-aisfx, not 630k-audioset-best; "
+                    f"search it with --model starter-aisfx or rebuild it")
 
 
 def test_finding4_a_query_never_creates_a_catalog(corpus_index: tuple[Path, Path], tmp_path: Path) -> None:
@@ -256,7 +256,7 @@ def test_finding6_classify_through_the_server_lists_failures_and_no_starter_note
     corpus, index = corpus_index
     result = cli(search_cli, ["classify", corpus, "-k", "1", "--index", index, "--verbose"], EXIT_PARTIAL)
     assert result.stderr.startswith("note: answered by search serve at 127.0.0.1"), result.stderr
-    assert "starter model" not in result.stderr
+    assert "using the bundled" not in result.stderr
     assert len(result.stdout.splitlines()) == 1 + len(GOOD) + 1
     reasons = {line.split(": ", 2)[1].rsplit("/", 1)[1]: line.split(": ", 2)[2]
                for line in result.stderr.splitlines() if line.startswith("failed: ")}

@@ -101,10 +101,10 @@ def test_auto_without_laion_clap_picks_the_starter_and_says_so_once(hf_cache: Pa
     result = CliRunner().invoke(indexer_cli, ["build", str(corpus), "--index", str(tmp_path / "index"), "--quiet"])
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
-    assert lines == [("note: using the bundled starter model; LAION-CLAP (630k-audioset-best) is far stronger on "
+    assert lines == [("note: using the bundled starter-aisfx model; LAION-CLAP (630k-audioset-best) is far stronger on "
                       "real recordings: fetch it once with `indexer models download 630k-audioset-best`")]
     info = json.loads(CliRunner().invoke(indexer_cli, ["info", "--index", str(tmp_path / "index"), "--json"]).stdout)
-    assert info["provenance"]["model_id"] == "starter"
+    assert info["provenance"]["model_id"] == "starter-aisfx"
 
     # A LAION-CLAP checkpoint appearing later does not switch an existing index's model.
     from indexer.build import choose_build_model
@@ -112,15 +112,15 @@ def test_auto_without_laion_clap_picks_the_starter_and_says_so_once(hf_cache: Pa
     place_in_hf_cache(hf_cache, "lukewys/laion_clap", "630k-audioset-best.pt", fake_checkpoint(tmp_path / "c.pt"))
     tokenizer_in_cache(hf_cache, tmp_path)
     assert choose_model("auto").model == "630k-audioset-best"
-    assert choose_build_model(tmp_path / "index").model == "starter"
+    assert choose_build_model(tmp_path / "index").model == "starter-aisfx"
     assert choose_build_model(tmp_path / "new-index").model == "630k-audioset-best"
 
 
 def test_auto_names_what_a_partial_model_lacks(hf_cache: Path, tmp_path: Path) -> None:
     place_in_hf_cache(hf_cache, "lukewys/laion_clap", "630k-best.pt", fake_checkpoint(tmp_path / "c.pt"))
     choice = choose_model("auto")
-    assert choice.model == "starter"
-    assert choice.hint == ("using the bundled starter model: 630k-best is on disk but lacks roberta-base/vocab.json, "
+    assert choice.model == "starter-aisfx"
+    assert choice.hint == ("using the bundled starter-aisfx model: 630k-best is on disk but lacks roberta-base/vocab.json, "
                            "roberta-base/merges.txt; complete it with `indexer models download 630k-best`")
 
 
@@ -130,11 +130,13 @@ def test_models_list_shows_what_is_on_disk_and_where(hf_cache: Path, tmp_path: P
     result = CliRunner().invoke(indexer_cli, ["models", "list", "--json"])
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)}
-    assert set(rows) == {"starter", "630k-audioset-best", "630k-best", "630k-audioset-fusion-best", "630k-fusion-best"}
+    assert set(rows) == {"starter-aisfx", "starter", "630k-audioset-best", "630k-best", "630k-audioset-fusion-best",
+                         "630k-fusion-best"}
     assert rows["630k-best"]["on_disk"] == "yes" and rows["630k-best"]["path"] == str(snapshot)
     assert rows["630k-best"]["size_bytes"] == 4096 and rows["630k-best"]["dim"] == 512
     assert rows["630k-audioset-best"]["on_disk"] == "no" and rows["630k-audioset-best"]["path"] is None
     assert rows["starter"]["on_disk"] == "yes" and rows["starter"]["family"] == "starter"
+    assert rows["starter-aisfx"]["on_disk"] == "yes" and rows["starter-aisfx"]["dim"] == 256
 
     table = CliRunner().invoke(indexer_cli, ["models", "list"]).stdout.splitlines()
     by_name = {line.split()[0]: line for line in table[1:]}

@@ -20,11 +20,11 @@ SCENES = ["cathedral", "dry", "small room", "telephone"]
 
 def small_corpus_index(root: Path, seed: int) -> tuple[Path, dict[str, tuple[str, str]]]:
     """48 clips, 6 of each class, in four scenes (never trained on: the starter's renders use seeds
-    0-3), indexed with the defaults; returns the index and each file's (label, scene)."""
+    0-3), indexed with the defaults (the starter-aisfx model); returns the index and each file's (label, scene)."""
     generate_demo_corpus(root / "corpus", size=48, seed=seed, classes=CLASSES, scenes=SCENES)
     with open(root / "corpus" / "metadata.csv", newline="") as f:
         truth = {str(root / "corpus" / r["path"]): (r["label"], r["scene"]) for r in csv.DictReader(f)}
-    build_index(root / "corpus", root / "index", BuildOptions())  # the defaults: the starter model
+    build_index(root / "corpus", root / "index", BuildOptions())  # the defaults: the starter-aisfx model
     return root / "index", truth
 
 
@@ -81,7 +81,8 @@ def test_the_starter_is_the_default_and_recorded(demo_index) -> None:  # type: i
 
     index, _ = demo_index
     provenance = Index(index).provenance()
-    assert provenance.model_id == "starter" and provenance.family == "starter"
+    assert provenance.model_id == "starter-aisfx" and provenance.family == "starter"
+    assert provenance.preprocessing["audio_tower"]["name"] == "aisfx-0.1.2"
     assert len(provenance.checkpoint_sha256) == 64
 
 

@@ -35,9 +35,9 @@ def choose_model(requested: str = AUTO_MODEL) -> ModelChoice:
     partial = next((s for s in statuses if s.checkpoint.path is not None), None)
     if partial is not None:
         missing = ", ".join(f.label for f in partial.missing)
-        hint = (f"using the bundled starter model: {partial.entry.name} is on disk but lacks {missing}; "
+        hint = (f"using the bundled {DEFAULT_MODEL} model: {partial.entry.name} is on disk but lacks {missing}; "
                 f"complete it with `indexer models download {partial.entry.name}`")
     else:
-        hint = (f"using the bundled starter model; LAION-CLAP ({best}) is far stronger on real recordings: "
+        hint = (f"using the bundled {DEFAULT_MODEL} model; LAION-CLAP ({best}) is far stronger on real recordings: "
                 f"fetch it once with `indexer models download {best}`")
     return ModelChoice(DEFAULT_MODEL, hint)

@@ -49,16 +49,24 @@ def _laion(name: str, description: str, **options: Any) -> ModelEntry:
                       licence="CC0-1.0; tokenizer MIT", files=ROBERTA_FILES)
 
 
-# The bundled model's weights ship inside the package (indexer/starter/weights).
+# The bundled models' weights ship inside the package (indexer/starter/weights).
 STARTER_WEIGHTS = Path(__file__).resolve().parent.parent / "starter" / "weights" / "starter.safetensors"
+# The head over aiSFX's frozen tower (the tower itself is weights/aisfx_tower.safetensors, whose sha256 the
+# head records): docs/starter-model.md.
+STARTER_AISFX_WEIGHTS = STARTER_WEIGHTS.with_name("starter_aisfx.safetensors")
 
 MODELS: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in [
+        ModelEntry("starter-aisfx", "starter", STARTER_AISFX_WEIGHTS,
+                   "resound's bundled default: aiSFX's frozen sound-effects tower (Ma & Lerch, ISMIR 2022) with a "
+                   "learned head + frozen all-MiniLM-L6-v2 text tower with a learned projection; hears real "
+                   "recordings best of the bundled models, ~13x the CNN starter's cost (see MODEL_CARD.md)",
+                   dim=256, licence="MIT; aiSFX tower CC BY 4.0"),
         ModelEntry("starter", "starter", STARTER_WEIGHTS,
-                   "resound's bundled CLAP-style model: log-mel CNN + frozen all-MiniLM-L6-v2 text tower with a "
+                   "resound's small bundled model: log-mel CNN + frozen all-MiniLM-L6-v2 text tower with a "
                    "learned projection, trained on rendered instruments, events, speech and noises and on real "
-                   "recordings from Debian packages (see its MODEL_CARD.md)",
+                   "recordings from Debian packages; ~13x faster to index than starter-aisfx (see MODEL_CARD.md)",
                    dim=256, licence="MIT"),
         _laion("630k-audioset-best", "LAION-CLAP HTSAT-tiny, LAION-Audio-630K + AudioSet", amodel="HTSAT-tiny", fusion=False),
         _laion("630k-best", "LAION-CLAP HTSAT-tiny, LAION-Audio-630K", amodel="HTSAT-tiny", fusion=False),
@@ -66,7 +74,7 @@ MODELS: dict[str, ModelEntry] = {
         _laion("630k-fusion-best", "LAION-CLAP HTSAT-tiny with feature fusion, LAION-Audio-630K", amodel="HTSAT-tiny", fusion=True),
     ]
 }
-DEFAULT_MODEL = "starter"  # the library's default; the command lines default to AUTO_MODEL
+DEFAULT_MODEL = "starter-aisfx"  # the library's default; the command lines default to AUTO_MODEL
 # "auto": the best registered model already on disk, else the starter (indexer/encoders/auto.py).
 AUTO_MODEL = "auto"
 # What `auto` prefers, best first: the general-purpose LAION-CLAP checkpoints, then the fusion ones.

@@ -150,6 +150,23 @@ class TrainConfig:
     max_steps: int | None = None  # stop early (tests)
 
 
+def recipe(audio_tower: str) -> dict[str, object]:
+    """TrainConfig overrides of the recipe behind the shipped weights of each audio tower: "cnn" is
+    TrainConfig's defaults (weights/starter.safetensors); "aisfx" a head on the frozen aiSFX tower with the
+    audio-neighbourhood term at weight 1 (weights/starter_aisfx.safetensors, the default model: the lever
+    table in docs/starter-model.md); "aisfx+starter" the lever that reads the CNN's vector beside aiSFX's."""
+    from indexer.starter.config import AISFX_CONFIG, AISFX_STARTER_CONFIG
+
+    recipes: dict[str, dict[str, object]] = {
+        "cnn": {},
+        "aisfx": {"model": AISFX_CONFIG, "audio_neighbourhood_weight": 1.0},
+        "aisfx+starter": {"model": AISFX_STARTER_CONFIG},
+    }
+    if audio_tower not in recipes:
+        raise ValueError(f"unknown audio tower {audio_tower!r}: one of {', '.join(recipes)}")
+    return recipes[audio_tower]
+
+
 @dataclass
 class TrainResult:
     """What a run produced and measured."""
