@@ -214,12 +214,13 @@ def write_tiny_clip_checkpoint(path: Path, seed: int = 0) -> str:
 
 
 def starter_index(root: Path) -> tuple[Path, Path]:
-    """(corpus, index) of three short tones and a noise, built with the default starter model."""
+    """(corpus, index) of three short tones and a noise, built with the default model (starter-aisfx): the
+    fuzz and edge-case tests that use it run on what a user gets."""
     from indexer import BuildOptions, build_index
 
     corpus = root / "corpus"
     write_audio(corpus / "a440.wav", tone(440, 2.0))
     write_audio(corpus / "sweep.flac", chirp(100, 8000, 4.0))
     write_audio(corpus / "noise.ogg", noise(2.0, seed=1))
-    build_index(corpus, root / "index", BuildOptions(model="starter"))
+    build_index(corpus, root / "index", BuildOptions())
     return corpus, root / "index"
