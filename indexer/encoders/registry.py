@@ -61,12 +61,12 @@ MODELS: dict[str, ModelEntry] = {
         ModelEntry("starter-aisfx", "starter", STARTER_AISFX_WEIGHTS,
                    "resound's bundled default: aiSFX's frozen sound-effects tower (Ma & Lerch, ISMIR 2022) with a "
                    "learned head + frozen all-MiniLM-L6-v2 text tower with a learned projection; hears real "
-                   "recordings best of the bundled models, ~13x the CNN starter's cost (see MODEL_CARD.md)",
+                   "recordings best of the bundled models; indexes at 0.43x the CNN starter's speed (see MODEL_CARD.md)",
                    dim=256, licence="MIT; aiSFX tower CC BY 4.0"),
         ModelEntry("starter", "starter", STARTER_WEIGHTS,
                    "resound's small bundled model: log-mel CNN + frozen all-MiniLM-L6-v2 text tower with a "
                    "learned projection, trained on rendered instruments, events, speech and noises and on real "
-                   "recordings from Debian packages; ~13x faster to index than starter-aisfx (see MODEL_CARD.md)",
+                   "recordings from Debian packages; indexes 2.3x as fast as starter-aisfx (see MODEL_CARD.md)",
                    dim=256, licence="MIT"),
         _laion("630k-audioset-best", "LAION-CLAP HTSAT-tiny, LAION-Audio-630K + AudioSet", amodel="HTSAT-tiny", fusion=False),
         _laion("630k-best", "LAION-CLAP HTSAT-tiny, LAION-Audio-630K", amodel="HTSAT-tiny", fusion=False),
