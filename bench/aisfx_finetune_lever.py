@@ -1,6 +1,7 @@
 """Experiment: fine-tune aiSFX's last conv block with a trained "aisfx" head, on cached block-3 activations.
 
     nice -n 19 python bench/aisfx_finetune_lever.py --init HEAD.safetensors --out-dir DIR [--epochs 2]
+        [--block4-lr 5e-5] [--variants control,block4]
 
 Starts from a trained frozen-aiSFX checkpoint (`--init`, e.g. the a2a lever's) and trains for `--epochs`
 more epochs on the recipe's data (four sample sets and the training recordings, as `indexer train
@@ -228,7 +229,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--variants", default="control,block4",
+                        help="which of control,block4 to train (a long block4 run can skip its control)")
     args = parser.parse_args()
+    variants = args.variants.split(",")
+    if not variants or set(variants) - {"control", "block4"}:
+        parser.error(f"--variants: control, block4 or both, not {args.variants!r}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     log = lambda line: print(line, file=sys.stderr, flush=True)
     config = TrainConfig(out_path=args.out_dir / "unused.safetensors", model=AISFX_CONFIG, cache_dir=args.cache_dir,
@@ -256,6 +262,8 @@ def main() -> None:
         base = {**levers.tower_cache(args.cache_dir), "cache_dir": str(args.cache_dir)}
         original_block4 = aisfx.load_aisfx_tower().conv_block4.eval()
         for name, trainable in (("control", False), ("block4", True)):
+            if name not in variants:
+                continue
             path, info = train_variant(name, trainable, args, pooled, acts, sentences, all_labels, all_scenes, config)
             block4 = info["block4"].eval() if trainable else original_block4
             with torch.inference_mode():
