@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from indexer.encoders import AUTO_MODEL, MODELS
+from indexer.encoders import AUTO_MODEL, DEFAULT_MODEL, MODELS
 from indexer.encoders.precision import PRECISIONS
 from indexer.exit_status import EXIT_FAILURE, EXIT_PARTIAL, one_line, quiet_stdout, translate
 from indexer.limits import DEFAULT_MAX_FILE_SECONDS
@@ -134,7 +134,7 @@ def print_model_hint(hint: str | None) -> None:
 @index_option
 @click.option("--model", default=AUTO_MODEL, show_default=True,
               help=f"Model name ({', '.join(MODELS)}), checkpoint path, or auto: an existing index's own model, "
-                   f"else the best LAION-CLAP checkpoint already on disk, else starter (never downloads).")
+                   f"else the best LAION-CLAP checkpoint already on disk, else {DEFAULT_MODEL} (never downloads).")
 @click.option("--vision-model", default=None,
               help="CLIP model for video frames (ARCH/TAG, e.g. ViT-B-32/laion2b_s34b_b79k, or ARCH:/path): audio-visual index.")
 @click.option("--audio-weight", default=1.0, show_default=True, type=FiniteRange(min=0), help="Audio part's weight (audio-visual).")

@@ -13,7 +13,7 @@ import click
 
 from db.filters import MODALITIES, TAG_KEYS, SearchFilter
 from indexer.cli import FiniteRange, LibraryDefault, ResoundGroup, db_option, default_index, index_option
-from indexer.encoders import AUTO_MODEL
+from indexer.encoders import AUTO_MODEL, DEFAULT_MODEL
 from indexer.exit_status import one_line
 from indexer.text import printable
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, STRATEGIES
@@ -327,7 +327,7 @@ def _label_options(f):  # type: ignore[no-untyped-def]
 
 def _model_option(f):  # type: ignore[no-untyped-def]
     return click.option("--model", default=AUTO_MODEL, show_default=True,
-                        help="Model name or checkpoint path; auto: the best LAION-CLAP checkpoint on disk, else starter.")(f)
+                        help=f"Model name or checkpoint path; auto: the best LAION-CLAP checkpoint on disk, else {DEFAULT_MODEL}.")(f)
 
 
 def _chosen_model(model: str) -> str:

@@ -266,3 +266,13 @@ def test_commands_that_embed_without_an_index_take_auto_too(hf_cache: Path, tmp_
     assert len(json.loads(result.stdout)[0]["labels"]) == 2
     assert result.stderr.splitlines() == [f"note: {choose_model('auto').hint}"]
     assert "indexer models download 630k-audioset-best" in result.stderr
+
+
+def test_every_model_option_names_the_model_auto_falls_back_to() -> None:
+    from indexer.encoders import DEFAULT_MODEL
+    from search.cli import main as search_cli
+
+    assert DEFAULT_MODEL == "starter-aisfx"
+    for cli, command in ((indexer_cli, ["build"]), (search_cli, ["classify"]), (search_cli, ["caption"])):
+        text = " ".join(CliRunner().invoke(cli, [*command, "--help"]).stdout.split())
+        assert "else starter-aisfx" in text.replace("starter- aisfx", "starter-aisfx"), (command, text)

@@ -22,7 +22,7 @@ class ModelChoice:
 
 def choose_model(requested: str = AUTO_MODEL) -> ModelChoice:
     """Resolve `requested`: a name or path is kept as is; `auto` becomes the first model of AUTO_ORDER
-    whose checkpoint and tokenizer files are all on disk, else the starter with a hint."""
+    whose checkpoint and tokenizer files are all on disk, else DEFAULT_MODEL with a hint."""
     if requested != AUTO_MODEL:
         return ModelChoice(requested)
     from indexer.encoders.model_store import model_status

@@ -75,7 +75,7 @@ MODELS: dict[str, ModelEntry] = {
     ]
 }
 DEFAULT_MODEL = "starter-aisfx"  # the library's default; the command lines default to AUTO_MODEL
-# "auto": the best registered model already on disk, else the starter (indexer/encoders/auto.py).
+# "auto": the best registered model already on disk, else DEFAULT_MODEL (indexer/encoders/auto.py).
 AUTO_MODEL = "auto"
 # What `auto` prefers, best first: the general-purpose LAION-CLAP checkpoints, then the fusion ones.
 AUTO_ORDER = ("630k-audioset-best", "630k-best", "630k-audioset-fusion-best", "630k-fusion-best")
