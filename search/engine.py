@@ -26,6 +26,11 @@ from indexer.text import printable
 from search.grouping import group_by_file, next_fetch
 from search.validation import MAX_QUERY_CHARS, query_text  # noqa: F401 (MAX_QUERY_CHARS: re-exported)
 
+# Every text tower resound ships or registers (MiniLM for the starters, RoBERTa for LAION-CLAP) learned
+# English: a query in another script is answered (never refused), but by meaning only loosely.
+NO_LATIN_NOTE = ("the query has no Latin letters: the model's text side was trained on English, so the "
+                 "sound ranking may be unrelated (file names and tags still match its words in hybrid mode)")
+
 
 @dataclass(frozen=True)
 class Window:
@@ -175,6 +180,8 @@ class Engine:
         modality = modality or self.modalities[-1]
         self._check_modality(modality)
         self.answer_notes = []
+        if mode != "keyword" and not any(ch.isascii() and ch.isalpha() for ch in text):
+            self.answer_notes.append(NO_LATIN_NOTE)
         with autocast(self.encoder, self.precision) as reduced:
             if hasattr(self.encoder, "restrict"):
                 vectors = self.encoder.embed_text([text], modality=modality)  # type: ignore[call-arg]

@@ -83,6 +83,18 @@ def test_finding1_queries_in_any_script_are_answered(corpus_index: tuple[Path, P
     assert len(hits) == 3 and all(-1.0 <= h["score"] <= 1.0 for h in hits)
 
 
+def test_a_query_without_latin_letters_is_answered_with_a_note(corpus_index: tuple[Path, Path]) -> None:
+    _, index = corpus_index
+    note = ("note: the query has no Latin letters: the model's text side was trained on English, so the sound "
+            "ranking may be unrelated (file names and tags still match its words in hybrid mode)")
+    for text in ("日本語", "кошка мяукает", "🎵🎵"):
+        result = cli(search_cli, ["query", text, "--index", index, "-k", "2"])
+        assert result.stdout.splitlines()[0].startswith("rank") and note in result.stderr.splitlines(), text
+    for text, mode in (("a tone", "hybrid"), ("e\u0301te\u0301 日本", "hybrid"), ("日本語", "keyword")):
+        result = cli(search_cli, ["query", text, "--index", index, "-k", "2", "--mode", mode])
+        assert "no Latin letters" not in result.stderr, text
+
+
 def test_finding1_the_api_answers_any_script_with_200(corpus_index: tuple[Path, Path]) -> None:
     from fastapi.testclient import TestClient
 
