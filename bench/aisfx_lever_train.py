@@ -1,5 +1,6 @@
-"""Train one lever of the frozen-aiSFX generation: the recipe (`indexer train --audio-tower aisfx`) with one
+"""Train one lever of the frozen-aiSFX generation: the head without the audio-neighbourhood term with one
 thing changed, on the cached tower embeddings (the first run computes them; every lever reuses them).
+Lever `a2a` is the shipped starter-aisfx's recipe (`indexer train`, `indexer.training.train.recipe("aisfx")`).
 
     nice -n 15 python bench/aisfx_lever_train.py LEVER --out-dir DIR [--train-sets fluidr3,timgm6mb] [--threads 1]
 
@@ -20,7 +21,7 @@ from indexer.starter.config import AISFX_CONFIG, AISFX_STARTER_CONFIG
 from indexer.training.train import TrainConfig, train_starter
 
 LEVERS = {
-    "recipe": ({}, "the recipe as `indexer train --audio-tower aisfx` runs it"),
+    "recipe": ({}, "the head without the audio-neighbourhood term (`indexer train --audio-tower aisfx` before 2026-12-06)"),
     "hidden512": ({"model": replace(AISFX_CONFIG, audio_hidden=512)}, "head hidden width 512 (recipe 1024)"),
     "hidden2048": ({"model": replace(AISFX_CONFIG, audio_hidden=2048)}, "head hidden width 2048"),
     "temp003": ({"model": replace(AISFX_CONFIG, init_logit_scale=math.log(1 / 0.03))}, "initial temperature 0.03 (recipe 0.07, learnable)"),
@@ -28,7 +29,7 @@ LEVERS = {
     "recordings2": ({"recording_repeats": 2}, "each real-recording window twice an epoch (recipe once)"),
     "concat": ({"model": AISFX_STARTER_CONFIG}, "aisfx+starter: the shipped starter's audio vector beside aiSFX's"),
     "concat_recordings2": ({"model": AISFX_STARTER_CONFIG, "recording_repeats": 2}, "aisfx+starter, recordings twice"),
-    "a2a": ({"audio_neighbourhood_weight": 1.0}, "audio neighbourhood term (KL to the tower's in-batch neighbours; temperatures 0.1 head, 0.02 tower), weight 1"),
+    "a2a": ({"audio_neighbourhood_weight": 1.0}, "audio neighbourhood term (KL to the tower's in-batch neighbours; temperatures 0.1 head, 0.02 tower), weight 1: the shipped starter-aisfx's recipe (training.train.recipe)"),
     "a2a_w03": ({"audio_neighbourhood_weight": 0.3}, "audio neighbourhood term, weight 0.3"),
     "a2a_w3": ({"audio_neighbourhood_weight": 3.0}, "audio neighbourhood term, weight 3"),
     "a2a_w10": ({"audio_neighbourhood_weight": 10.0}, "audio neighbourhood term, weight 10"),
