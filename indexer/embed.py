@@ -341,6 +341,12 @@ class FileEmbedding:
     vectors: np.ndarray  # (n_windows, dim)
     file_vector: np.ndarray  # (dim,)
     duration: float
+    # Each window's peak absolute sample (NaN for a window without audio: a video's frames only).
+    peaks: np.ndarray | None = None
+
+    def silent(self, peak: float) -> bool:
+        """Whether every window has audio and none peaks above `peak` (linear, full scale 1)."""
+        return self.peaks is not None and len(self.peaks) > 0 and bool(np.all(self.peaks < peak))
 
 
 def embed_file(encoder: Encoder, path: str | Path, hop_seconds: float | None = None, batch_size: int = 16,
@@ -355,11 +361,13 @@ def embed_file(encoder: Encoder, path: str | Path, hop_seconds: float | None = N
     vectors: list[np.ndarray] = []
     samples: list = []
     frames: list = []
+    peaks: list[float] = []
     duration = 0.0
     for part in inputs.parts():
         spans += part.spans
         samples += part.samples
         frames += part.frames
+        peaks += [float(np.max(np.abs(w))) if w is not None and len(w) else float("nan") for w in part.samples]
         duration = part.duration
         while len(samples) >= batch_size:
             vectors.append(embed_inputs(encoder, samples[:batch_size], frames[:batch_size], precision))
@@ -369,4 +377,5 @@ def embed_file(encoder: Encoder, path: str | Path, hop_seconds: float | None = N
     if not spans:
         raise AudioDecodeError(Path(path), "no audio samples")
     window_vectors = np.concatenate(vectors)
-    return FileEmbedding(spans, window_vectors, l2_normalize(window_vectors.mean(axis=0)), duration)
+    return FileEmbedding(spans, window_vectors, l2_normalize(window_vectors.mean(axis=0)), duration,
+                         np.asarray(peaks, dtype=np.float64))

@@ -96,6 +96,15 @@ class ParameterError(QueryError):
     answers it as a usage error (exit status 2), the API with 400."""
 
 
+class SilentMediaError(ResoundError):
+    """A media file whose audio is silence throughout: a model's labels for it would mean nothing."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
 class MediaTooLongError(AudioDecodeError):
     """Audio that goes on past a decoding limit (seconds or samples), whatever its header claimed.
 

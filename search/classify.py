@@ -15,11 +15,17 @@ import numpy as np
 
 from indexer.embed import embed_file
 from indexer.encoders.base import Encoder, l2_normalize
-from indexer.errors import AudioDecodeError, ResoundError
+from indexer.errors import AudioDecodeError, ResoundError, SilentMediaError
 from indexer.media.decode import NO_LIMITS, DecodeLimits
 from search.prompts import DEFAULT_PROMPTS_PER_LABEL, LabelSet, PromptBank, label_embeddings, label_prompts
 
 T = TypeVar("T")
+
+# A file none of whose samples rises above this level is silence (digital or a muted take): every model
+# still gives its windows a confident label ("a door closing" 0.99 for ten minutes of zeros, issue 28's
+# trial), so classify refuses it instead. -70 dBFS is under the noise floor of any recorded room tone.
+SILENCE_DBFS = -70
+SILENCE_PEAK = 10 ** (SILENCE_DBFS / 20)
 
 # CLIP/CLAP initialise their temperature at 1/0.07; used for encoders that do not expose a learned one.
 DEFAULT_LOGIT_SCALE = 1 / 0.07
@@ -108,6 +114,9 @@ class ZeroShotClassifier:
         modality: str = "av",
     ):
         self.encoder = encoder
+        # Labels read from sound alone (an audio model, or an audio-visual one restricted to audio): a file
+        # silent throughout is refused, not labelled. A picture can still be labelled under silence.
+        self.hears_only = modality == "audio" or not hasattr(encoder, "restrict")
         self.label_set = label_set
         self.labels = list(label_set.labels)
         self.prompts = label_prompts(label_set, strategy, bank, n_prompts, seed)
@@ -144,6 +153,8 @@ class ZeroShotClassifier:
         """Top-k labels of a file, with a per-window timeline when it spans several windows. Decoding stops
         at `limits` (MediaTooLongError), whatever the file's header claims."""
         embedding = embed_file(self.encoder, path, hop_seconds, limits=limits)
+        if self.hears_only and embedding.silent(SILENCE_PEAK):
+            raise SilentMediaError(str(path), f"silent (no sample above {SILENCE_DBFS} dBFS): nothing to label")
         timeline = []
         if len(embedding.spans) > 1:
             timeline = [

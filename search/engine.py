@@ -32,6 +32,12 @@ NO_LATIN_NOTE = ("the query has no Latin letters: the model's text side was trai
                  "sound ranking may be unrelated (file names and tags still match its words in hybrid mode)")
 
 
+def written_in_another_script(text: str) -> bool:
+    """Whether `text` has letters and none of them Latin ("日本語", "кошка"; not "440" nor "café")."""
+    letters = [ch for ch in text if ch.isalpha()]
+    return bool(letters) and not any("a" <= ch.lower() <= "z" or "\u00c0" <= ch <= "\u024f" for ch in letters)
+
+
 @dataclass(frozen=True)
 class Window:
     """A matching window of a hit's file."""
@@ -180,7 +186,7 @@ class Engine:
         modality = modality or self.modalities[-1]
         self._check_modality(modality)
         self.answer_notes = []
-        if mode != "keyword" and not any(ch.isascii() and ch.isalpha() for ch in text):
+        if mode != "keyword" and written_in_another_script(text):
             self.answer_notes.append(NO_LATIN_NOTE)
         with autocast(self.encoder, self.precision) as reduced:
             if hasattr(self.encoder, "restrict"):

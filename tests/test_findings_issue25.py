@@ -87,10 +87,11 @@ def test_a_query_without_latin_letters_is_answered_with_a_note(corpus_index: tup
     _, index = corpus_index
     note = ("note: the query has no Latin letters: the model's text side was trained on English, so the sound "
             "ranking may be unrelated (file names and tags still match its words in hybrid mode)")
-    for text in ("日本語", "кошка мяукает", "🎵🎵"):
+    for text in ("日本語", "кошка мяукает", "🎵 音楽"):
         result = cli(search_cli, ["query", text, "--index", index, "-k", "2"])
         assert result.stdout.splitlines()[0].startswith("rank") and note in result.stderr.splitlines(), text
-    for text, mode in (("a tone", "hybrid"), ("e\u0301te\u0301 日本", "hybrid"), ("日本語", "keyword")):
+    for text, mode in (("a tone", "hybrid"), ("e\u0301te\u0301 日本", "hybrid"), ("440", "hybrid"), ("🎵🎵", "hybrid"),
+                       ("Ærø", "hybrid"), ("日本語", "keyword")):
         result = cli(search_cli, ["query", text, "--index", index, "-k", "2", "--mode", mode])
         assert "no Latin letters" not in result.stderr, text
 

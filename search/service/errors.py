@@ -13,6 +13,7 @@ from indexer.errors import (
     MediaTooLongError,
     QueryError,
     ResoundError,
+    SilentMediaError,
 )
 from search.prompts import PromptError
 
@@ -63,6 +64,7 @@ _STATUS: tuple[tuple[type[ResoundError], int], ...] = (
     (PromptError, 400),
     (MediaTooLongError, 413),  # a clip whose audio goes on past the limit, whatever its header said
     (AudioDecodeError, 400),
+    (SilentMediaError, 400),  # a silent clip has nothing to label
     (IndexNotFoundError, 503),
     (IndexCorruptError, 503),
     (IndexMismatchError, 503),
