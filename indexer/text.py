@@ -33,6 +33,13 @@ def normalize_text(text: str) -> str:
     return _SPACES.sub(" ", "".join(kept)).strip()
 
 
+def written_in_another_script(text: str) -> bool:
+    """Whether `text` has letters and none of them Latin ("日本語", "кошка"; not "440" nor "café"): the text
+    towers resound uses learned English, so such a query is answered with a note (search.engine)."""
+    letters = [ch for ch in text if ch.isalpha()]
+    return bool(letters) and not any("a" <= ch.lower() <= "z" or "\u00c0" <= ch <= "\u024f" for ch in letters)
+
+
 def printable(text: str) -> str:
     """`text` as it can be printed or sent as UTF-8: a file name's undecodable bytes (kept by Python as lone
     surrogates) shown as backslash escapes (caf\\xe9.wav), everything else unchanged."""

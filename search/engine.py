@@ -22,7 +22,7 @@ from indexer.hubness import load_correction
 from indexer.index import Index, Provenance, check_encoder, check_model, check_model_name
 from indexer.media.decode import NO_LIMITS, DecodeLimits
 from indexer.store import VectorStore, faiss_gpu
-from indexer.text import printable
+from indexer.text import printable, written_in_another_script
 from search.grouping import group_by_file, next_fetch
 from search.validation import MAX_QUERY_CHARS, query_text  # noqa: F401 (MAX_QUERY_CHARS: re-exported)
 
@@ -30,12 +30,6 @@ from search.validation import MAX_QUERY_CHARS, query_text  # noqa: F401 (MAX_QUE
 # English: a query in another script is answered (never refused), but by meaning only loosely.
 NO_LATIN_NOTE = ("the query has no Latin letters: the model's text side was trained on English, so the "
                  "sound ranking may be unrelated (file names and tags still match its words in hybrid mode)")
-
-
-def written_in_another_script(text: str) -> bool:
-    """Whether `text` has letters and none of them Latin ("日本語", "кошка"; not "440" nor "café")."""
-    letters = [ch for ch in text if ch.isalpha()]
-    return bool(letters) and not any("a" <= ch.lower() <= "z" or "\u00c0" <= ch <= "\u024f" for ch in letters)
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,7 @@ class StarterEncoder:
         # The frozen aiSFX tower of an "aisfx" model (and the CNN starter beside it for "aisfx+starter") load
         # on the first audio: a text query never reads their 19 MB nor hashes them.
         self._frozen = config.audio_tower in ("aisfx", "aisfx+starter")
+        self._with_companion = config.audio_tower == "aisfx+starter"
         self._tower = None
         self._companion = None
         # Channels-last convolutions (oneDNN's native layout): 1.36x fp32 and 1.28x bf16 on CPU, same top 10,
@@ -190,7 +191,7 @@ class StarterEncoder:
     @property
     def companion(self):  # -> companion.StarterCompanion | None
         """The frozen CNN starter an "aisfx+starter" model reads beside aiSFX, loaded on first use."""
-        if self.model.config.audio_tower == "aisfx+starter" and self._companion is None:
+        if self._with_companion and self._companion is None:
             self._companion = _load_companion(self.checkpoint, self.metadata, str(self.device))
         return self._companion
 
